@@ -1,0 +1,33 @@
+//! Site configuration and device profiles: reading, checking, and errors that point at the
+//! file, line and field at fault.
+//!
+//! A site file names the devices in a room; each device names a profile (one TOML per
+//! device model, in `device-profiles/` or a directory the site adds). Everything is
+//! checked up front, before anything connects: [`load_site`] either returns a site
+//! every part of the gateway can trust, or every problem it found.
+
+mod error;
+pub mod profile;
+pub mod site;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use profile::{ArgSpec, ArgType, CommandSpec, PointSpec, Profile};
+pub use site::{AuthToken, DeviceConfig, Site, load_site, parse_site};
+
+use std::path::Path;
+
+/// Deserializes `text` (the contents of `path`) with serde, turning a toml error into a
+/// [`ConfigError`] that carries the line and column.
+fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|err| {
+        ConfigError::at(path, text, err.span(), err.message().trim_end().to_string())
+    })
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}

@@ -1,0 +1,473 @@
+//! Device profiles: one TOML file per device model, data rather than code.
+//!
+//! A profile says which driver speaks to the model, how to reach it, which points it
+//! reports, which commands it takes (with typed arguments the router checks before
+//! anything reaches a device) and what to poll how often.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use avgate_drivers::{DriverInfo, DriverSettings, Map, Value};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::{ConfigError, ConfigErrors, parse_toml};
+
+/// Profiles compiled into the binary, so `avgate demo` and a site that uses only stock
+/// models work from any directory.
+const BUILT_IN: &[(&str, &str)] = &[(
+    "pjlink-projector",
+    include_str!("../../device-profiles/pjlink-projector.toml"),
+)];
+
+/// A checked profile.
+#[derive(Debug, Clone, Serialize)]
+pub struct Profile {
+    /// The name sites use: the file name without `.toml`.
+    pub id: String,
+    /// Human name of the model.
+    pub name: String,
+    pub description: String,
+    pub driver: String,
+    #[serde(skip)]
+    pub driver_info: &'static DriverInfo,
+    #[serde(skip)]
+    pub options: Map<String, Value>,
+    #[serde(skip)]
+    pub transport: Transport,
+    #[serde(skip)]
+    pub timing: Timing,
+    #[serde(skip)]
+    pub polls: Vec<Poll>,
+    pub points: BTreeMap<String, PointSpec>,
+    pub commands: BTreeMap<String, CommandSpec>,
+    /// Where the profile came from, for messages.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transport {
+    pub kind: TransportKind,
+    /// Default TCP port, used when a device's address gives none.
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    Tcp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timing {
+    /// How long a command or poll may take before it fails with `timeout`.
+    #[serde(default = "default_command_timeout", with = "humantime_serde")]
+    pub command_timeout: Duration,
+    /// How long connecting plus the device's greeting may take.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            command_timeout: default_command_timeout(),
+            connect_timeout: default_connect_timeout(),
+        }
+    }
+}
+
+fn default_command_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+#[derive(Debug, Clone)]
+pub struct Poll {
+    pub query: String,
+    pub every: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointSpec {
+    #[serde(rename = "type")]
+    pub kind: PointType,
+    /// Allowed values of an `enum` point.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PointType {
+    Bool,
+    Integer,
+    Number,
+    String,
+    Enum,
+    Array,
+    Object,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    #[serde(default)]
+    pub args: BTreeMap<String, ArgSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArgSpec {
+    #[serde(rename = "type")]
+    pub kind: ArgType,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+    /// Allowed values of an `enum` argument.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArgType {
+    Bool,
+    Integer,
+    Number,
+    String,
+    Enum,
+}
+
+impl CommandSpec {
+    /// Checks a panel's arguments against the schema. The message names the argument and
+    /// what was expected, for the panel developer.
+    pub fn check_args(&self, args: &Map<String, Value>) -> Result<(), String> {
+        if let Some(unknown) = args.keys().find(|k| !self.args.contains_key(*k)) {
+            let known: Vec<&str> = self.args.keys().map(String::as_str).collect();
+            return Err(format!(
+                "unknown argument `{unknown}`; this command takes: {}",
+                if known.is_empty() {
+                    "no arguments".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+        for (name, spec) in &self.args {
+            match args.get(name) {
+                None | Some(Value::Null) if spec.optional => {}
+                None | Some(Value::Null) => {
+                    return Err(format!("missing argument `{name}` ({})", spec.describe()));
+                }
+                Some(value) => spec
+                    .check(value)
+                    .map_err(|why| format!("argument `{name}`: {why}"))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ArgSpec {
+    fn describe(&self) -> String {
+        match self.kind {
+            ArgType::Enum => format!("one of {}", self.values.join(", ")),
+            ArgType::Bool => "true or false".into(),
+            ArgType::Integer => "an integer".into(),
+            ArgType::Number => "a number".into(),
+            ArgType::String => "a string".into(),
+        }
+    }
+
+    fn check(&self, value: &Value) -> Result<(), String> {
+        let type_ok = match self.kind {
+            ArgType::Bool => value.is_boolean(),
+            ArgType::Integer => value.is_i64() || value.is_u64(),
+            ArgType::Number => value.is_number(),
+            ArgType::String => value.is_string(),
+            ArgType::Enum => value
+                .as_str()
+                .is_some_and(|s| self.values.iter().any(|v| v == s)),
+        };
+        if !type_ok {
+            return Err(format!("expected {}, got {value}", self.describe()));
+        }
+        if let Some(n) = value.as_f64()
+            && (self.min.is_some_and(|min| n < min) || self.max.is_some_and(|max| n > max))
+        {
+            return Err(format!(
+                "{n} is out of range {}..={}",
+                self.min.map_or("".into(), |v| v.to_string()),
+                self.max.map_or("".into(), |v| v.to_string())
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The file as written; checked and turned into a [`Profile`] by [`Profile::parse`].
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileFile {
+    name: String,
+    #[serde(default)]
+    description: String,
+    driver: Spanned<String>,
+    /// Driver-specific settings, checked by the driver itself.
+    #[serde(default)]
+    options: Option<Spanned<toml::Table>>,
+    transport: Transport,
+    #[serde(default)]
+    timing: Timing,
+    #[serde(default)]
+    poll: Vec<PollFile>,
+    #[serde(default)]
+    points: BTreeMap<Spanned<String>, PointSpec>,
+    #[serde(default)]
+    commands: BTreeMap<Spanned<String>, CommandSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PollFile {
+    query: Spanned<String>,
+    #[serde(with = "humantime_serde")]
+    every: Duration,
+}
+
+impl Profile {
+    /// Parses and checks a profile against its driver. `id` is the name sites refer to.
+    pub fn parse(id: &str, path: &Path, text: &str) -> Result<Profile, ConfigErrors> {
+        let file: ProfileFile = parse_toml(path, text)?;
+        let mut errors = Vec::new();
+        let mut err =
+            |span, message: String| errors.push(ConfigError::at(path, text, span, message));
+
+        let Some(driver_info) = avgate_drivers::driver(file.driver.get_ref()) else {
+            let known: Vec<&str> = avgate_drivers::drivers().iter().map(|d| d.name).collect();
+            err(
+                Some(file.driver.span()),
+                format!(
+                    "unknown driver `{}`; this build has: {}",
+                    file.driver.get_ref(),
+                    known.join(", ")
+                ),
+            );
+            return Err(ConfigErrors(errors));
+        };
+
+        let options = match file
+            .options
+            .as_ref()
+            .map(|o| serde_json::to_value(o.get_ref()))
+        {
+            Some(Ok(Value::Object(map))) => map,
+            _ => Map::new(),
+        };
+        let settings = DriverSettings {
+            options: options.clone(),
+            password: None,
+        };
+        if let Err(why) = (driver_info.build)(&settings) {
+            err(
+                file.options.as_ref().map(|o| o.span()),
+                format!("[options]: {why}"),
+            );
+        }
+        for name in file.commands.keys() {
+            if !driver_info.commands.contains(&name.get_ref().as_str()) {
+                err(
+                    Some(name.span()),
+                    format!(
+                        "command `{}` is not one the {} driver understands; it has: {}",
+                        name.get_ref(),
+                        driver_info.name,
+                        driver_info.commands.join(", ")
+                    ),
+                );
+            }
+        }
+        for (name, spec) in &file.points {
+            if !driver_info.points.contains(&name.get_ref().as_str()) {
+                err(
+                    Some(name.span()),
+                    format!(
+                        "point `{}` is not one the {} driver reports; it has: {}",
+                        name.get_ref(),
+                        driver_info.name,
+                        driver_info.points.join(", ")
+                    ),
+                );
+            }
+            if spec.kind == PointType::Enum && spec.values.is_empty() {
+                err(
+                    Some(name.span()),
+                    format!("enum point `{}` needs `values = [...]`", name.get_ref()),
+                );
+            }
+        }
+        for poll in &file.poll {
+            if !driver_info.queries.contains(&poll.query.get_ref().as_str()) {
+                err(
+                    Some(poll.query.span()),
+                    format!(
+                        "poll query `{}` is not one the {} driver has; it has: {}",
+                        poll.query.get_ref(),
+                        driver_info.name,
+                        driver_info.queries.join(", ")
+                    ),
+                );
+            }
+            if poll.every < Duration::from_millis(100) {
+                err(
+                    Some(poll.query.span()),
+                    "poll `every` must be at least 100ms".into(),
+                );
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        Ok(Profile {
+            id: id.to_string(),
+            name: file.name,
+            description: file.description,
+            driver: file.driver.into_inner(),
+            driver_info,
+            options,
+            transport: file.transport,
+            timing: file.timing,
+            polls: file
+                .poll
+                .into_iter()
+                .map(|p| Poll {
+                    query: p.query.into_inner(),
+                    every: p.every,
+                })
+                .collect(),
+            points: file
+                .points
+                .into_iter()
+                .map(|(k, v)| (k.into_inner(), v))
+                .collect(),
+            commands: file
+                .commands
+                .into_iter()
+                .map(|(k, v)| (k.into_inner(), v))
+                .collect(),
+            source: path.to_path_buf(),
+        })
+    }
+
+    /// Finds a profile by name: first `<dir>/<id>.toml` in each of `dirs`, then the
+    /// profiles built into the binary.
+    pub fn find(id: &str, dirs: &[PathBuf]) -> Option<Result<Profile, ConfigErrors>> {
+        for dir in dirs {
+            let path = dir.join(format!("{id}.toml"));
+            if path.is_file() {
+                return Some(match std::fs::read_to_string(&path) {
+                    Ok(text) => Profile::parse(id, &path, &text),
+                    Err(e) => {
+                        Err(ConfigError::file(&path, format!("cannot read profile: {e}")).into())
+                    }
+                });
+            }
+        }
+        BUILT_IN
+            .iter()
+            .find(|(name, _)| *name == id)
+            .map(|(name, text)| {
+                let path = PathBuf::from(format!("device-profiles/{name}.toml (built in)"));
+                Profile::parse(name, &path, text)
+            })
+    }
+
+    /// Names of the profiles built into the binary.
+    pub fn built_in_names() -> impl Iterator<Item = &'static str> {
+        BUILT_IN.iter().map(|(name, _)| *name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn built_in(id: &str) -> Profile {
+        Profile::find(id, &[])
+            .expect("profile exists")
+            .expect("profile is valid")
+    }
+
+    #[test]
+    fn every_built_in_profile_is_valid() {
+        for id in Profile::built_in_names() {
+            built_in(id);
+        }
+    }
+
+    #[test]
+    fn unknown_field_names_line_and_field() {
+        let text =
+            "name = \"x\"\ndriver = \"pjlink\"\ncolour = \"red\"\n[transport]\nkind = \"tcp\"\n";
+        let errs = Profile::parse("x", Path::new("x.toml"), text).unwrap_err();
+        let shown = errs.to_string();
+        assert!(
+            shown.starts_with("x.toml:3:1: unknown field `colour`"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn unknown_command_and_query_are_each_reported_at_their_line() {
+        let text = "name = \"x\"\ndriver = \"pjlink\"\n[transport]\nkind = \"tcp\"\n\
+                    [[poll]]\nquery = \"weather\"\nevery = \"5s\"\n[commands.launch]\n";
+        let errs = Profile::parse("x", Path::new("x.toml"), text).unwrap_err();
+        assert_eq!(errs.0.len(), 2, "{errs}");
+        assert_eq!(errs.0[0].position.map(|p| p.0), Some(8), "{errs}");
+        assert!(errs.0[0].message.contains("command `launch`"), "{errs}");
+        assert_eq!(errs.0[1].position.map(|p| p.0), Some(6), "{errs}");
+        assert!(errs.0[1].message.contains("poll query `weather`"), "{errs}");
+    }
+
+    #[test]
+    fn args_are_checked_by_type_presence_and_name() {
+        let profile = built_in("pjlink-projector");
+        let power = &profile.commands["power"];
+        let args = |v: Value| v.as_object().cloned().unwrap();
+        assert!(
+            power
+                .check_args(&args(serde_json::json!({"on": true})))
+                .is_ok()
+        );
+        let missing = power.check_args(&Map::new()).unwrap_err();
+        assert!(missing.contains("missing argument `on`"), "{missing}");
+        let wrong = power
+            .check_args(&args(serde_json::json!({"on": "yes"})))
+            .unwrap_err();
+        assert!(wrong.contains("expected true or false"), "{wrong}");
+        let extra = power
+            .check_args(&args(serde_json::json!({"on": true, "fast": 1})))
+            .unwrap_err();
+        assert!(extra.contains("unknown argument `fast`"), "{extra}");
+    }
+}

@@ -1,0 +1,449 @@
+//! The site file: one TOML file naming the room's devices and the gateway's settings.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::profile::{Poll, Profile, TransportKind};
+use super::{ConfigError, ConfigErrors, parse_toml};
+
+/// A checked site: everything the gateway needs to start.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub server: Server,
+    pub journal: JournalSettings,
+    pub commands: CommandSettings,
+    /// Panel tokens; empty means panels need none.
+    pub auth: Vec<AuthToken>,
+    pub devices: Vec<DeviceConfig>,
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Where the HTTP and WebSocket server listens.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// How often each panel is pinged; a panel silent for two intervals is dropped.
+    #[serde(default = "default_ping_interval", with = "humantime_serde")]
+    pub ping_interval: Duration,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            ping_interval: default_ping_interval(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+fn default_ping_interval() -> Duration {
+    Duration::from_secs(15)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSettings {
+    /// How many recent events are kept for panels that resume.
+    #[serde(default = "default_window")]
+    pub window: usize,
+}
+
+impl Default for JournalSettings {
+    fn default() -> Self {
+        Self {
+            window: default_window(),
+        }
+    }
+}
+
+fn default_window() -> usize {
+    10_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSettings {
+    /// How long a command id's outcome is remembered, so a re-sent command is not run again.
+    #[serde(default = "default_dedupe_window", with = "humantime_serde")]
+    pub dedupe_window: Duration,
+    /// Commands waiting per device before new ones are refused with `device_busy`.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+}
+
+impl Default for CommandSettings {
+    fn default() -> Self {
+        Self {
+            dedupe_window: default_dedupe_window(),
+            queue: default_queue(),
+        }
+    }
+}
+
+fn default_dedupe_window() -> Duration {
+    Duration::from_secs(600)
+}
+
+fn default_queue() -> usize {
+    32
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthToken {
+    /// Who holds the token (a panel or a person); recorded with every command.
+    pub name: String,
+    pub token: String,
+}
+
+/// One device of the site, with its profile resolved and overrides applied.
+#[derive(Debug, Clone)]
+pub struct DeviceConfig {
+    pub id: String,
+    /// Human name for panels; the id when not given.
+    pub name: String,
+    pub profile: Arc<Profile>,
+    pub host: String,
+    pub port: u16,
+    pub password: Option<String>,
+    pub command_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub polls: Vec<Poll>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SiteFile {
+    /// Extra directories searched for `<profile>.toml`, relative to the site file.
+    #[serde(default)]
+    profile_dirs: Vec<PathBuf>,
+    #[serde(default)]
+    server: Server,
+    #[serde(default)]
+    journal: JournalSettings,
+    #[serde(default)]
+    commands: CommandSettings,
+    #[serde(default)]
+    auth: AuthFile,
+    #[serde(default)]
+    devices: BTreeMap<Spanned<String>, DeviceFile>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthFile {
+    #[serde(default)]
+    tokens: Vec<Spanned<AuthToken>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceFile {
+    profile: Spanned<String>,
+    /// `host`, `host:port` or `[v6]:port`.
+    address: Spanned<String>,
+    name: Option<String>,
+    password: Option<String>,
+    #[serde(default)]
+    overrides: Overrides,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Overrides {
+    #[serde(default, with = "humantime_serde")]
+    command_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    connect_timeout: Option<Duration>,
+    /// Poll intervals by query name, replacing the profile's.
+    #[serde(default)]
+    poll: BTreeMap<Spanned<String>, Spanned<String>>,
+}
+
+/// Reads and checks a site file.
+pub fn load_site(path: &Path) -> Result<Site, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::file(
+            path,
+            format!("cannot read site config: {e}; pass the path of a site TOML file"),
+        )
+    })?;
+    parse_site(path, &text)
+}
+
+/// Checks a site given as text; `path` is used for messages and to find profile dirs.
+pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
+    let file: SiteFile = parse_toml(path, text)?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let dirs: Vec<PathBuf> = file.profile_dirs.iter().map(|d| base.join(d)).collect();
+
+    let mut errors = Vec::new();
+    let mut profiles: HashMap<String, Option<Arc<Profile>>> = HashMap::new();
+    let mut devices = Vec::new();
+    for (id, device) in file.devices {
+        let here = |span, message| ConfigError::at(path, text, span, message);
+        if let Err(why) = check_device_id(id.get_ref()) {
+            errors.push(here(Some(id.span()), why));
+            continue;
+        }
+        let profile_name = device.profile.get_ref();
+        let profile = profiles
+            .entry(profile_name.clone())
+            .or_insert_with(|| match Profile::find(profile_name, &dirs) {
+                Some(Ok(p)) => Some(Arc::new(p)),
+                Some(Err(errs)) => {
+                    errors.extend(errs.0);
+                    None
+                }
+                None => {
+                    let built_in: Vec<&str> = Profile::built_in_names().collect();
+                    errors.push(here(
+                        Some(device.profile.span()),
+                        format!(
+                            "no profile named `{profile_name}`: looked for {profile_name}.toml in {} and among the built-in profiles ({})",
+                            if dirs.is_empty() { "no profile_dirs".to_string() } else { format!("{dirs:?}") },
+                            built_in.join(", ")
+                        ),
+                    ));
+                    None
+                }
+            })
+            .clone();
+        let Some(profile) = profile else { continue };
+
+        let (host, port) = match split_address(device.address.get_ref(), profile.transport.port) {
+            Ok(hp) => hp,
+            Err(why) => {
+                errors.push(here(Some(device.address.span()), why));
+                continue;
+            }
+        };
+        debug_assert_eq!(profile.transport.kind, TransportKind::Tcp);
+
+        let mut polls = profile.polls.clone();
+        for (query, every) in &device.overrides.poll {
+            let Some(poll) = polls.iter_mut().find(|p| &p.query == query.get_ref()) else {
+                let known: Vec<&str> = profile.polls.iter().map(|p| p.query.as_str()).collect();
+                errors.push(here(
+                    Some(query.span()),
+                    format!(
+                        "profile `{}` polls no `{}`; it polls: {}",
+                        profile.id,
+                        query.get_ref(),
+                        known.join(", ")
+                    ),
+                ));
+                continue;
+            };
+            match humantime::parse_duration(every.get_ref()) {
+                Ok(d) if d >= Duration::from_millis(100) => poll.every = d,
+                Ok(_) => errors.push(here(
+                    Some(every.span()),
+                    "poll interval must be at least 100ms".into(),
+                )),
+                Err(e) => errors.push(here(
+                    Some(every.span()),
+                    format!("{e}; write a duration such as \"2s\" or \"500ms\""),
+                )),
+            }
+        }
+
+        devices.push(DeviceConfig {
+            name: device.name.unwrap_or_else(|| id.get_ref().clone()),
+            id: id.into_inner(),
+            host,
+            port,
+            password: device.password,
+            command_timeout: device
+                .overrides
+                .command_timeout
+                .unwrap_or(profile.timing.command_timeout),
+            connect_timeout: device
+                .overrides
+                .connect_timeout
+                .unwrap_or(profile.timing.connect_timeout),
+            polls,
+            profile,
+        });
+    }
+
+    let mut auth = Vec::new();
+    for token in file.auth.tokens {
+        let span = token.span();
+        let token = token.into_inner();
+        if token.token.len() < 8 {
+            errors.push(ConfigError::at(
+                path,
+                text,
+                Some(span),
+                format!(
+                    "token for `{}` is too short: use at least 8 characters (16+ random is better)",
+                    token.name
+                ),
+            ));
+        }
+        auth.push(token);
+    }
+    if file.journal.window == 0 {
+        errors.push(ConfigError::file(
+            path,
+            "[journal] window must be at least 1".into(),
+        ));
+    }
+    if file.commands.queue == 0 {
+        errors.push(ConfigError::file(
+            path,
+            "[commands] queue must be at least 1".into(),
+        ));
+    }
+
+    if !errors.is_empty() {
+        // This file top to bottom, then problems inside the profiles it uses.
+        errors.sort_by_key(|e| (e.file != path, e.file.clone(), e.position));
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Site {
+        server: file.server,
+        journal: file.journal,
+        commands: file.commands,
+        auth,
+        devices,
+        source: path.to_path_buf(),
+    })
+}
+
+/// Device ids appear in events, URLs and subscription patterns, so they stay plain.
+fn check_device_id(id: &str) -> Result<(), String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if id.is_empty() || !id.chars().all(plain) {
+        return Err(format!(
+            "device id `{id}` may use only letters, digits, `-`, `_` and `.` (it appears in events and patterns)"
+        ));
+    }
+    Ok(())
+}
+
+/// Splits `host[:port]` (or `[v6]:port`), falling back to the profile's port.
+fn split_address(address: &str, default_port: Option<u16>) -> Result<(String, u16), String> {
+    if let Ok(sock) = address.parse::<SocketAddr>() {
+        return Ok((sock.ip().to_string(), sock.port()));
+    }
+    let (host, port) = match address.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => {
+            let port = port
+                .parse::<u16>()
+                .map_err(|_| format!("`{port}` in address `{address}` is not a port number"))?;
+            (host, Some(port))
+        }
+        _ => (address.trim_start_matches('[').trim_end_matches(']'), None),
+    };
+    if host.is_empty() {
+        return Err(format!(
+            "address `{address}` has no host; write `host` or `host:port`"
+        ));
+    }
+    let port = port
+        .or(default_port)
+        .ok_or_else(|| format!("address `{address}` needs a port: the profile has no default"))?;
+    Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Site, ConfigErrors> {
+        parse_site(Path::new("site.toml"), text)
+    }
+
+    #[test]
+    fn minimal_site_gets_defaults_and_profile_port() {
+        let site =
+            parse("[devices.proj]\nprofile = \"pjlink-projector\"\naddress = \"192.0.2.7\"\n")
+                .unwrap();
+        assert_eq!(site.server.listen.port(), 8080);
+        assert_eq!(site.devices[0].port, 4352);
+        assert_eq!(site.devices[0].host, "192.0.2.7");
+        assert_eq!(site.devices[0].name, "proj");
+    }
+
+    #[test]
+    fn overrides_replace_poll_intervals_and_timeouts() {
+        let site = parse(
+            "[devices.proj]\nprofile = \"pjlink-projector\"\naddress = \"127.0.0.1:14352\"\n\
+             [devices.proj.overrides]\ncommand_timeout = \"2s\"\npoll = { power = \"1s\" }\n",
+        )
+        .unwrap();
+        let dev = &site.devices[0];
+        assert_eq!(dev.port, 14352);
+        assert_eq!(dev.command_timeout, Duration::from_secs(2));
+        let power = dev.polls.iter().find(|p| p.query == "power").unwrap();
+        assert_eq!(power.every, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let errs = parse(
+            "[devices.\"a b\"]\nprofile = \"pjlink-projector\"\naddress = \"x\"\n\
+             [devices.tv]\nprofile = \"no-such-model\"\naddress = \"x\"\n\
+             [devices.proj]\nprofile = \"pjlink-projector\"\naddress = \"h:notaport\"\n",
+        )
+        .unwrap_err();
+        let shown = errs.to_string();
+        assert_eq!(errs.0.len(), 3, "{shown}");
+        assert!(shown.contains("site.toml:1:"), "{shown}");
+        assert!(
+            shown.contains("site.toml:5:11: no profile named `no-such-model`"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("site.toml:9:11: `notaport` in address"),
+            "{shown}"
+        );
+        let lines: Vec<usize> = errs
+            .0
+            .iter()
+            .filter_map(|e| e.position.map(|p| p.0))
+            .collect();
+        assert_eq!(lines, vec![1, 5, 9], "errors come in file order: {shown}");
+    }
+
+    #[test]
+    fn unknown_field_in_device_is_rejected_at_its_line() {
+        let errs = parse(
+            "[devices.proj]\nprofile = \"pjlink-projector\"\naddress = \"x\"\npasword = \"typo\"\n",
+        )
+        .unwrap_err();
+        let shown = errs.to_string();
+        assert!(
+            shown.starts_with("site.toml:4:1: unknown field `pasword`"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn addresses_split_with_default_port() {
+        assert_eq!(
+            split_address("proj.local", Some(4352)).unwrap(),
+            ("proj.local".into(), 4352)
+        );
+        assert_eq!(split_address("[::1]:99", None).unwrap(), ("::1".into(), 99));
+        assert_eq!(
+            split_address("10.0.0.1:23", Some(4352)).unwrap(),
+            ("10.0.0.1".into(), 23)
+        );
+        assert!(split_address("proj.local", None).is_err());
+    }
+}
