@@ -1,0 +1,330 @@
+//! Hardware-in-the-loop checks: the real gateway against the real devices of a rack.
+//!
+//! The rack file (named by [`CONFIG_ENV`]) lists devices per family. For each device the
+//! harness starts a gateway on loopback with that device, connects as a panel over
+//! WebSocket, and checks what a panel relies on. Families with no devices print a SKIP
+//! line, so a partial rack still gives a clear report.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use avgate::Gateway;
+use avgate::config::parse_site;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::time::{Instant, timeout};
+use tokio_tungstenite::tungstenite::Message;
+
+/// The environment variable naming the rack file.
+pub const CONFIG_ENV: &str = "AVGATE_HIL_CONFIG";
+
+/// Real projectors answer slowly (1–2 s per command is normal) and warm up for a minute.
+const READ_DEADLINE: Duration = Duration::from_secs(30);
+const WARM_UP_DEADLINE: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rack {
+    #[serde(default)]
+    pub pjlink: Vec<PjlinkDevice>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PjlinkDevice {
+    pub name: String,
+    pub address: String,
+    pub password: Option<String>,
+    /// Whether the checks may turn the projector on.
+    #[serde(default)]
+    pub allow_power: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Report {
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+impl Report {
+    fn line(
+        &mut self,
+        out: &mut dyn Write,
+        device: &str,
+        check: &str,
+        result: Result<Option<String>, String>,
+    ) {
+        let _ = match result {
+            Ok(None) => {
+                self.passed += 1;
+                writeln!(out, "PASS {device} {check}")
+            }
+            Ok(Some(why)) => {
+                self.skipped += 1;
+                writeln!(out, "SKIP {device} {check}: {why}")
+            }
+            Err(why) => {
+                self.failed += 1;
+                writeln!(out, "FAIL {device} {check}: {why}")
+            }
+        };
+    }
+}
+
+/// Reads the rack file and runs every check, writing one line per check to `out`.
+pub async fn run_file(path: &Path, out: &mut dyn Write) -> anyhow::Result<Report> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read rack file {}", path.display()))?;
+    let rack: Rack =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(run(&rack, out).await)
+}
+
+pub async fn run(rack: &Rack, out: &mut dyn Write) -> Report {
+    let mut report = Report::default();
+    if rack.pjlink.is_empty() {
+        report.line(
+            out,
+            "pjlink",
+            "all",
+            Ok(Some("no [[pjlink]] devices in the rack file".into())),
+        );
+    }
+    for device in &rack.pjlink {
+        check_pjlink(device, &mut report, out).await;
+    }
+    report
+}
+
+async fn check_pjlink(device: &PjlinkDevice, report: &mut Report, out: &mut dyn Write) {
+    let name = device.name.as_str();
+    let mut site = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[devices.dut]\nprofile = \"pjlink-projector\"\naddress = {}\n",
+        toml::Value::String(device.address.clone())
+    );
+    if let Some(password) = &device.password {
+        site += &format!("password = {}\n", toml::Value::String(password.clone()));
+    }
+    let gateway = match parse_site(Path::new("hil-site.toml"), &site) {
+        Ok(site) => Gateway::start(site).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let gateway = match gateway {
+        Ok(g) => g,
+        Err(why) => return report.line(out, name, "gateway", Err(why)),
+    };
+    let mut panel = match Panel::connect(&gateway).await {
+        Ok(p) => p,
+        Err(why) => {
+            report.line(out, name, "panel", Err(why));
+            return gateway.shutdown().await;
+        }
+    };
+
+    // The first attempt decides: online, or an error that says why not.
+    let _ = panel
+        .wait(READ_DEADLINE, |s| s.online || s.error.is_some())
+        .await;
+    let result = match (&panel.online, &panel.error) {
+        (true, _) => Ok(None),
+        (false, Some(error)) => Err(error.clone()),
+        (false, None) => Err(format!("no answer within {READ_DEADLINE:?}")),
+    };
+    report.line(out, name, "connect", result);
+    if !panel.online {
+        return gateway.shutdown().await;
+    }
+
+    for (check, point) in [
+        ("power", "power"),
+        ("input", "input"),
+        ("inputs", "inputs"),
+        ("errors", "errors"),
+        ("info", "name"),
+    ] {
+        let read = panel
+            .wait(READ_DEADLINE, |s| s.points.contains_key(point))
+            .await;
+        let result = read
+            .map(|_| None)
+            .map_err(|_| format!("no `{point}` within {READ_DEADLINE:?}"));
+        report.line(
+            out,
+            name,
+            check,
+            result.and_then(|ok| validate(point, &panel.points[point]).map(|_| ok)),
+        );
+    }
+    let lamp = panel
+        .wait(READ_DEADLINE, |s| s.points.contains_key("lamps"))
+        .await;
+    report.line(
+        out,
+        name,
+        "lamp",
+        Ok(lamp
+            .err()
+            .map(|_| "no lamp reported (laser or LED light source?)".to_string())),
+    );
+
+    // Re-selecting the current input changes nothing on the projector but exercises the
+    // whole command path: accepted, the device's OK, the read-back, the result.
+    let result = match panel
+        .points
+        .get("input")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    {
+        Some(current) if panel.points.get("power") == Some(&json!("on")) => panel
+            .command("input", json!({"source": current}))
+            .await
+            .map(|_| None),
+        _ => Ok(Some(
+            "projector is not on (inputs can only be selected when on)".into(),
+        )),
+    };
+    report.line(out, name, "select input", result);
+
+    let result = if !device.allow_power {
+        Ok(Some("allow_power = false for this device".to_string()))
+    } else {
+        match panel.command("power", json!({"on": true})).await {
+            Ok(()) => panel
+                .wait(WARM_UP_DEADLINE, |s| {
+                    s.points.get("power") == Some(&json!("on"))
+                })
+                .await
+                .map(|_| None)
+                .map_err(|_| format!("not on within {WARM_UP_DEADLINE:?}")),
+            Err(why) => Err(why),
+        }
+    };
+    report.line(out, name, "power on", result);
+    gateway.shutdown().await;
+}
+
+/// Checks a point's value has the shape panels rely on.
+fn validate(point: &str, value: &Value) -> Result<(), String> {
+    let ok = match point {
+        "power" => value
+            .as_str()
+            .is_some_and(|v| ["off", "on", "warming", "cooling"].contains(&v)),
+        "errors" => value.as_object().is_some_and(|o| o.len() == 6),
+        "inputs" => value.as_array().is_some_and(|a| !a.is_empty()),
+        _ => !value.is_null(),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("unexpected `{point}` value {value}"))
+    }
+}
+
+/// A minimal panel that tracks one device's state from the event stream.
+struct Panel {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    online: bool,
+    error: Option<String>,
+    points: BTreeMap<String, Value>,
+    next_id: u64,
+    results: BTreeMap<u64, Value>,
+}
+
+impl Panel {
+    async fn connect(gateway: &Gateway) -> Result<Panel, String> {
+        let url = format!("ws://{}/ws", gateway.local_addr());
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut panel = Panel {
+            ws,
+            online: false,
+            error: None,
+            points: BTreeMap::new(),
+            next_id: 1,
+            results: BTreeMap::new(),
+        };
+        panel
+            .send(json!({"type": "hello", "client": "hil"}))
+            .await?;
+        Ok(panel)
+    }
+
+    async fn send(&mut self, message: Value) -> Result<(), String> {
+        self.ws
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Reads messages until `done` holds for the state, or the deadline passes.
+    async fn wait(&mut self, deadline: Duration, done: impl Fn(&Panel) -> bool) -> Result<(), ()> {
+        let until = Instant::now() + deadline;
+        while !done(self) {
+            let left = until.saturating_duration_since(Instant::now());
+            match timeout(left, self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => self.apply(&text),
+                Ok(Some(Ok(_))) => {}
+                _ => return Err(()),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, text: &str) {
+        let Ok(message) = serde_json::from_str::<Value>(text) else {
+            return;
+        };
+        match message["type"].as_str() {
+            Some("snapshot") => {
+                let device = &message["devices"]["dut"];
+                self.online = device["online"] == true;
+                self.error = device["error"].as_str().map(str::to_string);
+                if let Some(points) = device["points"].as_object() {
+                    self.points = points.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                }
+            }
+            Some("event") => match message["point"].as_str() {
+                Some("online") => self.online = message["value"] == true,
+                Some("error") => self.error = message["value"].as_str().map(str::to_string),
+                Some(point) => {
+                    self.points
+                        .insert(point.to_string(), message["value"].clone());
+                }
+                None => {}
+            },
+            Some("result") => {
+                if let Some(id) = message["id"].as_u64() {
+                    self.results.insert(id, message);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends a command and waits for its result.
+    async fn command(&mut self, command: &str, args: Value) -> Result<(), String> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(
+            json!({"type": "command", "id": id, "device": "dut", "command": command, "args": args}),
+        )
+        .await?;
+        self.wait(READ_DEADLINE, |p| p.results.contains_key(&id))
+            .await
+            .map_err(|_| format!("no result for {command} within {READ_DEADLINE:?}"))?;
+        let result = &self.results[&id];
+        if result["ok"] == true {
+            Ok(())
+        } else {
+            Err(format!("{command} failed: {}", result["error"]))
+        }
+    }
+}

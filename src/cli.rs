@@ -1,0 +1,219 @@
+//! The `avgate` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use avgate_drivers::pjlink::simulator as pjlink_sim;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::load_site;
+use crate::demo::DemoRoom;
+use crate::gateway::Gateway;
+
+/// avgate: an AV control gateway.
+///
+/// Drives a room's projectors, displays, switchers, DSPs and cameras, and streams their
+/// state to touch panels over WebSocket (ws://HOST:PORT/ws). Start with `avgate demo`,
+/// which needs no hardware and no config.
+#[derive(Parser)]
+#[command(
+    version,
+    propagate_version = true,
+    after_help = "Logs: set RUST_LOG (e.g. RUST_LOG=avgate=debug) for more detail."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway for a site.
+    ///
+    /// Example: avgate run --config /etc/avgate/site.toml
+    Run {
+        /// The site file: devices, server, auth (see README.md, "Configuration").
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Listen here instead of the site's [server] listen.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Check a site file and the profiles it uses without connecting to anything.
+    ///
+    /// Prints every problem as FILE:LINE:COLUMN: message and exits 1 if there is any.
+    CheckConfig {
+        /// The site file to check.
+        file: PathBuf,
+    },
+    /// Run a demo room of simulated devices with the gateway, and print the URL to open.
+    Demo {
+        /// Where the gateway listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Print the demo's site file (a starting point for your own) and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
+    /// Run a device simulator on its own, to develop panels or test against.
+    #[command(subcommand)]
+    Simulate(Simulator),
+}
+
+#[derive(Subcommand)]
+enum Simulator {
+    /// A PJLink projector (class 1, or class 2 with --class 2).
+    ///
+    /// Example: avgate simulate pjlink --listen 127.0.0.1:4352 --password secret
+    Pjlink {
+        #[arg(long, default_value = "127.0.0.1:4352")]
+        listen: SocketAddr,
+        /// Require PJLink authentication with this password.
+        #[arg(long)]
+        password: Option<String>,
+        /// How long power-on takes (commands answer ERR3 meanwhile).
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        warm_up: Duration,
+        /// How long power-off takes.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        cool_down: Duration,
+        /// PJLink class to report (1 or 2).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        class: u8,
+        /// The projector's name (NAME answer).
+        #[arg(long, default_value = "avgate simulator")]
+        name: String,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Run { config, listen } => {
+            let mut site = load_site(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Some(listen) = listen {
+                site.server.listen = listen;
+            }
+            let gateway = Gateway::start(site).await?;
+            println!(
+                "avgate listening on http://{}/ (panels: ws://{}/ws)",
+                gateway.local_addr(),
+                gateway.local_addr()
+            );
+            wait_for_stop().await;
+            gateway.shutdown().await;
+        }
+        Command::CheckConfig { file } => match load_site(&file) {
+            Ok(site) => {
+                println!("{}: ok: {} device(s)", file.display(), site.devices.len());
+                for device in &site.devices {
+                    println!(
+                        "  {} ({}) at {}:{}",
+                        device.id, device.profile.id, device.host, device.port
+                    );
+                }
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!("{} problem(s) found in {}", errors.0.len(), file.display());
+                std::process::exit(1);
+            }
+        },
+        Command::Demo {
+            listen,
+            print_config,
+        } => {
+            let room = DemoRoom::start(listen).await?;
+            if print_config {
+                print!("{}", room.site_toml);
+                room.shutdown().await;
+                return Ok(());
+            }
+            let gateway = Gateway::start(room.site.clone()).await?;
+            let addr = gateway.local_addr();
+            println!();
+            println!("  avgate demo room is running.");
+            println!("  Open http://{addr}/ in a browser (panels connect to ws://{addr}/ws).");
+            for (id, sim) in &room.projectors {
+                println!("  {id}: simulated PJLink projector at {}", sim.local_addr());
+            }
+            println!(
+                "  proj-right needs password `{}`. Stop with Ctrl-C.",
+                crate::demo::DEMO_PASSWORD
+            );
+            println!();
+            wait_for_stop().await;
+            gateway.shutdown().await;
+            room.shutdown().await;
+        }
+        Command::Simulate(Simulator::Pjlink {
+            listen,
+            password,
+            warm_up,
+            cool_down,
+            class,
+            name,
+        }) => {
+            let sim = pjlink_sim::start(pjlink_sim::Config {
+                listen,
+                password,
+                warm_up,
+                cool_down,
+                class: if class == 2 {
+                    pjlink_sim::Class::Two
+                } else {
+                    pjlink_sim::Class::One
+                },
+                name,
+                ..pjlink_sim::Config::default()
+            })
+            .await
+            .with_context(|| format!("cannot start the PJLink simulator on {listen}"))?;
+            println!(
+                "PJLink projector simulator listening on {}",
+                sim.local_addr()
+            );
+            wait_for_stop().await;
+            sim.shutdown().await;
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_stop() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("stopping");
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

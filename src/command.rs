@@ -1,0 +1,110 @@
+//! What a command's outcome can be, shared by the runtime that runs it, the router that
+//! dedupes it and the hub that reports it. The error codes are part of the panel protocol
+//! (docs/PROTOCOL.md): panels branch on them, so they never change meaning.
+
+use avgate_drivers::{DeviceError, DeviceErrorKind};
+use serde::Serialize;
+
+/// `Ok(())`, or why the command did not do what was asked.
+pub type Outcome = Result<(), Failure>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub code: ErrorCode,
+    /// What happened and what to do, for the person at the panel or its developer.
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// No device with that id in this site.
+    UnknownDevice,
+    /// The device's profile has no such command.
+    UnknownCommand,
+    /// Arguments missing, unknown, of the wrong type or out of range.
+    InvalidArgs,
+    /// The device is not connected; the message says why and when it is retried.
+    DeviceOffline,
+    /// The device (or its command queue) cannot take it now: warming up, queue full.
+    DeviceBusy,
+    /// The device did not answer within the profile's command timeout.
+    Timeout,
+    /// The device refused or reported a failure.
+    DeviceError,
+    /// The device does not support what was asked.
+    Unsupported,
+    /// The panel's token does not allow this.
+    Unauthorized,
+    /// The message from the panel was not JSON.
+    Malformed,
+    /// The message was JSON but not a message of this protocol.
+    InvalidMessage,
+    /// A message other than `hello` came before `hello`.
+    HelloRequired,
+    /// The gateway is stopping.
+    ShuttingDown,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownDevice => "unknown_device",
+            Self::UnknownCommand => "unknown_command",
+            Self::InvalidArgs => "invalid_args",
+            Self::DeviceOffline => "device_offline",
+            Self::DeviceBusy => "device_busy",
+            Self::Timeout => "timeout",
+            Self::DeviceError => "device_error",
+            Self::Unsupported => "unsupported",
+            Self::Unauthorized => "unauthorized",
+            Self::Malformed => "malformed",
+            Self::InvalidMessage => "invalid_message",
+            Self::HelloRequired => "hello_required",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+impl From<DeviceError> for Failure {
+    fn from(err: DeviceError) -> Self {
+        let code = match err.kind {
+            DeviceErrorKind::InvalidArgs => ErrorCode::InvalidArgs,
+            DeviceErrorKind::Unsupported => ErrorCode::Unsupported,
+            DeviceErrorKind::Busy => ErrorCode::DeviceBusy,
+            _ => ErrorCode::DeviceError,
+        };
+        Failure::new(code, err.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialize_as_their_protocol_names() {
+        for code in [
+            ErrorCode::UnknownDevice,
+            ErrorCode::DeviceOffline,
+            ErrorCode::HelloRequired,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+    }
+}

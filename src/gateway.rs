@@ -1,0 +1,99 @@
+//! Puts the parts together: a journal, a task per device, the router, the hub and the
+//! HTTP server, with one shutdown for all of them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::config::Site;
+use crate::http::{self, AppState, DeviceInfo};
+use crate::hub::Hub;
+use crate::journal::Journal;
+use crate::router::Router;
+use crate::runtime;
+
+/// A running gateway.
+pub struct Gateway {
+    addr: SocketAddr,
+    journal: Arc<Journal>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Gateway {
+    /// Starts every device task and the HTTP server on `site.server.listen` (port 0 picks
+    /// a free port; see [`Gateway::local_addr`]).
+    pub async fn start(site: Site) -> anyhow::Result<Gateway> {
+        let listener = TcpListener::bind(site.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}; is another gateway running there? Change [server] listen or --listen", site.server.listen))?;
+        let addr = listener.local_addr()?;
+
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let journal = Arc::new(Journal::new(
+            site.journal.window,
+            site.devices.iter().map(|d| d.id.clone()),
+        ));
+        let devices = site.devices.iter().map(|config| {
+            let handle = runtime::spawn_device(
+                config.clone(),
+                journal.clone(),
+                site.commands.queue,
+                shutdown.child_token(),
+                &tasks,
+            );
+            (handle, config.profile.clone())
+        });
+        let router = Router::new(devices.collect::<Vec<_>>(), site.commands.dedupe_window);
+        let hub = Arc::new(Hub::new(
+            journal.clone(),
+            router,
+            &site.auth,
+            site.server.ping_interval,
+        ));
+        let state = AppState {
+            hub,
+            devices: Arc::new(DeviceInfo::from_site(&site)),
+            shutdown: shutdown.clone(),
+        };
+        let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!("HTTP server failed: {e}");
+            }
+        });
+        tasks.close();
+        info!(%addr, devices = site.devices.len(), epoch = journal.epoch(), "gateway running");
+        Ok(Gateway {
+            addr,
+            journal,
+            shutdown,
+            tasks,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
+    /// Stops everything: devices disconnect, panels are closed, in-flight commands fail
+    /// with `shutting_down`.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tasks.wait().await;
+    }
+}

@@ -1,0 +1,125 @@
+//! HTTP: the WebSocket endpoint, a small JSON API and the built-in status page.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::config::Site;
+use crate::hub::{self, Hub, MAX_MESSAGE, MAX_WRITE_BUFFER};
+
+/// The status page: live state and a button for every command, built from /api/devices.
+const INDEX_HTML: &str = include_str!("web/index.html");
+
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: Arc<Hub>,
+    pub devices: Arc<Vec<DeviceInfo>>,
+    pub shutdown: CancellationToken,
+}
+
+/// What panels need to know about a device to draw it.
+#[derive(Serialize)]
+pub struct DeviceInfo {
+    pub id: String,
+    pub name: String,
+    pub profile: Arc<crate::config::Profile>,
+}
+
+impl DeviceInfo {
+    pub fn from_site(site: &Site) -> Vec<DeviceInfo> {
+        site.devices
+            .iter()
+            .map(|d| DeviceInfo {
+                id: d.id.clone(),
+                name: d.name.clone(),
+                profile: d.profile.clone(),
+            })
+            .collect()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/api/state", get(api_state))
+        .route("/api/devices", get(api_devices))
+        .route("/ws", get(websocket))
+        .with_state(state)
+}
+
+async fn index() -> Html<&'static str> {
+    Html(INDEX_HTML)
+}
+
+async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let snapshot = state.hub.journal.snapshot();
+    let online = snapshot.devices.values().filter(|d| d.online).count();
+    Json(json!({
+        "status": "ok",
+        "epoch": snapshot.epoch,
+        "seq": snapshot.seq,
+        "devices": snapshot.devices.len(),
+        "devices_online": online,
+    }))
+}
+
+async fn api_state(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refuse_without_bearer(&state, &headers) {
+        return refused;
+    }
+    Json(state.hub.journal.snapshot()).into_response()
+}
+
+async fn api_devices(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refuse_without_bearer(&state, &headers) {
+        return refused;
+    }
+    Json(state.devices.as_ref()).into_response()
+}
+
+async fn websocket(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    // tungstenite's defaults suit few large messages; panels are many small ones.
+    upgrade
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_failed_upgrade(move |e| warn!(%peer, "WebSocket upgrade failed: {e}"))
+        .on_upgrade(move |socket| hub::serve(socket, peer, state.hub, state.shutdown))
+}
+
+/// When the site has tokens, the JSON API wants one too, as `Authorization: Bearer ...`.
+fn refuse_without_bearer(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    if !state.hub.auth_required() {
+        return None;
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match state.hub.authorize(token) {
+        Some(_) => None,
+        None => Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"code": "unauthorized", "message": "send Authorization: Bearer <token>"})),
+            )
+                .into_response(),
+        ),
+    }
+}

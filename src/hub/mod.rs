@@ -1,0 +1,80 @@
+//! The hub: one WebSocket session per panel.
+//!
+//! A session starts with `hello`, gets `welcome` and then either a snapshot or, when it
+//! resumes inside the journal's window, every event it missed. After that a reader handles
+//! what the panel sends (commands, acks) while a writer streams the journal from the
+//! session's cursor. The writer is the only place that sends, so its order is the
+//! protocol's order: a command's `result` always follows the events it caused.
+//!
+//! A slow panel holds only its cursor; it reads the shared journal at its own pace and
+//! never makes anyone else wait. One that stops taking data, or stops answering pings, is
+//! dropped after two ping intervals.
+
+mod session;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::AuthToken;
+use crate::journal::Journal;
+use crate::router::Router;
+
+pub use session::serve;
+
+/// Largest message a panel may send. Commands are small; anything bigger is a mistake or
+/// an attack, and tungstenite closes the connection.
+pub const MAX_MESSAGE: usize = 64 * 1024;
+/// Outgoing bytes buffered per panel beyond what the kernel holds. Sends wait (and the
+/// panel is eventually dropped) rather than buffer more.
+pub const MAX_WRITE_BUFFER: usize = 256 * 1024;
+/// Events sent per journal read; bounds what one session holds at once (as shared
+/// references, not copies).
+pub const BATCH: usize = 256;
+/// How long a new connection has to say `hello`.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every session shares.
+pub struct Hub {
+    pub journal: Arc<Journal>,
+    pub router: Router,
+    /// Token → the name it was issued to. Empty: panels need no token.
+    tokens: HashMap<String, String>,
+    pub ping_interval: Duration,
+}
+
+impl Hub {
+    pub fn new(
+        journal: Arc<Journal>,
+        router: Router,
+        tokens: &[AuthToken],
+        ping_interval: Duration,
+    ) -> Self {
+        let tokens = tokens
+            .iter()
+            .map(|t| (t.token.clone(), t.name.clone()))
+            .collect();
+        Self {
+            journal,
+            router,
+            tokens,
+            ping_interval,
+        }
+    }
+
+    pub fn auth_required(&self) -> bool {
+        !self.tokens.is_empty()
+    }
+
+    /// Who a token belongs to: `Some(None)` when no token is needed, `None` when the
+    /// token is missing or wrong.
+    pub fn authorize(&self, token: Option<&str>) -> Option<Option<&str>> {
+        if self.tokens.is_empty() {
+            return Some(None);
+        }
+        token
+            .and_then(|t| self.tokens.get(t))
+            .map(|name| Some(name.as_str()))
+    }
+}

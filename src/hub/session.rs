@@ -1,0 +1,386 @@
+//! One panel's WebSocket session: hello, then a reader and a cursor-driven writer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use super::wire::{self, ClientMessage, ServerMessage};
+use super::{BATCH, HELLO_TIMEOUT, Hub};
+use crate::command::{ErrorCode, Failure};
+use crate::journal::Read;
+use crate::router::{self, CommandKey, Submission};
+
+/// Messages waiting for the writer, per session. When it is full the reader stops reading
+/// that panel: a panel that sends faster than it reads slows only itself.
+const OUTBOX: usize = 64;
+
+/// WebSocket close code for a policy violation (RFC 6455), used for a refused token.
+const CLOSE_POLICY: u16 = 1008;
+
+type Sink = SplitSink<WebSocket, Message>;
+
+/// What a session knows about its panel after `hello`.
+struct Panel {
+    session: String,
+    /// Dedupe scope for command ids (see [`CommandKey::client`]).
+    client: String,
+    peer: SocketAddr,
+}
+
+/// Serves one panel until it goes away or the gateway stops.
+pub async fn serve(
+    mut socket: WebSocket,
+    peer: SocketAddr,
+    hub: Arc<Hub>,
+    shutdown: CancellationToken,
+) {
+    let session = format!("{:016x}", fastrand::u64(..));
+    let Some((panel, cursor)) = greet(&mut socket, &hub, session, peer).await else {
+        return;
+    };
+    info!(session = %panel.session, client = %panel.client, %peer, "panel connected");
+
+    let (sink, stream) = socket.split();
+    let (outbox, outbox_rx) = mpsc::channel(OUTBOX);
+    let done = shutdown.child_token();
+    let writer = tokio::spawn(write_loop(
+        sink,
+        outbox_rx,
+        hub.clone(),
+        cursor,
+        done.clone(),
+    ));
+    read_loop(stream, outbox, &hub, &panel, &done).await;
+    done.cancel();
+    let _ = writer.await;
+    info!(session = %panel.session, %peer, "panel disconnected");
+}
+
+/// Waits for `hello`, checks the token, and sends `welcome` plus the snapshot or nothing
+/// (when resuming, the writer replays from the returned cursor).
+async fn greet(
+    socket: &mut WebSocket,
+    hub: &Hub,
+    session: String,
+    peer: SocketAddr,
+) -> Option<(Panel, u64)> {
+    let deadline = Instant::now() + HELLO_TIMEOUT;
+    loop {
+        let text = match tokio::time::timeout_at(deadline, socket.recv()).await {
+            Err(_) => {
+                debug!(%peer, "no hello in time; closing");
+                let failure = Failure::new(
+                    ErrorCode::HelloRequired,
+                    format!("send hello within {HELLO_TIMEOUT:?} of connecting"),
+                );
+                let _ = socket.send(error_message(&failure, None)).await;
+                return None;
+            }
+            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return None,
+            Ok(Some(Ok(Message::Text(text)))) => text,
+            Ok(Some(Ok(_))) => continue,
+        };
+        let (token, resume, client) = match wire::parse(&text) {
+            Ok(ClientMessage::Hello {
+                token,
+                resume,
+                client,
+            }) => (token, resume, client),
+            Ok(_) => {
+                let failure = Failure::new(
+                    ErrorCode::HelloRequired,
+                    "the first message must be {\"type\":\"hello\"}",
+                );
+                socket.send(error_message(&failure, None)).await.ok()?;
+                continue;
+            }
+            Err(failure) => {
+                socket.send(error_message(&failure, None)).await.ok()?;
+                continue;
+            }
+        };
+        let Some(holder) = hub.authorize(token.as_deref()) else {
+            info!(%peer, "panel refused: missing or wrong token");
+            let failure = Failure::new(
+                ErrorCode::Unauthorized,
+                "missing or wrong token; ask the integrator for this panel's token",
+            );
+            let _ = socket.send(error_message(&failure, None)).await;
+            let close = CloseFrame {
+                code: CLOSE_POLICY,
+                reason: Utf8Bytes::from_static("unauthorized"),
+            };
+            let _ = socket.send(Message::Close(Some(close))).await;
+            return None;
+        };
+        if let Some(holder) = holder {
+            debug!(%peer, token = holder, "token accepted");
+        }
+
+        let journal = &hub.journal;
+        let resumed = resume.is_some_and(|r| journal.can_resume(r.epoch, r.seq));
+        let (seq, cursor, snapshot) = match resume {
+            Some(r) if resumed => (journal.head(), r.seq, None),
+            _ => {
+                let snapshot = journal.snapshot();
+                (snapshot.seq, snapshot.seq, Some(snapshot))
+            }
+        };
+        let welcome = ServerMessage::Welcome {
+            session: &session,
+            epoch: journal.epoch(),
+            seq,
+            resumed,
+        };
+        socket
+            .send(Message::Text(welcome.to_text().into()))
+            .await
+            .ok()?;
+        if let Some(snapshot) = &snapshot {
+            let message = ServerMessage::Snapshot {
+                snapshot,
+                reason: None,
+            };
+            socket
+                .send(Message::Text(message.to_text().into()))
+                .await
+                .ok()?;
+        }
+        let client = client
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| session.clone());
+        return Some((
+            Panel {
+                session,
+                client,
+                peer,
+            },
+            cursor,
+        ));
+    }
+}
+
+/// Handles everything the panel sends until it closes, goes silent or the session ends.
+async fn read_loop(
+    mut stream: SplitStream<WebSocket>,
+    outbox: mpsc::Sender<Message>,
+    hub: &Hub,
+    panel: &Panel,
+    done: &CancellationToken,
+) {
+    // Pings go out every interval; a live panel answers each, so two intervals of silence
+    // means it is gone (sleeping tablet, dead Wi-Fi) even if TCP has not noticed.
+    let silence_limit = hub.ping_interval * 2;
+    loop {
+        let message = tokio::select! {
+            _ = done.cancelled() => return,
+            next = timeout(silence_limit, stream.next()) => match next {
+                Err(_) => {
+                    info!(session = %panel.session, peer = %panel.peer, "no traffic for {silence_limit:?}; dropping panel");
+                    return;
+                }
+                Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return,
+                Ok(Some(Ok(message))) => message,
+            },
+        };
+        let reply = match message {
+            Message::Text(text) => handle_text(&text, hub, panel, &outbox),
+            Message::Binary(_) => Some(error_message(
+                &Failure::new(
+                    ErrorCode::Malformed,
+                    "binary frames are not part of this protocol; send JSON text",
+                ),
+                None,
+            )),
+            // Pongs only matter as proof of life, counted above; axum answers pings itself.
+            _ => None,
+        };
+        if let Some(reply) = reply
+            && outbox.send(reply).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Acts on one text frame; returns an immediate reply, if there is one.
+fn handle_text(
+    text: &str,
+    hub: &Hub,
+    panel: &Panel,
+    outbox: &mpsc::Sender<Message>,
+) -> Option<Message> {
+    match wire::parse(text) {
+        Err(failure) => Some(error_message(&failure, None)),
+        Ok(ClientMessage::Hello { .. }) => Some(error_message(
+            &Failure::new(
+                ErrorCode::InvalidMessage,
+                "hello was already received on this connection",
+            ),
+            None,
+        )),
+        Ok(ClientMessage::Ping) => Some(Message::Text(ServerMessage::Pong.to_text().into())),
+        Ok(ClientMessage::Ack { seq }) => {
+            if seq > hub.journal.head() {
+                let message = format!(
+                    "ack {seq} is ahead of the newest event {}",
+                    hub.journal.head()
+                );
+                return Some(error_message(
+                    &Failure::new(ErrorCode::InvalidMessage, message),
+                    None,
+                ));
+            }
+            debug!(session = %panel.session, seq, "ack");
+            None
+        }
+        Ok(ClientMessage::Command {
+            id,
+            device,
+            command,
+            args,
+        }) => {
+            let Some(key) = wire::id_key(&id) else {
+                let failure = Failure::new(
+                    ErrorCode::InvalidMessage,
+                    "command id must be a non-empty string (up to 128 bytes) or an integer",
+                );
+                return Some(error_message(&failure, Some(&id)));
+            };
+            let key = CommandKey {
+                client: panel.client.clone(),
+                id: key,
+            };
+            info!(session = %panel.session, %device, %command, id = %key.id, "command");
+            match hub.router.submit(key, &device, &command, args) {
+                Err(failure) => Some(result_message(&id, Err(&failure))),
+                Ok(submission) => {
+                    let (watch, duplicate) = match submission {
+                        Submission::Accepted(w) => (w, false),
+                        Submission::Duplicate(w) => (w, true),
+                    };
+                    let accepted = ServerMessage::Accepted { id: &id, duplicate };
+                    let outbox = outbox.clone();
+                    let accepted = Message::Text(accepted.to_text().into());
+                    tokio::spawn(async move {
+                        if outbox.send(accepted).await.is_err() {
+                            return;
+                        }
+                        let outcome = router::outcome(watch).await;
+                        let _ = outbox
+                            .send(result_message(&id, outcome.as_ref().map(|_| ())))
+                            .await;
+                    });
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// Streams the journal from `cursor` and the outbox, in protocol order, until `done`.
+async fn write_loop(
+    mut sink: Sink,
+    mut outbox: mpsc::Receiver<Message>,
+    hub: Arc<Hub>,
+    mut cursor: u64,
+    done: CancellationToken,
+) {
+    let mut head = hub.journal.watch();
+    let mut ping = tokio::time::interval(hub.ping_interval);
+    ping.tick().await;
+    // A send that cannot complete in this long means the panel stopped reading.
+    let send_limit = hub.ping_interval * 2;
+    let mut pending: Option<Message> = None;
+    loop {
+        // Events first, so anything waiting in the outbox (a command's result) goes out
+        // after the events that led to it.
+        if let Err(why) = timeout(send_limit, send_events(&mut sink, &hub, &mut cursor))
+            .await
+            .unwrap_or(Err("timed out"))
+        {
+            debug!("writer stopping: {why}");
+            break;
+        }
+        if let Some(message) = pending.take() {
+            if timeout(send_limit, sink.send(message))
+                .await
+                .map_or(true, |r| r.is_err())
+            {
+                break;
+            }
+            continue;
+        }
+        tokio::select! {
+            _ = done.cancelled() => break,
+            message = outbox.recv() => match message {
+                Some(message) => pending = Some(message),
+                None => break,
+            },
+            changed = head.changed() => if changed.is_err() { break },
+            _ = ping.tick() => {
+                if timeout(send_limit, sink.send(Message::Ping(Default::default()))).await.map_or(true, |r| r.is_err()) {
+                    break;
+                }
+            }
+        }
+    }
+    done.cancel();
+    let _ = timeout(Duration::from_secs(1), sink.close()).await;
+}
+
+/// Sends every journal event after `cursor`, or a snapshot if the panel fell out of the
+/// window.
+async fn send_events(sink: &mut Sink, hub: &Hub, cursor: &mut u64) -> Result<(), &'static str> {
+    loop {
+        match hub.journal.read_after(*cursor, BATCH) {
+            Read::Events(events) if events.is_empty() => return Ok(()),
+            Read::Events(events) => {
+                for event in &events {
+                    sink.feed(Message::Text(event.frame.clone()))
+                        .await
+                        .map_err(|_| "send failed")?;
+                    *cursor = event.seq;
+                }
+                sink.flush().await.map_err(|_| "send failed")?;
+            }
+            Read::Gap => {
+                let snapshot = hub.journal.snapshot();
+                let message = ServerMessage::Snapshot {
+                    snapshot: &snapshot,
+                    reason: Some("lagged"),
+                };
+                sink.send(Message::Text(message.to_text().into()))
+                    .await
+                    .map_err(|_| "send failed")?;
+                *cursor = snapshot.seq;
+            }
+        }
+    }
+}
+
+fn error_message(failure: &Failure, id: Option<&serde_json::Value>) -> Message {
+    let message = ServerMessage::Error {
+        code: failure.code,
+        message: &failure.message,
+        id,
+    };
+    Message::Text(message.to_text().into())
+}
+
+fn result_message(id: &serde_json::Value, outcome: Result<(), &Failure>) -> Message {
+    let message = ServerMessage::Result {
+        id,
+        ok: outcome.is_ok(),
+        error: outcome.err(),
+    };
+    Message::Text(message.to_text().into())
+}

@@ -1,0 +1,34 @@
+//! avgate: an AV control gateway.
+//!
+//! Drivers talk to a room's AV equipment; what the devices report becomes numbered
+//! events; a WebSocket hub streams them to touch panels and carries the panels' commands
+//! back. ARCHITECTURE.md has the picture; docs/PROTOCOL.md the panel protocol.
+//!
+//! # Layout
+//!
+//! - [`config`]: the site file and device profiles, checked up front with errors that
+//!   name file, line and field.
+//! - [`runtime`]: one task per device: connection, reconnect with backoff, the command
+//!   queue, polls, timeouts. Drives the sans-IO protocol cores in `avgate-drivers`.
+//! - [`journal`]: the numbered record of every change, the current state, and the window
+//!   of recent events that resuming panels replay.
+//! - [`router`]: checks a panel's command against the profile, drops duplicate ids, queues
+//!   it on the device, keeps its outcome.
+//! - [`hub`]: WebSocket sessions: hello, snapshot or replay, a cursor into the journal.
+//! - [`http`]: the axum server: `/ws`, `/api/*`, `/healthz` and the status page.
+//! - [`command`]: command outcomes and the error codes panels see.
+//! - [`gateway`]: wires the parts together and shuts them down as one.
+//! - [`demo`]: the simulated demo room; [`cli`]: the `avgate` command.
+
+pub mod cli;
+pub mod command;
+pub mod config;
+pub mod demo;
+pub mod gateway;
+pub mod http;
+pub mod hub;
+pub mod journal;
+pub mod router;
+pub mod runtime;
+
+pub use gateway::Gateway;

@@ -1,0 +1,190 @@
+//! Test harness: a real gateway on 127.0.0.1:0, simulators, and a WebSocket panel.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use avgate::Gateway;
+use avgate::config::parse_site;
+use avgate_drivers::pjlink::simulator as sim;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+/// Upper bound for anything a test waits for; hitting it means the test failed.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+pub async fn projector(password: Option<&str>) -> sim::Handle {
+    projector_at("127.0.0.1:0".parse().unwrap(), password).await
+}
+
+pub async fn projector_at(listen: SocketAddr, password: Option<&str>) -> sim::Handle {
+    sim::start(sim::Config {
+        listen,
+        password: password.map(str::to_string),
+        warm_up: Duration::from_millis(300),
+        cool_down: Duration::from_millis(300),
+        input: "31".into(),
+        ..sim::Config::default()
+    })
+    .await
+    .expect("simulator starts")
+}
+
+/// A site with one PJLink projector per `(id, address, password)`, polled quickly.
+pub fn site_toml(devices: &[(&str, SocketAddr, Option<&str>)], extra: &str) -> String {
+    let mut text = format!("[server]\nlisten = \"127.0.0.1:0\"\nping_interval = \"5s\"\n{extra}\n");
+    for (id, addr, password) in devices {
+        text += &format!("[devices.{id}]\nprofile = \"pjlink-projector\"\naddress = \"{addr}\"\n");
+        if let Some(pw) = password {
+            text += &format!("password = \"{pw}\"\n");
+        }
+        text += &format!(
+            "[devices.{id}.overrides]\ncommand_timeout = \"1s\"\nconnect_timeout = \"1s\"\npoll = {{ power = \"200ms\", input = \"300ms\" }}\n"
+        );
+    }
+    text
+}
+
+pub async fn gateway(toml: &str) -> Gateway {
+    // RUST_LOG=avgate=debug shows what the gateway did when a test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let site = parse_site(Path::new("test-site.toml"), toml)
+        .unwrap_or_else(|e| panic!("bad test site: {e}"));
+    Gateway::start(site).await.expect("gateway starts")
+}
+
+pub struct Panel {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Every event seq received, in order.
+    pub seqs: Vec<u64>,
+    /// The seq this panel is at (from a snapshot or its last event): the next event must
+    /// be exactly one more.
+    pub at: Option<u64>,
+}
+
+impl Panel {
+    pub async fn connect(gateway: &Gateway) -> Panel {
+        let url = format!("ws://{}/ws", gateway.local_addr());
+        let (ws, _) = tokio::time::timeout(DEADLINE, connect_async(url))
+            .await
+            .expect("connect in time")
+            .expect("connects");
+        Panel {
+            ws,
+            seqs: Vec::new(),
+            at: None,
+        }
+    }
+
+    /// Connects and says hello; returns the welcome.
+    pub async fn hello(gateway: &Gateway, hello: Value) -> (Panel, Value) {
+        let mut panel = Panel::connect(gateway).await;
+        panel.send(hello).await;
+        let welcome = panel.next().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        (panel, welcome)
+    }
+
+    pub async fn send(&mut self, message: Value) {
+        self.ws
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next JSON message; panics after the deadline.
+    pub async fn next(&mut self) -> Value {
+        self.try_next(DEADLINE)
+            .await
+            .expect("a message before the deadline")
+    }
+
+    /// The next JSON message within `wait`, or None (also when the socket closed).
+    pub async fn try_next(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()??
+                .ok()?;
+            match message {
+                Message::Text(text) => {
+                    let value: Value = serde_json::from_str(&text).expect("server sends JSON");
+                    if value["type"] == "snapshot" {
+                        self.at = value["seq"].as_u64();
+                    }
+                    if value["type"] == "event" {
+                        let seq = value["seq"].as_u64().expect("event seq");
+                        if let Some(at) = self.at {
+                            assert_eq!(
+                                seq,
+                                at + 1,
+                                "event sequence must have no gap and no repeat"
+                            );
+                        }
+                        self.at = Some(seq);
+                        self.seqs.push(seq);
+                    }
+                    return Some(value);
+                }
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Reads until a message matches; returns it.
+    pub async fn until(&mut self, what: &str, mut matches: impl FnMut(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.try_next(left).await {
+                Some(m) if matches(&m) => return m,
+                Some(_) => continue,
+                None => panic!("no {what} before the deadline"),
+            }
+        }
+    }
+
+    /// Waits until `device`'s `point` is `value`: an event setting it, or a snapshot that
+    /// already shows it (the change may have happened before this panel connected).
+    pub async fn until_event(&mut self, device: &str, point: &str, value: Value) -> Value {
+        let what = format!("{device}/{point} = {value}");
+        self.until(&what, |m| match m["type"].as_str() {
+            Some("event") => m["device"] == device && m["point"] == point && m["value"] == value,
+            Some("snapshot") if point == "online" => m["devices"][device]["online"] == value,
+            Some("snapshot") => m["devices"][device]["points"][point] == value,
+            _ => false,
+        })
+        .await
+    }
+
+    pub async fn command(&mut self, id: Value, device: &str, command: &str, args: Value) {
+        self.send(json!({"type": "command", "id": id, "device": device, "command": command, "args": args})).await;
+    }
+
+    /// Waits for the `result` of command `id`.
+    pub async fn result(&mut self, id: Value) -> Value {
+        let what = format!("result of {id}");
+        self.until(&what, |m| m["type"] == "result" && m["id"] == id)
+            .await
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}

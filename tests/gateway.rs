@@ -1,0 +1,368 @@
+//! The gateway end to end: PJLink simulators, the real gateway, a real WebSocket panel.
+
+mod common;
+
+use std::time::Duration;
+
+use avgate_drivers::pjlink::simulator::PowerState;
+use common::*;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn snapshot_on_connect_shows_every_device_and_its_state() {
+    let proj = projector(None).await;
+    let gw = gateway(&site_toml(&[("proj", proj.local_addr(), None)], "")).await;
+
+    // Wait until the device has been read, then a fresh panel's snapshot must show it.
+    let (mut watcher, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    watcher.until_event("proj", "power", json!("off")).await;
+
+    let (mut panel, welcome) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    assert_eq!(welcome["resumed"], false);
+    let snapshot = panel.next().await;
+    assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
+    assert_eq!(snapshot["seq"], welcome["seq"]);
+    let device = &snapshot["devices"]["proj"];
+    assert_eq!(device["online"], true, "{snapshot}");
+    assert_eq!(device["points"]["power"], "off", "{snapshot}");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_command_drives_the_device_and_the_panel_sees_its_events_then_result() {
+    let proj = projector(None).await;
+    let gw = gateway(&site_toml(&[("proj", proj.local_addr(), None)], "")).await;
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    panel.until_event("proj", "online", json!(true)).await;
+
+    panel
+        .command(json!("c1"), "proj", "power", json!({"on": true}))
+        .await;
+    let accepted = panel.until("accepted", |m| m["type"] == "accepted").await;
+    assert_eq!(accepted["id"], "c1");
+    // The read-back after the set reports warming before the result arrives.
+    panel.until_event("proj", "power", json!("warming")).await;
+    let result = panel.result(json!("c1")).await;
+    assert_eq!(result["ok"], true, "{result}");
+    panel.until_event("proj", "power", json!("on")).await;
+    assert_eq!(proj.state().power, PowerState::On);
+
+    panel
+        .command(json!(2), "proj", "input", json!({"source": "hdmi2"}))
+        .await;
+    panel.until_event("proj", "input", json!("hdmi2")).await;
+    assert_eq!(panel.result(json!(2)).await["ok"], true);
+    assert_eq!(proj.state().input, "32");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_front_panel_change_reaches_the_panel() {
+    let proj = projector(None).await;
+    let gw = gateway(&site_toml(&[("proj", proj.local_addr(), None)], "")).await;
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    panel.until_event("proj", "input", json!("hdmi1")).await;
+
+    proj.set_input("11");
+    panel.until_event("proj", "input", json!("rgb1")).await;
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stopped_device_goes_offline_and_comes_back_with_its_state_reread() {
+    let proj = projector(None).await;
+    let addr = proj.local_addr();
+    let gw = gateway(&site_toml(&[("proj", addr, None)], "")).await;
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    panel.until_event("proj", "input", json!("hdmi1")).await;
+
+    proj.shutdown().await;
+    let offline = panel.until_event("proj", "online", json!(false)).await;
+    let error = panel
+        .until("error event", |m| {
+            m["type"] == "event" && m["point"] == "error"
+        })
+        .await;
+    assert!(
+        error["value"]
+            .as_str()
+            .is_some_and(|e| e.contains("connect")),
+        "{error} after {offline}"
+    );
+
+    // A command now fails at once with device_offline instead of hanging.
+    panel
+        .command(json!("while-off"), "proj", "power", json!({"on": true}))
+        .await;
+    let result = panel.result(json!("while-off")).await;
+    assert_eq!(result["error"]["code"], "device_offline", "{result}");
+
+    // The projector comes back (after someone changed its input by hand).
+    let restarted = projector_at(addr, None).await;
+    restarted.set_input("32");
+    panel.until_event("proj", "online", json!(true)).await;
+    panel.until_event("proj", "input", json!("hdmi2")).await;
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_resuming_panel_gets_exactly_the_events_it_missed_in_order() {
+    let proj = projector(None).await;
+    let gw = gateway(&site_toml(&[("proj", proj.local_addr(), None)], "")).await;
+    let (mut panel, welcome) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    let epoch = welcome["epoch"].as_u64().unwrap();
+    panel.until_event("proj", "input", json!("hdmi1")).await;
+    let last_seen = panel.at.unwrap();
+    panel.close().await;
+
+    // While it is away: three changes, seen by another panel.
+    let (mut other, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    for (code, name) in [("11", "rgb1"), ("32", "hdmi2"), ("31", "hdmi1")] {
+        proj.set_input(code);
+        other.until_event("proj", "input", json!(name)).await;
+    }
+    let head = other.at.unwrap();
+    assert!(head >= last_seen + 3);
+
+    let hello = json!({"type": "hello", "resume": {"epoch": epoch, "seq": last_seen}});
+    let (mut back, welcome) = Panel::hello(&gw, hello).await;
+    assert_eq!(welcome["resumed"], true, "{welcome}");
+    back.at = Some(last_seen);
+    // Every missed event arrives, in order, without a snapshot (the harness asserts each
+    // seq is exactly one more than the last).
+    while back.at.unwrap() < head {
+        let message = back.next().await;
+        assert_eq!(
+            message["type"], "event",
+            "expected only replayed events, got {message}"
+        );
+    }
+    assert_eq!(back.seqs.first(), Some(&(last_seen + 1)));
+
+    // A resume from another epoch gets a snapshot instead.
+    let hello = json!({"type": "hello", "resume": {"epoch": epoch + 1, "seq": last_seen}});
+    let (mut stranger, welcome) = Panel::hello(&gw, hello).await;
+    assert_eq!(welcome["resumed"], false);
+    assert_eq!(stranger.next().await["type"], "snapshot");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_same_command_id_twice_runs_once() {
+    let proj = projector(None).await;
+    let gw = gateway(&site_toml(&[("proj", proj.local_addr(), None)], "")).await;
+    let hello = json!({"type": "hello", "client": "lobby-panel"});
+    let (mut panel, _) = Panel::hello(&gw, hello.clone()).await;
+    panel.until_event("proj", "online", json!(true)).await;
+
+    panel
+        .command(json!("once"), "proj", "power", json!({"on": true}))
+        .await;
+    assert_eq!(panel.result(json!("once")).await["ok"], true);
+    panel.close().await;
+
+    // The same panel reconnects and re-sends: it gets the stored outcome.
+    let (mut again, _) = Panel::hello(&gw, hello).await;
+    again
+        .command(json!("once"), "proj", "power", json!({"on": true}))
+        .await;
+    let accepted = again.until("accepted", |m| m["type"] == "accepted").await;
+    assert_eq!(accepted["duplicate"], true, "{accepted}");
+    assert_eq!(again.result(json!("once")).await["ok"], true);
+
+    let sets = proj
+        .commands_received()
+        .iter()
+        .filter(|line| line.starts_with("%1POWR 1"))
+        .count();
+    assert_eq!(
+        sets,
+        1,
+        "power on must reach the projector once: {:?}",
+        proj.commands_received()
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_specific_error_and_the_connection_keeps_working() {
+    let proj = projector(None).await;
+    let gw = gateway(&site_toml(&[("proj", proj.local_addr(), None)], "")).await;
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    panel.until_event("proj", "online", json!(true)).await;
+
+    panel.send_raw("{this is not json").await;
+    let error = panel.until("error", |m| m["type"] == "error").await;
+    assert_eq!(error["code"], "malformed", "{error}");
+
+    panel
+        .send(json!({"type": "launch", "what": "rocket"}))
+        .await;
+    assert_eq!(
+        panel.until("error", |m| m["type"] == "error").await["code"],
+        "invalid_message"
+    );
+
+    panel
+        .command(json!("a"), "nope", "power", json!({"on": true}))
+        .await;
+    let result = panel.result(json!("a")).await;
+    assert_eq!(
+        (result["ok"].clone(), result["error"]["code"].clone()),
+        (json!(false), json!("unknown_device"))
+    );
+
+    panel
+        .command(json!("b"), "proj", "self_destruct", json!({}))
+        .await;
+    assert_eq!(
+        panel.result(json!("b")).await["error"]["code"],
+        "unknown_command"
+    );
+
+    panel
+        .command(json!("c"), "proj", "power", json!({"on": "yes please"}))
+        .await;
+    let result = panel.result(json!("c")).await;
+    assert_eq!(result["error"]["code"], "invalid_args");
+    assert!(
+        result["error"]["message"].as_str().unwrap().contains("on"),
+        "{result}"
+    );
+
+    panel
+        .command(json!("d"), "proj", "input", json!({"source": "hdmi9"}))
+        .await;
+    assert_eq!(
+        panel.result(json!("d")).await["error"]["code"],
+        "invalid_args"
+    );
+
+    // Still usable.
+    panel
+        .command(json!("e"), "proj", "mute", json!({"video": true}))
+        .await;
+    panel.until_event("proj", "video_mute", json!(true)).await;
+    assert_eq!(panel.result(json!("e")).await["ok"], true);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_reported_and_backed_off() {
+    let proj = projector(Some("right")).await;
+    let gw = gateway(&site_toml(
+        &[("proj", proj.local_addr(), Some("wrong"))],
+        "",
+    ))
+    .await;
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    let error = panel
+        .until("auth error", |m| {
+            m["type"] == "event" && m["point"] == "error" && !m["value"].is_null()
+        })
+        .await;
+    let message = error["value"].as_str().unwrap();
+    assert!(
+        message.contains("password"),
+        "the error should name the password: {message}"
+    );
+
+    // No busy reconnect loop: the gateway waits (at least 30 s) before trying again.
+    let attempts = proj.connection_count();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while tokio::time::Instant::now() < deadline {
+        assert_eq!(
+            proj.connection_count(),
+            attempts,
+            "reconnected right after an authentication failure"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_right_password_works() {
+    let proj = projector(Some("JBMIAProjectorLink")).await;
+    let gw = gateway(&site_toml(
+        &[("proj", proj.local_addr(), Some("JBMIAProjectorLink"))],
+        "",
+    ))
+    .await;
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    panel.until_event("proj", "power", json!("off")).await;
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_tokens_a_panel_without_one_is_refused_and_closed() {
+    let proj = projector(None).await;
+    let auth = "[[auth.tokens]]\nname = \"lobby\"\ntoken = \"s3cret-token-1\"\n";
+    let gw = gateway(&site_toml(&[("proj", proj.local_addr(), None)], auth)).await;
+
+    let mut panel = Panel::connect(&gw).await;
+    panel.send(json!({"type": "hello", "token": "guess"})).await;
+    let error = panel.next().await;
+    assert_eq!(error["code"], "unauthorized", "{error}");
+    assert!(
+        panel.try_next(DEADLINE).await.is_none(),
+        "the socket must close"
+    );
+
+    let (_, welcome) = Panel::hello(&gw, json!({"type": "hello", "token": "s3cret-token-1"})).await;
+    assert_eq!(welcome["type"], "welcome");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn messages_before_hello_are_refused_but_hello_still_works() {
+    let proj = projector(None).await;
+    let gw = gateway(&site_toml(&[("proj", proj.local_addr(), None)], "")).await;
+    let mut panel = Panel::connect(&gw).await;
+    panel.send(json!({"type": "ack", "seq": 1})).await;
+    assert_eq!(panel.next().await["code"], "hello_required");
+    panel.send(json!({"type": "hello"})).await;
+    assert_eq!(panel.next().await["type"], "welcome");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn http_endpoints_serve_state_health_and_the_page() {
+    let proj = projector(None).await;
+    let gw = gateway(&site_toml(&[("proj", proj.local_addr(), None)], "")).await;
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    panel.until_event("proj", "power", json!("off")).await;
+
+    let state: Value = serde_json::from_str(&http_get(&gw, "/api/state").await).unwrap();
+    assert_eq!(
+        state["devices"]["proj"]["points"]["power"], "off",
+        "{state}"
+    );
+    let health: Value = serde_json::from_str(&http_get(&gw, "/healthz").await).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["devices_online"], 1);
+    let devices: Value = serde_json::from_str(&http_get(&gw, "/api/devices").await).unwrap();
+    assert!(
+        devices[0]["profile"]["commands"]["power"].is_object(),
+        "{devices}"
+    );
+    assert!(http_get(&gw, "/").await.contains("<title>avgate</title>"));
+    gw.shutdown().await;
+}
+
+/// A bare HTTP/1.1 GET, to keep an HTTP client crate out of the dependencies.
+async fn http_get(gw: &avgate::Gateway, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(gw.local_addr())
+        .await
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: avgate\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
