@@ -24,9 +24,9 @@ use crate::journal::Journal;
 /// backoff rather than a busy loop.
 const HEALTHY_SESSION: Duration = Duration::from_secs(1);
 
-/// Consecutive unanswered requests before the device is declared offline. One lost reply
-/// only costs a reconnect.
-const TIMEOUTS_BEFORE_OFFLINE: u32 = 2;
+/// Consecutive failed sessions (an unanswered request, a garbled reply) before the device
+/// is declared offline. One lost or garbled reply only costs a quiet reconnect.
+const FAILURES_BEFORE_OFFLINE: u32 = 2;
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 2048;
@@ -38,7 +38,7 @@ pub(super) struct DeviceTask {
     cancel: CancellationToken,
     backoff: Backoff,
     polls: Vec<PollState>,
-    consecutive_timeouts: u32,
+    consecutive_failures: u32,
 }
 
 struct PollState {
@@ -60,10 +60,11 @@ enum SessionEnd {
     Shutdown,
     /// The device closed or the link failed.
     Lost { error: String, healthy: bool },
-    /// A request went unanswered.
-    TimedOut { error: String },
-    /// The driver gave up on the session.
-    Fatal(SessionError),
+    /// A request went unanswered, or the device said something out of step: worth one
+    /// quiet reconnect.
+    Failed { error: String },
+    /// The device refused our credentials: retrying soon will not help.
+    AuthFailed(SessionError),
 }
 
 impl DeviceTask {
@@ -89,7 +90,7 @@ impl DeviceTask {
             cancel,
             backoff: Backoff::default(),
             polls,
-            consecutive_timeouts: 0,
+            consecutive_failures: 0,
         }
     }
 
@@ -134,21 +135,19 @@ impl DeviceTask {
                     debug!("{error}; reconnecting");
                     continue;
                 }
-                SessionEnd::TimedOut { error }
-                    if self.consecutive_timeouts < TIMEOUTS_BEFORE_OFFLINE =>
+                SessionEnd::Failed { error }
+                    if self.consecutive_failures < FAILURES_BEFORE_OFFLINE =>
                 {
                     debug!("{error}; reconnecting");
                     continue;
                 }
-                SessionEnd::TimedOut { error } | SessionEnd::Lost { error, .. } => {
+                SessionEnd::Failed { error } | SessionEnd::Lost { error, .. } => {
                     self.go_offline(error);
                     self.backoff.next()
                 }
-                SessionEnd::Fatal(err) => {
-                    let auth = matches!(err, SessionError::AuthFailed(_));
+                SessionEnd::AuthFailed(err) => {
                     self.go_offline(err.to_string());
-                    let delay = self.backoff.next();
-                    if auth { delay.max(AUTH_FLOOR) } else { delay }
+                    self.backoff.next().max(AUTH_FLOOR)
                 }
             };
             if !self.wait_offline(delay).await {
@@ -195,13 +194,13 @@ impl DeviceTask {
                         }
                         // A device that greets but has stopped answering stays offline
                         // until it answers something.
-                        if self.consecutive_timeouts < TIMEOUTS_BEFORE_OFFLINE {
+                        if self.consecutive_failures < FAILURES_BEFORE_OFFLINE {
                             self.go_online();
                         }
                     }
                     Output::Update { point, value } => self.publish(&point, value),
                     Output::Completed(result) => {
-                        self.consecutive_timeouts = 0;
+                        self.consecutive_failures = 0;
                         self.go_online();
                         if let (Err(e), Some(f)) = (&result, &in_flight)
                             && f.job.is_none()
@@ -216,7 +215,13 @@ impl DeviceTask {
                             Err(Failure::new(ErrorCode::DeviceError, err.to_string())),
                         );
                         warn!("{err}");
-                        return SessionEnd::Fatal(err);
+                        if matches!(err, SessionError::AuthFailed(_)) {
+                            return SessionEnd::AuthFailed(err);
+                        }
+                        self.consecutive_failures += 1;
+                        return SessionEnd::Failed {
+                            error: err.to_string(),
+                        };
                     }
                 }
             }
@@ -269,11 +274,11 @@ impl DeviceTask {
                 _ = sleep_until(next_poll.unwrap_or_else(Instant::now)), if idle && next_poll.is_some() => {}
                 _ = sleep_until(in_flight.as_ref().map_or_else(Instant::now, |f| f.deadline)), if in_flight.is_some() => {
                     protocol.abandon();
-                    self.consecutive_timeouts += 1;
+                    self.consecutive_failures += 1;
                     let what = in_flight.as_ref().map_or_else(String::new, |f| f.what.clone());
                     let error = format!("{} did not answer `{what}` within {:?}", self.config.id, self.config.command_timeout);
                     self.finish(&mut in_flight, Err(Failure::new(ErrorCode::Timeout, error.clone())));
-                    return SessionEnd::TimedOut { error };
+                    return SessionEnd::Failed { error };
                 }
                 _ = sleep_until(ready_deadline), if !ready => {
                     return SessionEnd::Lost {

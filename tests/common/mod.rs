@@ -67,6 +67,9 @@ pub struct Panel {
     /// The seq this panel is at (from a snapshot or its last event): the next event must
     /// be exactly one more.
     pub at: Option<u64>,
+    /// The devices as this panel knows them: the last snapshot with every event since
+    /// applied, in the snapshot's shape.
+    pub devices: Value,
 }
 
 impl Panel {
@@ -80,6 +83,7 @@ impl Panel {
             ws,
             seqs: Vec::new(),
             at: None,
+            devices: json!({}),
         }
     }
 
@@ -126,6 +130,7 @@ impl Panel {
                     let value: Value = serde_json::from_str(&text).expect("server sends JSON");
                     if value["type"] == "snapshot" {
                         self.at = value["seq"].as_u64();
+                        self.devices = value["devices"].clone();
                     }
                     if value["type"] == "event" {
                         let seq = value["seq"].as_u64().expect("event seq");
@@ -138,6 +143,13 @@ impl Panel {
                         }
                         self.at = Some(seq);
                         self.seqs.push(seq);
+                        let device = value["device"].as_str().expect("event device");
+                        let point = value["point"].as_str().expect("event point");
+                        let state = &mut self.devices[device];
+                        match point {
+                            "online" | "error" => state[point] = value["value"].clone(),
+                            _ => state["points"][point] = value["value"].clone(),
+                        }
                     }
                     return Some(value);
                 }
@@ -160,17 +172,22 @@ impl Panel {
         }
     }
 
-    /// Waits until `device`'s `point` is `value`: an event setting it, or a snapshot that
-    /// already shows it (the change may have happened before this panel connected).
-    pub async fn until_event(&mut self, device: &str, point: &str, value: Value) -> Value {
+    /// What this panel knows of `device`'s `point` (`online` and `error` included).
+    pub fn known(&self, device: &str, point: &str) -> &Value {
+        match point {
+            "online" | "error" => &self.devices[device][point],
+            _ => &self.devices[device]["points"][point],
+        }
+    }
+
+    /// Waits until this panel knows `device`'s `point` is `value`, from its snapshot or
+    /// an event (the change may have happened before this panel connected).
+    pub async fn until_event(&mut self, device: &str, point: &str, value: Value) {
         let what = format!("{device}/{point} = {value}");
-        self.until(&what, |m| match m["type"].as_str() {
-            Some("event") => m["device"] == device && m["point"] == point && m["value"] == value,
-            Some("snapshot") if point == "online" => m["devices"][device]["online"] == value,
-            Some("snapshot") => m["devices"][device]["points"][point] == value,
-            _ => false,
-        })
-        .await
+        while *self.known(device, point) != value {
+            self.until(&what, |m| m["type"] == "event" || m["type"] == "snapshot")
+                .await;
+        }
     }
 
     pub async fn command(&mut self, id: Value, device: &str, command: &str, args: Value) {
