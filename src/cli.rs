@@ -50,6 +50,9 @@ enum Command {
         /// Listen here instead of the site's [server] listen.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Keep the journal here instead of the site's [journal] data_dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Check a site file and the profiles it uses without connecting to anything.
     ///
@@ -66,6 +69,10 @@ enum Command {
         /// Print the demo's site file (a starting point for your own) and exit.
         #[arg(long)]
         print_config: bool,
+        /// Keep the demo's journal here, so a restarted demo resumes where it stopped.
+        /// Without it the demo keeps its journal in memory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Run a device simulator on its own, to develop panels or test against.
     #[command(subcommand)]
@@ -101,10 +108,17 @@ enum Simulator {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(cli.log_format);
     match cli.command {
-        Command::Run { config, listen } => {
+        Command::Run {
+            config,
+            listen,
+            data_dir,
+        } => {
             let mut site = load_site(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
             if let Some(listen) = listen {
                 site.server.listen = listen;
+            }
+            if let Some(dir) = data_dir {
+                site.journal.data_dir = Some(dir);
             }
             let gateway = Gateway::start(site).await?;
             println!(
@@ -134,8 +148,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo {
             listen,
             print_config,
+            data_dir,
         } => {
-            let room = DemoRoom::start(listen).await?;
+            let room = DemoRoom::start(listen, data_dir.as_deref()).await?;
             if print_config {
                 print!("{}", room.site_toml);
                 room.shutdown().await;

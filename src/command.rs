@@ -3,12 +3,12 @@
 //! (docs/PROTOCOL.md): panels branch on them, so they never change meaning.
 
 use avgate_drivers::{DeviceError, DeviceErrorKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// `Ok(())`, or why the command did not do what was asked.
 pub type Outcome = Result<(), Failure>;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     pub code: ErrorCode,
     /// What happened and what to do, for the person at the panel or its developer.
@@ -30,7 +30,7 @@ impl std::fmt::Display for Failure {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// No device with that id in this site.
@@ -59,6 +59,11 @@ pub enum ErrorCode {
     HelloRequired,
     /// The gateway is stopping.
     ShuttingDown,
+    /// The gateway stopped (crash, power cut) while the command was running: it may or
+    /// may not have reached the device. It is never re-run by itself.
+    OutcomeUnknown,
+    /// The gateway could not record the command durably, so it did not run it.
+    Internal,
 }
 
 impl ErrorCode {
@@ -77,6 +82,8 @@ impl ErrorCode {
             Self::InvalidMessage => "invalid_message",
             Self::HelloRequired => "hello_required",
             Self::ShuttingDown => "shutting_down",
+            Self::OutcomeUnknown => "outcome_unknown",
+            Self::Internal => "internal",
         }
     }
 }

@@ -23,7 +23,7 @@ pub struct DemoRoom {
 
 impl DemoRoom {
     /// Starts the simulators on free loopback ports and builds the site that uses them.
-    pub async fn start(listen: SocketAddr) -> anyhow::Result<DemoRoom> {
+    pub async fn start(listen: SocketAddr, data_dir: Option<&Path>) -> anyhow::Result<DemoRoom> {
         let left = pjlink_sim::start(pjlink_sim::Config {
             name: "Left projector".into(),
             input: "31".into(),
@@ -45,7 +45,7 @@ impl DemoRoom {
         .await
         .context("starting the right projector simulator")?;
 
-        let text = site_toml(listen, left.local_addr(), right.local_addr());
+        let text = site_toml(listen, data_dir, left.local_addr(), right.local_addr());
         let site = parse_site(Path::new("demo-site.toml"), &text)
             .map_err(|e| anyhow::anyhow!("demo site is invalid: {e}"))?;
         let projectors = vec![("proj-left".into(), left), ("proj-right".into(), right)];
@@ -64,12 +64,28 @@ impl DemoRoom {
 }
 
 /// The demo's site file; `avgate demo --print-config` shows it as a starting point.
-fn site_toml(listen: SocketAddr, left: SocketAddr, right: SocketAddr) -> String {
+fn site_toml(
+    listen: SocketAddr,
+    data_dir: Option<&Path>,
+    left: SocketAddr,
+    right: SocketAddr,
+) -> String {
+    let journal = match data_dir {
+        // A TOML string, quoted and escaped.
+        Some(dir) => format!(
+            "data_dir = {}",
+            toml::Value::String(dir.display().to_string())
+        ),
+        None => "durable = false".to_string(),
+    };
     format!(
         r#"# Demo room: every device is a simulator on this machine.
 
 [server]
 listen = "{listen}"
+
+[journal]
+{journal}
 
 [devices.proj-left]
 name = "Left projector"

@@ -8,14 +8,15 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::Site;
 use crate::http::{self, AppState, DeviceInfo};
 use crate::hub::Hub;
-use crate::journal::Journal;
+use crate::journal::{Durability, Journal};
 use crate::router::Router;
 use crate::runtime;
+use crate::store::{Retention, Store};
 
 /// A running gateway.
 pub struct Gateway {
@@ -36,10 +37,11 @@ impl Gateway {
 
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let journal = Arc::new(Journal::new(
-            site.journal.window,
-            site.devices.iter().map(|d| d.id.clone()),
-        ));
+        let ids = site.devices.iter().map(|d| d.id.clone());
+        let (journal, store) = open_journal(&site, ids).await?;
+        if store.is_some() {
+            tasks.spawn(journal.clone().run_committer(shutdown.clone()));
+        }
         let devices = site.devices.iter().map(|config| {
             let handle = runtime::spawn_device(
                 config.clone(),
@@ -50,7 +52,10 @@ impl Gateway {
             );
             (handle, config.profile.clone())
         });
-        let router = Router::new(devices.collect::<Vec<_>>(), site.commands.dedupe_window);
+        let mut router = Router::new(devices.collect::<Vec<_>>(), site.commands.dedupe_window);
+        if let Some((store, commands, audit)) = store {
+            router = router.with_store(store, &commands, &audit);
+        }
         let hub = Arc::new(Hub::new(
             journal.clone(),
             router,
@@ -96,4 +101,43 @@ impl Gateway {
         self.shutdown.cancel();
         self.tasks.wait().await;
     }
+}
+
+/// What a durable journal brings back for the router: the store, the command ledger and
+/// the audit log as they were on disk.
+type Restored = (Arc<Store>, Vec<(String, String)>, Vec<(u64, String)>);
+
+/// The journal the site asks for: on disk (continuing what is there) or in memory.
+async fn open_journal(
+    site: &Site,
+    ids: impl Iterator<Item = String>,
+) -> anyhow::Result<(Arc<Journal>, Option<Restored>)> {
+    let settings = &site.journal;
+    if !settings.durable {
+        return Ok((Arc::new(Journal::in_memory(settings.window, ids)), None));
+    }
+    let dir = settings
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| "avgate-data".into());
+    let retention = Retention {
+        events: settings.retain_events.max(settings.window),
+        age: settings.retain_for,
+    };
+    let window = settings.window;
+    let (store, mut recovered) =
+        tokio::task::spawn_blocking(move || Store::open(&dir, retention, window)).await??;
+    if let Some(why) = &recovered.lost {
+        warn!("{why}");
+    }
+    let store = Arc::new(store);
+    let commands = std::mem::take(&mut recovered.commands);
+    let audit = std::mem::take(&mut recovered.audit);
+    let durability = Durability {
+        store: store.clone(),
+        recovered,
+        max_batch: settings.commit_batch,
+    };
+    let journal = Arc::new(Journal::durable(window, ids, durability));
+    Ok((journal, Some((store, commands, audit))))
 }

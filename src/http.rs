@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/state", get(api_state))
         .route("/api/devices", get(api_devices))
+        .route("/api/audit", get(api_audit))
         .route("/ws", get(websocket))
         .with_state(state)
 }
@@ -70,6 +71,7 @@ async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
         "seq": snapshot.seq,
         "devices": snapshot.devices.len(),
         "devices_online": online,
+        "journal_uncommitted": state.hub.journal.uncommitted(),
     }))
 }
 
@@ -85,6 +87,47 @@ async fn api_devices(State(state): State<AppState>, headers: HeaderMap) -> Respo
         return refused;
     }
     Json(state.devices.as_ref()).into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    device: Option<String>,
+    /// RFC 3339 time: only entries from then on.
+    since: Option<String>,
+    /// Most entries returned, newest first (default 100, at most 1000).
+    limit: Option<usize>,
+}
+
+async fn api_audit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Query<AuditQuery>,
+) -> Response {
+    if let Some(refused) = refuse_without_bearer(&state, &headers) {
+        return refused;
+    }
+    let since = match query.since.as_deref().map(humantime::parse_rfc3339_weak) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => {
+            let message =
+                format!("since: {e}; write an RFC 3339 time such as 2026-11-25T09:00:00Z");
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"code": "invalid_args", "message": message})),
+            )
+                .into_response();
+        }
+    };
+    let limit = query.limit.unwrap_or(100).min(1000);
+    Json(
+        state
+            .hub
+            .router
+            .audit_log(query.device.as_deref(), since, limit),
+    )
+    .into_response()
 }
 
 async fn websocket(

@@ -12,14 +12,18 @@
 //!   queue, polls, timeouts. Drives the sans-IO protocol cores in `avgate-drivers`.
 //! - [`journal`]: the numbered record of every change, the current state, and the window
 //!   of recent events that resuming panels replay.
+//! - [`store`]: the embedded redb file behind the journal, the command ledger and the
+//!   audit log; group commits, retention, recovery.
 //! - [`router`]: checks a panel's command against the profile, drops duplicate ids, queues
-//!   it on the device, keeps its outcome.
+//!   it on the device, keeps its outcome (durably, with a store).
+//! - [`audit`]: every command, who sent it and what came of it.
 //! - [`hub`]: WebSocket sessions: hello, snapshot or replay, a cursor into the journal.
 //! - [`http`]: the axum server: `/ws`, `/api/*`, `/healthz` and the status page.
 //! - [`command`]: command outcomes and the error codes panels see.
 //! - [`gateway`]: wires the parts together and shuts them down as one.
 //! - [`demo`]: the simulated demo room; [`cli`]: the `avgate` command.
 
+pub mod audit;
 pub mod cli;
 pub mod command;
 pub mod config;
@@ -30,5 +34,6 @@ pub mod hub;
 pub mod journal;
 pub mod router;
 pub mod runtime;
+pub mod store;
 
 pub use gateway::Gateway;

@@ -4,18 +4,27 @@
 //! within the dedupe window (the caller gets the stored outcome instead), queues the rest
 //! on the device, and keeps each outcome for the window so a panel that re-sends after a
 //! reconnect learns what happened without driving the device twice.
+//!
+//! With a store, a command is written down as pending before it reaches the device and
+//! again with its outcome, so the ledger survives a restart: a re-sent id gets the stored
+//! outcome, or `outcome_unknown` if the gateway died while it ran, never a second run.
+//! Every command, accepted or refused, also goes to the audit log.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
 use avgate_drivers::{Map, Value};
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::warn;
 
+use crate::audit::{AuditEntry, AuditLog, Record};
 use crate::command::{ErrorCode, Failure, Outcome};
 use crate::config::Profile;
 use crate::runtime::DeviceHandle;
+use crate::store::{Store, unix_millis};
 
 /// Outcomes remembered at most, whatever the window: a panel that floods the gateway with
 /// fresh ids costs bounded memory (about 200 bytes each). The oldest go first.
@@ -29,6 +38,28 @@ pub struct CommandKey {
     pub id: String,
 }
 
+impl CommandKey {
+    fn stored(&self) -> String {
+        format!("{}\0{}", self.client, self.id)
+    }
+
+    fn from_stored(key: &str) -> Option<CommandKey> {
+        let (client, id) = key.split_once('\0')?;
+        Some(CommandKey {
+            client: client.into(),
+            id: id.into(),
+        })
+    }
+}
+
+/// Who sent a command, for the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub session: String,
+    /// The name the panel's token was issued to, when the site uses tokens.
+    pub token: Option<String>,
+}
+
 /// Becomes `Some` when the command's outcome is known.
 pub type OutcomeWatch = watch::Receiver<Option<Outcome>>;
 
@@ -39,10 +70,20 @@ pub enum Submission {
     Duplicate(OutcomeWatch),
 }
 
+/// A command's durable record.
+#[derive(Serialize, Deserialize)]
+struct CommandRecord {
+    at_ms: u64,
+    /// `None` while it runs.
+    outcome: Option<Result<(), Failure>>,
+}
+
 pub struct Router {
     devices: HashMap<String, (DeviceHandle, Arc<Profile>)>,
     window: Duration,
     ledger: Mutex<Ledger>,
+    audit: Arc<AuditLog>,
+    store: Option<Arc<Store>>,
 }
 
 #[derive(Default)]
@@ -64,23 +105,115 @@ impl Router {
         Self {
             devices,
             window,
-            ledger: Mutex::new(Ledger::default()),
+            ledger: Mutex::default(),
+            audit: Arc::default(),
+            store: None,
         }
     }
 
+    /// Keeps the ledger and the audit log in `store`, starting from what it held.
+    pub fn with_store(
+        mut self,
+        store: Arc<Store>,
+        commands: &[(String, String)],
+        audit: &[(u64, String)],
+    ) -> Self {
+        let now_ms = unix_millis(SystemTime::now());
+        let mut restored: Vec<(u64, CommandKey, Outcome)> = Vec::new();
+        let mut unknown = Vec::new();
+        for (key, json) in commands {
+            let (Some(key), Ok(record)) = (
+                CommandKey::from_stored(key),
+                serde_json::from_str::<CommandRecord>(json),
+            ) else {
+                continue;
+            };
+            let outcome = record.outcome.unwrap_or_else(|| {
+                unknown.push(key.clone());
+                Err(Failure::new(
+                    ErrorCode::OutcomeUnknown,
+                    "the gateway stopped while this command was running, so it may or may not have reached the device; check the device's state before sending it again with a new id",
+                ))
+            });
+            restored.push((record.at_ms, key, outcome));
+        }
+        restored.sort_by_key(|(at, _, _)| *at);
+        {
+            let mut ledger = lock(&self.ledger);
+            for (at_ms, key, outcome) in restored {
+                let age = Duration::from_millis(now_ms.saturating_sub(at_ms));
+                if age >= self.window {
+                    continue;
+                }
+                let seen = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+                ledger.remember_at(seen, key, watch::channel(Some(outcome)).1);
+            }
+        }
+        for key in unknown {
+            warn!(client = %key.client, id = %key.id, "command was running when the gateway stopped: its outcome is unknown");
+        }
+        self.audit = Arc::new(AuditLog::durable(store.clone(), audit));
+        self.store = Some(store);
+        self
+    }
+
+    /// Checks and queues a command; see [`Submission`].
     pub fn submit(
         &self,
+        origin: &Origin,
         key: CommandKey,
         device: &str,
         command: &str,
         args: Map<String, Value>,
     ) -> Result<Submission, Failure> {
-        let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
-        ledger.expire(self.window);
+        let mut ledger = lock(&self.ledger);
+        let expired = ledger.expire(self.window);
+        self.forget(expired);
         if let Some(seen) = ledger.outcomes.get(&key) {
             return Ok(Submission::Duplicate(seen.clone()));
         }
+        let handle = match self.check(device, command, &args) {
+            Ok(handle) => handle.clone(),
+            Err(failure) => {
+                self.audit.record(audit_record(
+                    origin,
+                    &key,
+                    device,
+                    command,
+                    &args,
+                    Err(&failure),
+                ));
+                return Err(failure);
+            }
+        };
+        let (tx, rx) = watch::channel(None);
+        ledger.remember_at(Instant::now(), key.clone(), rx.clone());
+        drop(ledger);
 
+        let store = self.store.clone();
+        let audit = self.audit.clone();
+        let (origin, device, command) = (origin.clone(), device.to_string(), command.to_string());
+        tokio::spawn(async move {
+            let outcome = execute(store.as_ref(), &key, &handle, &command, args.clone()).await;
+            audit.record(audit_record(
+                &origin,
+                &key,
+                &device,
+                &command,
+                &args,
+                outcome.as_ref().map(|_| ()),
+            ));
+            tx.send_replace(Some(outcome));
+        });
+        Ok(Submission::Accepted(rx))
+    }
+
+    fn check(
+        &self,
+        device: &str,
+        command: &str,
+        args: &Map<String, Value>,
+    ) -> Result<&DeviceHandle, Failure> {
         let Some((handle, profile)) = self.devices.get(device) else {
             let mut known: Vec<&str> = self.devices.keys().map(String::as_str).collect();
             known.sort_unstable();
@@ -100,48 +233,140 @@ impl Router {
                 ),
             ));
         };
-        spec.check_args(&args)
+        spec.check_args(args)
             .map_err(|why| Failure::new(ErrorCode::InvalidArgs, format!("{command}: {why}")))?;
+        Ok(handle)
+    }
 
-        let reply = handle.submit(command.to_string(), args)?;
-        let (tx, rx) = watch::channel(None);
-        ledger.remember(key, rx.clone());
-        drop(ledger);
-        tokio::spawn(async move {
-            let outcome = reply.await.unwrap_or_else(|_| {
-                Err(Failure::new(
-                    ErrorCode::ShuttingDown,
-                    "the gateway stopped before the command finished",
-                ))
-            });
-            tx.send_replace(Some(outcome));
-        });
-        Ok(Submission::Accepted(rx))
+    /// The newest audit entries first, optionally for one device and since a time.
+    pub fn audit_log(
+        &self,
+        device: Option<&str>,
+        since: Option<SystemTime>,
+        limit: usize,
+    ) -> Vec<AuditEntry> {
+        self.audit.query(device, since, limit)
+    }
+
+    fn forget(&self, expired: Vec<CommandKey>) {
+        if let (Some(store), false) = (&self.store, expired.is_empty()) {
+            let store = store.clone();
+            let keys: Vec<String> = expired.iter().map(CommandKey::stored).collect();
+            tokio::task::spawn_blocking(move || store.remove_commands(&keys));
+        }
+    }
+}
+
+fn audit_record<'a>(
+    origin: &'a Origin,
+    key: &'a CommandKey,
+    device: &'a str,
+    command: &'a str,
+    args: &'a Map<String, Value>,
+    outcome: Result<(), &'a Failure>,
+) -> Record<'a> {
+    Record {
+        session: &origin.session,
+        client: &key.client,
+        token: origin.token.as_deref(),
+        id: &key.id,
+        device,
+        command,
+        args,
+        outcome,
+    }
+}
+
+/// Runs one accepted command: written down as pending first (so a crash can never lead
+/// to a silent second run), then queued on the device, then its outcome written down.
+async fn execute(
+    store: Option<&Arc<Store>>,
+    key: &CommandKey,
+    handle: &DeviceHandle,
+    command: &str,
+    args: Map<String, Value>,
+) -> Outcome {
+    let at_ms = unix_millis(SystemTime::now());
+    if let Some(store) = store {
+        let record = CommandRecord {
+            at_ms,
+            outcome: None,
+        };
+        if let Err(e) = persist(store, key, &record).await {
+            return Err(Failure::new(
+                ErrorCode::Internal,
+                format!("the command was not run because it could not be recorded: {e}"),
+            ));
+        }
+    }
+    let outcome = match handle.submit(command.to_string(), args) {
+        Ok(reply) => reply.await.unwrap_or_else(|_| {
+            Err(Failure::new(
+                ErrorCode::ShuttingDown,
+                "the gateway stopped before the command finished",
+            ))
+        }),
+        Err(failure) => Err(failure),
+    };
+    if let Some(store) = store {
+        let record = CommandRecord {
+            at_ms,
+            outcome: Some(outcome.clone()),
+        };
+        if let Err(e) = persist(store, key, &record).await {
+            warn!(id = %key.id, "outcome not recorded: {e}; a re-send after a restart will report outcome_unknown");
+        }
+    }
+    outcome
+}
+
+async fn persist(
+    store: &Arc<Store>,
+    key: &CommandKey,
+    record: &CommandRecord,
+) -> Result<(), String> {
+    let (store, key, json) = (
+        store.clone(),
+        key.stored(),
+        serde_json::to_string(record).expect("records serialize"),
+    );
+    match tokio::task::spawn_blocking(move || store.put_command(&key, &json)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
 impl Ledger {
-    fn remember(&mut self, key: CommandKey, outcome: OutcomeWatch) {
+    fn remember_at(&mut self, seen: Instant, key: CommandKey, outcome: OutcomeWatch) {
         if self.order.len() >= MAX_REMEMBERED
             && let Some((_, oldest)) = self.order.pop_front()
         {
             self.outcomes.remove(&oldest);
         }
-        self.order.push_back((Instant::now(), key.clone()));
+        self.order.push_back((seen, key.clone()));
         self.outcomes.insert(key, outcome);
     }
 
-    fn expire(&mut self, window: Duration) {
+    /// Drops what is older than the window; returns the keys dropped.
+    fn expire(&mut self, window: Duration) -> Vec<CommandKey> {
         let now = Instant::now();
+        let mut expired = Vec::new();
         while let Some((seen, _)) = self.order.front() {
             if now.duration_since(*seen) < window {
                 break;
             }
             if let Some((_, key)) = self.order.pop_front() {
                 self.outcomes.remove(&key);
+                expired.push(key);
             }
         }
+        expired
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Waits for a submission's outcome.

@@ -104,7 +104,7 @@ pub async fn run(rack: &Rack, out: &mut dyn Write) -> Report {
 async fn check_pjlink(device: &PjlinkDevice, report: &mut Report, out: &mut dyn Write) {
     let name = device.name.as_str();
     let mut site = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[devices.dut]\nprofile = \"pjlink-projector\"\naddress = {}\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[journal]\ndurable = false\n[devices.dut]\nprofile = \"pjlink-projector\"\naddress = {}\n",
         toml::Value::String(device.address.clone())
     );
     if let Some(password) = &device.password {

@@ -55,17 +55,54 @@ fn default_ping_interval() -> Duration {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JournalSettings {
-    /// How many recent events are kept for panels that resume.
+    /// How many recent events are kept in memory for panels that resume.
     #[serde(default = "default_window")]
     pub window: usize,
+    /// Keep the journal on disk, so a restart (or power cut) loses nothing committed and
+    /// panels resume across it. Off: a restart starts a new epoch.
+    #[serde(default = "default_durable")]
+    pub durable: bool,
+    /// Where the journal lives; relative to the site file. Default: `avgate-data` beside it.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// Events kept on disk at most.
+    #[serde(default = "default_retain_events")]
+    pub retain_events: usize,
+    /// Events older than this are dropped from disk.
+    #[serde(default = "default_retain_for", with = "humantime_serde")]
+    pub retain_for: Duration,
+    /// Most events written per disk commit (each commit is one sync).
+    #[serde(default = "default_commit_batch")]
+    pub commit_batch: usize,
 }
 
 impl Default for JournalSettings {
     fn default() -> Self {
         Self {
             window: default_window(),
+            durable: default_durable(),
+            data_dir: None,
+            retain_events: default_retain_events(),
+            retain_for: default_retain_for(),
+            commit_batch: default_commit_batch(),
         }
     }
+}
+
+fn default_durable() -> bool {
+    true
+}
+
+fn default_retain_events() -> usize {
+    1_000_000
+}
+
+fn default_retain_for() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+
+fn default_commit_batch() -> usize {
+    1_000
 }
 
 fn default_window() -> usize {
@@ -296,6 +333,12 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
         }
         auth.push(token);
     }
+    if file.journal.commit_batch == 0 || file.journal.retain_events == 0 {
+        errors.push(ConfigError::file(
+            path,
+            "[journal] commit_batch and retain_events must be at least 1".into(),
+        ));
+    }
     if file.journal.window == 0 {
         errors.push(ConfigError::file(
             path,
@@ -314,9 +357,17 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
         errors.sort_by_key(|e| (e.file != path, e.file.clone(), e.position));
         return Err(ConfigErrors(errors));
     }
+    let mut journal = file.journal;
+    journal.data_dir = Some(
+        base.join(
+            journal
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from("avgate-data")),
+        ),
+    );
     Ok(Site {
         server: file.server,
-        journal: file.journal,
+        journal,
         commands: file.commands,
         auth,
         devices,

@@ -16,7 +16,7 @@ use super::wire::{self, ClientMessage, ServerMessage};
 use super::{BATCH, HELLO_TIMEOUT, Hub};
 use crate::command::{ErrorCode, Failure};
 use crate::journal::Read;
-use crate::router::{self, CommandKey, Submission};
+use crate::router::{self, CommandKey, Origin, Submission};
 
 /// Messages waiting for the writer, per session. When it is full the reader stops reading
 /// that panel: a panel that sends faster than it reads slows only itself.
@@ -260,7 +260,16 @@ fn handle_text(
                 id: key,
             };
             info!(session = %panel.session, %device, %command, id = %key.id, "command");
-            match hub.router.submit(key, &device, &command, args) {
+            match hub.router.submit(
+                &Origin {
+                    session: panel.session.clone(),
+                    token: None,
+                },
+                key,
+                &device,
+                &command,
+                args,
+            ) {
                 Err(failure) => Some(result_message(&id, Err(&failure))),
                 Ok(submission) => {
                     let (watch, duplicate) = match submission {

@@ -37,6 +37,10 @@ pub async fn projector_at(listen: SocketAddr, password: Option<&str>) -> sim::Ha
 /// A site with one PJLink projector per `(id, address, password)`, polled quickly.
 pub fn site_toml(devices: &[(&str, SocketAddr, Option<&str>)], extra: &str) -> String {
     let mut text = format!("[server]\nlisten = \"127.0.0.1:0\"\nping_interval = \"5s\"\n{extra}\n");
+    if !extra.contains("[journal]") {
+        // Tests that need durability name their own data directory.
+        text += "[journal]\ndurable = false\n";
+    }
     for (id, addr, password) in devices {
         text += &format!("[devices.{id}]\nprofile = \"pjlink-projector\"\naddress = \"{addr}\"\n");
         if let Some(pw) = password {
