@@ -78,7 +78,12 @@ pub struct Panel {
 
 impl Panel {
     pub async fn connect(gateway: &Gateway) -> Panel {
-        let url = format!("ws://{}/ws", gateway.local_addr());
+        Panel::connect_to(gateway.local_addr()).await
+    }
+
+    /// Connects to a gateway at `addr` (one running in another process, say).
+    pub async fn connect_to(addr: SocketAddr) -> Panel {
+        let url = format!("ws://{addr}/ws");
         let (ws, _) = tokio::time::timeout(DEADLINE, connect_async(url))
             .await
             .expect("connect in time")
@@ -93,7 +98,11 @@ impl Panel {
 
     /// Connects and says hello; returns the welcome.
     pub async fn hello(gateway: &Gateway, hello: Value) -> (Panel, Value) {
-        let mut panel = Panel::connect(gateway).await;
+        Panel::hello_to(gateway.local_addr(), hello).await
+    }
+
+    pub async fn hello_to(addr: SocketAddr, hello: Value) -> (Panel, Value) {
+        let mut panel = Panel::connect_to(addr).await;
         panel.send(hello).await;
         let welcome = panel.next().await;
         assert_eq!(welcome["type"], "welcome", "{welcome}");

@@ -1,0 +1,226 @@
+//! Delivery across gateway restarts: the real `avgate` binary, killed with SIGKILL and
+//! started again on the same data directory, with simulators and panels in this process.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+/// The gateway binary running a site; killed when dropped.
+struct GatewayProcess {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl GatewayProcess {
+    async fn start(site: &Path, log: PathBuf) -> GatewayProcess {
+        let addr = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_avgate"))
+            .args(["run", "--config"])
+            .arg(site)
+            .args(["--listen", &addr.to_string()])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            )
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the avgate binary starts");
+        let gateway = GatewayProcess { child, addr, log };
+        gateway.wait_until_serving().await;
+        gateway
+    }
+
+    /// Another process has no event to await: poll its port, bounded by the deadline.
+    async fn wait_until_serving(&self) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while tokio::net::TcpStream::connect(self.addr).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "gateway not serving: {}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs, exactly like a power cut for the process.
+    async fn kill9(mut self) {
+        self.child.kill().await.expect("kill");
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn free_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+fn write_site(dir: &Path, projector: SocketAddr) -> PathBuf {
+    let site = format!(
+        "[journal]\ndata_dir = \"data\"\n\
+         [devices.proj]\nprofile = \"pjlink-projector\"\naddress = \"{projector}\"\n\
+         [devices.proj.overrides]\ncommand_timeout = \"1s\"\nconnect_timeout = \"1s\"\npoll = {{ power = \"200ms\", input = \"100ms\" }}\n"
+    );
+    let path = dir.join("site.toml");
+    std::fs::write(&path, site).unwrap();
+    path
+}
+
+/// Flips the projector's input from its "front panel" until stopped, so events keep
+/// flowing while the gateway is killed.
+fn keep_changing_input(projector: avgate_drivers::pjlink::simulator::Handle) -> Arc<AtomicBool> {
+    let running = Arc::new(AtomicBool::new(true));
+    let flag = running.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_millis(60));
+        let mut toggle = false;
+        while flag.load(Ordering::Relaxed) {
+            interval.tick().await;
+            toggle = !toggle;
+            projector.set_input(if toggle { "32" } else { "31" });
+        }
+    });
+    running
+}
+
+#[tokio::test]
+async fn after_kill_9_a_resuming_panel_gets_every_event_once_and_commands_do_not_rerun() {
+    let projector = projector(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let site = write_site(dir.path(), projector.local_addr());
+    let gateway = GatewayProcess::start(&site, dir.path().join("gateway.log")).await;
+
+    let hello = json!({"type": "hello", "client": "wall-panel"});
+    let (mut panel, welcome) = Panel::hello_to(gateway.addr, hello).await;
+    let epoch = welcome["epoch"].as_u64().unwrap();
+    panel.until_event("proj", "online", json!(true)).await;
+    panel
+        .command(json!("power-1"), "proj", "power", json!({"on": true}))
+        .await;
+    assert_eq!(panel.result(json!("power-1")).await["ok"], true);
+
+    // Mid-stream: events are flowing when the gateway is killed.
+    let changing = keep_changing_input(projector.clone());
+    let first = panel.seqs.len();
+    while panel.seqs.len() < first + 5 {
+        panel.next().await;
+    }
+    gateway.kill9().await;
+    // Drain what was sent before the kill (the harness checks every seq is one more).
+    while panel.try_next(DEADLINE).await.is_some() {}
+    let last_seen = panel.at.expect("the panel saw events");
+
+    let restarted = GatewayProcess::start(&site, dir.path().join("gateway.log")).await;
+    let hello = json!({"type": "hello", "client": "wall-panel", "resume": {"epoch": epoch, "seq": last_seen}});
+    let (mut panel, welcome) = Panel::hello_to(restarted.addr, hello).await;
+    assert_eq!(
+        welcome["epoch"], epoch,
+        "a restart keeps the epoch: {welcome}"
+    );
+    assert_eq!(welcome["resumed"], true, "{welcome}");
+    assert!(
+        welcome["seq"].as_u64().unwrap() >= last_seen,
+        "nothing a panel saw is taken back"
+    );
+    panel.at = Some(last_seen);
+    // The restart is visible: the device is offline (its values stale) until it is read
+    // again, then online. Every seq arrives exactly once, in order.
+    panel.until_event("proj", "online", json!(false)).await;
+    panel.until_event("proj", "online", json!(true)).await;
+    changing.store(false, Ordering::Relaxed);
+    assert_eq!(panel.seqs.first(), Some(&(last_seen + 1)));
+
+    // The same command id, re-sent after the restart, is answered from the ledger.
+    panel
+        .command(json!("power-1"), "proj", "power", json!({"on": true}))
+        .await;
+    let accepted = panel.until("accepted", |m| m["type"] == "accepted").await;
+    assert_eq!(accepted["duplicate"], true, "{accepted}");
+    assert_eq!(panel.result(json!("power-1")).await["ok"], true);
+    let sets = projector
+        .commands_received()
+        .iter()
+        .filter(|l| l.starts_with("%1POWR 1"))
+        .count();
+    assert_eq!(
+        sets,
+        1,
+        "power on reached the projector once: {:?}",
+        projector.commands_received()
+    );
+    restarted.kill9().await;
+}
+
+#[tokio::test]
+async fn a_corrupt_journal_starts_a_new_epoch_with_a_clear_log_line() {
+    let projector = projector(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let site = write_site(dir.path(), projector.local_addr());
+    let gateway = GatewayProcess::start(&site, dir.path().join("first.log")).await;
+    let (mut panel, welcome) = Panel::hello_to(gateway.addr, json!({"type": "hello"})).await;
+    let old_epoch = welcome["epoch"].as_u64().unwrap();
+    panel.until_event("proj", "online", json!(true)).await;
+    let last_seen = panel.at.unwrap();
+    gateway.kill9().await;
+
+    std::fs::write(dir.path().join("data/journal.redb"), vec![0xA5; 8192]).unwrap();
+    let restarted = GatewayProcess::start(&site, dir.path().join("second.log")).await;
+    let hello = json!({"type": "hello", "resume": {"epoch": old_epoch, "seq": last_seen}});
+    let (mut panel, welcome) = Panel::hello_to(restarted.addr, hello).await;
+    assert_ne!(welcome["epoch"], old_epoch, "history was lost: a new epoch");
+    assert_eq!(welcome["resumed"], false);
+    assert_eq!(panel.next().await["type"], "snapshot");
+    let log = restarted.log_text();
+    assert!(
+        log.contains("could not be read") && log.contains("moved it to"),
+        "the log says what happened: {log}"
+    );
+    restarted.kill9().await;
+}
+
+#[tokio::test]
+async fn a_graceful_restart_also_continues_the_series() {
+    let projector = projector(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let site = write_site(dir.path(), projector.local_addr());
+    let mut gateway = GatewayProcess::start(&site, dir.path().join("gateway.log")).await;
+    let (mut panel, welcome) = Panel::hello_to(gateway.addr, json!({"type": "hello"})).await;
+    panel.until_event("proj", "input", json!("hdmi1")).await;
+    let last_seen = panel.at.unwrap();
+
+    // SIGTERM: the gateway commits what it has and stops.
+    let pid = gateway.child.id().expect("running") as i32;
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(DEADLINE, gateway.child.wait())
+        .await
+        .expect("stops in time")
+        .unwrap();
+    assert!(status.success(), "a graceful stop exits 0: {status}");
+
+    let restarted = GatewayProcess::start(&site, dir.path().join("gateway.log")).await;
+    let hello = json!({"type": "hello", "resume": {"epoch": welcome["epoch"], "seq": last_seen}});
+    let (_, welcome) = Panel::hello_to(restarted.addr, hello).await;
+    assert_eq!(welcome["resumed"], true, "{welcome}");
+    restarted.kill9().await;
+}
