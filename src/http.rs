@@ -72,6 +72,7 @@ async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
         "devices": snapshot.devices.len(),
         "devices_online": online,
         "journal_uncommitted": state.hub.journal.uncommitted(),
+        "panels": state.hub.panels(),
     }))
 }
 

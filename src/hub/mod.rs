@@ -15,6 +15,7 @@ pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::config::AuthToken;
@@ -42,6 +43,8 @@ pub struct Hub {
     /// Token → the name it was issued to. Empty: panels need no token.
     tokens: HashMap<String, String>,
     pub ping_interval: Duration,
+    /// Panels connected now (past `hello`).
+    panels: AtomicUsize,
 }
 
 impl Hub {
@@ -60,7 +63,19 @@ impl Hub {
             router,
             tokens,
             ping_interval,
+            panels: AtomicUsize::new(0),
         }
+    }
+
+    /// Panels connected now (past `hello`).
+    pub fn panels(&self) -> usize {
+        self.panels.load(Ordering::Relaxed)
+    }
+
+    /// Counts a panel in until the returned guard is dropped.
+    fn panel_connected(&self) -> PanelCount<'_> {
+        self.panels.fetch_add(1, Ordering::Relaxed);
+        PanelCount(&self.panels)
     }
 
     pub fn auth_required(&self) -> bool {
@@ -76,5 +91,14 @@ impl Hub {
         token
             .and_then(|t| self.tokens.get(t))
             .map(|name| Some(name.as_str()))
+    }
+}
+
+/// Keeps a panel counted for as long as its session lives.
+struct PanelCount<'a>(&'a AtomicUsize);
+
+impl Drop for PanelCount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

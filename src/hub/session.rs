@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -10,7 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{Instrument, debug, info};
 
 use super::wire::{self, ClientMessage, ServerMessage};
 use super::{BATCH, HELLO_TIMEOUT, Hub};
@@ -47,18 +48,26 @@ pub async fn serve(
         return;
     };
     info!(session = %panel.session, client = %panel.client, %peer, "panel connected");
+    let _counted = hub.panel_connected();
 
     let (sink, stream) = socket.split();
     let (outbox, outbox_rx) = mpsc::channel(OUTBOX);
     let done = shutdown.child_token();
-    let writer = tokio::spawn(write_loop(
-        sink,
-        outbox_rx,
-        hub.clone(),
-        cursor,
-        done.clone(),
-    ));
-    read_loop(stream, outbox, &hub, &panel, &done).await;
+    let heard = Arc::new(Heard::new());
+    // The writer's logs carry which panel they are about.
+    let span = tracing::info_span!("panel", session = %panel.session, peer = %panel.peer);
+    let writer = tokio::spawn(
+        write_loop(
+            sink,
+            outbox_rx,
+            hub.clone(),
+            cursor,
+            done.clone(),
+            heard.clone(),
+        )
+        .instrument(span),
+    );
+    read_loop(stream, outbox, &hub, &panel, &done, &heard).await;
     done.cancel();
     let _ = writer.await;
     info!(session = %panel.session, %peer, "panel disconnected");
@@ -168,29 +177,51 @@ async fn greet(
     }
 }
 
-/// Handles everything the panel sends until it closes, goes silent or the session ends.
+/// When the panel was last heard from (any frame, pongs included), for the writer's
+/// liveness check.
+struct Heard {
+    start: Instant,
+    /// Microseconds after `start`.
+    last: AtomicU64,
+}
+
+impl Heard {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) {
+        self.last
+            .store(self.start.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn since(&self, at: Instant) -> bool {
+        self.last.load(Ordering::Relaxed)
+            >= at.saturating_duration_since(self.start).as_micros() as u64
+    }
+}
+
+/// Handles everything the panel sends until it closes or the session ends.
 async fn read_loop(
     mut stream: SplitStream<WebSocket>,
     outbox: mpsc::Sender<Message>,
     hub: &Hub,
     panel: &Panel,
     done: &CancellationToken,
+    heard: &Heard,
 ) {
-    // Pings go out every interval; a live panel answers each, so two intervals of silence
-    // means it is gone (sleeping tablet, dead Wi-Fi) even if TCP has not noticed.
-    let silence_limit = hub.ping_interval * 2;
     loop {
         let message = tokio::select! {
             _ = done.cancelled() => return,
-            next = timeout(silence_limit, stream.next()) => match next {
-                Err(_) => {
-                    info!(session = %panel.session, peer = %panel.peer, "no traffic for {silence_limit:?}; dropping panel");
-                    return;
-                }
-                Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return,
-                Ok(Some(Ok(message))) => message,
+            next = stream.next() => match next {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(message)) => message,
             },
         };
+        heard.now();
         let reply = match message {
             Message::Text(text) => handle_text(&text, hub, panel, &outbox),
             Message::Binary(_) => Some(error_message(
@@ -302,20 +333,24 @@ async fn write_loop(
     hub: Arc<Hub>,
     mut cursor: u64,
     done: CancellationToken,
+    heard: Arc<Heard>,
 ) {
     let mut head = hub.journal.watch();
     let mut ping = tokio::time::interval(hub.ping_interval);
     ping.tick().await;
+    // A live panel answers a ping once it has read up to it; one sent this long ago and
+    // still unanswered means the panel is gone (sleeping tablet, dead Wi-Fi) even if TCP
+    // has not noticed. The clock starts when the ping leaves, not when it was queued, so a
+    // panel busy reading a burst of events is not mistaken for a dead one.
+    let answer_limit = hub.ping_interval * 2;
+    let mut unanswered: Option<Instant> = None;
     // A send that cannot complete in this long means the panel stopped reading.
     let send_limit = hub.ping_interval * 2;
     let mut pending: Option<Message> = None;
     loop {
         // Events first, so anything waiting in the outbox (a command's result) goes out
         // after the events that led to it.
-        if let Err(why) = timeout(send_limit, send_events(&mut sink, &hub, &mut cursor))
-            .await
-            .unwrap_or(Err("timed out"))
-        {
+        if let Err(why) = send_events(&mut sink, &hub, &mut cursor, send_limit).await {
             debug!("writer stopping: {why}");
             break;
         }
@@ -336,9 +371,18 @@ async fn write_loop(
             },
             changed = head.changed() => if changed.is_err() { break },
             _ = ping.tick() => {
+                if let Some(sent) = unanswered {
+                    if heard.since(sent) {
+                        unanswered = None;
+                    } else if sent.elapsed() >= answer_limit {
+                        info!("no answer to a ping for {answer_limit:?}; dropping panel");
+                        break;
+                    }
+                }
                 if timeout(send_limit, sink.send(Message::Ping(Default::default()))).await.map_or(true, |r| r.is_err()) {
                     break;
                 }
+                unanswered.get_or_insert_with(Instant::now);
             }
         }
     }
@@ -348,30 +392,50 @@ async fn write_loop(
 
 /// Sends every journal event after `cursor`, or a snapshot if the panel fell out of the
 /// window.
-async fn send_events(sink: &mut Sink, hub: &Hub, cursor: &mut u64) -> Result<(), &'static str> {
+///
+/// Each batch must go out within `limit`: a panel that keeps taking data may catch up on
+/// any backlog, one that stops is let go.
+async fn send_events(
+    sink: &mut Sink,
+    hub: &Hub,
+    cursor: &mut u64,
+    limit: Duration,
+) -> Result<(), &'static str> {
     loop {
-        match hub.journal.read_after(*cursor, BATCH) {
-            Read::Events(events) if events.is_empty() => return Ok(()),
-            Read::Events(events) => {
-                for event in &events {
-                    sink.feed(Message::Text(event.frame.clone()))
-                        .await
-                        .map_err(|_| "send failed")?;
-                    *cursor = event.seq;
-                }
-                sink.flush().await.map_err(|_| "send failed")?;
-            }
-            Read::Gap => {
-                let snapshot = hub.journal.snapshot();
-                let message = ServerMessage::Snapshot {
-                    snapshot: &snapshot,
-                    reason: Some("lagged"),
-                };
-                sink.send(Message::Text(message.to_text().into()))
+        match timeout(limit, send_batch(sink, hub, cursor)).await {
+            Ok(Ok(true)) => continue,
+            Ok(Ok(false)) => return Ok(()),
+            Ok(Err(why)) => return Err(why),
+            Err(_) => return Err("the panel stopped taking data"),
+        }
+    }
+}
+
+/// Sends one batch; returns whether there may be more.
+async fn send_batch(sink: &mut Sink, hub: &Hub, cursor: &mut u64) -> Result<bool, &'static str> {
+    match hub.journal.read_after(*cursor, BATCH) {
+        Read::Events(events) if events.is_empty() => Ok(false),
+        Read::Events(events) => {
+            for event in &events {
+                sink.feed(Message::Text(event.frame.clone()))
                     .await
                     .map_err(|_| "send failed")?;
-                *cursor = snapshot.seq;
+                *cursor = event.seq;
             }
+            sink.flush().await.map_err(|_| "send failed")?;
+            Ok(true)
+        }
+        Read::Gap => {
+            let snapshot = hub.journal.snapshot();
+            let message = ServerMessage::Snapshot {
+                snapshot: &snapshot,
+                reason: Some("lagged"),
+            };
+            sink.send(Message::Text(message.to_text().into()))
+                .await
+                .map_err(|_| "send failed")?;
+            *cursor = snapshot.seq;
+            Ok(true)
         }
     }
 }
