@@ -26,12 +26,19 @@ async fn main() {
     let memory_rate = ingest(&memory).await;
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let retention = Retention { events: 1_000_000, age: Duration::from_secs(86_400) };
+    let retention = Retention {
+        events: 1_000_000,
+        age: Duration::from_secs(86_400),
+    };
     let (store, recovered) = Store::open(dir.path(), retention, 10_000).expect("store");
     let durable = Arc::new(Journal::durable(
         10_000,
         devices,
-        Durability { store: Arc::new(store), recovered, max_batch: 1_000 },
+        Durability {
+            store: Arc::new(store),
+            recovered,
+            max_batch: 1_000,
+        },
     ));
     let stop = CancellationToken::new();
     let committer = tokio::spawn(durable.clone().run_committer(stop.clone()));
@@ -39,9 +46,13 @@ async fn main() {
     stop.cancel();
     committer.await.expect("committer");
 
-    println!("journal ingest, {EVENTS} events over {DEVICES} devices, committed = visible to panels");
+    println!(
+        "journal ingest, {EVENTS} events over {DEVICES} devices, committed = visible to panels"
+    );
     println!("  in memory : {memory_rate:>12.0} events/s");
-    println!("  durable   : {durable_rate:>12.0} events/s  (redb, group commit, every commit synced)");
+    println!(
+        "  durable   : {durable_rate:>12.0} events/s  (redb, group commit, every commit synced)"
+    );
     println!("  durable / in memory = {:.3}", durable_rate / memory_rate);
 }
 
@@ -59,6 +70,8 @@ async fn ingest(journal: &Arc<Journal>) -> f64 {
         }
     }
     let target = start_seq + EVENTS;
-    head.wait_for(|h| *h >= target).await.expect("journal alive");
+    head.wait_for(|h| *h >= target)
+        .await
+        .expect("journal alive");
     EVENTS as f64 / started.elapsed().as_secs_f64()
 }

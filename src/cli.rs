@@ -165,6 +165,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("  {id}: simulated PJLink projector at {}", sim.local_addr());
             }
             println!(
+                "  switcher: simulated Extron SIS matrix (8x8) at {}",
+                room.switcher.local_addr()
+            );
+            println!(
                 "  proj-right needs password `{}`. Stop with Ctrl-C.",
                 crate::demo::DEMO_PASSWORD
             );

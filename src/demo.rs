@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use avgate_drivers::extron::simulator as extron_sim;
 use avgate_drivers::pjlink::simulator as pjlink_sim;
 
 use crate::config::{Site, parse_site};
@@ -16,6 +17,7 @@ pub const DEMO_PASSWORD: &str = "panasonic";
 /// Running simulators; dropping them does not stop them, [`DemoRoom::shutdown`] does.
 pub struct DemoRoom {
     pub projectors: Vec<(String, pjlink_sim::Handle)>,
+    pub switcher: extron_sim::Handle,
     pub site: Site,
     /// The site as TOML, for `--print-config`.
     pub site_toml: String,
@@ -45,12 +47,23 @@ impl DemoRoom {
         .await
         .context("starting the right projector simulator")?;
 
-        let text = site_toml(listen, data_dir, left.local_addr(), right.local_addr());
+        let switcher = extron_sim::start(extron_sim::Config::default())
+            .await
+            .context("starting the switcher simulator")?;
+
+        let text = site_toml(
+            listen,
+            data_dir,
+            left.local_addr(),
+            right.local_addr(),
+            switcher.local_addr(),
+        );
         let site = parse_site(Path::new("demo-site.toml"), &text)
             .map_err(|e| anyhow::anyhow!("demo site is invalid: {e}"))?;
         let projectors = vec![("proj-left".into(), left), ("proj-right".into(), right)];
         Ok(DemoRoom {
             projectors,
+            switcher,
             site,
             site_toml: text,
         })
@@ -60,6 +73,7 @@ impl DemoRoom {
         for (_, sim) in self.projectors {
             sim.shutdown().await;
         }
+        self.switcher.shutdown().await;
     }
 }
 
@@ -69,6 +83,7 @@ fn site_toml(
     data_dir: Option<&Path>,
     left: SocketAddr,
     right: SocketAddr,
+    switcher: SocketAddr,
 ) -> String {
     let journal = match data_dir {
         // A TOML string, quoted and escaped.
@@ -104,6 +119,11 @@ password = "{DEMO_PASSWORD}"
 
 [devices.proj-right.overrides]
 poll = {{ power = "1s" }}
+
+[devices.switcher]
+name = "Matrix switcher"
+profile = "extron-sis-switcher"
+address = "{switcher}"
 "#
     )
 }

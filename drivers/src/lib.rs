@@ -18,6 +18,7 @@
 //! The gateway's device runtime owns sockets, timers, retries and queueing once for every
 //! driver; a driver only says what to send and what the device meant.
 
+pub mod extron;
 pub mod pjlink;
 
 use std::time::Instant;
@@ -161,7 +162,7 @@ pub struct DriverInfo {
 
 /// Every driver this build knows, by profile name.
 pub fn drivers() -> &'static [DriverInfo] {
-    &[pjlink::DRIVER]
+    &[pjlink::DRIVER, extron::DRIVER]
 }
 
 /// Looks a driver up by the name a profile uses.

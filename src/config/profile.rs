@@ -16,10 +16,20 @@ use super::{ConfigError, ConfigErrors, parse_toml};
 
 /// Profiles compiled into the binary, so `avgate demo` and a site that uses only stock
 /// models work from any directory.
-const BUILT_IN: &[(&str, &str)] = &[(
-    "pjlink-projector",
-    include_str!("../../device-profiles/pjlink-projector.toml"),
-)];
+const BUILT_IN: &[(&str, &str)] = &[
+    (
+        "pjlink-projector",
+        include_str!("../../device-profiles/pjlink-projector.toml"),
+    ),
+    (
+        "extron-sis-switcher",
+        include_str!("../../device-profiles/extron-sis-switcher.toml"),
+    ),
+    (
+        "extron-in1608",
+        include_str!("../../device-profiles/extron-in1608.toml"),
+    ),
+];
 
 /// A checked profile.
 #[derive(Debug, Clone, Serialize)]
@@ -402,6 +412,18 @@ impl Profile {
             })
     }
 
+    /// The spec of a point this profile declares: by its exact name, or by a pattern such
+    /// as `route.*` that stands for `route.1`, `route.2`, ... (one per output).
+    pub fn point(&self, name: &str) -> Option<&PointSpec> {
+        self.points.get(name).or_else(|| {
+            self.points.iter().find_map(|(pattern, spec)| {
+                let prefix = pattern.strip_suffix('*')?;
+                let rest = name.strip_prefix(prefix)?;
+                (!rest.is_empty() && !rest.contains('.')).then_some(spec)
+            })
+        })
+    }
+
     /// Names of the profiles built into the binary.
     pub fn built_in_names() -> impl Iterator<Item = &'static str> {
         BUILT_IN.iter().map(|(name, _)| *name)
@@ -416,6 +438,16 @@ mod tests {
         Profile::find(id, &[])
             .expect("profile exists")
             .expect("profile is valid")
+    }
+
+    #[test]
+    fn point_patterns_stand_for_numbered_points() {
+        let profile = built_in("extron-sis-switcher");
+        assert!(profile.point("route.3").is_some());
+        assert!(profile.point("route.").is_none());
+        assert!(profile.point("route.3.1").is_none());
+        assert!(profile.point("routes").is_none());
+        assert!(profile.point("part_number").is_some());
     }
 
     #[test]

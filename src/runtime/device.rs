@@ -352,7 +352,7 @@ impl DeviceTask {
     /// Records a point the profile declares; anything else the driver reports is noise for
     /// this model and stays out of the panel protocol.
     fn publish(&self, point: &str, value: avgate_drivers::Value) {
-        if !self.config.profile.points.contains_key(point) {
+        if self.config.profile.point(point).is_none() {
             debug!(point, %value, "not in the profile; ignored");
             return;
         }

@@ -1,0 +1,43 @@
+//! Extron SIS (Simple Instruction Set): ASCII over RS-232 and Telnet.
+//!
+//! - [`frame`]: commands, response lines, the `Password:` prompt and `Exx` codes.
+//! - [`session`]: the client ([`Session`]), driven by the gateway's device runtime.
+//! - [`model`]: what a switcher answers: ties, volume and mutes per output.
+//! - [`simulator`]: the model on a TCP socket (Telnet-like), for tests, demos and panels.
+//!
+//! Profile options (`[options]` table), see [`session::Options`]:
+//! - `outputs` (default 1): number of outputs; 1 means a single-output product.
+//! - `inputs` (optional): number of inputs, to refuse out-of-range ties up front.
+//! - `volume_max` (default 100): top of the unit's raw volume scale.
+//!
+//! Points are per output, so [`DRIVER`] lists patterns (`route.*` stands for `route.1`,
+//! `route.2`, ...); see [`session`] for exactly what each means.
+
+pub mod frame;
+pub mod model;
+pub mod session;
+pub mod simulator;
+
+pub use session::{Options, Session};
+
+use crate::DriverInfo;
+
+/// The Extron SIS driver as profiles name it (`driver = "extron-sis"`).
+pub const DRIVER: DriverInfo = DriverInfo {
+    name: "extron-sis",
+    commands: &["route", "volume", "mute"],
+    queries: &["routes", "volume", "mute", "info"],
+    points: &[
+        "route.*",
+        "audio_route.*",
+        "volume",
+        "volume.*",
+        "audio_mute",
+        "audio_mute.*",
+        "video_mute",
+        "video_mute.*",
+        "part_number",
+        "firmware",
+    ],
+    build: session::build,
+};
