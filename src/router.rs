@@ -76,6 +76,40 @@ struct CommandRecord {
     at_ms: u64,
     /// `None` while it runs.
     outcome: Option<Result<(), Failure>>,
+    /// What the audit log needs if the gateway dies before the outcome is known.
+    #[serde(default)]
+    session: String,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    device: String,
+    #[serde(default)]
+    command: String,
+    #[serde(default)]
+    args: Map<String, Value>,
+}
+
+/// One accepted command on its way through [`execute`].
+struct Accepted {
+    key: CommandKey,
+    origin: Origin,
+    device: String,
+    command: String,
+    args: Map<String, Value>,
+}
+
+impl Accepted {
+    fn record(&self, at_ms: u64, outcome: Option<Outcome>) -> CommandRecord {
+        CommandRecord {
+            at_ms,
+            outcome,
+            session: self.origin.session.clone(),
+            token: self.origin.token.clone(),
+            device: self.device.clone(),
+            command: self.command.clone(),
+            args: self.args.clone(),
+        }
+    }
 }
 
 pub struct Router {
@@ -118,41 +152,56 @@ impl Router {
         commands: &[(String, String)],
         audit: &[(u64, String)],
     ) -> Self {
+        self.audit = Arc::new(AuditLog::durable(store.clone(), audit));
         let now_ms = unix_millis(SystemTime::now());
         let mut restored: Vec<(u64, CommandKey, Outcome)> = Vec::new();
-        let mut unknown = Vec::new();
-        for (key, json) in commands {
-            let (Some(key), Ok(record)) = (
-                CommandKey::from_stored(key),
+        for (stored, json) in commands {
+            let (Some(key), Ok(mut record)) = (
+                CommandKey::from_stored(stored),
                 serde_json::from_str::<CommandRecord>(json),
             ) else {
                 continue;
             };
-            let outcome = record.outcome.unwrap_or_else(|| {
-                unknown.push(key.clone());
-                Err(Failure::new(
+            if record.outcome.is_none() {
+                // It was running when the gateway died: say so once, in the log, the audit
+                // and the ledger, so the next restart does not report it again.
+                warn!(client = %key.client, id = %key.id, "command was running when the gateway stopped: its outcome is unknown");
+                let failure = Failure::new(
                     ErrorCode::OutcomeUnknown,
                     "the gateway stopped while this command was running, so it may or may not have reached the device; check the device's state before sending it again with a new id",
-                ))
-            });
+                );
+                let origin = Origin {
+                    session: record.session.clone(),
+                    token: record.token.clone(),
+                };
+                self.audit.record(audit_record(
+                    &origin,
+                    &key,
+                    &record.device,
+                    &record.command,
+                    &record.args,
+                    Err(&failure),
+                ));
+                record.outcome = Some(Err(failure));
+                let json = serde_json::to_string(&record).expect("records serialize");
+                if let Err(e) = store.put_command(stored, &json) {
+                    warn!("{e}");
+                }
+            }
+            let outcome = record.outcome.unwrap_or(Ok(()));
             restored.push((record.at_ms, key, outcome));
         }
         restored.sort_by_key(|(at, _, _)| *at);
-        {
-            let mut ledger = lock(&self.ledger);
-            for (at_ms, key, outcome) in restored {
-                let age = Duration::from_millis(now_ms.saturating_sub(at_ms));
-                if age >= self.window {
-                    continue;
-                }
-                let seen = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
-                ledger.remember_at(seen, key, watch::channel(Some(outcome)).1);
+        let mut ledger = lock(&self.ledger);
+        for (at_ms, key, outcome) in restored {
+            let age = Duration::from_millis(now_ms.saturating_sub(at_ms));
+            if age >= self.window {
+                continue;
             }
+            let seen = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+            ledger.remember_at(seen, key, watch::channel(Some(outcome)).1);
         }
-        for key in unknown {
-            warn!(client = %key.client, id = %key.id, "command was running when the gateway stopped: its outcome is unknown");
-        }
-        self.audit = Arc::new(AuditLog::durable(store.clone(), audit));
+        drop(ledger);
         self.store = Some(store);
         self
     }
@@ -192,15 +241,28 @@ impl Router {
 
         let store = self.store.clone();
         let audit = self.audit.clone();
-        let (origin, device, command) = (origin.clone(), device.to_string(), command.to_string());
+        let accepted = Accepted {
+            key,
+            origin: origin.clone(),
+            device: device.to_string(),
+            command: command.to_string(),
+            args,
+        };
         tokio::spawn(async move {
-            let outcome = execute(store.as_ref(), &key, &handle, &command, args.clone()).await;
+            let outcome = execute(store.as_ref(), &handle, &accepted).await;
+            let Accepted {
+                key,
+                origin,
+                device,
+                command,
+                args,
+            } = &accepted;
             audit.record(audit_record(
-                &origin,
-                &key,
-                &device,
-                &command,
-                &args,
+                origin,
+                key,
+                device,
+                command,
+                args,
                 outcome.as_ref().map(|_| ()),
             ));
             tx.send_replace(Some(outcome));
@@ -281,25 +343,19 @@ fn audit_record<'a>(
 /// to a silent second run), then queued on the device, then its outcome written down.
 async fn execute(
     store: Option<&Arc<Store>>,
-    key: &CommandKey,
     handle: &DeviceHandle,
-    command: &str,
-    args: Map<String, Value>,
+    accepted: &Accepted,
 ) -> Outcome {
     let at_ms = unix_millis(SystemTime::now());
-    if let Some(store) = store {
-        let record = CommandRecord {
-            at_ms,
-            outcome: None,
-        };
-        if let Err(e) = persist(store, key, &record).await {
-            return Err(Failure::new(
-                ErrorCode::Internal,
-                format!("the command was not run because it could not be recorded: {e}"),
-            ));
-        }
+    if let Some(store) = store
+        && let Err(e) = persist(store, &accepted.key, &accepted.record(at_ms, None)).await
+    {
+        return Err(Failure::new(
+            ErrorCode::Internal,
+            format!("the command was not run because it could not be recorded: {e}"),
+        ));
     }
-    let outcome = match handle.submit(command.to_string(), args) {
+    let outcome = match handle.submit(accepted.command.clone(), accepted.args.clone()) {
         Ok(reply) => reply.await.unwrap_or_else(|_| {
             Err(Failure::new(
                 ErrorCode::ShuttingDown,
@@ -308,14 +364,15 @@ async fn execute(
         }),
         Err(failure) => Err(failure),
     };
-    if let Some(store) = store {
-        let record = CommandRecord {
-            at_ms,
-            outcome: Some(outcome.clone()),
-        };
-        if let Err(e) = persist(store, key, &record).await {
-            warn!(id = %key.id, "outcome not recorded: {e}; a re-send after a restart will report outcome_unknown");
-        }
+    if let Some(store) = store
+        && let Err(e) = persist(
+            store,
+            &accepted.key,
+            &accepted.record(at_ms, Some(outcome.clone())),
+        )
+        .await
+    {
+        warn!(id = %accepted.key.id, "outcome not recorded: {e}; a re-send after a restart will report outcome_unknown");
     }
     outcome
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use avgate_drivers::pjlink::simulator::Fault;
 use common::*;
 use serde_json::json;
 use tokio::process::{Child, Command};
@@ -223,4 +224,77 @@ async fn a_graceful_restart_also_continues_the_series() {
     let (_, welcome) = Panel::hello_to(restarted.addr, hello).await;
     assert_eq!(welcome["resumed"], true, "{welcome}");
     restarted.kill9().await;
+}
+
+#[tokio::test]
+async fn a_command_running_when_the_gateway_dies_is_reported_not_rerun() {
+    let projector = projector(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let site = write_site(dir.path(), projector.local_addr());
+    let gateway = GatewayProcess::start(&site, dir.path().join("gateway.log")).await;
+    let hello = json!({"type": "hello", "client": "desk"});
+    let (mut panel, _) = Panel::hello_to(gateway.addr, hello.clone()).await;
+    panel.until_event("proj", "online", json!(true)).await;
+
+    // The projector takes the command and never answers; the gateway dies meanwhile.
+    projector.inject(Fault::StallReplies(true));
+    panel
+        .command(json!("mute-1"), "proj", "mute", json!({"video": true}))
+        .await;
+    panel.until("accepted", |m| m["type"] == "accepted").await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !projector
+        .commands_received()
+        .iter()
+        .any(|l| l.starts_with("%1AVMT 11"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the command never reached the projector"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gateway.kill9().await;
+    projector.inject(Fault::StallReplies(false));
+
+    let restarted = GatewayProcess::start(&site, dir.path().join("gateway.log")).await;
+    let (mut panel, _) = Panel::hello_to(restarted.addr, hello).await;
+    panel
+        .command(json!("mute-1"), "proj", "mute", json!({"video": true}))
+        .await;
+    let result = panel.result(json!("mute-1")).await;
+    assert_eq!(result["error"]["code"], "outcome_unknown", "{result}");
+    let sent = projector
+        .commands_received()
+        .iter()
+        .filter(|l| l.starts_with("%1AVMT 11"))
+        .count();
+    assert_eq!(sent, 1, "never re-run by the gateway itself");
+
+    // The audit log on disk says what happened, across the restart.
+    let audit = http_get(restarted.addr, "/api/audit?device=proj").await;
+    let entries: serde_json::Value = serde_json::from_str(&audit).unwrap();
+    let codes: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["error"]["code"].as_str())
+        .collect();
+    assert!(codes.contains(&"outcome_unknown"), "{audit}");
+    restarted.kill9().await;
+}
+
+/// A bare HTTP/1.1 GET, to keep an HTTP client crate out of the dependencies.
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: avgate\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
 }

@@ -349,6 +349,39 @@ async fn http_endpoints_serve_state_health_and_the_page() {
     gw.shutdown().await;
 }
 
+#[tokio::test]
+async fn every_command_is_in_the_audit_log_newest_first() {
+    let proj = projector(None).await;
+    let gw = gateway(&site_toml(&[("proj", proj.local_addr(), None)], "")).await;
+    let (mut panel, welcome) = Panel::hello(&gw, json!({"type": "hello", "client": "lectern"})).await;
+    panel.until_event("proj", "online", json!(true)).await;
+    panel.command(json!("a"), "proj", "mute", json!({"audio": true})).await;
+    assert_eq!(panel.result(json!("a")).await["ok"], true);
+    panel.command(json!("b"), "proj", "power", json!({"on": "maybe"})).await;
+    assert_eq!(panel.result(json!("b")).await["ok"], false);
+    panel.command(json!("c"), "ghost", "power", json!({"on": true})).await;
+    panel.result(json!("c")).await;
+
+    let all: Value = serde_json::from_str(&http_get(&gw, "/api/audit").await).unwrap();
+    let ids: Vec<&str> = all.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["c", "b", "a"], "newest first: {all}");
+    let first = &all[2];
+    assert_eq!(first["client"], "lectern");
+    assert_eq!(first["session"], welcome["session"]);
+    assert_eq!(first["device"], "proj");
+    assert_eq!(first["command"], "mute");
+    assert_eq!(first["args"], json!({"audio": true}));
+    assert_eq!(first["ok"], true);
+    assert_eq!(all[1]["error"]["code"], "invalid_args");
+
+    let proj_only: Value = serde_json::from_str(&http_get(&gw, "/api/audit?device=proj&limit=1").await).unwrap();
+    assert_eq!(proj_only.as_array().unwrap().len(), 1);
+    assert_eq!(proj_only[0]["id"], "b");
+    let future: Value = serde_json::from_str(&http_get(&gw, "/api/audit?since=2999-01-01T00:00:00Z").await).unwrap();
+    assert_eq!(future, json!([]));
+    gw.shutdown().await;
+}
+
 /// A bare HTTP/1.1 GET, to keep an HTTP client crate out of the dependencies.
 async fn http_get(gw: &avgate::Gateway, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
