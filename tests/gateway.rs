@@ -308,8 +308,16 @@ async fn with_tokens_a_panel_without_one_is_refused_and_closed() {
         "the socket must close"
     );
 
-    let (_, welcome) = Panel::hello(&gw, json!({"type": "hello", "token": "s3cret-token-1"})).await;
+    let (mut panel, welcome) =
+        Panel::hello(&gw, json!({"type": "hello", "token": "s3cret-token-1"})).await;
     assert_eq!(welcome["type"], "welcome");
+    // Commands are audited under the token's name.
+    panel
+        .command(json!("t1"), "proj", "mute", json!({"audio": true}))
+        .await;
+    panel.result(json!("t1")).await;
+    let audit = gw_audit_with_token(&gw, "s3cret-token-1").await;
+    assert_eq!(audit[0]["token"], "lobby", "{audit}");
     gw.shutdown().await;
 }
 
@@ -353,17 +361,29 @@ async fn http_endpoints_serve_state_health_and_the_page() {
 async fn every_command_is_in_the_audit_log_newest_first() {
     let proj = projector(None).await;
     let gw = gateway(&site_toml(&[("proj", proj.local_addr(), None)], "")).await;
-    let (mut panel, welcome) = Panel::hello(&gw, json!({"type": "hello", "client": "lectern"})).await;
+    let (mut panel, welcome) =
+        Panel::hello(&gw, json!({"type": "hello", "client": "lectern"})).await;
     panel.until_event("proj", "online", json!(true)).await;
-    panel.command(json!("a"), "proj", "mute", json!({"audio": true})).await;
+    panel
+        .command(json!("a"), "proj", "mute", json!({"audio": true}))
+        .await;
     assert_eq!(panel.result(json!("a")).await["ok"], true);
-    panel.command(json!("b"), "proj", "power", json!({"on": "maybe"})).await;
+    panel
+        .command(json!("b"), "proj", "power", json!({"on": "maybe"}))
+        .await;
     assert_eq!(panel.result(json!("b")).await["ok"], false);
-    panel.command(json!("c"), "ghost", "power", json!({"on": true})).await;
+    panel
+        .command(json!("c"), "ghost", "power", json!({"on": true}))
+        .await;
     panel.result(json!("c")).await;
 
     let all: Value = serde_json::from_str(&http_get(&gw, "/api/audit").await).unwrap();
-    let ids: Vec<&str> = all.as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["c", "b", "a"], "newest first: {all}");
     let first = &all[2];
     assert_eq!(first["client"], "lectern");
@@ -374,10 +394,13 @@ async fn every_command_is_in_the_audit_log_newest_first() {
     assert_eq!(first["ok"], true);
     assert_eq!(all[1]["error"]["code"], "invalid_args");
 
-    let proj_only: Value = serde_json::from_str(&http_get(&gw, "/api/audit?device=proj&limit=1").await).unwrap();
+    let proj_only: Value =
+        serde_json::from_str(&http_get(&gw, "/api/audit?device=proj&limit=1").await).unwrap();
     assert_eq!(proj_only.as_array().unwrap().len(), 1);
     assert_eq!(proj_only[0]["id"], "b");
-    let future: Value = serde_json::from_str(&http_get(&gw, "/api/audit?since=2999-01-01T00:00:00Z").await).unwrap();
+    let future: Value =
+        serde_json::from_str(&http_get(&gw, "/api/audit?since=2999-01-01T00:00:00Z").await)
+            .unwrap();
     assert_eq!(future, json!([]));
     gw.shutdown().await;
 }
@@ -468,4 +491,20 @@ async fn a_lost_reply_fails_one_command_and_the_device_carries_on() {
     assert_eq!(panel.result(json!(4)).await["ok"], true);
     panel.until_event("proj", "input", json!("hdmi2")).await;
     gw.shutdown().await;
+}
+
+/// GET /api/audit with a bearer token.
+async fn gw_audit_with_token(gw: &avgate::Gateway, token: &str) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(gw.local_addr())
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /api/audit HTTP/1.1\r\nHost: avgate\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap()
 }

@@ -33,6 +33,8 @@ struct Panel {
     session: String,
     /// Dedupe scope for command ids (see [`CommandKey::client`]).
     client: String,
+    /// Who the panel's token was issued to, for the audit log.
+    token: Option<String>,
     peer: SocketAddr,
 }
 
@@ -170,6 +172,7 @@ async fn greet(
             Panel {
                 session,
                 client,
+                token: holder.map(str::to_string),
                 peer,
             },
             cursor,
@@ -294,7 +297,7 @@ fn handle_text(
             match hub.router.submit(
                 &Origin {
                     session: panel.session.clone(),
-                    token: None,
+                    token: panel.token.clone(),
                 },
                 key,
                 &device,
