@@ -106,7 +106,7 @@ async fn a_panel_that_never_reads_does_not_slow_fifty_others_and_is_dropped() {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         let health: serde_json::Value =
-            serde_json::from_str(&http_get(&gw, "/healthz").await).unwrap();
+            serde_json::from_str(&http_get(gw.local_addr(), "/healthz").await).unwrap();
         if health["panels"] == 0 {
             break;
         }
@@ -149,20 +149,4 @@ async fn a_panel_behind_the_window_gets_a_lagged_snapshot() {
     assert_eq!(snapshot["type"], "snapshot");
     assert_eq!(snapshot["devices"]["proj"]["points"]["lamp_hours"], 199);
     gw.shutdown().await;
-}
-
-/// A bare HTTP/1.1 GET, to keep an HTTP client crate out of the dependencies.
-async fn http_get(gw: &avgate::Gateway, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(gw.local_addr())
-        .await
-        .unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: avgate\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
 }

@@ -283,18 +283,3 @@ async fn a_command_running_when_the_gateway_dies_is_reported_not_rerun() {
     assert!(codes.contains(&"outcome_unknown"), "{audit}");
     restarted.kill9().await;
 }
-
-/// A bare HTTP/1.1 GET, to keep an HTTP client crate out of the dependencies.
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: avgate\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
-}

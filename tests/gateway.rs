@@ -316,7 +316,9 @@ async fn with_tokens_a_panel_without_one_is_refused_and_closed() {
         .command(json!("t1"), "proj", "mute", json!({"audio": true}))
         .await;
     panel.result(json!("t1")).await;
-    let audit = gw_audit_with_token(&gw, "s3cret-token-1").await;
+    let (status, body) = http_request(gw.local_addr(), "/api/audit", Some("s3cret-token-1")).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let audit: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(audit[0]["token"], "lobby", "{audit}");
     gw.shutdown().await;
 }
@@ -340,20 +342,26 @@ async fn http_endpoints_serve_state_health_and_the_page() {
     let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
     panel.until_event("proj", "power", json!("off")).await;
 
-    let state: Value = serde_json::from_str(&http_get(&gw, "/api/state").await).unwrap();
+    let state: Value =
+        serde_json::from_str(&http_get(gw.local_addr(), "/api/state").await).unwrap();
     assert_eq!(
         state["devices"]["proj"]["points"]["power"], "off",
         "{state}"
     );
-    let health: Value = serde_json::from_str(&http_get(&gw, "/healthz").await).unwrap();
+    let health: Value = serde_json::from_str(&http_get(gw.local_addr(), "/healthz").await).unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["devices_online"], 1);
-    let devices: Value = serde_json::from_str(&http_get(&gw, "/api/devices").await).unwrap();
+    let devices: Value =
+        serde_json::from_str(&http_get(gw.local_addr(), "/api/devices").await).unwrap();
     assert!(
         devices[0]["profile"]["commands"]["power"].is_object(),
         "{devices}"
     );
-    assert!(http_get(&gw, "/").await.contains("<title>avgate</title>"));
+    assert!(
+        http_get(gw.local_addr(), "/")
+            .await
+            .contains("<title>avgate</title>")
+    );
     gw.shutdown().await;
 }
 
@@ -377,7 +385,7 @@ async fn every_command_is_in_the_audit_log_newest_first() {
         .await;
     panel.result(json!("c")).await;
 
-    let all: Value = serde_json::from_str(&http_get(&gw, "/api/audit").await).unwrap();
+    let all: Value = serde_json::from_str(&http_get(gw.local_addr(), "/api/audit").await).unwrap();
     let ids: Vec<&str> = all
         .as_array()
         .unwrap()
@@ -395,31 +403,16 @@ async fn every_command_is_in_the_audit_log_newest_first() {
     assert_eq!(all[1]["error"]["code"], "invalid_args");
 
     let proj_only: Value =
-        serde_json::from_str(&http_get(&gw, "/api/audit?device=proj&limit=1").await).unwrap();
+        serde_json::from_str(&http_get(gw.local_addr(), "/api/audit?device=proj&limit=1").await)
+            .unwrap();
     assert_eq!(proj_only.as_array().unwrap().len(), 1);
     assert_eq!(proj_only[0]["id"], "b");
-    let future: Value =
-        serde_json::from_str(&http_get(&gw, "/api/audit?since=2999-01-01T00:00:00Z").await)
-            .unwrap();
+    let future: Value = serde_json::from_str(
+        &http_get(gw.local_addr(), "/api/audit?since=2999-01-01T00:00:00Z").await,
+    )
+    .unwrap();
     assert_eq!(future, json!([]));
     gw.shutdown().await;
-}
-
-/// A bare HTTP/1.1 GET, to keep an HTTP client crate out of the dependencies.
-async fn http_get(gw: &avgate::Gateway, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(gw.local_addr())
-        .await
-        .unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: avgate\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -491,20 +484,4 @@ async fn a_lost_reply_fails_one_command_and_the_device_carries_on() {
     assert_eq!(panel.result(json!(4)).await["ok"], true);
     panel.until_event("proj", "input", json!("hdmi2")).await;
     gw.shutdown().await;
-}
-
-/// GET /api/audit with a bearer token.
-async fn gw_audit_with_token(gw: &avgate::Gateway, token: &str) -> Value {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(gw.local_addr())
-        .await
-        .unwrap();
-    let request = format!(
-        "GET /api/audit HTTP/1.1\r\nHost: avgate\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap()
 }

@@ -218,3 +218,33 @@ impl Panel {
         let _ = self.ws.close(None).await;
     }
 }
+
+/// A bare HTTP/1.1 GET (with an optional bearer token), to keep an HTTP client crate out of
+/// the dependencies. Returns the status line and the body.
+pub async fn http_request(addr: SocketAddr, path: &str, token: Option<&str>) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.expect("gateway reachable");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: avgate\r\n{auth}Connection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("request sent");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("response read");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// GET `path`; the response must be 200. Returns the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let (status, body) = http_request(addr, path, None).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}: {body}");
+    body
+}
