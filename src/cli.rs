@@ -103,6 +103,24 @@ enum Simulator {
         #[arg(long, default_value = "avgate simulator")]
         name: String,
     },
+    /// An Extron SIS matrix switcher on Telnet, and optionally on a pseudo-terminal.
+    ///
+    /// Example: avgate simulate extron --listen 127.0.0.1:2023 --inputs 8 --outputs 4 --pty
+    Extron {
+        #[arg(long, default_value = "127.0.0.1:23")]
+        listen: SocketAddr,
+        /// Ask Telnet clients for this password.
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long, default_value_t = 8)]
+        inputs: u16,
+        #[arg(long, default_value_t = 8)]
+        outputs: u16,
+        /// Also serve the switcher's RS-232 port on a pseudo-terminal and print its path
+        /// (give it to a site as `serial_port`).
+        #[arg(long)]
+        pty: bool,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -133,10 +151,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(site) => {
                 println!("{}: ok: {} device(s)", file.display(), site.devices.len());
                 for device in &site.devices {
-                    println!(
-                        "  {} ({}) at {}:{}",
-                        device.id, device.profile.id, device.host, device.port
-                    );
+                    println!("  {} ({}) at {}", device.id, device.profile.id, device.link);
                 }
             }
             Err(errors) => {
@@ -177,6 +192,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             gateway.shutdown().await;
             room.shutdown().await;
         }
+        Command::Simulate(Simulator::Extron {
+            listen,
+            password,
+            inputs,
+            outputs,
+            pty,
+        }) => {
+            simulate_extron(listen, password, inputs, outputs, pty).await?;
+        }
         Command::Simulate(Simulator::Pjlink {
             listen,
             password,
@@ -208,6 +232,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             sim.shutdown().await;
         }
     }
+    Ok(())
+}
+
+async fn simulate_extron(
+    listen: SocketAddr,
+    password: Option<String>,
+    inputs: u16,
+    outputs: u16,
+    pty: bool,
+) -> anyhow::Result<()> {
+    use avgate_drivers::extron::simulator as extron_sim;
+    let config = extron_sim::Config {
+        listen,
+        password,
+        inputs,
+        outputs,
+        ..extron_sim::Config::default()
+    };
+    let sim = extron_sim::start(config)
+        .await
+        .with_context(|| format!("cannot start the Extron simulator on {listen}"))?;
+    println!(
+        "Extron SIS switcher simulator ({inputs}x{outputs}) listening on {} (Telnet)",
+        sim.local_addr()
+    );
+    if pty {
+        let path = sim.serve_pty().context("cannot create a pseudo-terminal")?;
+        println!("RS-232 port on pseudo-terminal {path}");
+    }
+    wait_for_stop().await;
+    sim.shutdown().await;
     Ok(())
 }
 

@@ -80,10 +80,8 @@ async fn a_stopped_device_goes_offline_and_comes_back_with_its_state_reread() {
     proj.shutdown().await;
     panel.until_event("proj", "online", json!(false)).await;
     // The error arrives with (or right after) the offline event.
-    while panel.known("proj", "error").is_null() {
-        panel.until("error event", |m| m["type"] == "event").await;
-    }
-    let error = panel.known("proj", "error").as_str().unwrap_or_default();
+    let error = panel.until_set("proj", "error").await;
+    let error = error.as_str().unwrap_or_default();
     assert!(
         error.contains("connect"),
         "the offline reason should say what failed: {error}"

@@ -12,7 +12,7 @@ pub mod site;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use profile::{ArgSpec, ArgType, CommandSpec, PointSpec, Profile};
-pub use site::{AuthToken, DeviceConfig, Site, load_site, parse_site};
+pub use site::{AuthToken, DeviceConfig, Link, Site, load_site, parse_site};
 
 use std::path::Path;
 

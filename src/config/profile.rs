@@ -57,18 +57,72 @@ pub struct Profile {
     pub source: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// How the model is reached. A device's site entry picks the link (`address` for TCP,
+/// `serial_port` for RS-232); the profile gives the defaults for each.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Transport {
-    pub kind: TransportKind,
     /// Default TCP port, used when a device's address gives none.
     pub port: Option<u16>,
+    /// Default line settings on a serial port.
+    #[serde(default)]
+    pub serial: SerialSettings,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// RS-232 line settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SerialSettings {
+    pub baud: u32,
+    pub data_bits: DataBits,
+    pub parity: Parity,
+    pub stop_bits: StopBits,
+    pub flow_control: FlowControl,
+}
+
+impl Default for SerialSettings {
+    /// 9600 8N1, no flow control: what most AV equipment ships with.
+    fn default() -> Self {
+        Self {
+            baud: 9600,
+            data_bits: DataBits::Eight,
+            parity: Parity::None,
+            stop_bits: StopBits::One,
+            flow_control: FlowControl::None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum DataBits {
+    #[serde(rename = "7")]
+    Seven,
+    #[serde(rename = "8")]
+    Eight,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum TransportKind {
-    Tcp,
+pub enum Parity {
+    None,
+    Even,
+    Odd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum StopBits {
+    #[serde(rename = "1")]
+    One,
+    #[serde(rename = "2")]
+    Two,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowControl {
+    None,
+    Software,
+    Hardware,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -246,6 +300,7 @@ struct ProfileFile {
     /// Driver-specific settings, checked by the driver itself.
     #[serde(default)]
     options: Option<Spanned<toml::Table>>,
+    #[serde(default)]
     transport: Transport,
     #[serde(default)]
     timing: Timing,
@@ -459,8 +514,7 @@ mod tests {
 
     #[test]
     fn unknown_field_names_line_and_field() {
-        let text =
-            "name = \"x\"\ndriver = \"pjlink\"\ncolour = \"red\"\n[transport]\nkind = \"tcp\"\n";
+        let text = "name = \"x\"\ndriver = \"pjlink\"\ncolour = \"red\"\n";
         let errs = Profile::parse("x", Path::new("x.toml"), text).unwrap_err();
         let shown = errs.to_string();
         assert!(
@@ -471,13 +525,13 @@ mod tests {
 
     #[test]
     fn unknown_command_and_query_are_each_reported_at_their_line() {
-        let text = "name = \"x\"\ndriver = \"pjlink\"\n[transport]\nkind = \"tcp\"\n\
+        let text = "name = \"x\"\ndriver = \"pjlink\"\n\
                     [[poll]]\nquery = \"weather\"\nevery = \"5s\"\n[commands.launch]\n";
         let errs = Profile::parse("x", Path::new("x.toml"), text).unwrap_err();
         assert_eq!(errs.0.len(), 2, "{errs}");
-        assert_eq!(errs.0[0].position.map(|p| p.0), Some(8), "{errs}");
+        assert_eq!(errs.0[0].position.map(|p| p.0), Some(6), "{errs}");
         assert!(errs.0[0].message.contains("command `launch`"), "{errs}");
-        assert_eq!(errs.0[1].position.map(|p| p.0), Some(6), "{errs}");
+        assert_eq!(errs.0[1].position.map(|p| p.0), Some(4), "{errs}");
         assert!(errs.0[1].message.contains("poll query `weather`"), "{errs}");
     }
 

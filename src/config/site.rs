@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::profile::{Poll, Profile, TransportKind};
+use super::profile::{DataBits, FlowControl, Parity, Poll, Profile, SerialSettings, StopBits};
 use super::{ConfigError, ConfigErrors, parse_toml};
 
 /// A checked site: everything the gateway needs to start.
@@ -152,12 +152,66 @@ pub struct DeviceConfig {
     /// Human name for panels; the id when not given.
     pub name: String,
     pub profile: Arc<Profile>,
-    pub host: String,
-    pub port: u16,
+    pub link: Link,
     pub password: Option<String>,
     pub command_timeout: Duration,
     pub connect_timeout: Duration,
     pub polls: Vec<Poll>,
+}
+
+/// How a device is reached.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Link {
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    /// A serial port by path; `/dev/serial/by-id/...` paths survive a USB adapter being
+    /// replugged (it may come back as another /dev/ttyUSBn).
+    Serial {
+        path: PathBuf,
+        settings: SerialSettings,
+    },
+}
+
+impl Link {
+    /// Whether the device may close the link on purpose when idle (TCP servers do; a
+    /// serial port that reads end-of-file is gone).
+    pub fn closes_when_idle(&self) -> bool {
+        matches!(self, Link::Tcp { .. })
+    }
+}
+
+impl std::fmt::Display for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Link::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            Link::Tcp { host, port } => write!(f, "{host}:{port}"),
+            Link::Serial { path, settings } => {
+                let parity = match settings.parity {
+                    Parity::None => 'N',
+                    Parity::Even => 'E',
+                    Parity::Odd => 'O',
+                };
+                let data = if settings.data_bits == DataBits::Seven {
+                    7
+                } else {
+                    8
+                };
+                let stop = if settings.stop_bits == StopBits::Two {
+                    2
+                } else {
+                    1
+                };
+                write!(
+                    f,
+                    "{} ({} {data}{parity}{stop})",
+                    path.display(),
+                    settings.baud
+                )
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -189,8 +243,10 @@ struct AuthFile {
 #[serde(deny_unknown_fields)]
 struct DeviceFile {
     profile: Spanned<String>,
-    /// `host`, `host:port` or `[v6]:port`.
-    address: Spanned<String>,
+    /// `host`, `host:port` or `[v6]:port`, for a device on the network.
+    address: Option<Spanned<String>>,
+    /// The path of a serial port, for a device on RS-232.
+    serial_port: Option<Spanned<String>>,
     name: Option<String>,
     password: Option<String>,
     #[serde(default)]
@@ -207,6 +263,30 @@ struct Overrides {
     /// Poll intervals by query name, replacing the profile's.
     #[serde(default)]
     poll: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// Line settings replacing the profile's, each optional.
+    #[serde(default)]
+    serial: SerialOverrides,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SerialOverrides {
+    baud: Option<u32>,
+    data_bits: Option<DataBits>,
+    parity: Option<Parity>,
+    stop_bits: Option<StopBits>,
+    flow_control: Option<FlowControl>,
+}
+
+impl SerialOverrides {
+    fn apply(&self, mut settings: SerialSettings) -> SerialSettings {
+        settings.baud = self.baud.unwrap_or(settings.baud);
+        settings.data_bits = self.data_bits.unwrap_or(settings.data_bits);
+        settings.parity = self.parity.unwrap_or(settings.parity);
+        settings.stop_bits = self.stop_bits.unwrap_or(settings.stop_bits);
+        settings.flow_control = self.flow_control.unwrap_or(settings.flow_control);
+        settings
+    }
 }
 
 /// Reads and checks a site file.
@@ -260,14 +340,37 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
             .clone();
         let Some(profile) = profile else { continue };
 
-        let (host, port) = match split_address(device.address.get_ref(), profile.transport.port) {
-            Ok(hp) => hp,
-            Err(why) => {
-                errors.push(here(Some(device.address.span()), why));
+        let link = match (&device.address, &device.serial_port) {
+            (Some(address), None) => match split_address(address.get_ref(), profile.transport.port)
+            {
+                Ok((host, port)) => Link::Tcp { host, port },
+                Err(why) => {
+                    errors.push(here(Some(address.span()), why));
+                    continue;
+                }
+            },
+            (None, Some(path)) => Link::Serial {
+                path: PathBuf::from(path.get_ref()),
+                settings: device.overrides.serial.apply(profile.transport.serial),
+            },
+            (Some(address), Some(_)) => {
+                errors.push(here(
+                    Some(address.span()),
+                    format!("device `{}` has both `address` and `serial_port`: keep the one it is wired to", id.get_ref()),
+                ));
+                continue;
+            }
+            (None, None) => {
+                errors.push(here(
+                    Some(id.span()),
+                    format!(
+                        "device `{}` needs `address = \"host[:port]\"` (network) or `serial_port = \"/dev/serial/by-id/...\"` (RS-232)",
+                        id.get_ref()
+                    ),
+                ));
                 continue;
             }
         };
-        debug_assert_eq!(profile.transport.kind, TransportKind::Tcp);
 
         let mut polls = profile.polls.clone();
         for (query, every) in &device.overrides.poll {
@@ -300,8 +403,7 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
         devices.push(DeviceConfig {
             name: device.name.unwrap_or_else(|| id.get_ref().clone()),
             id: id.into_inner(),
-            host,
-            port,
+            link,
             password: device.password,
             command_timeout: device
                 .overrides
@@ -425,8 +527,13 @@ mod tests {
             parse("[devices.proj]\nprofile = \"pjlink-projector\"\naddress = \"192.0.2.7\"\n")
                 .unwrap();
         assert_eq!(site.server.listen.port(), 8080);
-        assert_eq!(site.devices[0].port, 4352);
-        assert_eq!(site.devices[0].host, "192.0.2.7");
+        assert_eq!(
+            site.devices[0].link,
+            Link::Tcp {
+                host: "192.0.2.7".into(),
+                port: 4352
+            }
+        );
         assert_eq!(site.devices[0].name, "proj");
     }
 
@@ -438,7 +545,13 @@ mod tests {
         )
         .unwrap();
         let dev = &site.devices[0];
-        assert_eq!(dev.port, 14352);
+        assert_eq!(
+            dev.link,
+            Link::Tcp {
+                host: "127.0.0.1".into(),
+                port: 14352
+            }
+        );
         assert_eq!(dev.command_timeout, Duration::from_secs(2));
         let power = dev.polls.iter().find(|p| p.query == "power").unwrap();
         assert_eq!(power.every, Duration::from_secs(1));
@@ -469,6 +582,49 @@ mod tests {
             .filter_map(|e| e.position.map(|p| p.0))
             .collect();
         assert_eq!(lines, vec![1, 5, 9], "errors come in file order: {shown}");
+    }
+
+    #[test]
+    fn serial_devices_take_profile_defaults_and_overrides() {
+        let site = parse(
+            "[devices.sw]\nprofile = \"extron-sis-switcher\"\nserial_port = \"/dev/serial/by-id/usb-FTDI-if00\"\n\
+             [devices.sw.overrides]\nserial = { baud = 38400, parity = \"even\" }\n",
+        )
+        .unwrap();
+        let Link::Serial { path, settings } = &site.devices[0].link else {
+            panic!("a serial link")
+        };
+        assert_eq!(path, Path::new("/dev/serial/by-id/usb-FTDI-if00"));
+        assert_eq!(
+            (settings.baud, settings.parity, settings.data_bits),
+            (38400, Parity::Even, DataBits::Eight)
+        );
+        assert_eq!(
+            site.devices[0].link.to_string(),
+            "/dev/serial/by-id/usb-FTDI-if00 (38400 8E1)"
+        );
+    }
+
+    #[test]
+    fn a_device_needs_exactly_one_link() {
+        let neither = parse("[devices.sw]\nprofile = \"extron-sis-switcher\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            neither.contains("needs `address") && neither.contains("serial_port"),
+            "{neither}"
+        );
+        let both = parse("[devices.sw]\nprofile = \"extron-sis-switcher\"\naddress = \"h\"\nserial_port = \"/dev/x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(both.contains("both `address` and `serial_port`"), "{both}");
+        let baud = parse("[devices.sw]\nprofile = \"extron-sis-switcher\"\nserial_port = \"/dev/x\"\n[devices.sw.overrides]\nserial = { parity = \"mark\" }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            baud.contains("site.toml:5:") && baud.contains("mark"),
+            "{baud}"
+        );
     }
 
     #[test]

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use avgate_drivers::{DriverSettings, Output, Protocol, Request, SessionError};
+use tokio::io::{AsyncRead, AsyncWrite, WriteHalf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
@@ -15,7 +15,8 @@ use tracing::{debug, info, warn};
 use super::Job;
 use super::backoff::{AUTH_FLOOR, Backoff};
 use crate::command::{ErrorCode, Failure};
-use crate::config::DeviceConfig;
+use crate::config::profile::{DataBits, FlowControl, Parity, SerialSettings, StopBits};
+use crate::config::{DeviceConfig, Link};
 use crate::journal::Journal;
 
 /// A session that worked at least this long before closing is taken to have been closed
@@ -110,20 +111,12 @@ impl DeviceTask {
                 return;
             }
         };
-        let address = format!("{}:{}", self.config.host, self.config.port);
         loop {
             let end = tokio::select! {
                 _ = self.cancel.cancelled() => SessionEnd::Shutdown,
-                connected = timeout(self.config.connect_timeout, TcpStream::connect(&address)) => match connected {
-                    Ok(Ok(stream)) => {
-                        let _ = stream.set_nodelay(true);
-                        self.run_session(protocol.as_mut(), stream).await
-                    }
-                    Ok(Err(e)) => SessionEnd::Lost { error: format!("cannot connect to {address}: {e}"), healthy: false },
-                    Err(_) => SessionEnd::Lost {
-                        error: format!("cannot connect to {address}: no answer within {:?}", self.config.connect_timeout),
-                        healthy: false,
-                    },
+                opened = self.open() => match opened {
+                    Ok(stream) => self.run_session(protocol.as_mut(), stream).await,
+                    Err(error) => SessionEnd::Lost { error, healthy: false },
                 },
             };
             let delay = match end {
@@ -161,9 +154,41 @@ impl DeviceTask {
     }
 
     /// Runs one connection until it ends.
-    async fn run_session(&mut self, protocol: &mut dyn Protocol, stream: TcpStream) -> SessionEnd {
+    /// Connects (TCP) or opens (serial) the device's link.
+    async fn open(&self) -> Result<Box<dyn LinkStream>, String> {
+        match &self.config.link {
+            Link::Tcp { host, port } => {
+                let address = self.config.link.to_string();
+                match timeout(
+                    self.config.connect_timeout,
+                    TcpStream::connect((host.as_str(), *port)),
+                )
+                .await
+                {
+                    Ok(Ok(stream)) => {
+                        let _ = stream.set_nodelay(true);
+                        Ok(Box::new(stream))
+                    }
+                    Ok(Err(e)) => Err(format!("cannot connect to {address}: {e}")),
+                    Err(_) => Err(format!(
+                        "cannot connect to {address}: no answer within {:?}",
+                        self.config.connect_timeout
+                    )),
+                }
+            }
+            Link::Serial { path, settings } => {
+                open_serial(path, settings).map(|port| Box::new(port) as Box<dyn LinkStream>)
+            }
+        }
+    }
+
+    async fn run_session(
+        &mut self,
+        protocol: &mut dyn Protocol,
+        stream: Box<dyn LinkStream>,
+    ) -> SessionEnd {
         let started = Instant::now();
-        let (mut reader, mut writer) = stream.into_split();
+        let (mut reader, mut writer) = tokio::io::split(stream);
         let mut buf = vec![0u8; READ_CHUNK];
         let mut ready = false;
         let ready_deadline = started + self.config.connect_timeout;
@@ -254,9 +279,13 @@ impl DeviceTask {
                 }
                 read = reader.read(&mut buf) => match read {
                     Ok(0) => {
-                        let error = format!("{} closed the connection", self.config.id);
+                        let error = match &self.config.link {
+                            Link::Tcp { .. } => format!("{} closed the connection", self.config.id),
+                            Link::Serial { path, .. } => format!("serial port {} is gone (adapter unplugged?)", path.display()),
+                        };
                         self.finish(&mut in_flight, Err(Failure::new(ErrorCode::DeviceOffline, error.clone())));
-                        return SessionEnd::Lost { error, healthy: ready && started.elapsed() >= HEALTHY_SESSION };
+                        let healthy = self.config.link.closes_when_idle() && ready && started.elapsed() >= HEALTHY_SESSION;
+                        return SessionEnd::Lost { error, healthy };
                     }
                     Ok(n) => protocol.received(Instant::now().into_std(), &buf[..n]),
                     Err(e) => {
@@ -341,7 +370,11 @@ impl DeviceTask {
         }
     }
 
-    async fn write(&self, writer: &mut OwnedWriteHalf, bytes: &[u8]) -> Result<(), String> {
+    async fn write(
+        &self,
+        writer: &mut WriteHalf<Box<dyn LinkStream>>,
+        bytes: &[u8],
+    ) -> Result<(), String> {
         match timeout(self.config.command_timeout, writer.write_all(bytes)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!("writing to {} failed: {e}", self.config.id)),
@@ -422,4 +455,47 @@ impl DeviceTask {
             let _ = job.reply.send(Err(Failure::new(code, message.clone())));
         }
     }
+}
+
+/// A device's byte stream: a TCP connection or a serial port.
+trait LinkStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> LinkStream for T {}
+
+/// Opens a serial port with the device's line settings. Ports open exclusively: a second
+/// program (or a second device entry) on the same port gets a clear error, not garbage.
+fn open_serial(
+    path: &std::path::Path,
+    settings: &SerialSettings,
+) -> Result<tokio_serial::SerialStream, String> {
+    use tokio_serial::SerialPortBuilderExt;
+    let data_bits = match settings.data_bits {
+        DataBits::Seven => tokio_serial::DataBits::Seven,
+        DataBits::Eight => tokio_serial::DataBits::Eight,
+    };
+    let parity = match settings.parity {
+        Parity::None => tokio_serial::Parity::None,
+        Parity::Even => tokio_serial::Parity::Even,
+        Parity::Odd => tokio_serial::Parity::Odd,
+    };
+    let stop_bits = match settings.stop_bits {
+        StopBits::One => tokio_serial::StopBits::One,
+        StopBits::Two => tokio_serial::StopBits::Two,
+    };
+    let flow_control = match settings.flow_control {
+        FlowControl::None => tokio_serial::FlowControl::None,
+        FlowControl::Software => tokio_serial::FlowControl::Software,
+        FlowControl::Hardware => tokio_serial::FlowControl::Hardware,
+    };
+    tokio_serial::new(path.to_string_lossy(), settings.baud)
+        .data_bits(data_bits)
+        .parity(parity)
+        .stop_bits(stop_bits)
+        .flow_control(flow_control)
+        .open_native_async()
+        .map_err(|e| {
+            format!(
+                "cannot open serial port {}: {e}; is the adapter plugged in and the path right? (/dev/serial/by-id/... paths survive replugging)",
+                path.display()
+            )
+        })
 }

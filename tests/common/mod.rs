@@ -193,6 +193,17 @@ impl Panel {
         }
     }
 
+    /// Waits until this panel knows some value for `device`'s `point` (from its snapshot
+    /// or an event) and returns it.
+    pub async fn until_set(&mut self, device: &str, point: &str) -> Value {
+        let what = format!("a value for {device}/{point}");
+        while self.known(device, point).is_null() {
+            self.until(&what, |m| m["type"] == "event" || m["type"] == "snapshot")
+                .await;
+        }
+        self.known(device, point).clone()
+    }
+
     /// Waits until this panel knows `device`'s `point` is `value`, from its snapshot or
     /// an event (the change may have happened before this panel connected).
     pub async fn until_event(&mut self, device: &str, point: &str, value: Value) {

@@ -1,5 +1,7 @@
 //! An Extron switcher on a TCP socket: the [`model`](super::model) served with tokio the
 //! way a unit serves Telnet, plus a [`Handle`] for front-panel changes and fault injection.
+//! [`Handle::serve_pty`] also puts it on a pseudo-terminal, as if on its RS-232 port: no
+//! banner, no login, no idle timeout there, as on a real unit's serial port.
 //!
 //! On connect it sends its banner lines, then `\r\nPassword:` if a password is set (a wrong
 //! one gets the prompt again, the right one `\r\nLogin Administrator\r\n`). Each connection
@@ -23,8 +25,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{broadcast, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{self, Instant};
@@ -136,7 +138,13 @@ struct Shared {
     stop: watch::Sender<bool>,
     /// The accept loop, awaited by [`Handle::shutdown`].
     server: Mutex<Option<JoinHandle<()>>>,
+    /// Pseudo-terminals being served (see [`Handle::serve_pty`]).
+    ptys: Mutex<Vec<JoinHandle<()>>>,
 }
+
+/// Any byte stream a connection can run on: a TCP socket or a pty's controlling end.
+trait Link: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link for T {}
 
 /// Controls a running simulator. Cheap to clone; the simulator runs until
 /// [`Handle::shutdown`] (or the end of the tokio runtime).
@@ -161,6 +169,7 @@ pub async fn start(config: Config) -> io::Result<Handle> {
         notify: broadcast::Sender::new(64),
         stop: watch::Sender::new(false),
         server: Mutex::new(None),
+        ptys: Mutex::new(Vec::new()),
     });
     let server = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
     *lock(&shared.server) = Some(server);
@@ -255,12 +264,41 @@ impl Handle {
     /// Stops listening and closes every connection; returns once both are done, so the
     /// address can be bound again right away. Later calls return at once.
     pub async fn shutdown(&self) {
+        self.unplug();
         self.shared.stop.send_replace(true);
         let server = lock(&self.shared.server).take();
         if let Some(server) = server {
             let _ = server.await;
         }
         debug!(local_addr = %self.shared.local_addr, "extron simulator stopped");
+    }
+}
+
+impl Handle {
+    /// Serves the switcher on a new pseudo-terminal, as on its RS-232 port, and returns the
+    /// path of the device end (`/dev/pts/N`) for the gateway to open.
+    pub fn serve_pty(&self) -> io::Result<String> {
+        use tokio_serial::SerialPort;
+        let (controller, device) = tokio_serial::SerialStream::pair().map_err(io::Error::other)?;
+        let path = device.name().ok_or_else(|| io::Error::other("the pseudo-terminal has no path"))?;
+        let shared = Arc::clone(&self.shared);
+        let label = path.clone();
+        let task = tokio::spawn(async move {
+            // Holding the device end open keeps the controlling end readable while the
+            // gateway has not opened the port yet (or reopens it).
+            let _device = device;
+            serve(shared, Box::new(controller), label, None).await;
+        });
+        lock(&self.shared.ptys).push(task);
+        Ok(path)
+    }
+
+    /// Pulls the cable: every pseudo-terminal served goes away, as an unplugged USB
+    /// adapter does (the other end reads an error, the path disappears).
+    pub fn unplug(&self) {
+        for task in lock(&self.shared.ptys).drain(..) {
+            task.abort();
+        }
     }
 }
 
@@ -274,7 +312,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     shared.connections.fetch_add(1, Ordering::SeqCst);
-                    connections.spawn(serve(Arc::clone(&shared), stream, peer));
+                    let idle = Some(shared.idle_timeout);
+                    connections.spawn(serve(Arc::clone(&shared), Box::new(stream), peer.to_string(), idle));
                 }
                 Err(e) => debug!(error = %e, "extron simulator accept failed"),
             },
@@ -285,13 +324,16 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     connections.shutdown().await;
 }
 
-async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+/// Runs one connection. `idle` is the Telnet idle timeout; `None` means a serial port,
+/// which has no banner, login or timeout.
+async fn serve(shared: Arc<Shared>, stream: Box<dyn Link>, peer: String, idle: Option<Duration>) {
     debug!(%peer, "extron simulator: connection opened");
     let notes = shared.notify.subscribe();
     let connection = Connection {
         shared,
         stream,
-        peer,
+        peer: peer.clone(),
+        idle,
         reader: CommandReader::new(),
         verbose: 0,
         notes,
@@ -312,8 +354,10 @@ enum Action {
 /// One client connection.
 struct Connection {
     shared: Arc<Shared>,
-    stream: TcpStream,
-    peer: SocketAddr,
+    stream: Box<dyn Link>,
+    peer: String,
+    /// Telnet idle timeout; `None` on a serial port.
+    idle: Option<Duration>,
     reader: CommandReader,
     /// 0 none (Telnet default), 1 verbose, 2 tagged, 3 verbose + tagged.
     verbose: u8,
@@ -322,16 +366,18 @@ struct Connection {
 
 impl Connection {
     async fn run(mut self) -> io::Result<()> {
-        let mut banner = String::new();
-        for line in &self.shared.banner {
-            banner.push_str(line);
-            banner.push_str("\r\n");
+        if self.idle.is_some() {
+            let mut banner = String::new();
+            for line in &self.shared.banner {
+                banner.push_str(line);
+                banner.push_str("\r\n");
+            }
+            self.send(banner.as_bytes()).await?;
+            if self.shared.password.is_some() && !self.login().await? {
+                return Ok(());
+            }
         }
-        self.send(banner.as_bytes()).await?;
-        if self.shared.password.is_some() && !self.login().await? {
-            return Ok(());
-        }
-        let mut idle_deadline = Instant::now() + self.shared.idle_timeout;
+        let mut idle_deadline = self.idle_deadline();
         loop {
             let command = match self.reader.next_command() {
                 Ok(Some(command)) => command,
@@ -346,7 +392,7 @@ impl Connection {
                     return Ok(());
                 }
             };
-            idle_deadline = Instant::now() + self.shared.idle_timeout;
+            idle_deadline = self.idle_deadline();
             match self.respond(&command).await {
                 Action::Reply(bytes) => self.send(&bytes).await?,
                 Action::Nothing => {}
@@ -355,11 +401,17 @@ impl Connection {
         }
     }
 
+    /// When an idle Telnet session is closed; a serial port never is (a day stands for
+    /// never, as a timer needs a time).
+    fn idle_deadline(&self) -> Instant {
+        Instant::now() + self.idle.unwrap_or(Duration::from_secs(86_400))
+    }
+
     /// Prompts until the right password comes; `false` if the client left first.
     async fn login(&mut self) -> io::Result<bool> {
         let prompt = format!("\r\n{PASSWORD_PROMPT}");
         self.send(prompt.as_bytes()).await?;
-        let deadline = Instant::now() + self.shared.idle_timeout;
+        let deadline = self.idle_deadline();
         loop {
             let line = match self.reader.next_line() {
                 Ok(Some(line)) => line,
@@ -487,6 +539,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::TcpStream;
     use crate::extron::frame::{Item, LineReader};
     use crate::{DriverSettings, Output, Request, SessionError};
     use serde_json::{Value, json};
