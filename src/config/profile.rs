@@ -62,11 +62,23 @@ pub struct Profile {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Transport {
-    /// Default TCP port, used when a device's address gives none.
+    /// Default port, used when a device's address gives none.
     pub port: Option<u16>,
+    /// What a network address means: a TCP connection (most devices) or UDP datagrams
+    /// (VISCA over IP, PJLink class 2 notifications).
+    #[serde(default)]
+    pub network: Network,
     /// Default line settings on a serial port.
     #[serde(default)]
     pub serial: SerialSettings,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    #[default]
+    Tcp,
+    Udp,
 }
 
 /// RS-232 line settings.

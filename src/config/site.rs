@@ -9,7 +9,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::profile::{DataBits, FlowControl, Parity, Poll, Profile, SerialSettings, StopBits};
+use super::profile::{
+    DataBits, FlowControl, Network, Parity, Poll, Profile, SerialSettings, StopBits,
+};
 use super::{ConfigError, ConfigErrors, parse_toml};
 
 /// A checked site: everything the gateway needs to start.
@@ -166,6 +168,11 @@ pub enum Link {
         host: String,
         port: u16,
     },
+    /// Datagrams to and from one address; each write is one datagram.
+    Udp {
+        host: String,
+        port: u16,
+    },
     /// A serial port by path; `/dev/serial/by-id/...` paths survive a USB adapter being
     /// replugged (it may come back as another /dev/ttyUSBn).
     Serial {
@@ -187,6 +194,8 @@ impl std::fmt::Display for Link {
         match self {
             Link::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
             Link::Tcp { host, port } => write!(f, "{host}:{port}"),
+            Link::Udp { host, port } if host.contains(':') => write!(f, "udp [{host}]:{port}"),
+            Link::Udp { host, port } => write!(f, "udp {host}:{port}"),
             Link::Serial { path, settings } => {
                 let parity = match settings.parity {
                     Parity::None => 'N',
@@ -343,7 +352,10 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
         let link = match (&device.address, &device.serial_port) {
             (Some(address), None) => match split_address(address.get_ref(), profile.transport.port)
             {
-                Ok((host, port)) => Link::Tcp { host, port },
+                Ok((host, port)) => match profile.transport.network {
+                    Network::Tcp => Link::Tcp { host, port },
+                    Network::Udp => Link::Udp { host, port },
+                },
                 Err(why) => {
                     errors.push(here(Some(address.span()), why));
                     continue;

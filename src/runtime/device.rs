@@ -176,6 +176,12 @@ impl DeviceTask {
                     )),
                 }
             }
+            Link::Udp { host, port } => {
+                let socket = udp_link(host, *port)
+                    .await
+                    .map_err(|e| format!("cannot reach {}: {e}", self.config.link))?;
+                Ok(Box::new(socket))
+            }
             Link::Serial { path, settings } => {
                 open_serial(path, settings).map(|port| Box::new(port) as Box<dyn LinkStream>)
             }
@@ -280,7 +286,9 @@ impl DeviceTask {
                 read = reader.read(&mut buf) => match read {
                     Ok(0) => {
                         let error = match &self.config.link {
-                            Link::Tcp { .. } => format!("{} closed the connection", self.config.id),
+                            Link::Tcp { .. } | Link::Udp { .. } => {
+                                format!("{} closed the connection", self.config.id)
+                            }
                             Link::Serial { path, .. } => format!("serial port {} is gone (adapter unplugged?)", path.display()),
                         };
                         self.finish(&mut in_flight, Err(Failure::new(ErrorCode::DeviceOffline, error.clone())));
@@ -498,4 +506,89 @@ fn open_serial(
                 path.display()
             )
         })
+}
+
+/// A UDP socket connected to the device, so only its datagrams are received.
+async fn udp_link(host: &str, port: u16) -> std::io::Result<DatagramLink> {
+    let peer = tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other("the name resolves to no address"))?;
+    let local: std::net::SocketAddr = if peer.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
+    let socket = tokio::net::UdpSocket::bind(local).await?;
+    socket.connect(peer).await?;
+    Ok(DatagramLink(socket))
+}
+
+/// A connected UDP socket as a byte stream: each write is sent as one datagram and each
+/// read returns one datagram, so drivers see the device's message boundaries.
+struct DatagramLink(tokio::net::UdpSocket);
+
+impl AsyncRead for DatagramLink {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.0.poll_recv(cx, buf)
+    }
+}
+
+impl AsyncWrite for DatagramLink {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.0.poll_send(cx, data)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::UdpSocket;
+
+    #[tokio::test]
+    async fn a_datagram_link_keeps_message_boundaries_and_ignores_strangers() {
+        let device = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let port = device.local_addr().unwrap().port();
+        let mut link = udp_link("127.0.0.1", port).await.unwrap();
+
+        link.write_all(b"one").await.unwrap();
+        link.write_all(b"two").await.unwrap();
+        let mut buf = [0u8; 64];
+        let (n, gateway) = device.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"one");
+        let (n, _) = device.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"two");
+
+        let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        stranger.send_to(b"not from the device", gateway).await.unwrap();
+        device.send_to(b"reply-1", gateway).await.unwrap();
+        device.send_to(b"reply-2", gateway).await.unwrap();
+        let n = link.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"reply-1");
+        let n = link.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"reply-2");
+    }
 }
