@@ -31,6 +31,30 @@ const WARM_UP_DEADLINE: Duration = Duration::from_secs(120);
 pub struct Rack {
     #[serde(default)]
     pub pjlink: Vec<PjlinkDevice>,
+    #[serde(default)]
+    pub extron: Vec<ExtronDevice>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtronDevice {
+    pub name: String,
+    /// A profile name (default `extron-sis-switcher`), so the checks know the unit's size.
+    #[serde(default = "default_extron_profile")]
+    pub profile: String,
+    /// On the network (Telnet)...
+    pub address: Option<String>,
+    /// ...or on RS-232.
+    pub serial_port: Option<String>,
+    pub password: Option<String>,
+    /// Whether the checks may re-tie output 1's current input (a visible blink on some
+    /// units).
+    #[serde(default)]
+    pub allow_routing: bool,
+}
+
+fn default_extron_profile() -> String {
+    "extron-sis-switcher".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,34 +122,50 @@ pub async fn run(rack: &Rack, out: &mut dyn Write) -> Report {
     for device in &rack.pjlink {
         check_pjlink(device, &mut report, out).await;
     }
+    if rack.extron.is_empty() {
+        report.line(
+            out,
+            "extron",
+            "all",
+            Ok(Some("no [[extron]] devices in the rack file".into())),
+        );
+    }
+    for device in &rack.extron {
+        check_extron(device, &mut report, out).await;
+    }
     report
 }
 
-async fn check_pjlink(device: &PjlinkDevice, report: &mut Report, out: &mut dyn Write) {
-    let name = device.name.as_str();
-    let mut site = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[journal]\ndurable = false\n[devices.dut]\nprofile = \"pjlink-projector\"\naddress = {}\n",
-        toml::Value::String(device.address.clone())
+/// Starts a gateway with the device under test as `dut`, connects a panel and runs the
+/// `connect` check. `None` when there is nothing more to check.
+async fn connect_dut(
+    name: &str,
+    device: &str,
+    report: &mut Report,
+    out: &mut dyn Write,
+) -> Option<(Gateway, Panel)> {
+    let site = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[journal]\ndurable = false\n[devices.dut]\n{device}"
     );
-    if let Some(password) = &device.password {
-        site += &format!("password = {}\n", toml::Value::String(password.clone()));
-    }
     let gateway = match parse_site(Path::new("hil-site.toml"), &site) {
         Ok(site) => Gateway::start(site).await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     let gateway = match gateway {
         Ok(g) => g,
-        Err(why) => return report.line(out, name, "gateway", Err(why)),
+        Err(why) => {
+            report.line(out, name, "gateway", Err(why));
+            return None;
+        }
     };
     let mut panel = match Panel::connect(&gateway).await {
         Ok(p) => p,
         Err(why) => {
             report.line(out, name, "panel", Err(why));
-            return gateway.shutdown().await;
+            gateway.shutdown().await;
+            return None;
         }
     };
-
     // The first attempt decides: online, or an error that says why not.
     let _ = panel
         .wait(READ_DEADLINE, |s| s.online || s.error.is_some())
@@ -137,8 +177,44 @@ async fn check_pjlink(device: &PjlinkDevice, report: &mut Report, out: &mut dyn 
     };
     report.line(out, name, "connect", result);
     if !panel.online {
-        return gateway.shutdown().await;
+        gateway.shutdown().await;
+        return None;
     }
+    Some((gateway, panel))
+}
+
+/// The site lines for a device's profile, link and password.
+fn device_toml(
+    profile: &str,
+    address: Option<&str>,
+    serial_port: Option<&str>,
+    password: Option<&str>,
+) -> String {
+    let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let mut lines = format!("profile = {}\n", quote(profile));
+    if let Some(address) = address {
+        lines += &format!("address = {}\n", quote(address));
+    }
+    if let Some(port) = serial_port {
+        lines += &format!("serial_port = {}\n", quote(port));
+    }
+    if let Some(password) = password {
+        lines += &format!("password = {}\n", quote(password));
+    }
+    lines
+}
+
+async fn check_pjlink(device: &PjlinkDevice, report: &mut Report, out: &mut dyn Write) {
+    let name = device.name.as_str();
+    let dut = device_toml(
+        "pjlink-projector",
+        Some(&device.address),
+        None,
+        device.password.as_deref(),
+    );
+    let Some((gateway, mut panel)) = connect_dut(name, &dut, report, out).await else {
+        return;
+    };
 
     for (check, point) in [
         ("power", "power"),
@@ -205,6 +281,50 @@ async fn check_pjlink(device: &PjlinkDevice, report: &mut Report, out: &mut dyn 
         }
     };
     report.line(out, name, "power on", result);
+    gateway.shutdown().await;
+}
+
+async fn check_extron(device: &ExtronDevice, report: &mut Report, out: &mut dyn Write) {
+    let name = device.name.as_str();
+    let dut = device_toml(
+        &device.profile,
+        device.address.as_deref(),
+        device.serial_port.as_deref(),
+        device.password.as_deref(),
+    );
+    let Some((gateway, mut panel)) = connect_dut(name, &dut, report, out).await else {
+        return;
+    };
+
+    let routes = panel
+        .wait(READ_DEADLINE, |s| s.points.contains_key("route.1"))
+        .await;
+    let result = match (routes, panel.points.get("route.1")) {
+        (Ok(()), Some(v)) if v.is_u64() => Ok(None),
+        (Ok(()), Some(v)) => Err(format!("unexpected `route.1` value {v}")),
+        _ => Err(format!("no `route.1` within {READ_DEADLINE:?}")),
+    };
+    report.line(out, name, "routes", result);
+    let info = panel
+        .wait(READ_DEADLINE, |s| s.points.contains_key("firmware"))
+        .await;
+    report.line(
+        out,
+        name,
+        "info",
+        info.map(|_| None)
+            .map_err(|_| format!("no `firmware` within {READ_DEADLINE:?}")),
+    );
+
+    let result = match panel.points.get("route.1").and_then(Value::as_u64) {
+        _ if !device.allow_routing => Ok(Some("allow_routing = false for this device".to_string())),
+        Some(input) => panel
+            .command("route", json!({"input": input, "output": 1}))
+            .await
+            .map(|_| None),
+        None => Err("output 1's route is unknown".to_string()),
+    };
+    report.line(out, name, "re-tie output 1", result);
     gateway.shutdown().await;
 }
 

@@ -68,11 +68,42 @@ async fn families_without_devices_are_skipped_with_a_reason() {
         Report {
             passed: 0,
             failed: 0,
-            skipped: 1
+            skipped: 2
         }
     );
     assert_eq!(
         String::from_utf8(out).unwrap(),
-        "SKIP pjlink all: no [[pjlink]] devices in the rack file\n"
+        "SKIP pjlink all: no [[pjlink]] devices in the rack file\nSKIP extron all: no [[extron]] devices in the rack file\n"
     );
+}
+
+#[tokio::test]
+async fn extron_checks_pass_over_telnet_and_rs232() {
+    use avgate_drivers::extron::simulator as extron_sim;
+    let switcher = extron_sim::start(extron_sim::Config {
+        password: Some("extron".into()),
+        ..extron_sim::Config::default()
+    })
+    .await
+    .unwrap();
+    let pty = switcher.serve_pty().unwrap();
+    let rack = rack_file(&format!(
+        "[[extron]]\nname = \"telnet\"\naddress = \"{}\"\npassword = \"extron\"\nallow_routing = true\n\
+         [[extron]]\nname = \"serial\"\nserial_port = \"{pty}\"\n",
+        switcher.local_addr()
+    ))
+    .await;
+    let mut out = Vec::new();
+    let report = run_file(rack.path(), &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(report.failed, 0, "{out}");
+    for line in [
+        "PASS telnet connect",
+        "PASS telnet routes",
+        "PASS telnet re-tie output 1",
+        "PASS serial routes",
+        "SKIP serial re-tie output 1",
+    ] {
+        assert!(out.contains(line), "missing `{line}` in:\n{out}");
+    }
 }
