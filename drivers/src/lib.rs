@@ -20,6 +20,7 @@
 
 pub mod extron;
 pub mod pjlink;
+pub mod sim_server;
 
 use std::time::Instant;
 

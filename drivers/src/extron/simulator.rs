@@ -21,19 +21,18 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{broadcast, watch};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
 use tokio::time::{self, Instant};
 use tracing::debug;
 
 use super::frame::{self, Command, CommandReader, ErrorCode, PASSWORD_PROMPT, Response};
 use super::model::{Model, Settings};
+use crate::sim_server::{Link, Listener, spawn_pty};
 
 pub use super::frame::TieKind;
 pub use super::model::{OutputState, State};
@@ -124,74 +123,57 @@ struct Pending {
 /// State shared by the accept loop, every connection and every [`Handle`].
 #[derive(Debug)]
 struct Shared {
-    local_addr: SocketAddr,
     password: Option<String>,
     banner: Vec<String>,
     idle_timeout: Duration,
     model: Mutex<Model>,
     pending: Mutex<Pending>,
     commands: Mutex<Vec<String>>,
-    connections: AtomicUsize,
     /// Front-panel reports, fanned out to connections (each decides by its verbose mode).
     notify: broadcast::Sender<Response>,
-    /// Set once by [`Handle::shutdown`]; the accept loop watches it.
-    stop: watch::Sender<bool>,
-    /// The accept loop, awaited by [`Handle::shutdown`].
-    server: Mutex<Option<JoinHandle<()>>>,
     /// Pseudo-terminals being served (see [`Handle::serve_pty`]).
     ptys: Mutex<Vec<JoinHandle<()>>>,
 }
-
-/// Any byte stream a connection can run on: a TCP socket or a pty's controlling end.
-trait Link: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Link for T {}
 
 /// Controls a running simulator. Cheap to clone; the simulator runs until
 /// [`Handle::shutdown`] (or the end of the tokio runtime).
 #[derive(Debug, Clone)]
 pub struct Handle {
     shared: Arc<Shared>,
+    listener: Arc<Listener>,
 }
 
 /// Starts a simulator listening on `config.listen`.
 pub async fn start(config: Config) -> io::Result<Handle> {
-    let listener = bind(config.listen)?;
-    let local_addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
-        local_addr,
         password: config.password.clone(),
         banner: config.banner.clone(),
         idle_timeout: config.idle_timeout,
         model: Mutex::new(Model::new(config.switcher())),
         pending: Mutex::new(Pending::default()),
         commands: Mutex::new(Vec::new()),
-        connections: AtomicUsize::new(0),
         notify: broadcast::Sender::new(64),
-        stop: watch::Sender::new(false),
-        server: Mutex::new(None),
         ptys: Mutex::new(Vec::new()),
     });
-    let server = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
-    *lock(&shared.server) = Some(server);
-    debug!(%local_addr, "extron simulator listening");
-    Ok(Handle { shared })
-}
-
-/// A listener with SO_REUSEADDR, so a test can restart a simulator on the same port.
-fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(64)
+    let serving = Arc::clone(&shared);
+    let listener = Listener::start(config.listen, "extron simulator", move |stream, peer| {
+        let idle = Some(serving.idle_timeout);
+        serve(
+            Arc::clone(&serving),
+            Box::new(stream),
+            peer.to_string(),
+            idle,
+        )
+    })?;
+    Ok(Handle {
+        shared,
+        listener: Arc::new(listener),
+    })
 }
 
 impl Handle {
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
+        self.listener.local_addr()
     }
 
     /// The switcher's state now.
@@ -258,19 +240,14 @@ impl Handle {
 
     /// How many connections were accepted since start.
     pub fn connection_count(&self) -> usize {
-        self.shared.connections.load(Ordering::SeqCst)
+        self.listener.connection_count()
     }
 
     /// Stops listening and closes every connection; returns once both are done, so the
     /// address can be bound again right away. Later calls return at once.
     pub async fn shutdown(&self) {
         self.unplug();
-        self.shared.stop.send_replace(true);
-        let server = lock(&self.shared.server).take();
-        if let Some(server) = server {
-            let _ = server.await;
-        }
-        debug!(local_addr = %self.shared.local_addr, "extron simulator stopped");
+        self.listener.shutdown().await;
     }
 }
 
@@ -278,17 +255,8 @@ impl Handle {
     /// Serves the switcher on a new pseudo-terminal, as on its RS-232 port, and returns the
     /// path of the device end (`/dev/pts/N`) for the gateway to open.
     pub fn serve_pty(&self) -> io::Result<String> {
-        use tokio_serial::SerialPort;
-        let (controller, device) = tokio_serial::SerialStream::pair().map_err(io::Error::other)?;
-        let path = device.name().ok_or_else(|| io::Error::other("the pseudo-terminal has no path"))?;
         let shared = Arc::clone(&self.shared);
-        let label = path.clone();
-        let task = tokio::spawn(async move {
-            // Holding the device end open keeps the controlling end readable while the
-            // gateway has not opened the port yet (or reopens it).
-            let _device = device;
-            serve(shared, Box::new(controller), label, None).await;
-        });
+        let (path, task) = spawn_pty(|link, label| serve(shared, link, label, None))?;
         lock(&self.shared.ptys).push(task);
         Ok(path)
     }
@@ -300,28 +268,6 @@ impl Handle {
             task.abort();
         }
     }
-}
-
-/// Accepts connections until shutdown, then closes them all.
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let mut stop = shared.stop.subscribe();
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    shared.connections.fetch_add(1, Ordering::SeqCst);
-                    let idle = Some(shared.idle_timeout);
-                    connections.spawn(serve(Arc::clone(&shared), Box::new(stream), peer.to_string(), idle));
-                }
-                Err(e) => debug!(error = %e, "extron simulator accept failed"),
-            },
-            Some(_) = connections.join_next() => {}
-        }
-    }
-    drop(listener);
-    connections.shutdown().await;
 }
 
 /// Runs one connection. `idle` is the Telnet idle timeout; `None` means a serial port,
@@ -539,10 +485,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::net::TcpStream;
     use crate::extron::frame::{Item, LineReader};
     use crate::{DriverSettings, Output, Request, SessionError};
     use serde_json::{Value, json};
+    use tokio::net::TcpStream;
 
     /// Bound on every wait, so a broken simulator fails the test instead of hanging it.
     const PATIENCE: Duration = Duration::from_secs(5);

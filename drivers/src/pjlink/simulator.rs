@@ -16,19 +16,18 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::{self, Instant};
 use tracing::debug;
 
 use super::frame::{self, AUTH_ERROR, DIGEST_LEN, Greeting, LineReader, MAX_LINE, Reply};
 use super::model::{Login, Model, Settings};
+use crate::sim_server::Listener;
 
 pub use super::frame::{Class, Lamp, PowerState};
 pub use super::model::State;
@@ -140,7 +139,6 @@ struct Pending {
 /// State shared by the accept loop, every connection and every [`Handle`].
 #[derive(Debug)]
 struct Shared {
-    local_addr: SocketAddr,
     password: Option<String>,
     idle_timeout: Duration,
     model: Mutex<Model>,
@@ -148,12 +146,6 @@ struct Shared {
     /// `true` while replies are stalled; connections wait for it to clear.
     stalled: watch::Sender<bool>,
     commands: Mutex<Vec<String>>,
-    connections: AtomicUsize,
-    /// Set once by [`Handle::shutdown`]; the accept loop watches it.
-    stop: watch::Sender<bool>,
-    /// The accept loop, awaited by [`Handle::shutdown`] so that when it returns the port is
-    /// free and every connection closed.
-    server: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Controls a running simulator. Cheap to clone; the simulator runs until
@@ -161,46 +153,32 @@ struct Shared {
 #[derive(Debug, Clone)]
 pub struct Handle {
     shared: Arc<Shared>,
+    listener: Arc<Listener>,
 }
 
 /// Starts a simulator listening on `config.listen`.
 pub async fn start(config: Config) -> io::Result<Handle> {
-    let listener = bind(config.listen)?;
-    let local_addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
-        local_addr,
         password: config.password.clone(),
         idle_timeout: config.idle_timeout,
         model: Mutex::new(Model::new(config.projector())),
         pending: Mutex::new(Pending::default()),
         stalled: watch::Sender::new(false),
         commands: Mutex::new(Vec::new()),
-        connections: AtomicUsize::new(0),
-        stop: watch::Sender::new(false),
-        server: Mutex::new(None),
     });
-    let server = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
-    *lock(&shared.server) = Some(server);
-    debug!(%local_addr, "pjlink simulator listening");
-    Ok(Handle { shared })
-}
-
-/// A listener with SO_REUSEADDR, so a test can restart a simulator on the same port while
-/// the previous one's closed connections linger in TIME_WAIT.
-fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(64)
+    let serving = Arc::clone(&shared);
+    let listener = Listener::start(config.listen, "pjlink simulator", move |stream, peer| {
+        serve(Arc::clone(&serving), stream, peer)
+    })?;
+    Ok(Handle {
+        shared,
+        listener: Arc::new(listener),
+    })
 }
 
 impl Handle {
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
+        self.listener.local_addr()
     }
 
     /// The projector's state now.
@@ -254,41 +232,14 @@ impl Handle {
 
     /// How many connections were accepted since start.
     pub fn connection_count(&self) -> usize {
-        self.shared.connections.load(Ordering::SeqCst)
+        self.listener.connection_count()
     }
 
     /// Stops listening and closes every connection; returns once both are done, so the
     /// address can be bound again right away. Later calls return at once.
     pub async fn shutdown(&self) {
-        self.shared.stop.send_replace(true);
-        let server = lock(&self.shared.server).take();
-        if let Some(server) = server {
-            let _ = server.await;
-        }
-        debug!(local_addr = %self.shared.local_addr, "pjlink simulator stopped");
+        self.listener.shutdown().await;
     }
-}
-
-/// Accepts connections until shutdown, then closes them all (dropping a connection's task
-/// drops its socket).
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let mut stop = shared.stop.subscribe();
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    shared.connections.fetch_add(1, Ordering::SeqCst);
-                    connections.spawn(serve(Arc::clone(&shared), stream, peer));
-                }
-                Err(e) => debug!(error = %e, "pjlink simulator accept failed"),
-            },
-            Some(_) = connections.join_next() => {}
-        }
-    }
-    drop(listener);
-    connections.shutdown().await;
 }
 
 async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
