@@ -583,7 +583,10 @@ mod tests {
         assert_eq!(&buf[..n], b"two");
 
         let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        stranger.send_to(b"not from the device", gateway).await.unwrap();
+        stranger
+            .send_to(b"not from the device", gateway)
+            .await
+            .unwrap();
         device.send_to(b"reply-1", gateway).await.unwrap();
         device.send_to(b"reply-2", gateway).await.unwrap();
         let n = link.read(&mut buf).await.unwrap();
