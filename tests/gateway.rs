@@ -483,3 +483,48 @@ async fn a_lost_reply_fails_one_command_and_the_device_carries_on() {
     panel.until_event("proj", "input", json!("hdmi2")).await;
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_idle_close_is_a_quiet_reconnect_not_an_offline_spell() {
+    // Projectors drop connections that are idle too long (PJLink: 30 s). Here 1.2 s, with
+    // polls only every 5 s, so the projector keeps closing on the gateway.
+    let proj =
+        avgate_drivers::pjlink::simulator::start(avgate_drivers::pjlink::simulator::Config {
+            idle_timeout: Duration::from_millis(1200),
+            ..avgate_drivers::pjlink::simulator::Config::default()
+        })
+        .await
+        .unwrap();
+    let site = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[journal]\ndurable = false\n\
+         [devices.proj]\nprofile = \"pjlink-projector\"\naddress = \"{}\"\n\
+         [devices.proj.overrides]\npoll = {{ power = \"5s\", input = \"5s\", mute = \"5s\" }}\n",
+        proj.local_addr()
+    );
+    let gw = gateway(&site).await;
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    panel.until_event("proj", "online", json!(true)).await;
+
+    // Three idle closes later, and at each the gateway was back at once. The panel has
+    // heard no `online = false` (the harness tracks every event into `known`).
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while proj.connection_count() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the gateway did not reconnect"
+        );
+        let _ = panel.try_next(Duration::from_millis(100)).await;
+        assert_eq!(
+            *panel.known("proj", "online"),
+            json!(true),
+            "an idle close must not look like an outage"
+        );
+    }
+    // A command still works right away on the fresh connection.
+    panel
+        .command(json!("idle-1"), "proj", "mute", json!({"audio": true}))
+        .await;
+    assert_eq!(panel.result(json!("idle-1")).await["ok"], true);
+    assert_eq!(*panel.known("proj", "online"), json!(true));
+    gw.shutdown().await;
+}
