@@ -19,6 +19,7 @@
 //! driver; a driver only says what to send and what the device meant.
 
 pub mod extron;
+pub mod modbus;
 pub mod pjlink;
 pub mod sim_server;
 
