@@ -11,6 +11,7 @@
 //! dropped after two ping intervals.
 
 mod session;
+pub mod subscription;
 pub mod wire;
 
 use std::collections::HashMap;

@@ -13,6 +13,7 @@ use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info};
 
+use super::subscription::Subscription;
 use super::wire::{self, ClientMessage, ServerMessage};
 use super::{BATCH, HELLO_TIMEOUT, Hub};
 use crate::command::{ErrorCode, Failure};
@@ -26,7 +27,18 @@ const OUTBOX: usize = 64;
 /// WebSocket close code for a policy violation (RFC 6455), used for a refused token.
 const CLOSE_POLICY: u16 = 1008;
 
+/// At most one `position` message per this interval per session.
+const POSITION_EVERY: Duration = Duration::from_secs(1);
+
 type Sink = SplitSink<WebSocket, Message>;
+
+/// What the reader hands the writer.
+enum Outgoing {
+    /// Send this, after the events before it.
+    Send(Message),
+    /// The panel changed its patterns: confirm them and send a fresh snapshot.
+    Resubscribe(Subscription),
+}
 
 /// What a session knows about its panel after `hello`.
 struct Panel {
@@ -46,7 +58,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let session = format!("{:016x}", fastrand::u64(..));
-    let Some((panel, cursor)) = greet(&mut socket, &hub, session, peer).await else {
+    let Some((panel, cursor, subscription)) = greet(&mut socket, &hub, session, peer).await else {
         return;
     };
     info!(session = %panel.session, client = %panel.client, %peer, "panel connected");
@@ -64,12 +76,13 @@ pub async fn serve(
             outbox_rx,
             hub.clone(),
             cursor,
+            subscription.clone(),
             done.clone(),
             heard.clone(),
         )
         .instrument(span),
     );
-    read_loop(stream, outbox, &hub, &panel, &done, &heard).await;
+    read_loop(stream, outbox, &hub, &panel, subscription, &done, &heard).await;
     done.cancel();
     let _ = writer.await;
     info!(session = %panel.session, %peer, "panel disconnected");
@@ -82,7 +95,7 @@ async fn greet(
     hub: &Hub,
     session: String,
     peer: SocketAddr,
-) -> Option<(Panel, u64)> {
+) -> Option<(Panel, u64, Subscription)> {
     let deadline = Instant::now() + HELLO_TIMEOUT;
     loop {
         let text = match tokio::time::timeout_at(deadline, socket.recv()).await {
@@ -99,12 +112,13 @@ async fn greet(
             Ok(Some(Ok(Message::Text(text)))) => text,
             Ok(Some(Ok(_))) => continue,
         };
-        let (token, resume, client) = match wire::parse(&text) {
+        let (token, resume, client, patterns) = match wire::parse(&text) {
             Ok(ClientMessage::Hello {
                 token,
                 resume,
                 client,
-            }) => (token, resume, client),
+                subscribe,
+            }) => (token, resume, client, subscribe),
             Ok(_) => {
                 let failure = Failure::new(
                     ErrorCode::HelloRequired,
@@ -135,6 +149,15 @@ async fn greet(
         if let Some(holder) = holder {
             debug!(%peer, token = holder, "token accepted");
         }
+        let subscription = match patterns.as_deref().map(Subscription::new) {
+            None => Subscription::default(),
+            Some(Ok(subscription)) => subscription,
+            Some(Err(why)) => {
+                let failure = Failure::new(ErrorCode::InvalidMessage, why);
+                socket.send(error_message(&failure, None)).await.ok()?;
+                continue;
+            }
+        };
 
         let journal = &hub.journal;
         let resumed = resume.is_some_and(|r| journal.can_resume(r.epoch, r.seq));
@@ -157,7 +180,7 @@ async fn greet(
             .ok()?;
         if let Some(snapshot) = &snapshot {
             let message = ServerMessage::Snapshot {
-                snapshot,
+                snapshot: &subscription.filter(snapshot),
                 reason: None,
             };
             socket
@@ -176,6 +199,7 @@ async fn greet(
                 peer,
             },
             cursor,
+            subscription,
         ));
     }
 }
@@ -210,9 +234,10 @@ impl Heard {
 /// Handles everything the panel sends until it closes or the session ends.
 async fn read_loop(
     mut stream: SplitStream<WebSocket>,
-    outbox: mpsc::Sender<Message>,
+    outbox: mpsc::Sender<Outgoing>,
     hub: &Hub,
     panel: &Panel,
+    mut subscription: Subscription,
     done: &CancellationToken,
     heard: &Heard,
 ) {
@@ -226,14 +251,14 @@ async fn read_loop(
         };
         heard.now();
         let reply = match message {
-            Message::Text(text) => handle_text(&text, hub, panel, &outbox),
-            Message::Binary(_) => Some(error_message(
+            Message::Text(text) => handle_text(&text, hub, panel, &mut subscription, &outbox),
+            Message::Binary(_) => Some(Outgoing::Send(error_message(
                 &Failure::new(
                     ErrorCode::Malformed,
                     "binary frames are not part of this protocol; send JSON text",
                 ),
                 None,
-            )),
+            ))),
             // Pongs only matter as proof of life, counted above; axum answers pings itself.
             _ => None,
         };
@@ -250,9 +275,10 @@ fn handle_text(
     text: &str,
     hub: &Hub,
     panel: &Panel,
-    outbox: &mpsc::Sender<Message>,
-) -> Option<Message> {
-    match wire::parse(text) {
+    subscription: &mut Subscription,
+    outbox: &mpsc::Sender<Outgoing>,
+) -> Option<Outgoing> {
+    let reply = match wire::parse(text) {
         Err(failure) => Some(error_message(&failure, None)),
         Ok(ClientMessage::Hello { .. }) => Some(error_message(
             &Failure::new(
@@ -262,16 +288,33 @@ fn handle_text(
             None,
         )),
         Ok(ClientMessage::Ping) => Some(Message::Text(ServerMessage::Pong.to_text().into())),
+        Ok(ClientMessage::Subscribe { patterns }) => {
+            let mut wanted = subscription.clone();
+            match wanted.add(&patterns) {
+                Ok(()) => {
+                    *subscription = wanted;
+                    return Some(Outgoing::Resubscribe(subscription.clone()));
+                }
+                Err(why) => Some(error_message(
+                    &Failure::new(ErrorCode::InvalidMessage, why),
+                    None,
+                )),
+            }
+        }
+        Ok(ClientMessage::Unsubscribe { patterns }) => {
+            subscription.remove(&patterns);
+            return Some(Outgoing::Resubscribe(subscription.clone()));
+        }
         Ok(ClientMessage::Ack { seq }) => {
             if seq > hub.journal.head() {
                 let message = format!(
                     "ack {seq} is ahead of the newest event {}",
                     hub.journal.head()
                 );
-                return Some(error_message(
+                return Some(Outgoing::Send(error_message(
                     &Failure::new(ErrorCode::InvalidMessage, message),
                     None,
-                ));
+                )));
             }
             debug!(session = %panel.session, seq, "ack");
             None
@@ -287,7 +330,7 @@ fn handle_text(
                     ErrorCode::InvalidMessage,
                     "command id must be a non-empty string (up to 128 bytes) or an integer",
                 );
-                return Some(error_message(&failure, Some(&id)));
+                return Some(Outgoing::Send(error_message(&failure, Some(&id))));
             };
             let key = CommandKey {
                 client: panel.client.clone(),
@@ -314,30 +357,46 @@ fn handle_text(
                     let outbox = outbox.clone();
                     let accepted = Message::Text(accepted.to_text().into());
                     tokio::spawn(async move {
-                        if outbox.send(accepted).await.is_err() {
+                        if outbox.send(Outgoing::Send(accepted)).await.is_err() {
                             return;
                         }
                         let outcome = router::outcome(watch).await;
-                        let _ = outbox
-                            .send(result_message(&id, outcome.as_ref().map(|_| ())))
-                            .await;
+                        let result = result_message(&id, outcome.as_ref().map(|_| ()));
+                        let _ = outbox.send(Outgoing::Send(result)).await;
                     });
                     None
                 }
             }
         }
-    }
+    };
+    reply.map(Outgoing::Send)
+}
+
+/// Where a panel is in the journal.
+struct Place {
+    /// The last seq the writer has dealt with (sent or skipped as not subscribed).
+    cursor: u64,
+    /// The last seq the panel was told about (an event, a snapshot or a `position`): its
+    /// resume point.
+    told: u64,
+    filter: Subscription,
 }
 
 /// Streams the journal from `cursor` and the outbox, in protocol order, until `done`.
 async fn write_loop(
     mut sink: Sink,
-    mut outbox: mpsc::Receiver<Message>,
+    mut outbox: mpsc::Receiver<Outgoing>,
     hub: Arc<Hub>,
-    mut cursor: u64,
+    cursor: u64,
+    filter: Subscription,
     done: CancellationToken,
     heard: Arc<Heard>,
 ) {
+    let mut place = Place {
+        cursor,
+        told: cursor,
+        filter,
+    };
     let mut head = hub.journal.watch();
     let mut ping = tokio::time::interval(hub.ping_interval);
     ping.tick().await;
@@ -349,23 +408,31 @@ async fn write_loop(
     let mut unanswered: Option<Instant> = None;
     // A send that cannot complete in this long means the panel stopped reading.
     let send_limit = hub.ping_interval * 2;
-    let mut pending: Option<Message> = None;
+    let mut pending: Option<Outgoing> = None;
+    let mut last_position = Instant::now() - POSITION_EVERY;
     loop {
         // Events first, so anything waiting in the outbox (a command's result) goes out
         // after the events that led to it.
-        if let Err(why) = send_events(&mut sink, &hub, &mut cursor, send_limit).await {
+        if let Err(why) = send_events(&mut sink, &hub, &mut place, send_limit).await {
             debug!("writer stopping: {why}");
             break;
         }
-        if let Some(message) = pending.take() {
-            if timeout(send_limit, sink.send(message))
-                .await
-                .map_or(true, |r| r.is_err())
-            {
+        if let Some(outgoing) = pending.take() {
+            let sent = match outgoing {
+                Outgoing::Send(message) => timeout(send_limit, sink.send(message)).await,
+                Outgoing::Resubscribe(filter) => {
+                    place.filter = filter;
+                    timeout(send_limit, resubscribe(&mut sink, &hub, &mut place)).await
+                }
+            };
+            if sent.map_or(true, |r| r.is_err()) {
                 break;
             }
             continue;
         }
+        // Caught up, but the last events were all outside the subscription: move the
+        // panel's resume point, at most once a second.
+        let position_due = (place.cursor > place.told).then_some(last_position + POSITION_EVERY);
         tokio::select! {
             _ = done.cancelled() => break,
             message = outbox.recv() => match message {
@@ -373,6 +440,14 @@ async fn write_loop(
                 None => break,
             },
             changed = head.changed() => if changed.is_err() { break },
+            _ = tokio::time::sleep_until(position_due.unwrap_or_else(Instant::now)), if position_due.is_some() => {
+                let position = ServerMessage::Position { seq: place.cursor };
+                if timeout(send_limit, sink.send(Message::Text(position.to_text().into()))).await.map_or(true, |r| r.is_err()) {
+                    break;
+                }
+                place.told = place.cursor;
+                last_position = Instant::now();
+            }
             _ = ping.tick() => {
                 if let Some(sent) = unanswered {
                     if heard.since(sent) {
@@ -393,19 +468,48 @@ async fn write_loop(
     let _ = timeout(Duration::from_secs(1), sink.close()).await;
 }
 
-/// Sends every journal event after `cursor`, or a snapshot if the panel fell out of the
-/// window.
+/// Confirms new patterns and sends what they cover now; the stream goes on from there.
+async fn resubscribe(sink: &mut Sink, hub: &Hub, place: &mut Place) -> Result<(), axum::Error> {
+    let patterns = place.filter.patterns();
+    let subscribed = ServerMessage::Subscribed {
+        patterns: &patterns,
+    };
+    sink.send(Message::Text(subscribed.to_text().into()))
+        .await?;
+    send_snapshot(sink, hub, place, "subscription").await
+}
+
+/// Sends the journal's snapshot, filtered, and moves the panel's place to it.
+async fn send_snapshot(
+    sink: &mut Sink,
+    hub: &Hub,
+    place: &mut Place,
+    reason: &'static str,
+) -> Result<(), axum::Error> {
+    let snapshot = place.filter.filter(&hub.journal.snapshot());
+    let message = ServerMessage::Snapshot {
+        snapshot: &snapshot,
+        reason: Some(reason),
+    };
+    sink.send(Message::Text(message.to_text().into())).await?;
+    place.cursor = snapshot.seq;
+    place.told = snapshot.seq;
+    Ok(())
+}
+
+/// Sends every subscribed journal event after the panel's cursor, or a snapshot if the
+/// panel fell out of the window.
 ///
 /// Each batch must go out within `limit`: a panel that keeps taking data may catch up on
 /// any backlog, one that stops is let go.
 async fn send_events(
     sink: &mut Sink,
     hub: &Hub,
-    cursor: &mut u64,
+    place: &mut Place,
     limit: Duration,
 ) -> Result<(), &'static str> {
     loop {
-        match timeout(limit, send_batch(sink, hub, cursor)).await {
+        match timeout(limit, send_batch(sink, hub, place)).await {
             Ok(Ok(true)) => continue,
             Ok(Ok(false)) => return Ok(()),
             Ok(Err(why)) => return Err(why),
@@ -414,30 +518,32 @@ async fn send_events(
     }
 }
 
-/// Sends one batch; returns whether there may be more.
-async fn send_batch(sink: &mut Sink, hub: &Hub, cursor: &mut u64) -> Result<bool, &'static str> {
-    match hub.journal.read_after(*cursor, BATCH) {
+/// Sends one batch; returns whether there may be more. Events outside the subscription
+/// are skipped, never re-serialized: every panel sends the journal's shared frames.
+async fn send_batch(sink: &mut Sink, hub: &Hub, place: &mut Place) -> Result<bool, &'static str> {
+    match hub.journal.read_after(place.cursor, BATCH) {
         Read::Events(events) if events.is_empty() => Ok(false),
         Read::Events(events) => {
+            let mut fed = false;
             for event in &events {
-                sink.feed(Message::Text(event.frame.clone()))
-                    .await
-                    .map_err(|_| "send failed")?;
-                *cursor = event.seq;
+                if place.filter.matches(&event.device, &event.point) {
+                    sink.feed(Message::Text(event.frame.clone()))
+                        .await
+                        .map_err(|_| "send failed")?;
+                    place.told = event.seq;
+                    fed = true;
+                }
+                place.cursor = event.seq;
             }
-            sink.flush().await.map_err(|_| "send failed")?;
+            if fed {
+                sink.flush().await.map_err(|_| "send failed")?;
+            }
             Ok(true)
         }
         Read::Gap => {
-            let snapshot = hub.journal.snapshot();
-            let message = ServerMessage::Snapshot {
-                snapshot: &snapshot,
-                reason: Some("lagged"),
-            };
-            sink.send(Message::Text(message.to_text().into()))
+            send_snapshot(sink, hub, place, "lagged")
                 .await
                 .map_err(|_| "send failed")?;
-            *cursor = snapshot.seq;
             Ok(true)
         }
     }

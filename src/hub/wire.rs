@@ -19,6 +19,9 @@ pub enum ClientMessage {
         /// across reconnects. Without it, ids are deduplicated per session only.
         #[serde(default)]
         client: Option<String>,
+        /// Patterns of the devices and points wanted (absent: everything).
+        #[serde(default)]
+        subscribe: Option<Vec<String>>,
     },
     Command {
         /// The panel's id for this command: a string or an integer.
@@ -30,6 +33,10 @@ pub enum ClientMessage {
     },
     /// Everything up to and including `seq` has been received (cumulative).
     Ack { seq: u64 },
+    /// Adds patterns to the session's subscription.
+    Subscribe { patterns: Vec<String> },
+    /// Removes patterns, given exactly as they were added.
+    Unsubscribe { patterns: Vec<String> },
     /// Application-level keepalive for clients that cannot send WebSocket pings.
     Ping,
 }
@@ -77,6 +84,15 @@ pub enum ServerMessage<'a> {
         id: Option<&'a Value>,
     },
     Pong,
+    /// The session's patterns after a `subscribe` or `unsubscribe`.
+    Subscribed {
+        patterns: &'a [String],
+    },
+    /// The panel is up to date through `seq`: events after its last one were all outside
+    /// its subscription. Its resume point moves here.
+    Position {
+        seq: u64,
+    },
 }
 
 impl ServerMessage<'_> {
@@ -92,7 +108,7 @@ pub fn parse(text: &str) -> Result<ClientMessage, Failure> {
     serde_json::from_value(value).map_err(|e| {
         Failure::new(
             ErrorCode::InvalidMessage,
-            format!("{e}; expected an object with \"type\": hello, command, ack or ping"),
+            format!("{e}; expected an object with \"type\": hello, command, ack, subscribe, unsubscribe or ping"),
         )
     })
 }

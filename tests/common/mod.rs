@@ -74,6 +74,9 @@ pub struct Panel {
     /// The devices as this panel knows them: the last snapshot with every event since
     /// applied, in the snapshot's shape.
     pub devices: Value,
+    /// A panel with a subscription sees only some seqs: each must still be above the
+    /// last, and a `position` moves it on.
+    pub filtered: bool,
 }
 
 impl Panel {
@@ -93,6 +96,7 @@ impl Panel {
             seqs: Vec::new(),
             at: None,
             devices: json!({}),
+            filtered: false,
         }
     }
 
@@ -145,14 +149,28 @@ impl Panel {
                         self.at = value["seq"].as_u64();
                         self.devices = value["devices"].clone();
                     }
+                    if value["type"] == "position" {
+                        let seq = value["seq"].as_u64().expect("position seq");
+                        if let Some(at) = self.at {
+                            assert!(seq > at, "position {seq} must move on from {at}");
+                        }
+                        self.at = Some(seq);
+                    }
                     if value["type"] == "event" {
                         let seq = value["seq"].as_u64().expect("event seq");
-                        if let Some(at) = self.at {
-                            assert_eq!(
+                        match self.at {
+                            Some(at) if self.filtered => {
+                                assert!(
+                                    seq > at,
+                                    "event {seq} after {at}: repeated or out of order"
+                                )
+                            }
+                            Some(at) => assert_eq!(
                                 seq,
                                 at + 1,
                                 "event sequence must have no gap and no repeat"
-                            );
+                            ),
+                            None => {}
                         }
                         self.at = Some(seq);
                         self.seqs.push(seq);

@@ -1,0 +1,260 @@
+//! Which devices and points a panel wants: patterns such as `proj-*`, `*/power` or
+//! `switcher/route.*`.
+//!
+//! A pattern is `DEVICE` (every point of the device) or `DEVICE/POINT`; `*` in either part
+//! matches any run of characters. A device's own `online` and `error` points go to every
+//! panel with a pattern whose device part matches, whatever its point part, so a panel
+//! watching `proj-1/power` still learns that proj-1 went offline.
+
+use std::collections::BTreeMap;
+
+use crate::journal::{DeviceState, ERROR, ONLINE, Snapshot};
+
+/// Longest pattern accepted; device ids and point names are short.
+const MAX_PATTERN: usize = 128;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pattern {
+    text: String,
+    /// Byte offset of the `/`, if there is a point part.
+    slash: Option<usize>,
+}
+
+impl Pattern {
+    fn parse(text: &str) -> Result<Pattern, String> {
+        let allowed =
+            |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '*' | '/');
+        if text.is_empty() || text.len() > MAX_PATTERN {
+            return Err(format!(
+                "pattern `{text}` must have 1 to {MAX_PATTERN} characters"
+            ));
+        }
+        if let Some(bad) = text.chars().find(|c| !allowed(*c)) {
+            return Err(format!(
+                "pattern `{text}` has `{bad}`; use device ids, point names, `*` and one `/` (e.g. `proj-*`, `*/power`)"
+            ));
+        }
+        let slash = text.find('/');
+        if let Some(at) = slash
+            && (text[at + 1..].contains('/') || at == 0 || at + 1 == text.len())
+        {
+            return Err(format!(
+                "pattern `{text}` must be DEVICE or DEVICE/POINT, with one `/` and both parts"
+            ));
+        }
+        Ok(Pattern {
+            text: text.to_string(),
+            slash,
+        })
+    }
+
+    fn device_part(&self) -> &str {
+        self.slash.map_or(&self.text[..], |at| &self.text[..at])
+    }
+
+    fn point_part(&self) -> Option<&str> {
+        self.slash.map(|at| &self.text[at + 1..])
+    }
+
+    fn matches(&self, device: &str, point: &str) -> bool {
+        if !glob(self.device_part(), device) {
+            return false;
+        }
+        match self.point_part() {
+            None => true,
+            Some(_) if point == ONLINE || point == ERROR => true,
+            Some(part) => glob(part, point),
+        }
+    }
+}
+
+/// `*` matches any run of characters (also none); everything else matches itself.
+/// Iterative with one backtrack point, so no allocation and linear time in practice.
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((star_pi, star_ti)) = star {
+            pi = star_pi + 1;
+            ti = star_ti + 1;
+            star = Some((star_pi, star_ti + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// A panel's patterns. The default, everything, is `*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    patterns: Vec<Pattern>,
+}
+
+impl Default for Subscription {
+    fn default() -> Self {
+        Self {
+            patterns: vec![Pattern {
+                text: "*".into(),
+                slash: None,
+            }],
+        }
+    }
+}
+
+impl Subscription {
+    /// A subscription to exactly `patterns` (none: no events at all).
+    pub fn new(patterns: &[String]) -> Result<Subscription, String> {
+        let mut subscription = Subscription {
+            patterns: Vec::new(),
+        };
+        subscription.add(patterns)?;
+        Ok(subscription)
+    }
+
+    /// Adds patterns (ignoring ones already there). All are checked first: on an error
+    /// nothing changes.
+    pub fn add(&mut self, patterns: &[String]) -> Result<(), String> {
+        let parsed = patterns
+            .iter()
+            .map(|p| Pattern::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        for pattern in parsed {
+            if !self.patterns.contains(&pattern) {
+                self.patterns.push(pattern);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes patterns given exactly as they were added.
+    pub fn remove(&mut self, patterns: &[String]) {
+        self.patterns.retain(|p| !patterns.contains(&p.text));
+    }
+
+    pub fn patterns(&self) -> Vec<String> {
+        self.patterns.iter().map(|p| p.text.clone()).collect()
+    }
+
+    pub fn matches(&self, device: &str, point: &str) -> bool {
+        self.patterns.iter().any(|p| p.matches(device, point))
+    }
+
+    /// The part of a snapshot this subscription covers: devices any pattern names (with
+    /// their `online` and `error`), and of their points the matching ones.
+    pub fn filter(&self, snapshot: &Snapshot) -> Snapshot {
+        let devices: BTreeMap<String, DeviceState> = snapshot
+            .devices
+            .iter()
+            .filter(|(id, _)| self.matches(id, ONLINE))
+            .map(|(id, state)| {
+                let mut state = state.clone();
+                state.points.retain(|point, _| self.matches(id, point));
+                state.stale.retain(|point| self.matches(id, point));
+                (id.clone(), state)
+            })
+            .collect();
+        Snapshot {
+            epoch: snapshot.epoch,
+            seq: snapshot.seq,
+            devices,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(patterns: &[&str]) -> Subscription {
+        Subscription::new(&patterns.iter().map(|p| p.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn globs_match_runs_of_characters() {
+        assert!(glob("*", ""));
+        assert!(glob("proj-*", "proj-left"));
+        assert!(!glob("proj-*", "display-1"));
+        assert!(glob("route.*", "route.12"));
+        assert!(glob("*-left", "proj-left"));
+        assert!(glob("p*j*t", "projector-left"));
+        assert!(!glob("p*j*x", "projector-left"));
+        assert!(glob("power", "power"));
+        assert!(!glob("power", "powered"));
+    }
+
+    #[test]
+    fn patterns_select_devices_and_points() {
+        let s = sub(&["*/power", "switcher/route.*"]);
+        assert!(s.matches("proj-1", "power"));
+        assert!(!s.matches("proj-1", "input"));
+        assert!(s.matches("switcher", "route.3"));
+        assert!(!s.matches("switcher", "volume"));
+        let all_of_one = sub(&["proj-1"]);
+        assert!(all_of_one.matches("proj-1", "input"));
+        assert!(!all_of_one.matches("proj-2", "input"));
+        assert!(Subscription::default().matches("anything", "at.all"));
+        assert!(!sub(&[]).matches("proj-1", "power"));
+    }
+
+    #[test]
+    fn online_and_error_follow_the_device_part() {
+        let s = sub(&["proj-1/power"]);
+        assert!(s.matches("proj-1", ONLINE));
+        assert!(s.matches("proj-1", ERROR));
+        assert!(!s.matches("proj-2", ONLINE));
+    }
+
+    #[test]
+    fn bad_patterns_are_refused_with_the_reason_and_change_nothing() {
+        let mut s = sub(&["proj-1"]);
+        for bad in ["", "a/b/c", "/power", "proj/", "proj 1", "proj#1"] {
+            let err = s.add(&["x".to_string(), bad.to_string()]).unwrap_err();
+            assert!(err.contains("pattern"), "{bad}: {err}");
+        }
+        assert_eq!(s.patterns(), vec!["proj-1"]);
+    }
+
+    #[test]
+    fn add_and_remove_by_exact_text() {
+        let mut s = sub(&["proj-*"]);
+        s.add(&["*/power".into(), "proj-*".into()]).unwrap();
+        assert_eq!(s.patterns(), vec!["proj-*", "*/power"]);
+        s.remove(&["proj-*".into()]);
+        assert_eq!(s.patterns(), vec!["*/power"]);
+    }
+
+    #[test]
+    fn snapshots_keep_only_what_matches() {
+        let mut devices = BTreeMap::new();
+        for id in ["proj-1", "switcher"] {
+            let mut state = DeviceState {
+                online: true,
+                ..DeviceState::default()
+            };
+            state.points.insert("power".into(), "on".into());
+            state.points.insert("input".into(), "hdmi1".into());
+            devices.insert(id.to_string(), state);
+        }
+        let snapshot = Snapshot {
+            epoch: 1,
+            seq: 9,
+            devices,
+        };
+        let filtered = sub(&["proj-*/power"]).filter(&snapshot);
+        assert_eq!(filtered.seq, 9);
+        assert_eq!(filtered.devices.keys().collect::<Vec<_>>(), vec!["proj-1"]);
+        assert_eq!(
+            filtered.devices["proj-1"].points.keys().collect::<Vec<_>>(),
+            vec!["power"]
+        );
+        assert!(filtered.devices["proj-1"].online);
+    }
+}
