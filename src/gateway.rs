@@ -42,16 +42,16 @@ impl Gateway {
         if store.is_some() {
             tasks.spawn(journal.clone().run_committer(shutdown.clone()));
         }
-        let devices = site.devices.iter().map(|config| {
-            let handle = runtime::spawn_device(
-                config.clone(),
-                journal.clone(),
-                site.commands.queue,
-                shutdown.child_token(),
-                &tasks,
-            );
-            (handle, config.profile.clone())
-        });
+        let handles = runtime::spawn_links(
+            &site.devices,
+            journal.clone(),
+            site.commands.queue,
+            shutdown.child_token(),
+            &tasks,
+        );
+        let devices = handles
+            .into_iter()
+            .zip(site.devices.iter().map(|d| d.profile.clone()));
         let mut router = Router::new(devices.collect::<Vec<_>>(), site.commands.dedupe_window);
         if let Some((store, commands, audit)) = store {
             router = router.with_store(store, &commands, &audit);

@@ -92,6 +92,31 @@ pub struct SerialSettings {
     pub flow_control: FlowControl,
 }
 
+impl std::fmt::Display for SerialSettings {
+    /// The way manuals write it: `9600 8N1`, plus the flow control when there is one.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let data = match self.data_bits {
+            DataBits::Seven => 7,
+            DataBits::Eight => 8,
+        };
+        let parity = match self.parity {
+            Parity::None => 'N',
+            Parity::Even => 'E',
+            Parity::Odd => 'O',
+        };
+        let stop = match self.stop_bits {
+            StopBits::One => 1,
+            StopBits::Two => 2,
+        };
+        write!(f, "{} {data}{parity}{stop}", self.baud)?;
+        match self.flow_control {
+            FlowControl::None => Ok(()),
+            FlowControl::Software => f.write_str(" XON/XOFF"),
+            FlowControl::Hardware => f.write_str(" RTS/CTS"),
+        }
+    }
+}
+
 impl Default for SerialSettings {
     /// 9600 8N1, no flow control: what most AV equipment ships with.
     fn default() -> Self {
@@ -146,6 +171,10 @@ pub struct Timing {
     /// How long connecting plus the device's greeting may take.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Quiet time on the link between the end of one exchange and the next transmission,
+    /// for devices that drop a command sent hard on the heels of the last answer.
+    #[serde(default, with = "humantime_serde")]
+    pub pacing: Duration,
 }
 
 impl Default for Timing {
@@ -153,6 +182,7 @@ impl Default for Timing {
         Self {
             command_timeout: default_command_timeout(),
             connect_timeout: default_connect_timeout(),
+            pacing: Duration::ZERO,
         }
     }
 }

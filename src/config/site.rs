@@ -158,6 +158,10 @@ pub struct DeviceConfig {
     pub password: Option<String>,
     pub command_timeout: Duration,
     pub connect_timeout: Duration,
+    /// See [`Timing::pacing`](crate::config::profile::Timing::pacing).
+    pub pacing: Duration,
+    /// The profile's `[options]` with the device's `overrides.options` laid over them.
+    pub options: avgate_drivers::Map<String, avgate_drivers::Value>,
     pub polls: Vec<Poll>,
 }
 
@@ -182,6 +186,16 @@ pub enum Link {
 }
 
 impl Link {
+    /// Devices with the same key share one link and the one task that owns it: several
+    /// addressed devices on a serial line, or units behind one Modbus gateway address.
+    pub fn owner_key(&self) -> String {
+        match self {
+            Link::Tcp { .. } => format!("tcp://{self}"),
+            Link::Udp { .. } => format!("udp://{self}"),
+            Link::Serial { path, .. } => format!("serial://{}", path.display()),
+        }
+    }
+
     /// Whether the device may close the link on purpose when idle (TCP servers do; a
     /// serial port that reads end-of-file is gone).
     pub fn closes_when_idle(&self) -> bool {
@@ -269,6 +283,11 @@ struct Overrides {
     command_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     connect_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pacing: Option<Duration>,
+    /// Driver options replacing the profile's, key by key (a display's id on a shared
+    /// line, say).
+    options: Option<Spanned<toml::Table>>,
     /// Poll intervals by query name, replacing the profile's.
     #[serde(default)]
     poll: BTreeMap<Spanned<String>, Spanned<String>>,
@@ -412,6 +431,48 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
             }
         }
 
+        let mut options = profile.options.clone();
+        if let Some(table) = &device.overrides.options {
+            if let Ok(serde_json::Value::Object(extra)) = serde_json::to_value(table.get_ref()) {
+                options.extend(extra);
+            }
+            let settings = avgate_drivers::DriverSettings {
+                options: options.clone(),
+                password: device.password.clone(),
+            };
+            if let Err(why) = (profile.driver_info.build)(&settings) {
+                errors.push(here(
+                    Some(table.span()),
+                    format!("overrides.options: {why}"),
+                ));
+                continue;
+            }
+        }
+
+        if let Link::Serial {
+            path: port,
+            settings,
+        } = &link
+            && let Some((other, theirs)) =
+                devices.iter().find_map(|d: &DeviceConfig| match &d.link {
+                    Link::Serial {
+                        path,
+                        settings: theirs,
+                    } if path == port && theirs != settings => Some((&d.id, theirs)),
+                    _ => None,
+                })
+        {
+            errors.push(here(
+                device.serial_port.as_ref().map(|p| p.span()),
+                format!(
+                    "device `{}` shares {} with `{other}` but with other line settings ({settings}, not {theirs}); devices on one line must agree: fix overrides.serial",
+                    id.get_ref(),
+                    port.display(),
+                ),
+            ));
+            continue;
+        }
+
         devices.push(DeviceConfig {
             name: device.name.unwrap_or_else(|| id.get_ref().clone()),
             id: id.into_inner(),
@@ -425,6 +486,8 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
                 .overrides
                 .connect_timeout
                 .unwrap_or(profile.timing.connect_timeout),
+            pacing: device.overrides.pacing.unwrap_or(profile.timing.pacing),
+            options,
             polls,
             profile,
         });
@@ -614,6 +677,53 @@ mod tests {
         assert_eq!(
             site.devices[0].link.to_string(),
             "/dev/serial/by-id/usb-FTDI-if00 (38400 8E1)"
+        );
+    }
+
+    #[test]
+    fn devices_on_one_serial_line_must_agree_on_its_settings() {
+        let line = "serial_port = \"/dev/serial/by-id/usb-FTDI-if00\"\n";
+        let shared = parse(&format!(
+            "[devices.a]\nprofile = \"extron-sis-switcher\"\n{line}\
+             [devices.b]\nprofile = \"extron-sis-switcher\"\n{line}"
+        ))
+        .unwrap();
+        assert_eq!(
+            shared.devices[0].link.owner_key(),
+            shared.devices[1].link.owner_key()
+        );
+        let clash = parse(&format!(
+            "[devices.a]\nprofile = \"extron-sis-switcher\"\n{line}\
+             [devices.b]\nprofile = \"extron-sis-switcher\"\n{line}\
+             [devices.b.overrides]\nserial = {{ baud = 38400 }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            clash.contains("site.toml:6:")
+                && clash.contains("shares /dev/serial/by-id/usb-FTDI-if00 with `a`")
+                && clash.contains("38400 8N1, not 9600 8N1"),
+            "{clash}"
+        );
+    }
+
+    #[test]
+    fn option_overrides_are_checked_by_the_driver() {
+        let site = parse(
+            "[devices.sw]\nprofile = \"extron-sis-switcher\"\naddress = \"h\"\n\
+             [devices.sw.overrides.options]\noutputs = 4\n",
+        )
+        .unwrap();
+        assert_eq!(site.devices[0].options["outputs"], 4);
+        let bad = parse(
+            "[devices.sw]\nprofile = \"extron-sis-switcher\"\naddress = \"h\"\n\
+             [devices.sw.overrides.options]\noutptus = 4\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.contains("overrides.options") && bad.contains("outptus"),
+            "{bad}"
         );
     }
 

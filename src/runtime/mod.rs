@@ -1,20 +1,23 @@
-//! The device runtime: one task owns each device's link.
+//! The device runtime: one task owns each link and the devices on it.
 //!
-//! The task connects, reconnects with backoff, runs the driver's session, serializes
-//! commands and polls (one request in flight, panel commands ahead of background polls),
-//! applies timeouts and reports what the device says to the [`Journal`]. Everything else
-//! talks to it only through its bounded command queue, so a device that hangs, lies or
-//! drops affects nothing but its own task.
+//! The task connects, reconnects with backoff, runs each device's driver session,
+//! serializes commands and polls (one request in flight per link, panel commands ahead of
+//! background polls), applies timeouts and reports what the devices say to the
+//! [`Journal`]. Everything else talks to a device only through its bounded command queue,
+//! so a device that hangs, lies or drops affects nothing but its own link, and on a shared
+//! serial line nothing but its own turns (see [`link`]).
 //!
 //! [`Journal`]: crate::journal::Journal
 
 mod backoff;
-mod device;
+mod link;
+mod transport;
+mod unit;
 
 use std::sync::Arc;
 
 use avgate_drivers::{Map, Value};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -34,6 +37,8 @@ pub struct Job {
 pub struct DeviceHandle {
     id: Arc<str>,
     jobs: mpsc::Sender<Job>,
+    /// The link task's doorbell: it may be busy with another device on the same link.
+    wake: Arc<Notify>,
 }
 
 impl DeviceHandle {
@@ -54,7 +59,10 @@ impl DeviceHandle {
             args,
             reply,
         }) {
-            Ok(()) => Ok(outcome),
+            Ok(()) => {
+                self.wake.notify_one();
+                Ok(outcome)
+            }
             Err(mpsc::error::TrySendError::Full(_)) => Err(Failure::new(
                 ErrorCode::DeviceBusy,
                 format!(
@@ -70,21 +78,55 @@ impl DeviceHandle {
     }
 }
 
-/// Starts the task that owns `config`'s device.
-pub fn spawn_device(
-    config: DeviceConfig,
+/// Starts one task per link for `devices`; devices with the same link (several addressed
+/// devices on one serial port, say) share a task. Returns their handles in `devices` order.
+pub fn spawn_links(
+    devices: &[DeviceConfig],
     journal: Arc<Journal>,
     queue: usize,
     cancel: CancellationToken,
     tracker: &TaskTracker,
-) -> DeviceHandle {
-    let (jobs_tx, jobs_rx) = mpsc::channel(queue);
-    let handle = DeviceHandle {
-        id: config.id.as_str().into(),
-        jobs: jobs_tx,
-    };
-    let span = tracing::info_span!("device", id = %config.id);
-    let task = device::DeviceTask::new(config, journal, jobs_rx, cancel);
-    tracker.spawn(tracing::Instrument::instrument(task.run(), span));
-    handle
+) -> Vec<DeviceHandle> {
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, device) in devices.iter().enumerate() {
+        let key = device.link.owner_key();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((key, vec![i])),
+        }
+    }
+    let mut handles: Vec<Option<DeviceHandle>> = vec![None; devices.len()];
+    for (key, members) in groups {
+        let wake = Arc::new(Notify::new());
+        let mut units = Vec::new();
+        for &i in &members {
+            let config = devices[i].clone();
+            let (jobs_tx, jobs_rx) = mpsc::channel(queue);
+            handles[i] = Some(DeviceHandle {
+                id: config.id.as_str().into(),
+                jobs: jobs_tx,
+                wake: wake.clone(),
+            });
+            match unit::Unit::new(config, journal.clone(), jobs_rx) {
+                Ok(unit) => units.push(unit),
+                // Profiles are checked at load, so this only happens with a broken build;
+                // the device's queue closes and its commands fail as shutting down.
+                Err(why) => {
+                    journal.set_online(&devices[i].id, false, Some(why.clone()));
+                    tracing::error!(device = %devices[i].id, "{why}");
+                }
+            }
+        }
+        if units.is_empty() {
+            continue;
+        }
+        let span = tracing::info_span!("link", %key);
+        let link = devices[members[0]].link.clone();
+        let task = link::LinkTask::new(link, units, wake, cancel.clone());
+        tracker.spawn(tracing::Instrument::instrument(task.run(), span));
+    }
+    handles
+        .into_iter()
+        .map(|h| h.expect("every device has a handle"))
+        .collect()
 }

@@ -1,0 +1,412 @@
+//! The task that owns one link (a TCP connection, a UDP peer or a serial port) and every
+//! device on it.
+//!
+//! Most links carry one device. A serial line can carry several addressed devices (Samsung
+//! displays by id, VISCA cameras by address, Modbus units on an RTU bus): they are still
+//! separate devices to the rest of the gateway, but their exchanges must not overlap on the
+//! wire, so one task serializes them. At most one device is *active* at a time (greeting,
+//! or with a request in flight) and it gets what the link receives; when none is, every
+//! device's session sees the bytes (unsolicited reports), and each keeps only what is
+//! addressed to it. Turns go round, panel commands ahead of background polls.
+//!
+//! After a timeout or a protocol error the link is reopened, because a late reply would
+//! otherwise be taken for the answer to the next request, whoever's it is. Only the device
+//! that failed counts the failure; after [`FAILURES_BEFORE_OFFLINE`] it is offline and
+//! rests for its backoff delay while the others go on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use avgate_drivers::{Output, SessionError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
+use tokio::sync::Notify;
+use tokio::time::{Instant, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::backoff::AUTH_FLOOR;
+use super::transport::{self, LinkStream};
+use super::unit::{FAILURES_BEFORE_OFFLINE, Unit, UnitState};
+use crate::command::{ErrorCode, Failure};
+use crate::config::Link;
+
+/// A session that worked at least this long before the device closed it is taken to have
+/// been closed on purpose (PJLink projectors drop idle connections): reconnect at once,
+/// quietly. One that dies sooner counts as a failure, so a device that accepts and drops
+/// at once gets backoff rather than a busy loop.
+const HEALTHY_SESSION: Duration = Duration::from_secs(1);
+
+/// Bytes read from the link at a time.
+const READ_CHUNK: usize = 2048;
+
+pub(super) struct LinkTask {
+    link: Link,
+    units: Vec<Unit>,
+    /// Rung when a command is queued for any device here.
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+    /// Quiet time between the end of one exchange and the next transmission.
+    pacing: Duration,
+    connect_timeout: Duration,
+    write_timeout: Duration,
+    /// The device to consider first next time, so turns go round.
+    turn: usize,
+}
+
+/// Why an open link was given up.
+enum LinkEnd {
+    Shutdown,
+    Reopen,
+}
+
+impl LinkTask {
+    pub(super) fn new(
+        link: Link,
+        units: Vec<Unit>,
+        wake: Arc<Notify>,
+        cancel: CancellationToken,
+    ) -> LinkTask {
+        let max = |f: fn(&Unit) -> Duration| units.iter().map(f).max().unwrap_or_default();
+        LinkTask {
+            pacing: max(|u| u.config.pacing),
+            connect_timeout: max(|u| u.config.connect_timeout),
+            write_timeout: max(|u| u.config.command_timeout),
+            link,
+            units,
+            wake,
+            cancel,
+            turn: 0,
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        loop {
+            if !self.wait_for_a_device().await {
+                break;
+            }
+            let opened = tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                opened = transport::open(&self.link, self.connect_timeout) => opened,
+            };
+            match opened {
+                Ok(stream) => match self.run_open(stream).await {
+                    LinkEnd::Shutdown => break,
+                    LinkEnd::Reopen => continue,
+                },
+                Err(error) => {
+                    for unit in self.awake_units() {
+                        unit.rest(error.clone(), Duration::ZERO);
+                    }
+                }
+            }
+        }
+        for unit in &mut self.units {
+            unit.fail_all(ErrorCode::ShuttingDown, "the gateway is shutting down");
+        }
+    }
+
+    fn awake_units(&mut self) -> impl Iterator<Item = &mut Unit> {
+        self.units
+            .iter_mut()
+            .filter(|u| !matches!(u.state, UnitState::Resting { .. }))
+    }
+
+    /// Waits until some device here is not resting; commands for resting devices fail at
+    /// once meanwhile. Returns false on shutdown.
+    async fn wait_for_a_device(&mut self) -> bool {
+        loop {
+            let now = Instant::now();
+            let mut next_wake: Option<Instant> = None;
+            for unit in &mut self.units {
+                match unit.state {
+                    UnitState::Resting { until } if until <= now => unit.state = UnitState::Idle,
+                    UnitState::Resting { until } => {
+                        next_wake = Some(next_wake.map_or(until, |t| t.min(until)));
+                    }
+                    _ => {}
+                }
+            }
+            let Some(until) = next_wake.filter(|_| self.awake_units().next().is_none()) else {
+                return true;
+            };
+            tokio::select! {
+                _ = self.cancel.cancelled() => return false,
+                _ = self.wake.notified() => self.units.iter_mut().for_each(Unit::refuse_waiting),
+                _ = sleep_until(until) => {}
+            }
+        }
+    }
+
+    async fn run_open(&mut self, stream: Box<dyn LinkStream>) -> LinkEnd {
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let mut buf = vec![0u8; READ_CHUNK];
+        for unit in self.awake_units() {
+            unit.state = UnitState::Idle;
+        }
+        let mut quiet_until = Instant::now();
+        loop {
+            // Act on everything the drivers have to say before waiting again.
+            for i in 0..self.units.len() {
+                while let Some(output) = self.units[i].protocol.poll_output() {
+                    if let Output::Transmit(bytes) = &output {
+                        let sent = write(&mut writer, bytes, &self.link, self.write_timeout).await;
+                        if let Err(error) = sent {
+                            self.lost(&error);
+                            return LinkEnd::Reopen;
+                        }
+                        continue;
+                    }
+                    let unit = &mut self.units[i];
+                    match output {
+                        Output::Transmit(_) => {}
+                        Output::Ready => {
+                            unit.ready();
+                            quiet_until = Instant::now() + self.pacing;
+                        }
+                        Output::Update { point, value } => unit.publish(&point, value),
+                        Output::Completed(result) => {
+                            unit.answered();
+                            unit.finish(result.map_err(Failure::from));
+                            quiet_until = Instant::now() + self.pacing;
+                        }
+                        Output::Fatal(err) => {
+                            warn!(device = %unit.id(), "{err}");
+                            let floor = match err {
+                                SessionError::AuthFailed(_) => Some(AUTH_FLOOR),
+                                _ => None,
+                            };
+                            let failure = Failure::new(ErrorCode::DeviceError, err.to_string());
+                            self.unit_failed(i, failure, floor);
+                            return LinkEnd::Reopen;
+                        }
+                    }
+                }
+            }
+
+            let now = Instant::now();
+            for unit in &mut self.units {
+                if matches!(unit.state, UnitState::Resting { until } if until <= now) {
+                    unit.state = UnitState::Idle;
+                }
+            }
+            if self.awake_units().next().is_none() {
+                // Everyone is resting: close the link until one is due again.
+                return LinkEnd::Reopen;
+            }
+            let active = self.active();
+            if active.is_none() && now >= quiet_until && self.start_next() {
+                continue;
+            }
+
+            let deadline = active.and_then(|i| {
+                let unit = &self.units[i];
+                match (&unit.in_flight, unit.state) {
+                    (Some(f), _) => Some(f.deadline),
+                    (None, UnitState::Greeting { deadline }) => Some(deadline),
+                    _ => None,
+                }
+            });
+            // With nobody active, wake for the next poll, the end of the quiet time or a
+            // device's rest.
+            let next_turn = if active.is_some() {
+                None
+            } else {
+                self.units
+                    .iter()
+                    .filter_map(|u| match u.state {
+                        UnitState::Resting { until } => Some(until),
+                        _ => u.next_poll(),
+                    })
+                    .min()
+                    .map(|t| t.max(quiet_until))
+            };
+            let driver_timer = self
+                .units
+                .iter()
+                .filter_map(|u| u.protocol.poll_timeout())
+                .min()
+                .map(Instant::from_std);
+            tokio::select! {
+                _ = self.cancel.cancelled() => {
+                    for unit in &mut self.units {
+                        unit.finish(Err(Failure::new(ErrorCode::ShuttingDown, "the gateway is shutting down")));
+                    }
+                    return LinkEnd::Shutdown;
+                }
+                read = reader.read(&mut buf) => match read {
+                    Ok(0) => {
+                        let error = match &self.link {
+                            Link::Serial { path, .. } => format!("serial port {} is gone (adapter unplugged?)", path.display()),
+                            _ => format!("{} closed the connection", self.link),
+                        };
+                        self.lost(&error);
+                        return LinkEnd::Reopen;
+                    }
+                    Ok(n) => self.deliver(active, &buf[..n]),
+                    Err(e) => {
+                        self.lost(&format!("link {} failed: {e}", self.link));
+                        return LinkEnd::Reopen;
+                    }
+                },
+                _ = self.wake.notified() => self.units.iter_mut().for_each(Unit::refuse_waiting),
+                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    let i = active.expect("a deadline belongs to the active device");
+                    self.timed_out(i);
+                    return LinkEnd::Reopen;
+                }
+                _ = sleep_until(next_turn.unwrap_or_else(Instant::now)), if next_turn.is_some() => {}
+                _ = sleep_until(driver_timer.unwrap_or_else(Instant::now)), if driver_timer.is_some() => {
+                    let now = Instant::now();
+                    for unit in &mut self.units {
+                        if unit.protocol.poll_timeout().is_some_and(|t| Instant::from_std(t) <= now) {
+                            unit.protocol.handle_timeout(now.into_std());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The device greeting or with a request in flight, if any.
+    fn active(&self) -> Option<usize> {
+        self.units
+            .iter()
+            .position(|u| u.in_flight.is_some() || matches!(u.state, UnitState::Greeting { .. }))
+    }
+
+    /// Gives the link to the next device with something to do: a session to start, then a
+    /// panel command, then a due poll. Returns whether anything happened.
+    fn start_next(&mut self) -> bool {
+        let count = self.units.len();
+        let order: Vec<usize> = (0..count).map(|k| (self.turn + k) % count).collect();
+        if let Some(&i) = order
+            .iter()
+            .find(|&&i| self.units[i].state == UnitState::Idle)
+        {
+            self.turn = i + 1;
+            self.units[i].connect();
+            return true;
+        }
+        for polls_too in [false, true] {
+            for &i in &order {
+                let unit = &mut self.units[i];
+                if unit.state != UnitState::Ready {
+                    continue;
+                }
+                if let Some((request, job)) = unit.next_request(polls_too) {
+                    self.turn = i + 1;
+                    unit.start(request, job);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Bytes from the link: the active device's answer, or unsolicited news for whoever
+    /// it concerns.
+    fn deliver(&mut self, active: Option<usize>, data: &[u8]) {
+        let now = Instant::now().into_std();
+        match active {
+            Some(i) => self.units[i].protocol.received(now, data),
+            None => {
+                for unit in &mut self.units {
+                    if matches!(unit.state, UnitState::Ready | UnitState::Greeting { .. }) {
+                        unit.protocol.received(now, data);
+                    }
+                }
+            }
+        }
+    }
+
+    fn timed_out(&mut self, i: usize) {
+        let unit = &mut self.units[i];
+        let failure = match &unit.in_flight {
+            Some(f) => Failure::new(
+                ErrorCode::Timeout,
+                format!(
+                    "{} did not answer `{}` within {:?}",
+                    unit.id(),
+                    f.what,
+                    unit.config.command_timeout
+                ),
+            ),
+            None => Failure::new(
+                ErrorCode::DeviceOffline,
+                format!(
+                    "{} did not complete its greeting within {:?} of connecting",
+                    unit.id(),
+                    unit.config.connect_timeout
+                ),
+            ),
+        };
+        if unit.in_flight.is_some() {
+            unit.protocol.abandon();
+            self.unit_failed(i, failure, None);
+        } else {
+            // A device that accepts but never greets is not a passing glitch.
+            unit.finish(Err(failure.clone()));
+            unit.failures += 1;
+            unit.rest(failure.message, Duration::ZERO);
+            self.quiet_others(i);
+        }
+    }
+
+    /// Device `i` failed its session: a quiet retry the first time, offline after that
+    /// (or at once, resting at least `floor`, when it refused our credentials). The others
+    /// reconnect quietly with the link.
+    fn unit_failed(&mut self, i: usize, failure: Failure, floor: Option<Duration>) {
+        let unit = &mut self.units[i];
+        unit.finish(Err(failure.clone()));
+        unit.failures += 1;
+        match floor {
+            Some(floor) => unit.rest(failure.message, floor),
+            None if unit.failures >= FAILURES_BEFORE_OFFLINE => {
+                unit.rest(failure.message, Duration::ZERO)
+            }
+            None => {
+                debug!(device = %unit.id(), "{}; reconnecting", failure.message);
+                unit.state = UnitState::Idle;
+            }
+        }
+        self.quiet_others(i);
+    }
+
+    fn quiet_others(&mut self, failed: usize) {
+        for (j, unit) in self.units.iter_mut().enumerate() {
+            if j != failed && !matches!(unit.state, UnitState::Resting { .. }) {
+                unit.state = UnitState::Idle;
+            }
+        }
+    }
+
+    /// The link itself failed or was closed: every device on it is affected alike.
+    fn lost(&mut self, error: &str) {
+        let idle_close = self.link.closes_when_idle();
+        for unit in self.awake_units() {
+            unit.finish(Err(Failure::new(ErrorCode::DeviceOffline, error)));
+            let healthy = idle_close
+                && unit.state == UnitState::Ready
+                && unit.session_started.elapsed() >= HEALTHY_SESSION;
+            if healthy {
+                debug!(device = %unit.id(), "{error}; reconnecting");
+                unit.state = UnitState::Idle;
+            } else {
+                unit.rest(error.to_string(), Duration::ZERO);
+            }
+        }
+    }
+}
+
+async fn write(
+    writer: &mut WriteHalf<Box<dyn LinkStream>>,
+    bytes: &[u8],
+    link: &Link,
+    limit: Duration,
+) -> Result<(), String> {
+    match timeout(limit, writer.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("writing to {link} failed: {e}")),
+        Err(_) => Err(format!("{link} stopped accepting data")),
+    }
+}
