@@ -133,3 +133,30 @@ fn the_profiles_ship_valid() {
             .unwrap_or_else(|e| panic!("{profile}: {e}"));
     }
 }
+
+#[tokio::test]
+async fn a_single_output_model_reports_its_plain_points() {
+    let sw = sim::start(sim::Config {
+        inputs: 8,
+        outputs: 1,
+        volume: 70,
+        ..sim::Config::default()
+    })
+    .await
+    .expect("switcher simulator starts");
+    let toml = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[journal]\ndurable = false\n\
+         [devices.in1608]\nprofile = \"extron-in1608\"\naddress = \"{}\"\n",
+        sw.local_addr()
+    );
+    let gw = gateway(&toml).await;
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    panel.until_event("in1608", "volume", json!(70)).await;
+    assert_eq!(panel.until_set("in1608", "audio_mute").await, json!(false));
+    panel
+        .command(json!("v"), "in1608", "volume", json!({"level": 35}))
+        .await;
+    assert_eq!(panel.result(json!("v")).await["ok"], true);
+    panel.until_event("in1608", "volume", json!(35)).await;
+    gw.shutdown().await;
+}
