@@ -19,9 +19,11 @@
 //! driver; a driver only says what to send and what the device meant.
 
 pub mod extron;
+pub mod mdc;
 pub mod modbus;
 pub mod pjlink;
 pub mod sim_server;
+pub mod visca;
 
 use std::time::Instant;
 
@@ -164,7 +166,13 @@ pub struct DriverInfo {
 
 /// Every driver this build knows, by profile name.
 pub fn drivers() -> &'static [DriverInfo] {
-    &[pjlink::DRIVER, extron::DRIVER]
+    &[
+        pjlink::DRIVER,
+        extron::DRIVER,
+        mdc::DRIVER,
+        visca::DRIVER,
+        modbus::DRIVER,
+    ]
 }
 
 /// Looks a driver up by the name a profile uses.

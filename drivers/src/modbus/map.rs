@@ -43,6 +43,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::session::OPTION_KEYS as SESSION_KEYS;
+
 /// Most registers one read may ask for (FC 3/4 limit in the spec).
 pub const MAX_REGISTERS_PER_READ: u16 = 125;
 /// Most bits one read may ask for (FC 1/2 limit in the spec).
@@ -57,6 +59,15 @@ pub const DEFAULT_POLL_GROUP: &str = "default";
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Unused registers a read may span to merge two points, unless the map says otherwise.
 pub const DEFAULT_MAX_GAP: u16 = 8;
+
+/// The `[options]` keys the register map reads ([`MapSpec`]'s fields).
+pub const MAP_KEYS: &[&str] = &[
+    "points",
+    "poll_groups",
+    "max_registers_per_read",
+    "max_bits_per_read",
+    "max_gap",
+];
 
 /// The four Modbus data tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
@@ -355,9 +366,23 @@ pub struct RegisterMap {
 }
 
 impl RegisterMap {
-    /// Reads and checks the map from a profile's `[options]` table.
+    /// Reads and checks the map from a profile's `[options]` table. The session's keys
+    /// ([`SESSION_KEYS`]) may sit next to the map's; any other key is refused.
     pub fn from_options(options: &Map<String, Value>) -> Result<RegisterMap, MapError> {
-        let spec: MapSpec = serde_json::from_value(Value::Object(options.clone()))
+        let known = |key: &str| MAP_KEYS.contains(&key) || SESSION_KEYS.contains(&key);
+        if let Some(key) = options.keys().find(|key| !known(key)) {
+            let all: Vec<&str> = MAP_KEYS.iter().chain(SESSION_KEYS).copied().collect();
+            return Err(MapError::Format(format!(
+                "unknown option `{key}` (known options: {})",
+                all.join(", ")
+            )));
+        }
+        let map_options: Map<String, Value> = options
+            .iter()
+            .filter(|(key, _)| MAP_KEYS.contains(&key.as_str()))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let spec: MapSpec = serde_json::from_value(Value::Object(map_options))
             .map_err(|e| MapError::Format(e.to_string()))?;
         spec.validate()
     }

@@ -4,7 +4,7 @@
 //!
 //! Unlike the other families there is no fixed command set: the profile lists the points
 //! (which table, which address, which type), and the driver reads them in poll groups and
-//! writes the writable ones. This module is the pure part of that, with no I/O:
+//! writes the writable ones. The pure part of that, with no I/O:
 //!
 //! - [`map`]: the profile's register map ([`RegisterMap`]), read from `[options]` and
 //!   checked at load time, with errors naming the point and field to fix. The module docs
@@ -16,11 +16,22 @@
 //! - [`write`](mod@write): which function a write uses (FC 5/6/15/16, or a read-modify-write for a bit
 //!   of a register), and what exception codes mean ([`write::Exception`]).
 //!
-//! Not here yet: the session and transport. Modbus framing is left to tokio-modbus (TCP,
-//! and RTU on a serial bus whose one owner task serialises requests for every device on
-//! it), so the session will turn [`plan::Read`]s and [`write::WritePlan`]s into
-//! tokio-modbus calls with a timeout each, retry exception 06 with a backoff, and publish
-//! what [`plan::decode`] returns. The `DriverInfo` comes with it.
+//! On top of those, the parts that talk:
+//!
+//! - [`frame`]: request PDUs, Modbus TCP (MBAP) and RTU (CRC) framing, and a reader that
+//!   tells when a response is complete and whether it answers the request in flight.
+//! - [`session`]: the client ([`Session`]), a sans-IO [`crate::Protocol`] driven by the
+//!   gateway's device runtime, which owns the socket or serial port, the per-request
+//!   timeout and the RTU inter-frame gap ([`frame::rtu_silence`]). Its options and
+//!   requests are documented there; [`catalog`] lists a profile's points and poll groups.
+//! - [`model`]: the device side, a register bank laid out by the map.
+//! - [`simulator`]: the model served by tokio-modbus's server over TCP and over RTU on a
+//!   pseudo-terminal, for tests and demos.
+//!
+//! Points and poll groups come from the profile, so [`DRIVER`] lists none: use [`catalog`]
+//! to check a profile and schedule its polls. Each poll group is a query
+//! (`Request::Poll { query: "fast" }`); the one command is `write` with `point` and
+//! `value`.
 //!
 //! # Profile example
 //!
@@ -28,6 +39,8 @@
 //! driver = "modbus"
 //!
 //! [options]
+//! framing = "tcp"       # or "rtu"; see session::Options for unit, busy_retries, ...
+//! unit = 1
 //! poll_groups = { fast = "500ms", slow = "10s" }
 //!
 //! [[options.points]]
@@ -61,13 +74,31 @@
 //! ```
 
 pub mod codec;
+pub mod frame;
 pub mod map;
+pub mod model;
 pub mod plan;
+pub mod session;
+pub mod simulator;
 pub mod write;
 
+pub use frame::{Framing, rtu_silence};
 pub use map::{MapError, Point, RegisterMap};
 pub use plan::{Plan, Read, Response};
+pub use session::{Catalog, CatalogPoint, Options, PollGroup, Session, catalog};
 pub use write::{Exception, WritePlan, WriteRequest};
+
+use crate::DriverInfo;
+
+/// The Modbus driver as profiles name it (`driver = "modbus"`). Its points and queries
+/// (poll groups) depend on the profile's register map: see [`catalog`].
+pub const DRIVER: DriverInfo = DriverInfo {
+    name: "modbus",
+    commands: &[session::WRITE],
+    queries: &[],
+    points: &[],
+    build: session::build,
+};
 
 #[cfg(test)]
 mod tests {
