@@ -33,6 +33,71 @@ pub struct Rack {
     pub pjlink: Vec<PjlinkDevice>,
     #[serde(default)]
     pub extron: Vec<ExtronDevice>,
+    #[serde(default)]
+    pub mdc: Vec<MdcDevice>,
+    #[serde(default)]
+    pub visca: Vec<ViscaDevice>,
+    #[serde(default)]
+    pub modbus: Vec<ModbusDevice>,
+}
+
+/// A Samsung display on MDC.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MdcDevice {
+    pub name: String,
+    #[serde(default = "default_mdc_profile")]
+    pub profile: String,
+    /// On the network (TCP 1515)...
+    pub address: Option<String>,
+    /// ...or on RS-232.
+    pub serial_port: Option<String>,
+    /// The display's MDC id (0-254; many displays ship with 0 or 1).
+    pub display_id: Option<u8>,
+    /// Whether the checks may set the volume (to the value it already has).
+    #[serde(default)]
+    pub allow_control: bool,
+}
+
+fn default_mdc_profile() -> String {
+    "samsung-mdc-display".into()
+}
+
+/// A PTZ camera on VISCA.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViscaDevice {
+    pub name: String,
+    /// `sony-visca-camera` (VISCA over IP) by default; `sony-visca-serial` on RS-232.
+    #[serde(default = "default_visca_profile")]
+    pub profile: String,
+    pub address: Option<String>,
+    pub serial_port: Option<String>,
+    /// The camera's address on a serial chain (1-7).
+    pub camera_address: Option<u8>,
+    /// Whether the checks may move the camera (a zoom to where it already is).
+    #[serde(default)]
+    pub allow_motion: bool,
+}
+
+fn default_visca_profile() -> String {
+    "sony-visca-camera".into()
+}
+
+/// Any Modbus device with a profile: the checks read every point the profile maps.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModbusDevice {
+    pub name: String,
+    /// The profile with the device's register map (its directory in `profile_dirs`).
+    pub profile: String,
+    /// Directories to look for the profile in, relative to the rack file's directory.
+    #[serde(default)]
+    pub profile_dirs: Vec<String>,
+    pub address: Option<String>,
+    pub serial_port: Option<String>,
+    /// The unit id (1-247).
+    pub unit: Option<u8>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,8 +169,14 @@ impl Report {
 pub async fn run_file(path: &Path, out: &mut dyn Write) -> anyhow::Result<Report> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read rack file {}", path.display()))?;
-    let rack: Rack =
+    let mut rack: Rack =
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    for device in &mut rack.modbus {
+        for dir in &mut device.profile_dirs {
+            *dir = base.join(&*dir).display().to_string();
+        }
+    }
     Ok(run(&rack, out).await)
 }
 
@@ -133,6 +204,39 @@ pub async fn run(rack: &Rack, out: &mut dyn Write) -> Report {
     for device in &rack.extron {
         check_extron(device, &mut report, out).await;
     }
+    if rack.mdc.is_empty() {
+        report.line(
+            out,
+            "mdc",
+            "all",
+            Ok(Some("no [[mdc]] devices in the rack file".into())),
+        );
+    }
+    for device in &rack.mdc {
+        check_mdc(device, &mut report, out).await;
+    }
+    if rack.visca.is_empty() {
+        report.line(
+            out,
+            "visca",
+            "all",
+            Ok(Some("no [[visca]] devices in the rack file".into())),
+        );
+    }
+    for device in &rack.visca {
+        check_visca(device, &mut report, out).await;
+    }
+    if rack.modbus.is_empty() {
+        report.line(
+            out,
+            "modbus",
+            "all",
+            Ok(Some("no [[modbus]] devices in the rack file".into())),
+        );
+    }
+    for device in &rack.modbus {
+        check_modbus(device, &mut report, out).await;
+    }
     report
 }
 
@@ -144,8 +248,19 @@ async fn connect_dut(
     report: &mut Report,
     out: &mut dyn Write,
 ) -> Option<(Gateway, Panel)> {
+    connect_dut_with(name, "", device, report, out).await
+}
+
+/// [`connect_dut`] with lines for the top of the site file (`profile_dirs`).
+async fn connect_dut_with(
+    name: &str,
+    top: &str,
+    device: &str,
+    report: &mut Report,
+    out: &mut dyn Write,
+) -> Option<(Gateway, Panel)> {
     let site = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[journal]\ndurable = false\n[devices.dut]\n{device}"
+        "{top}[server]\nlisten = \"127.0.0.1:0\"\n[journal]\ndurable = false\n[devices.dut]\n{device}"
     );
     let gateway = match parse_site(Path::new("hil-site.toml"), &site) {
         Ok(site) => Gateway::start(site).await.map_err(|e| e.to_string()),
@@ -325,6 +440,160 @@ async fn check_extron(device: &ExtronDevice, report: &mut Report, out: &mut dyn 
         None => Err("output 1's route is unknown".to_string()),
     };
     report.line(out, name, "re-tie output 1", result);
+    gateway.shutdown().await;
+}
+
+/// Waits for each point and reports it as one check named after it.
+async fn check_points(
+    panel: &mut Panel,
+    name: &str,
+    points: &[&str],
+    report: &mut Report,
+    out: &mut dyn Write,
+) {
+    for &point in points {
+        let read = panel
+            .wait(READ_DEADLINE, |s| s.points.contains_key(point))
+            .await;
+        let result = read
+            .map(|_| None)
+            .map_err(|_| format!("no `{point}` within {READ_DEADLINE:?}"))
+            .and_then(|ok| validate(point, &panel.points[point]).map(|_| ok));
+        report.line(out, name, point, result);
+    }
+}
+
+/// `overrides.options` lines for a device's address on its line.
+fn options_toml(key: &str, value: Option<u8>) -> String {
+    value.map_or(String::new(), |v| {
+        format!("[devices.dut.overrides]\noptions = {{ {key} = {v} }}\n")
+    })
+}
+
+/// A command that writes back a value the device already has: it exercises the whole
+/// command path (accepted, the device's answer, the read-back, the result) without anyone
+/// in the room noticing.
+struct Rewrite {
+    check: &'static str,
+    /// Whether the rack file allows it, and the SKIP reason when not.
+    allowed: Result<(), &'static str>,
+    /// The point whose current value is written back, and the command and argument.
+    point: &'static str,
+    command: &'static str,
+    arg: &'static str,
+    /// Only while `power` is `on` (cameras refuse motion in standby).
+    needs_power: bool,
+}
+
+/// Connects, reads `points`, then tries `rewrite`.
+async fn check_device(
+    name: &str,
+    dut: &str,
+    points: &[&str],
+    rewrite: Rewrite,
+    report: &mut Report,
+    out: &mut dyn Write,
+) {
+    let Some((gateway, mut panel)) = connect_dut(name, dut, report, out).await else {
+        return;
+    };
+    check_points(&mut panel, name, points, report, out).await;
+    let current = panel.points.get(rewrite.point).cloned();
+    let result = match (rewrite.allowed, current) {
+        (Err(why), _) => Ok(Some(why.to_string())),
+        _ if rewrite.needs_power && panel.points.get("power") != Some(&json!("on")) => {
+            Ok(Some("the device is in standby".into()))
+        }
+        (Ok(()), Some(value)) => panel
+            .command(rewrite.command, json!({ rewrite.arg: value }))
+            .await
+            .map(|_| None),
+        (Ok(()), None) => Err(format!("`{}` is unknown", rewrite.point)),
+    };
+    report.line(out, name, rewrite.check, result);
+    gateway.shutdown().await;
+}
+
+async fn check_mdc(device: &MdcDevice, report: &mut Report, out: &mut dyn Write) {
+    let dut = device_toml(
+        &device.profile,
+        device.address.as_deref(),
+        device.serial_port.as_deref(),
+        None,
+    ) + &options_toml("display_id", device.display_id);
+    let rewrite = Rewrite {
+        check: "set volume",
+        allowed: device
+            .allow_control
+            .then_some(())
+            .ok_or("allow_control = false for this device"),
+        point: "volume",
+        command: "volume",
+        arg: "level",
+        needs_power: false,
+    };
+    let points = ["power", "volume", "mute", "input"];
+    check_device(&device.name, &dut, &points, rewrite, report, out).await;
+}
+
+async fn check_visca(device: &ViscaDevice, report: &mut Report, out: &mut dyn Write) {
+    let dut = device_toml(
+        &device.profile,
+        device.address.as_deref(),
+        device.serial_port.as_deref(),
+        None,
+    ) + &options_toml("address", device.camera_address);
+    let rewrite = Rewrite {
+        check: "zoom to current",
+        allowed: device
+            .allow_motion
+            .then_some(())
+            .ok_or("allow_motion = false for this device"),
+        point: "zoom",
+        command: "zoom_to",
+        arg: "position",
+        needs_power: true,
+    };
+    let points = ["power", "zoom", "pan", "tilt"];
+    check_device(&device.name, &dut, &points, rewrite, report, out).await;
+}
+
+async fn check_modbus(device: &ModbusDevice, report: &mut Report, out: &mut dyn Write) {
+    let name = device.name.as_str();
+    let dut = device_toml(
+        &device.profile,
+        device.address.as_deref(),
+        device.serial_port.as_deref(),
+        None,
+    ) + &options_toml("unit", device.unit);
+    let dirs = toml::Value::Array(
+        device
+            .profile_dirs
+            .iter()
+            .map(|d| toml::Value::String(d.clone()))
+            .collect(),
+    );
+    let top = format!("profile_dirs = {dirs}\n");
+    // The points to read are the ones the profile maps.
+    let site = format!("{top}[devices.dut]\n{dut}");
+    let points: Vec<String> = match parse_site(Path::new("hil-site.toml"), &site) {
+        Ok(site) => site.devices[0]
+            .profile
+            .points
+            .keys()
+            .filter(|p| !p.contains('*'))
+            .cloned()
+            .collect(),
+        Err(e) => {
+            report.line(out, name, "profile", Err(e.to_string()));
+            return;
+        }
+    };
+    let Some((gateway, mut panel)) = connect_dut_with(name, &top, &dut, report, out).await else {
+        return;
+    };
+    let points: Vec<&str> = points.iter().map(String::as_str).collect();
+    check_points(&mut panel, name, &points, report, out).await;
     gateway.shutdown().await;
 }
 

@@ -68,13 +68,14 @@ async fn families_without_devices_are_skipped_with_a_reason() {
         Report {
             passed: 0,
             failed: 0,
-            skipped: 2
+            skipped: 5
         }
     );
-    assert_eq!(
-        String::from_utf8(out).unwrap(),
-        "SKIP pjlink all: no [[pjlink]] devices in the rack file\nSKIP extron all: no [[extron]] devices in the rack file\n"
-    );
+    let out = String::from_utf8(out).unwrap();
+    for family in ["pjlink", "extron", "mdc", "visca", "modbus"] {
+        let line = format!("SKIP {family} all: no [[{family}]] devices in the rack file\n");
+        assert!(out.contains(&line), "missing `{line}` in:\n{out}");
+    }
 }
 
 #[tokio::test]
@@ -103,6 +104,71 @@ async fn extron_checks_pass_over_telnet_and_rs232() {
         "PASS telnet re-tie output 1",
         "PASS serial routes",
         "SKIP serial re-tie output 1",
+    ] {
+        assert!(out.contains(line), "missing `{line}` in:\n{out}");
+    }
+}
+
+#[tokio::test]
+async fn display_camera_and_modbus_checks_pass_against_simulators() {
+    use avgate_drivers::mdc::simulator as mdc_sim;
+    use avgate_drivers::modbus::simulator as modbus_sim;
+    use avgate_drivers::visca::simulator as visca_sim;
+
+    let display = mdc_sim::start(mdc_sim::Config {
+        display_ids: vec![3],
+        ..mdc_sim::Config::default()
+    })
+    .await
+    .unwrap();
+    let camera = visca_sim::start_udp(visca_sim::Config::default())
+        .await
+        .unwrap();
+    // A Modbus device with its own profile, as a rack would have one.
+    let dir = tempfile::tempdir().unwrap();
+    let profile = "driver = \"modbus\"\nname = \"meter\"\ndescription = \"a meter\"\n\
+                   [options]\npoll_groups = { default = \"200ms\" }\n\
+                   [[options.points]]\nname = \"kwh\"\ntable = \"input\"\naddress = 4\ntype = \"u32\"\n\
+                   [[options.points]]\nname = \"relay\"\ntable = \"coil\"\naddress = 0\nwritable = true\n";
+    std::fs::write(dir.path().join("meter.toml"), profile).unwrap();
+    let options = match toml::from_str::<toml::Table>(profile).unwrap()["options"].clone() {
+        toml::Value::Table(t) => serde_json::to_value(t).unwrap(),
+        _ => unreachable!(),
+    };
+    let map =
+        avgate_drivers::modbus::RegisterMap::from_options(options.as_object().unwrap()).unwrap();
+    let meter = modbus_sim::start_tcp(modbus_sim::Config {
+        units: vec![7],
+        ..modbus_sim::Config::new(map)
+    })
+    .unwrap();
+    meter.set_point("kwh", &serde_json::json!(123456)).unwrap();
+
+    let rack_path = dir.path().join("rack.toml");
+    std::fs::write(
+        &rack_path,
+        format!(
+            "[[mdc]]\nname = \"tv\"\naddress = \"{}\"\ndisplay_id = 3\nallow_control = true\n\
+             [[visca]]\nname = \"cam\"\naddress = \"{}\"\nallow_motion = true\n\
+             [[modbus]]\nname = \"meter\"\nprofile = \"meter\"\nprofile_dirs = [\".\"]\naddress = \"{}\"\nunit = 7\n",
+            display.local_addr(),
+            camera.local_addr(),
+            meter.local_addr()
+        ),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let report = run_file(&rack_path, &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(report.failed, 0, "{out}");
+    for line in [
+        "PASS tv connect",
+        "PASS tv volume",
+        "PASS tv set volume",
+        "PASS cam zoom",
+        "PASS cam zoom to current",
+        "PASS meter kwh",
+        "PASS meter relay",
     ] {
         assert!(out.contains(line), "missing `{line}` in:\n{out}");
     }

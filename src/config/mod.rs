@@ -8,6 +8,7 @@
 
 mod error;
 pub mod profile;
+mod register_map;
 pub mod site;
 
 pub use error::{ConfigError, ConfigErrors};

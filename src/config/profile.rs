@@ -12,7 +12,7 @@ use avgate_drivers::{DriverInfo, DriverSettings, Map, Value};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::{ConfigError, ConfigErrors, parse_toml};
+use super::{ConfigError, ConfigErrors, parse_toml, register_map};
 
 /// Profiles compiled into the binary, so `avgate demo` and a site that uses only stock
 /// models work from any directory.
@@ -28,6 +28,34 @@ const BUILT_IN: &[(&str, &str)] = &[
     (
         "extron-in1608",
         include_str!("../../device-profiles/extron-in1608.toml"),
+    ),
+    (
+        "samsung-mdc-display",
+        include_str!("../../device-profiles/samsung-mdc-display.toml"),
+    ),
+    (
+        "samsung-qmr",
+        include_str!("../../device-profiles/samsung-qmr.toml"),
+    ),
+    (
+        "sony-visca-camera",
+        include_str!("../../device-profiles/sony-visca-camera.toml"),
+    ),
+    (
+        "sony-visca-serial",
+        include_str!("../../device-profiles/sony-visca-serial.toml"),
+    ),
+    (
+        "sony-srg-300h",
+        include_str!("../../device-profiles/sony-srg-300h.toml"),
+    ),
+    (
+        "modbus-power-sequencer-8",
+        include_str!("../../device-profiles/modbus-power-sequencer-8.toml"),
+    ),
+    (
+        "modbus-environment-sensor",
+        include_str!("../../device-profiles/modbus-environment-sensor.toml"),
     ),
 ];
 
@@ -262,6 +290,27 @@ pub enum ArgType {
     Number,
     String,
     Enum,
+    /// A bool, number or string: the device checks it against what it expects (a Modbus
+    /// `write` takes whatever the point's type is).
+    Any,
+}
+
+impl ArgSpec {
+    pub fn new(kind: ArgType, description: &str) -> ArgSpec {
+        ArgSpec {
+            kind,
+            optional: false,
+            values: Vec::new(),
+            min: None,
+            max: None,
+            description: description.to_string(),
+        }
+    }
+
+    pub fn values(mut self, values: Vec<String>) -> ArgSpec {
+        self.values = values;
+        self
+    }
 }
 
 impl CommandSpec {
@@ -302,6 +351,7 @@ impl ArgSpec {
             ArgType::Integer => "an integer".into(),
             ArgType::Number => "a number".into(),
             ArgType::String => "a string".into(),
+            ArgType::Any => "a bool, number or string".into(),
         }
     }
 
@@ -314,6 +364,7 @@ impl ArgSpec {
             ArgType::Enum => value
                 .as_str()
                 .is_some_and(|s| self.values.iter().any(|v| v == s)),
+            ArgType::Any => value.is_boolean() || value.is_number() || value.is_string(),
         };
         if !type_ok {
             return Err(format!("expected {}, got {value}", self.describe()));
@@ -401,6 +452,32 @@ impl Profile {
                 format!("[options]: {why}"),
             );
         }
+        // A register map declares the points, polls and `write` itself.
+        let derived = if driver_info.name == avgate_drivers::modbus::DRIVER.name {
+            for (what, span) in [
+                ("[points]", file.points.keys().next().map(|k| k.span())),
+                ("[commands]", file.commands.keys().next().map(|k| k.span())),
+                ("[[poll]]", file.poll.first().map(|p| p.query.span())),
+            ] {
+                if span.is_some() {
+                    err(
+                        span,
+                        format!(
+                            "a modbus profile takes no {what}: its points, polls and the `write` command come from [[options.points]] and poll_groups"
+                        ),
+                    );
+                }
+            }
+            match register_map::derive(&options, text) {
+                Ok(derived) => Some(derived),
+                Err(located) => {
+                    errors.push(ConfigError::at(path, text, located.span, located.message));
+                    return Err(ConfigErrors(errors));
+                }
+            }
+        } else {
+            None
+        };
         for name in file.commands.keys() {
             if !driver_info.commands.contains(&name.get_ref().as_str()) {
                 err(
@@ -455,7 +532,7 @@ impl Profile {
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
-        Ok(Profile {
+        let mut profile = Profile {
             id: id.to_string(),
             name: file.name,
             description: file.description,
@@ -483,7 +560,13 @@ impl Profile {
                 .map(|(k, v)| (k.into_inner(), v))
                 .collect(),
             source: path.to_path_buf(),
-        })
+        };
+        if let Some(derived) = derived {
+            profile.points = derived.points;
+            profile.commands = derived.commands;
+            profile.polls = derived.polls;
+        }
+        Ok(profile)
     }
 
     /// Finds a profile by name: first `<dir>/<id>.toml` in each of `dirs`, then the

@@ -432,6 +432,20 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
         }
 
         let mut options = profile.options.clone();
+        // Modbus on a serial line is RTU, whatever the profile's network default.
+        let overridden = |key: &str| {
+            device
+                .overrides
+                .options
+                .as_ref()
+                .is_some_and(|t| t.get_ref().contains_key(key))
+        };
+        if matches!(link, Link::Serial { .. })
+            && profile.driver == avgate_drivers::modbus::DRIVER.name
+            && !overridden("framing")
+        {
+            options.insert("framing".into(), "rtu".into());
+        }
         if let Some(table) = &device.overrides.options {
             if let Ok(serde_json::Value::Object(extra)) = serde_json::to_value(table.get_ref()) {
                 options.extend(extra);
