@@ -2,15 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use anyhow::Context;
-use avgate_drivers::pjlink::simulator as pjlink_sim;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::load_site;
 use crate::demo::DemoRoom;
 use crate::gateway::Gateway;
+use crate::simulate::Simulator;
 
 /// avgate: an AV control gateway.
 ///
@@ -79,50 +77,6 @@ enum Command {
     Simulate(Simulator),
 }
 
-#[derive(Subcommand)]
-enum Simulator {
-    /// A PJLink projector (class 1, or class 2 with --class 2).
-    ///
-    /// Example: avgate simulate pjlink --listen 127.0.0.1:4352 --password secret
-    Pjlink {
-        #[arg(long, default_value = "127.0.0.1:4352")]
-        listen: SocketAddr,
-        /// Require PJLink authentication with this password.
-        #[arg(long)]
-        password: Option<String>,
-        /// How long power-on takes (commands answer ERR3 meanwhile).
-        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-        warm_up: Duration,
-        /// How long power-off takes.
-        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-        cool_down: Duration,
-        /// PJLink class to report (1 or 2).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
-        class: u8,
-        /// The projector's name (NAME answer).
-        #[arg(long, default_value = "avgate simulator")]
-        name: String,
-    },
-    /// An Extron SIS matrix switcher on Telnet, and optionally on a pseudo-terminal.
-    ///
-    /// Example: avgate simulate extron --listen 127.0.0.1:2023 --inputs 8 --outputs 4 --pty
-    Extron {
-        #[arg(long, default_value = "127.0.0.1:23")]
-        listen: SocketAddr,
-        /// Ask Telnet clients for this password.
-        #[arg(long)]
-        password: Option<String>,
-        #[arg(long, default_value_t = 8)]
-        inputs: u16,
-        #[arg(long, default_value_t = 8)]
-        outputs: u16,
-        /// Also serve the switcher's RS-232 port on a pseudo-terminal and print its path
-        /// (give it to a site as `serial_port`).
-        #[arg(long)]
-        pty: bool,
-    },
-}
-
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(cli.log_format);
     match cli.command {
@@ -184,6 +138,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 room.switcher.local_addr()
             );
             println!(
+                "  display: simulated Samsung MDC display at {}",
+                room.display.local_addr()
+            );
+            println!(
+                "  camera: simulated Sony VISCA over IP camera at udp {}",
+                room.camera.local_addr()
+            );
+            println!(
+                "  sequencer: simulated Modbus TCP power sequencer at {}",
+                room.sequencer.local_addr()
+            );
+            println!(
                 "  proj-right needs password `{}`. Stop with Ctrl-C.",
                 crate::demo::DEMO_PASSWORD
             );
@@ -192,81 +158,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             gateway.shutdown().await;
             room.shutdown().await;
         }
-        Command::Simulate(Simulator::Extron {
-            listen,
-            password,
-            inputs,
-            outputs,
-            pty,
-        }) => {
-            simulate_extron(listen, password, inputs, outputs, pty).await?;
-        }
-        Command::Simulate(Simulator::Pjlink {
-            listen,
-            password,
-            warm_up,
-            cool_down,
-            class,
-            name,
-        }) => {
-            let sim = pjlink_sim::start(pjlink_sim::Config {
-                listen,
-                password,
-                warm_up,
-                cool_down,
-                class: if class == 2 {
-                    pjlink_sim::Class::Two
-                } else {
-                    pjlink_sim::Class::One
-                },
-                name,
-                ..pjlink_sim::Config::default()
-            })
-            .await
-            .with_context(|| format!("cannot start the PJLink simulator on {listen}"))?;
-            println!(
-                "PJLink projector simulator listening on {}",
-                sim.local_addr()
-            );
-            wait_for_stop().await;
-            sim.shutdown().await;
-        }
+        Command::Simulate(simulator) => crate::simulate::run(simulator).await?,
     }
     Ok(())
 }
 
-async fn simulate_extron(
-    listen: SocketAddr,
-    password: Option<String>,
-    inputs: u16,
-    outputs: u16,
-    pty: bool,
-) -> anyhow::Result<()> {
-    use avgate_drivers::extron::simulator as extron_sim;
-    let config = extron_sim::Config {
-        listen,
-        password,
-        inputs,
-        outputs,
-        ..extron_sim::Config::default()
-    };
-    let sim = extron_sim::start(config)
-        .await
-        .with_context(|| format!("cannot start the Extron simulator on {listen}"))?;
-    println!(
-        "Extron SIS switcher simulator ({inputs}x{outputs}) listening on {} (Telnet)",
-        sim.local_addr()
-    );
-    if pty {
-        let path = sim.serve_pty().context("cannot create a pseudo-terminal")?;
-        println!("RS-232 port on pseudo-terminal {path}");
-    }
-    wait_for_stop().await;
-    sim.shutdown().await;
-    Ok(())
-}
-
-async fn wait_for_stop() {
+/// Waits for Ctrl-C or SIGTERM.
+pub(crate) async fn wait_for_stop() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -7,9 +7,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use avgate_drivers::extron::simulator as extron_sim;
+use avgate_drivers::mdc::simulator as mdc_sim;
+use avgate_drivers::modbus::{RegisterMap, simulator as modbus_sim};
 use avgate_drivers::pjlink::simulator as pjlink_sim;
+use avgate_drivers::visca::simulator as visca_sim;
+use serde_json::json;
 
-use crate::config::{Site, parse_site};
+use crate::config::{Profile, Site, parse_site};
 
 /// The demo projector's password, printed so the integrator can try a PJLink client too.
 pub const DEMO_PASSWORD: &str = "panasonic";
@@ -18,6 +22,9 @@ pub const DEMO_PASSWORD: &str = "panasonic";
 pub struct DemoRoom {
     pub projectors: Vec<(String, pjlink_sim::Handle)>,
     pub switcher: extron_sim::Handle,
+    pub display: mdc_sim::Handle,
+    pub camera: visca_sim::Handle,
+    pub sequencer: modbus_sim::Handle,
     pub site: Site,
     /// The site as TOML, for `--print-config`.
     pub site_toml: String,
@@ -51,12 +58,25 @@ impl DemoRoom {
             .await
             .context("starting the switcher simulator")?;
 
+        let display = mdc_sim::start(mdc_sim::Config::default())
+            .await
+            .context("starting the display simulator")?;
+        let camera = visca_sim::start_udp(visca_sim::Config::default())
+            .await
+            .context("starting the camera simulator")?;
+        let sequencer = start_sequencer().context("starting the power sequencer simulator")?;
+
         let text = site_toml(
             listen,
             data_dir,
-            left.local_addr(),
-            right.local_addr(),
-            switcher.local_addr(),
+            &Addresses {
+                left: left.local_addr(),
+                right: right.local_addr(),
+                switcher: switcher.local_addr(),
+                display: display.local_addr(),
+                camera: camera.local_addr(),
+                sequencer: sequencer.local_addr(),
+            },
         );
         let site = parse_site(Path::new("demo-site.toml"), &text)
             .map_err(|e| anyhow::anyhow!("demo site is invalid: {e}"))?;
@@ -64,6 +84,9 @@ impl DemoRoom {
         Ok(DemoRoom {
             projectors,
             switcher,
+            display,
+            camera,
+            sequencer,
             site,
             site_toml: text,
         })
@@ -74,17 +97,52 @@ impl DemoRoom {
             sim.shutdown().await;
         }
         self.switcher.shutdown().await;
+        self.display.shutdown().await;
+        self.camera.shutdown().await;
+        self.sequencer.shutdown().await;
     }
 }
 
-/// The demo's site file; `avgate demo --print-config` shows it as a starting point.
-fn site_toml(
-    listen: SocketAddr,
-    data_dir: Option<&Path>,
+/// The built-in 8-outlet sequencer, with mains voltage and some load on its outlets.
+fn start_sequencer() -> anyhow::Result<modbus_sim::Handle> {
+    let profile = Profile::find("modbus-power-sequencer-8", &[])
+        .context("the sequencer profile is built in")?
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let map = RegisterMap::from_options(&profile.options).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sim = modbus_sim::start_tcp(modbus_sim::Config::new(map))?;
+    let set = |point: &str, value| {
+        sim.set_point(point, &value)
+            .map_err(|e| anyhow::anyhow!("{point}: {e}"))
+    };
+    set("voltage", json!(229.8))?;
+    set("sequence_delay", json!(2))?;
+    for (outlet, amps) in [(1, 0.42), (2, 1.35), (3, 0.0), (4, 2.1)] {
+        set(&format!("outlet.{outlet}"), json!(amps > 0.0))?;
+        set(&format!("current.{outlet}"), json!(amps))?;
+    }
+    Ok(sim)
+}
+
+/// Where the demo's simulators listen.
+struct Addresses {
     left: SocketAddr,
     right: SocketAddr,
     switcher: SocketAddr,
-) -> String {
+    display: SocketAddr,
+    camera: SocketAddr,
+    sequencer: SocketAddr,
+}
+
+/// The demo's site file; `avgate demo --print-config` shows it as a starting point.
+fn site_toml(listen: SocketAddr, data_dir: Option<&Path>, at: &Addresses) -> String {
+    let Addresses {
+        left,
+        right,
+        switcher,
+        display,
+        camera,
+        sequencer,
+    } = at;
     let journal = match data_dir {
         // A TOML string, quoted and escaped.
         Some(dir) => format!(
@@ -124,6 +182,21 @@ poll = {{ power = "1s" }}
 name = "Matrix switcher"
 profile = "extron-sis-switcher"
 address = "{switcher}"
+
+[devices.display]
+name = "Lobby display"
+profile = "samsung-qmr"
+address = "{display}"
+
+[devices.camera]
+name = "Stage camera"
+profile = "sony-srg-300h"
+address = "{camera}"
+
+[devices.sequencer]
+name = "Rack power"
+profile = "modbus-power-sequencer-8"
+address = "{sequencer}"
 "#
     )
 }

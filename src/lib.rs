@@ -8,8 +8,8 @@
 //!
 //! - [`config`]: the site file and device profiles, checked up front with errors that
 //!   name file, line and field.
-//! - [`runtime`]: one task per device: connection, reconnect with backoff, the command
-//!   queue, polls, timeouts. Drives the sans-IO protocol cores in `avgate-drivers`.
+//! - [`runtime`]: one task per link (and the devices on it): connection, reconnect with
+//!   backoff, the command queues, polls, timeouts. Drives the sans-IO protocol cores in `avgate-drivers`.
 //! - [`journal`]: the numbered record of every change, the current state, and the window
 //!   of recent events that resuming panels replay.
 //! - [`store`]: the embedded redb file behind the journal, the command ledger and the
@@ -21,7 +21,8 @@
 //! - [`http`]: the axum server: `/ws`, `/api/*`, `/healthz` and the status page.
 //! - [`command`]: command outcomes and the error codes panels see.
 //! - [`gateway`]: wires the parts together and shuts them down as one.
-//! - [`demo`]: the simulated demo room; [`cli`]: the `avgate` command.
+//! - [`demo`]: the simulated demo room; [`cli`]: the `avgate` command; [`simulate`]:
+//!   `avgate simulate`, one device simulator on its own.
 
 pub mod audit;
 pub mod cli;
@@ -34,6 +35,7 @@ pub mod hub;
 pub mod journal;
 pub mod router;
 pub mod runtime;
+pub mod simulate;
 pub mod store;
 
 pub use gateway::Gateway;

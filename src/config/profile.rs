@@ -442,16 +442,6 @@ impl Profile {
             Some(Ok(Value::Object(map))) => map,
             _ => Map::new(),
         };
-        let settings = DriverSettings {
-            options: options.clone(),
-            password: None,
-        };
-        if let Err(why) = (driver_info.build)(&settings) {
-            err(
-                file.options.as_ref().map(|o| o.span()),
-                format!("[options]: {why}"),
-            );
-        }
         // A register map declares the points, polls and `write` itself.
         let derived = if driver_info.name == avgate_drivers::modbus::DRIVER.name {
             for (what, span) in [
@@ -478,6 +468,16 @@ impl Profile {
         } else {
             None
         };
+        let settings = DriverSettings {
+            options: options.clone(),
+            password: None,
+        };
+        if let Err(why) = (driver_info.build)(&settings) {
+            err(
+                file.options.as_ref().map(|o| o.span()),
+                format!("[options]: {why}"),
+            );
+        }
         for name in file.commands.keys() {
             if !driver_info.commands.contains(&name.get_ref().as_str()) {
                 err(

@@ -138,3 +138,61 @@ fn locate(error: &MapError, text: &str) -> Located {
         span: Some(at..at + 1),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Profile;
+
+    const HEAD: &str = "driver = \"modbus\"\nname = \"m\"\ndescription = \"d\"\n[options]\n";
+
+    fn parse(points: &str) -> Result<Profile, String> {
+        Profile::parse("m", Path::new("m.toml"), &format!("{HEAD}{points}"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn points_polls_and_write_come_from_the_map() {
+        let profile = parse(
+            "poll_groups = { fast = \"500ms\" }\n\
+             [[options.points]]\nname = \"relay\"\ntable = \"coil\"\naddress = 0\nwritable = true\npoll = \"fast\"\n\
+             [[options.points]]\nname = \"temp\"\ntable = \"input\"\naddress = 3\ntype = \"i16\"\nscale = 0.1\nunit = \"°C\"\n",
+        )
+        .unwrap();
+        assert_eq!(profile.points["temp"].unit.as_deref(), Some("°C"));
+        assert_eq!(
+            profile.points["temp"].kind,
+            crate::config::profile::PointType::Number
+        );
+        let write = &profile.commands["write"];
+        assert_eq!(write.args["point"].values, ["relay"]);
+        let polls: Vec<_> = profile.polls.iter().map(|p| p.query.as_str()).collect();
+        assert_eq!(polls, ["default", "fast"]);
+    }
+
+    #[test]
+    fn a_bad_point_is_reported_at_its_field() {
+        let error = parse(
+            "[[options.points]]\nname = \"ok\"\ntable = \"coil\"\naddress = 0\n\
+             [[options.points]]\nname = \"volts\"\ntable = \"input\"\naddress = 1\nwritable = true\n",
+        )
+        .unwrap_err();
+        // Line 13: `writable = true` of the second point, and nothing else.
+        assert!(
+            error.starts_with("m.toml:13:1:")
+                && error.contains("read-only")
+                && error.lines().count() == 1,
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn hand_written_points_are_refused_in_a_modbus_profile() {
+        let error = parse(
+            "[[options.points]]\nname = \"ok\"\ntable = \"coil\"\naddress = 0\n[points.ok]\ntype = \"bool\"\n",
+        )
+        .unwrap_err();
+        assert!(error.contains("takes no [points]"), "{error}");
+    }
+}

@@ -1,0 +1,268 @@
+//! `avgate simulate ...`: one device simulator on its own, to build panels or test a
+//! driver before the hardware arrives.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use avgate_drivers::extron::simulator as extron_sim;
+use avgate_drivers::mdc::simulator as mdc_sim;
+use avgate_drivers::modbus::{RegisterMap, simulator as modbus_sim};
+use avgate_drivers::pjlink::simulator as pjlink_sim;
+use avgate_drivers::visca::simulator as visca_sim;
+use clap::Subcommand;
+
+use crate::config::Profile;
+
+#[derive(Subcommand)]
+pub enum Simulator {
+    /// A PJLink projector (class 1, or class 2 with --class 2).
+    ///
+    /// Example: avgate simulate pjlink --listen 127.0.0.1:4352 --password secret
+    Pjlink {
+        #[arg(long, default_value = "127.0.0.1:4352")]
+        listen: SocketAddr,
+        /// Require PJLink authentication with this password.
+        #[arg(long)]
+        password: Option<String>,
+        /// How long power-on takes (commands answer ERR3 meanwhile).
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        warm_up: Duration,
+        /// How long power-off takes.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        cool_down: Duration,
+        /// PJLink class to report (1 or 2).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        class: u8,
+        /// The projector's name (NAME answer).
+        #[arg(long, default_value = "avgate simulator")]
+        name: String,
+    },
+    /// An Extron SIS matrix switcher on Telnet, and optionally on a pseudo-terminal.
+    ///
+    /// Example: avgate simulate extron --listen 127.0.0.1:2023 --inputs 8 --outputs 4 --pty
+    Extron {
+        #[arg(long, default_value = "127.0.0.1:23")]
+        listen: SocketAddr,
+        /// Ask Telnet clients for this password.
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long, default_value_t = 8)]
+        inputs: u16,
+        #[arg(long, default_value_t = 8)]
+        outputs: u16,
+        /// Also serve the switcher's RS-232 port on a pseudo-terminal and print its path
+        /// (give it to a site as `serial_port`).
+        #[arg(long)]
+        pty: bool,
+    },
+    /// Samsung MDC displays on TCP (port 1515 on real displays), and optionally on a
+    /// pseudo-terminal as a daisy chain on one RS-232 line.
+    ///
+    /// Example: avgate simulate mdc --listen 127.0.0.1:1515 --ids 1,2 --pty
+    Mdc {
+        #[arg(long, default_value = "127.0.0.1:1515")]
+        listen: SocketAddr,
+        /// The display ids on the line (as set in each display's menu).
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        ids: Vec<u8>,
+        /// Also serve the line on a pseudo-terminal and print its path.
+        #[arg(long)]
+        pty: bool,
+    },
+    /// A Sony PTZ camera on VISCA over IP (UDP; 52381 on real cameras), or raw VISCA on a
+    /// pseudo-terminal as an RS-232 chain.
+    ///
+    /// Example: avgate simulate visca --listen 127.0.0.1:52381
+    Visca {
+        #[arg(long, default_value = "127.0.0.1:52381")]
+        listen: SocketAddr,
+        /// Cameras on the serial chain (addresses 1..=N) when --pty is given.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=7))]
+        cameras: u8,
+        /// Also serve raw serial VISCA on a pseudo-terminal and print its path.
+        #[arg(long)]
+        pty: bool,
+    },
+    /// A Modbus device built from a profile's register map, on Modbus TCP and optionally
+    /// on a pseudo-terminal (RTU). Every mapped point starts at zero; addresses outside
+    /// the map answer exception 02.
+    ///
+    /// Example: avgate simulate modbus --profile modbus-power-sequencer-8 --listen 127.0.0.1:1502
+    Modbus {
+        /// A built-in profile name, or the path of a profile TOML file.
+        #[arg(long)]
+        profile: String,
+        #[arg(long, default_value = "127.0.0.1:502")]
+        listen: SocketAddr,
+        /// The unit ids that answer (on RTU, several devices on one bus).
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        units: Vec<u8>,
+        /// Also serve RTU on a pseudo-terminal and print its path.
+        #[arg(long)]
+        pty: bool,
+    },
+}
+
+/// Runs a simulator until Ctrl-C or SIGTERM.
+pub async fn run(simulator: Simulator) -> anyhow::Result<()> {
+    match simulator {
+        Simulator::Pjlink {
+            listen,
+            password,
+            warm_up,
+            cool_down,
+            class,
+            name,
+        } => {
+            let sim = pjlink_sim::start(pjlink_sim::Config {
+                listen,
+                password,
+                warm_up,
+                cool_down,
+                class: if class == 2 {
+                    pjlink_sim::Class::Two
+                } else {
+                    pjlink_sim::Class::One
+                },
+                name,
+                ..pjlink_sim::Config::default()
+            })
+            .await
+            .with_context(|| format!("cannot start the PJLink simulator on {listen}"))?;
+            println!(
+                "PJLink projector simulator listening on {}",
+                sim.local_addr()
+            );
+            crate::cli::wait_for_stop().await;
+            sim.shutdown().await;
+        }
+        Simulator::Extron {
+            listen,
+            password,
+            inputs,
+            outputs,
+            pty,
+        } => {
+            let sim = extron_sim::start(extron_sim::Config {
+                listen,
+                password,
+                inputs,
+                outputs,
+                ..extron_sim::Config::default()
+            })
+            .await
+            .with_context(|| format!("cannot start the Extron simulator on {listen}"))?;
+            println!(
+                "Extron SIS switcher simulator ({inputs}x{outputs}) listening on {} (Telnet)",
+                sim.local_addr()
+            );
+            if pty {
+                print_pty(sim.serve_pty())?;
+            }
+            crate::cli::wait_for_stop().await;
+            sim.shutdown().await;
+        }
+        Simulator::Mdc { listen, ids, pty } => {
+            let sim = mdc_sim::start(mdc_sim::Config {
+                listen,
+                display_ids: ids.clone(),
+                ..mdc_sim::Config::default()
+            })
+            .await
+            .with_context(|| format!("cannot start the MDC simulator on {listen}"))?;
+            println!(
+                "Samsung MDC simulator (display ids {ids:?}) listening on {} (TCP)",
+                sim.local_addr()
+            );
+            if pty {
+                print_pty(sim.serve_pty())?;
+            }
+            crate::cli::wait_for_stop().await;
+            sim.shutdown().await;
+        }
+        Simulator::Visca {
+            listen,
+            cameras,
+            pty,
+        } => {
+            let sim = visca_sim::start_udp(visca_sim::Config {
+                listen,
+                cameras,
+                ..visca_sim::Config::default()
+            })
+            .await
+            .with_context(|| format!("cannot start the VISCA simulator on {listen}"))?;
+            println!(
+                "Sony VISCA camera simulator listening on {} (VISCA over IP, UDP)",
+                sim.local_addr()
+            );
+            if pty {
+                print_pty(sim.serve_pty())?;
+            }
+            crate::cli::wait_for_stop().await;
+            sim.shutdown().await;
+        }
+        Simulator::Modbus {
+            profile,
+            listen,
+            units,
+            pty,
+        } => {
+            let map = register_map(&profile)?;
+            let points = map.points.len();
+            let sim = modbus_sim::start_tcp(modbus_sim::Config {
+                listen,
+                map,
+                units: units.clone(),
+            })
+            .with_context(|| format!("cannot start the Modbus simulator on {listen}"))?;
+            println!(
+                "Modbus simulator of `{profile}` ({points} points, units {units:?}) listening on {} (Modbus TCP)",
+                sim.local_addr()
+            );
+            if pty {
+                print_pty(sim.serve_rtu_pty())?;
+            }
+            crate::cli::wait_for_stop().await;
+            sim.shutdown().await;
+        }
+    }
+    Ok(())
+}
+
+fn print_pty(path: std::io::Result<String>) -> anyhow::Result<()> {
+    let path = path.context("cannot create a pseudo-terminal")?;
+    println!("RS-232 port on pseudo-terminal {path} (give it to a site as `serial_port`)");
+    Ok(())
+}
+
+/// The register map of a built-in profile, or of a profile file.
+fn register_map(profile: &str) -> anyhow::Result<RegisterMap> {
+    let path = PathBuf::from(profile);
+    let loaded = if path.is_file() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read profile {}", path.display()))?;
+        let id = path
+            .file_stem()
+            .map_or(profile.into(), |s| s.to_string_lossy());
+        Profile::parse(&id, &path, &text)
+    } else {
+        Profile::find(profile, &[]).with_context(|| {
+            format!(
+                "`{profile}` is neither a profile file nor a built-in profile ({})",
+                Profile::built_in_names().collect::<Vec<_>>().join(", ")
+            )
+        })?
+    };
+    let profile = loaded.map_err(|e| anyhow::anyhow!("{e}"))?;
+    if profile.driver != avgate_drivers::modbus::DRIVER.name {
+        anyhow::bail!(
+            "profile `{}` uses the {} driver; give a Modbus profile (driver = \"modbus\")",
+            profile.id,
+            profile.driver
+        );
+    }
+    RegisterMap::from_options(&profile.options).map_err(|e| anyhow::anyhow!("{e}"))
+}
