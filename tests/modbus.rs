@@ -134,3 +134,43 @@ async fn a_silent_unit_on_an_rtu_bus_goes_offline_without_stalling_the_other() {
     assert_eq!(*panel.known("rack-a", "online"), json!(true));
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn rtu_over_tcp_through_a_serial_device_server_works_like_a_serial_line() {
+    let device = sim::start_tcp(sim::Config {
+        units: vec![5],
+        ..sim::Config::new(sequencer_map())
+    })
+    .unwrap();
+    device.set_point("voltage", &json!(231.5)).unwrap();
+    let pty = device.serve_rtu_pty().unwrap();
+    // The serial device server: one TCP client at a time, bytes passed to the RS-485 port
+    // as they are.
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = server.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio_serial::SerialPortBuilderExt;
+        let (mut client, _) = server.accept().await.unwrap();
+        let mut port = tokio_serial::new(&pty, 19200).open_native_async().unwrap();
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut port).await;
+    });
+    let site = format!(
+        "{TOP}[devices.seq]\nprofile = \"modbus-power-sequencer-8\"\naddress = \"{address}\"\n\
+         [devices.seq.overrides]\noptions = {{ framing = \"rtu\", unit = 5 }}\n\
+         poll = {{ slow = \"200ms\" }}\n"
+    );
+    let gw = gateway(&site).await;
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    panel.until_event("seq", "voltage", json!(231.5)).await;
+    panel
+        .command(
+            json!(1),
+            "seq",
+            "write",
+            json!({"point": "outlet.8", "value": true}),
+        )
+        .await;
+    assert_eq!(panel.result(json!(1)).await["ok"], true);
+    assert_eq!(device.point("outlet.8"), Some(json!(true)));
+    gw.shutdown().await;
+}

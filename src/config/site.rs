@@ -487,6 +487,14 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
             continue;
         }
 
+        let mut pacing = device.overrides.pacing.unwrap_or(profile.timing.pacing);
+        // An RTU frame ends with 3.5 characters of silence: never talk sooner.
+        if let Link::Serial { settings, .. } = &link
+            && profile.driver == avgate_drivers::modbus::DRIVER.name
+        {
+            pacing = pacing.max(avgate_drivers::modbus::rtu_silence(settings.baud));
+        }
+
         devices.push(DeviceConfig {
             name: device.name.unwrap_or_else(|| id.get_ref().clone()),
             id: id.into_inner(),
@@ -500,7 +508,7 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
                 .overrides
                 .connect_timeout
                 .unwrap_or(profile.timing.connect_timeout),
-            pacing: device.overrides.pacing.unwrap_or(profile.timing.pacing),
+            pacing,
             options,
             polls,
             profile,
