@@ -25,6 +25,9 @@ pub mod pjlink;
 pub mod sim_server;
 pub mod visca;
 
+#[cfg(test)]
+mod testing;
+
 use std::time::Instant;
 
 pub use serde_json::{Map, Value};

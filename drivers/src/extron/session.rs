@@ -797,6 +797,7 @@ fn unsupported(message: impl Into<String>) -> DeviceError {
 mod tests {
     use super::*;
     use crate::extron::DRIVER;
+    use crate::testing::*;
 
     /// Banner as a CrossPoint-style unit sends it on Telnet connect, password prompt last.
     const BANNER: &[u8] = b"(c) Copyright 2024, Extron Electronics, DXP 88 HDMI, V1.05, 60-1071-01\r\nTue, 04 Jun 2024 10:21:07\r\n";
@@ -832,65 +833,6 @@ mod tests {
 
     fn matrix() -> Session {
         ready(json!({"outputs": 4, "inputs": 12}))
-    }
-
-    fn drain(s: &mut Session) -> Vec<Output> {
-        std::iter::from_fn(|| s.poll_output()).collect()
-    }
-
-    fn feed(s: &mut Session, bytes: &[u8]) -> Vec<Output> {
-        s.received(Instant::now(), bytes);
-        drain(s)
-    }
-
-    fn start(s: &mut Session, request: Request) -> Vec<Output> {
-        s.start(Instant::now(), &request).unwrap();
-        drain(s)
-    }
-
-    fn command(name: &str, args: Value) -> Request {
-        let Value::Object(args) = args else {
-            panic!("args must be an object")
-        };
-        Request::Command {
-            name: name.into(),
-            args,
-        }
-    }
-
-    fn poll(query: &str) -> Request {
-        Request::Poll {
-            query: query.into(),
-        }
-    }
-
-    fn tx(bytes: &[u8]) -> Output {
-        Output::Transmit(bytes.to_vec())
-    }
-
-    fn update(point: &str, value: Value) -> Output {
-        Output::Update {
-            point: point.into(),
-            value,
-        }
-    }
-
-    fn done() -> Output {
-        Output::Completed(Ok(()))
-    }
-
-    fn failed_with(outputs: &[Output]) -> (DeviceErrorKind, String) {
-        match outputs {
-            [Output::Completed(Err(e))] => (e.kind, e.message.clone()),
-            other => panic!("expected one failed completion, got {other:?}"),
-        }
-    }
-
-    fn fatal(outputs: &[Output]) -> SessionError {
-        match outputs {
-            [Output::Fatal(e)] => e.clone(),
-            other => panic!("expected one fatal error, got {other:?}"),
-        }
     }
 
     #[test]

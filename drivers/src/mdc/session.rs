@@ -586,6 +586,7 @@ fn failed(message: impl Into<String>) -> DeviceError {
 mod tests {
     use super::*;
     use crate::mdc::DRIVER;
+    use crate::testing::*;
 
     fn settings(options: Value) -> DriverSettings {
         let Value::Object(options) = options else {
@@ -597,36 +598,12 @@ mod tests {
         }
     }
 
-    fn drain(s: &mut Session) -> Vec<Output> {
-        std::iter::from_fn(|| s.poll_output()).collect()
-    }
-
     /// A connected session with these options.
     fn ready(options: Value) -> Session {
         let mut s = Session::new(Options::from_settings(&settings(options)).unwrap());
         s.connected(Instant::now());
         assert_eq!(drain(&mut s), [Output::Ready]);
         s
-    }
-
-    fn feed(s: &mut Session, data: &[u8]) -> Vec<Output> {
-        s.received(Instant::now(), data);
-        drain(s)
-    }
-
-    fn start(s: &mut Session, request: Request) -> Vec<Output> {
-        s.start(Instant::now(), &request).unwrap();
-        drain(s)
-    }
-
-    fn command(name: &str, args: Value) -> Request {
-        let Value::Object(args) = args else {
-            panic!("args must be an object")
-        };
-        Request::Command {
-            name: name.into(),
-            args,
-        }
     }
 
     fn status() -> Request {
@@ -644,17 +621,6 @@ mod tests {
 
     fn tx(text: &str) -> Output {
         Output::Transmit(bytes(text))
-    }
-
-    fn update(point: &str, value: Value) -> Output {
-        Output::Update {
-            point: point.into(),
-            value,
-        }
-    }
-
-    fn done() -> Output {
-        Output::Completed(Ok(()))
     }
 
     fn failed_with(outputs: &[Output]) -> (DeviceErrorKind, String) {

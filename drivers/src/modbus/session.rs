@@ -552,6 +552,7 @@ fn failed(message: impl Into<String>) -> DeviceError {
 mod tests {
     use super::*;
     use crate::modbus::frame::{crc16, rtu_unwrap, rtu_wrap, tcp_unwrap, tcp_wrap};
+    use crate::testing::*;
     use serde_json::json;
 
     fn options(value: Value) -> Map<String, Value> {
@@ -566,10 +567,6 @@ mod tests {
         session.connected(Instant::now());
         assert_eq!(session.poll_output(), Some(Output::Ready));
         session
-    }
-
-    fn drain(session: &mut Session) -> Vec<Output> {
-        std::iter::from_fn(|| session.poll_output()).collect()
     }
 
     fn transmitted(outputs: &[Output]) -> Vec<Vec<u8>> {

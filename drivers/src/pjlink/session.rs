@@ -699,6 +699,7 @@ fn projector_error(code: ErrorCode, command: &Command) -> DeviceError {
 mod tests {
     use super::*;
     use crate::pjlink::DRIVER;
+    use crate::testing::*;
 
     const VECTOR_GREETING: &[u8] = b"PJLINK 1 498e4a67\r";
     const VECTOR_PASSWORD: &str = "JBMIAProjectorLink";
@@ -725,65 +726,6 @@ mod tests {
         s.received(Instant::now(), b"PJLINK 0\r");
         assert_eq!(drain(&mut s), [Output::Ready]);
         s
-    }
-
-    fn drain(s: &mut Session) -> Vec<Output> {
-        std::iter::from_fn(|| s.poll_output()).collect()
-    }
-
-    fn feed(s: &mut Session, bytes: &[u8]) -> Vec<Output> {
-        s.received(Instant::now(), bytes);
-        drain(s)
-    }
-
-    fn start(s: &mut Session, request: Request) -> Vec<Output> {
-        s.start(Instant::now(), &request).unwrap();
-        drain(s)
-    }
-
-    fn command(name: &str, args: Value) -> Request {
-        let Value::Object(args) = args else {
-            panic!("args must be an object")
-        };
-        Request::Command {
-            name: name.into(),
-            args,
-        }
-    }
-
-    fn poll(query: &str) -> Request {
-        Request::Poll {
-            query: query.into(),
-        }
-    }
-
-    fn tx(bytes: &[u8]) -> Output {
-        Output::Transmit(bytes.to_vec())
-    }
-
-    fn update(point: &str, value: Value) -> Output {
-        Output::Update {
-            point: point.into(),
-            value,
-        }
-    }
-
-    fn done() -> Output {
-        Output::Completed(Ok(()))
-    }
-
-    fn failed_with(outputs: &[Output]) -> (DeviceErrorKind, String) {
-        match outputs {
-            [Output::Completed(Err(e))] => (e.kind, e.message.clone()),
-            other => panic!("expected one failed completion, got {other:?}"),
-        }
-    }
-
-    fn fatal(outputs: &[Output]) -> SessionError {
-        match outputs {
-            [Output::Fatal(e)] => e.clone(),
-            other => panic!("expected one fatal error, got {other:?}"),
-        }
     }
 
     /// Runs a one-line poll and returns what its reply produced.

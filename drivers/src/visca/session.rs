@@ -694,6 +694,7 @@ fn unsupported(message: impl Into<String>) -> DeviceError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::*;
     use crate::visca::DRIVER;
 
     /// `"01 02 FF"` as bytes.
@@ -717,62 +718,19 @@ mod tests {
         Session::new(Options::from_settings(&settings(options)).unwrap())
     }
 
-    fn drain(s: &mut Session) -> Vec<Output> {
-        std::iter::from_fn(|| s.poll_output()).collect()
-    }
-
     fn feed(s: &mut Session, wire: &str) -> Vec<Output> {
         s.received(Instant::now(), &bytes(wire));
         drain(s)
-    }
-
-    fn start(s: &mut Session, request: Request) -> Vec<Output> {
-        s.start(Instant::now(), &request).unwrap();
-        drain(s)
-    }
-
-    fn command(name: &str, args: Value) -> Request {
-        let Value::Object(args) = args else {
-            panic!("args must be an object")
-        };
-        Request::Command {
-            name: name.into(),
-            args,
-        }
-    }
-
-    fn poll(query: &str) -> Request {
-        Request::Poll {
-            query: query.into(),
-        }
     }
 
     fn tx(wire: &str) -> Output {
         Output::Transmit(bytes(wire))
     }
 
-    fn update(point: &str, value: Value) -> Output {
-        Output::Update {
-            point: point.into(),
-            value,
-        }
-    }
-
-    fn done() -> Output {
-        Output::Completed(Ok(()))
-    }
-
     fn failed_with(outputs: &[Output]) -> DeviceError {
         match outputs {
             [Output::Completed(Err(e))] => e.clone(),
             other => panic!("expected one failed completion, got {other:?}"),
-        }
-    }
-
-    fn fatal(outputs: &[Output]) -> SessionError {
-        match outputs {
-            [Output::Fatal(e)] => e.clone(),
-            other => panic!("expected one fatal error, got {other:?}"),
         }
     }
 
