@@ -8,6 +8,8 @@
 //! Needs `AVGATE_PEERS_PYTHON` = a python with aiopjlink installed (CI sets it up from
 //! tests/peers/requirements.txt); without it the tests print SKIP and pass.
 
+mod peer_support;
+
 use std::time::Duration;
 
 use avgate_drivers::pjlink::simulator::{self, Class, Config, Handle, PowerState};
@@ -22,18 +24,6 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 /// The input the script selects.
 const INPUT: &str = "32";
-
-fn peers_python() -> Option<String> {
-    match std::env::var("AVGATE_PEERS_PYTHON") {
-        Ok(python) if !python.is_empty() => Some(python),
-        _ => {
-            println!(
-                "SKIP aiopjlink peer: set AVGATE_PEERS_PYTHON to a python with aiopjlink==1.0.5"
-            );
-            None
-        }
-    }
-}
 
 async fn projector(password: Option<&str>, class: Class) -> Handle {
     simulator::start(Config {
@@ -51,35 +41,20 @@ async fn projector(password: Option<&str>, class: Class) -> Handle {
 async fn run_peer(python: &str, projector: &Handle, password: Option<&str>, class: u8) {
     let port = projector.local_addr().port().to_string();
     let class = class.to_string();
-    let mut command = tokio::process::Command::new(python);
-    command
-        .arg(SCRIPT)
-        .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--expect-class",
-            &class,
-            "--input",
-            INPUT,
-        ])
-        .kill_on_drop(true);
+    let mut args = vec![
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--expect-class",
+        &class,
+        "--input",
+        INPUT,
+    ];
     if let Some(password) = password {
-        command.args(["--password", password]);
+        args.extend(["--password", password]);
     }
-    let output = tokio::time::timeout(LIMIT, command.output())
-        .await
-        .expect("aiopjlink peer finished in time")
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    print!("{stdout}");
-    assert!(
-        output.status.success(),
-        "aiopjlink peer failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
+    peer_support::run_script(python, SCRIPT, &args, LIMIT).await;
 }
 
 /// What the script must have left behind, seen from the simulator.
@@ -98,7 +73,9 @@ fn assert_projector_after_peer(projector: &Handle) {
 
 #[tokio::test]
 async fn aiopjlink_with_password_class_1() {
-    let Some(python) = peers_python() else { return };
+    let Some(python) = peer_support::python("aiopjlink==1.0.5") else {
+        return;
+    };
     let projector = projector(Some("JBMIAProjectorLink"), Class::One).await;
     run_peer(&python, &projector, Some("JBMIAProjectorLink"), 1).await;
     assert_projector_after_peer(&projector);
@@ -107,7 +84,9 @@ async fn aiopjlink_with_password_class_1() {
 
 #[tokio::test]
 async fn aiopjlink_without_password_class_2() {
-    let Some(python) = peers_python() else { return };
+    let Some(python) = peer_support::python("aiopjlink==1.0.5") else {
+        return;
+    };
     let projector = projector(None, Class::Two).await;
     run_peer(&python, &projector, None, 2).await;
     assert_projector_after_peer(&projector);

@@ -15,6 +15,8 @@
 //! Needs `AVGATE_PEERS_PYTHON` = a python with pymodbus installed (CI sets it up from
 //! tests/peers/requirements.txt); without it the tests print SKIP and pass.
 
+mod peer_support;
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -31,41 +33,11 @@ const SERVER_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/mo
 /// Bound on a whole script run (each of its requests is bounded at 2 s).
 const LIMIT: Duration = Duration::from_secs(60);
 
-fn peers_python() -> Option<String> {
-    match std::env::var("AVGATE_PEERS_PYTHON") {
-        Ok(python) if !python.is_empty() => Some(python),
-        _ => {
-            println!(
-                "SKIP pymodbus peer: set AVGATE_PEERS_PYTHON to a python with pymodbus==3.16.1"
-            );
-            None
-        }
-    }
-}
-
 fn object(value: Value) -> Map<String, Value> {
     match value {
         Value::Object(map) => map,
         other => panic!("not an object: {other}"),
     }
-}
-
-/// Runs a peer script to its end and fails the test if any of its checks failed.
-async fn run_script(python: &str, script: &str, args: &[&str]) {
-    let mut command = tokio::process::Command::new(python);
-    command.arg(script).args(args).kill_on_drop(true);
-    let output = tokio::time::timeout(LIMIT, command.output())
-        .await
-        .expect("pymodbus peer finished in time")
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    print!("{stdout}");
-    assert!(
-        output.status.success(),
-        "pymodbus peer {args:?} failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -137,20 +109,24 @@ fn assert_device_after_client(device: &Handle) {
 
 #[tokio::test]
 async fn pymodbus_client_drives_the_simulator_over_tcp() {
-    let Some(python) = peers_python() else { return };
+    let Some(python) = peer_support::python("pymodbus==3.16.1") else {
+        return;
+    };
     let device = client_simulator();
     let address = device.local_addr().to_string();
-    run_script(&python, CLIENT_SCRIPT, &["--tcp", &address]).await;
+    peer_support::run_script(&python, CLIENT_SCRIPT, &["--tcp", &address], LIMIT).await;
     assert_device_after_client(&device);
     device.shutdown().await;
 }
 
 #[tokio::test]
 async fn pymodbus_client_drives_the_simulator_over_an_rtu_pty() {
-    let Some(python) = peers_python() else { return };
+    let Some(python) = peer_support::python("pymodbus==3.16.1") else {
+        return;
+    };
     let device = client_simulator();
     let path = device.serve_rtu_pty().expect("pty served");
-    run_script(&python, CLIENT_SCRIPT, &["--rtu", &path]).await;
+    peer_support::run_script(&python, CLIENT_SCRIPT, &["--rtu", &path], LIMIT).await;
     assert_device_after_client(&device);
     device.shutdown().await;
 }
@@ -427,7 +403,9 @@ async fn drive_pymodbus_server(
 
 #[tokio::test]
 async fn our_driver_polls_and_writes_a_pymodbus_server_over_tcp() {
-    let Some(python) = peers_python() else { return };
+    let Some(python) = peer_support::python("pymodbus==3.16.1") else {
+        return;
+    };
     let (server, address) = PymodbusServer::start(&python, "tcp").await;
     let mut link = tokio::time::timeout(LIMIT, tokio::net::TcpStream::connect(&address))
         .await
@@ -438,7 +416,9 @@ async fn our_driver_polls_and_writes_a_pymodbus_server_over_tcp() {
 
 #[tokio::test]
 async fn our_driver_polls_and_writes_a_pymodbus_server_over_an_rtu_pty() {
-    let Some(python) = peers_python() else { return };
+    let Some(python) = peer_support::python("pymodbus==3.16.1") else {
+        return;
+    };
     let (server, path) = PymodbusServer::start(&python, "rtu").await;
     // A pty ignores the line settings; 9600 8N1 is what a real line would use.
     let mut port = tokio_serial::SerialStream::open(&tokio_serial::new(&path, 9600))

@@ -13,6 +13,8 @@
 //! Needs `AVGATE_PEERS_PYTHON` = a python with visca-over-ip installed (CI sets it up from
 //! tests/peers/requirements.txt); without it the test prints SKIP and passes.
 
+mod peer_support;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -34,18 +36,6 @@ const PRESET: u8 = 3;
 /// zoom_to(0.25) in the script: a quarter of the 0x4000 range.
 const ZOOM: u16 = 0x1000;
 
-fn peers_python() -> Option<String> {
-    match std::env::var("AVGATE_PEERS_PYTHON") {
-        Ok(python) if !python.is_empty() => Some(python),
-        _ => {
-            println!(
-                "SKIP visca-over-ip peer: set AVGATE_PEERS_PYTHON to a python with visca-over-ip==0.5.2"
-            );
-            None
-        }
-    }
-}
-
 async fn camera() -> Handle {
     let camera = simulator::start_udp(Config {
         // Port 0: the kernel picks a free port, which the client then also binds.
@@ -63,29 +53,26 @@ async fn camera() -> Handle {
 async fn run_peer(python: &str, camera: &Handle) {
     let port = camera.local_addr().port().to_string();
     let (pan, tilt, preset) = (PAN.to_string(), TILT.to_string(), PRESET.to_string());
-    let mut command = tokio::process::Command::new(python);
-    command
-        .arg(SCRIPT)
-        .args(["--host", "127.0.0.2", "--port", &port])
-        .args(["--pan", &pan, "--tilt", &tilt, "--preset", &preset])
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(LIMIT, command.output())
-        .await
-        .expect("visca-over-ip peer finished in time")
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    print!("{stdout}");
-    assert!(
-        output.status.success(),
-        "visca-over-ip peer failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
+    let args = [
+        "--host",
+        "127.0.0.2",
+        "--port",
+        &port,
+        "--pan",
+        &pan,
+        "--tilt",
+        &tilt,
+        "--preset",
+        &preset,
+    ];
+    peer_support::run_script(python, SCRIPT, &args, LIMIT).await;
 }
 
 #[tokio::test]
 async fn visca_over_ip_client_drives_the_udp_simulator() {
-    let Some(python) = peers_python() else { return };
+    let Some(python) = peer_support::python("visca-over-ip==0.5.2") else {
+        return;
+    };
     let camera = camera().await;
     run_peer(&python, &camera).await;
 
