@@ -124,3 +124,27 @@ async fn displays_sharing_one_rs232_line_are_separate_devices() {
     assert_eq!(*panel.known("tv-left", "online"), json!(true));
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn commands_sent_back_to_back_wait_only_for_the_pacing() {
+    let tv = displays(&[1]).await;
+    // No polls to wake the link: only the commands and the pacing between them.
+    let site = format!(
+        "{TOP}[devices.tv]\nprofile = \"samsung-mdc-display\"\naddress = \"{}\"\n\
+         [devices.tv.overrides]\npacing = \"100ms\"\npoll = {{ status = \"1h\" }}\n",
+        tv.local_addr()
+    );
+    let gw = gateway(&site).await;
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    panel.until_event("tv", "online", json!(true)).await;
+    for level in [10, 20, 30] {
+        panel
+            .command(json!(level), "tv", "volume", json!({"level": level}))
+            .await;
+    }
+    for level in [10, 20, 30] {
+        assert_eq!(panel.result(json!(level)).await["ok"], true);
+    }
+    assert_eq!(tv.state(1).unwrap().volume, 30);
+    gw.shutdown().await;
+}

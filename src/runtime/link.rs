@@ -206,19 +206,19 @@ impl LinkTask {
                     _ => None,
                 }
             });
-            // With nobody active, wake for the next poll, the end of the quiet time or a
-            // device's rest.
-            let next_turn = if active.is_some() {
-                None
-            } else {
-                self.units
+            // With nobody active, wake at the end of the quiet time (a command may be
+            // waiting for it), else for the next poll or the end of a device's rest.
+            let next_turn = match active {
+                Some(_) => None,
+                None if quiet_until > now => Some(quiet_until),
+                None => self
+                    .units
                     .iter()
                     .filter_map(|u| match u.state {
                         UnitState::Resting { until } => Some(until),
                         _ => u.next_poll(),
                     })
-                    .min()
-                    .map(|t| t.max(quiet_until))
+                    .min(),
             };
             let driver_timer = self
                 .units
