@@ -57,8 +57,10 @@ pub enum Simulator {
         #[arg(long)]
         pty: bool,
     },
-    /// Samsung MDC displays on TCP (port 1515 on real displays), and optionally on a
-    /// pseudo-terminal as a daisy chain on one RS-232 line.
+    /// Samsung MDC displays on TCP, and optionally on an RS-232 pseudo-terminal.
+    ///
+    /// Real displays listen on TCP 1515. With --pty the same displays also answer on a
+    /// pseudo-terminal, as a daisy chain on one RS-232 line.
     ///
     /// Example: avgate simulate mdc --listen 127.0.0.1:1515 --ids 1,2 --pty
     Mdc {
@@ -71,8 +73,10 @@ pub enum Simulator {
         #[arg(long)]
         pty: bool,
     },
-    /// A Sony PTZ camera on VISCA over IP (UDP; 52381 on real cameras), or raw VISCA on a
-    /// pseudo-terminal as an RS-232 chain.
+    /// A Sony PTZ camera on VISCA over IP (UDP), and optionally on an RS-232 pseudo-terminal.
+    ///
+    /// Real cameras listen on UDP 52381. With --pty the camera (or a chain of --cameras
+    /// of them) also answers raw serial VISCA on a pseudo-terminal.
     ///
     /// Example: avgate simulate visca --listen 127.0.0.1:52381
     Visca {
@@ -85,9 +89,11 @@ pub enum Simulator {
         #[arg(long)]
         pty: bool,
     },
-    /// A Modbus device built from a profile's register map, on Modbus TCP and optionally
-    /// on a pseudo-terminal (RTU). Every mapped point starts at zero; addresses outside
-    /// the map answer exception 02.
+    /// A Modbus device built from a profile's register map, on Modbus TCP (and RTU).
+    ///
+    /// Serves Modbus TCP, and RTU on a pseudo-terminal with --pty. Every mapped point
+    /// starts at zero; addresses outside the map answer exception 02 (illegal data
+    /// address).
     ///
     /// Example: avgate simulate modbus --profile modbus-power-sequencer-8 --listen 127.0.0.1:1502
     Modbus {
