@@ -152,6 +152,20 @@ pub struct DriverSettings {
     pub password: Option<String>,
 }
 
+impl DriverSettings {
+    /// Refuses any `[options]` key the driver does not know, naming the ones it does, so a
+    /// typo in a profile never passes silently.
+    pub fn check_keys(&self, driver: &str, known: &[&str]) -> Result<(), String> {
+        match self.options.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(key) => Err(format!(
+                "unknown option `{key}` for {driver}; expected: {}",
+                known.join(", ")
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// What a driver offers, so configuration can be checked before anything runs.
 #[derive(Debug, Clone, Copy)]
 pub struct DriverInfo {

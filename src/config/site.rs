@@ -431,19 +431,18 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
             }
         }
 
-        let mut options = profile.options.clone();
-        // Modbus on a serial line is RTU, whatever the profile's network default.
-        let overridden = |key: &str| {
-            device
-                .overrides
-                .options
-                .as_ref()
-                .is_some_and(|t| t.get_ref().contains_key(key))
+        // Modbus on a serial line is RTU, whatever the profile's network default (the
+        // device's own overrides still win), and keeps RTU's silence between frames.
+        let rtu_baud = match &link {
+            Link::Serial { settings, .. }
+                if profile.driver == avgate_drivers::modbus::DRIVER.name =>
+            {
+                Some(settings.baud)
+            }
+            _ => None,
         };
-        if matches!(link, Link::Serial { .. })
-            && profile.driver == avgate_drivers::modbus::DRIVER.name
-            && !overridden("framing")
-        {
+        let mut options = profile.options.clone();
+        if rtu_baud.is_some() {
             options.insert("framing".into(), "rtu".into());
         }
         if let Some(table) = &device.overrides.options {
@@ -488,11 +487,8 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
         }
 
         let mut pacing = device.overrides.pacing.unwrap_or(profile.timing.pacing);
-        // An RTU frame ends with 3.5 characters of silence: never talk sooner.
-        if let Link::Serial { settings, .. } = &link
-            && profile.driver == avgate_drivers::modbus::DRIVER.name
-        {
-            pacing = pacing.max(avgate_drivers::modbus::rtu_silence(settings.baud));
+        if let Some(baud) = rtu_baud {
+            pacing = pacing.max(avgate_drivers::modbus::rtu_silence(baud));
         }
 
         devices.push(DeviceConfig {

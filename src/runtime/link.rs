@@ -277,18 +277,15 @@ impl LinkTask {
     /// Gives the link to the next device with something to do: a session to start, then a
     /// panel command, then a due poll. Returns whether anything happened.
     fn start_next(&mut self) -> bool {
-        let count = self.units.len();
-        let order: Vec<usize> = (0..count).map(|k| (self.turn + k) % count).collect();
-        if let Some(&i) = order
-            .iter()
-            .find(|&&i| self.units[i].state == UnitState::Idle)
-        {
+        let (count, turn) = (self.units.len(), self.turn);
+        let order = move || (0..count).map(move |k| (turn + k) % count);
+        if let Some(i) = order().find(|&i| self.units[i].state == UnitState::Idle) {
             self.turn = i + 1;
             self.units[i].connect();
             return true;
         }
         for polls_too in [false, true] {
-            for &i in &order {
+            for i in order() {
                 let unit = &mut self.units[i];
                 if unit.state != UnitState::Ready {
                     continue;

@@ -87,16 +87,7 @@ impl Default for Options {
 
 impl Options {
     pub fn from_settings(settings: &DriverSettings) -> Result<Options, String> {
-        if let Some(key) = settings
-            .options
-            .keys()
-            .find(|k| !OPTION_KEYS.contains(&k.as_str()))
-        {
-            return Err(format!(
-                "unknown option `{key}` for extron-sis; expected: {}",
-                OPTION_KEYS.join(", ")
-            ));
-        }
+        settings.check_keys("extron-sis", OPTION_KEYS)?;
         let count = |key: &str, min: u64| -> Result<Option<u16>, String> {
             match settings.options.get(key) {
                 None => Ok(None),

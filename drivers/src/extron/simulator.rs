@@ -21,7 +21,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,7 +32,7 @@ use tracing::debug;
 
 use super::frame::{self, Command, CommandReader, ErrorCode, PASSWORD_PROMPT, Response};
 use super::model::{Model, Settings};
-use crate::sim_server::{Link, Listener, spawn_pty};
+use crate::sim_server::{Link, Listener, lock, spawn_pty};
 
 pub use super::frame::TieKind;
 pub use super::model::{OutputState, State};
@@ -475,11 +475,6 @@ fn garble(reply: &[u8]) -> Vec<u8> {
     let mut garbled: Vec<u8> = text.iter().rev().copied().collect();
     garbled.extend_from_slice(b"\r\n");
     garbled
-}
-
-/// Locks a mutex; a panic elsewhere while holding it leaves plain data worth reading.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

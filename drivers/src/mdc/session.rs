@@ -93,16 +93,7 @@ impl Default for Options {
 
 impl Options {
     pub fn from_settings(settings: &DriverSettings) -> Result<Options, String> {
-        if let Some(key) = settings
-            .options
-            .keys()
-            .find(|k| !OPTION_KEYS.contains(&k.as_str()))
-        {
-            return Err(format!(
-                "unknown option `{key}` for samsung-mdc; expected: {}",
-                OPTION_KEYS.join(", ")
-            ));
-        }
+        settings.check_keys("samsung-mdc", OPTION_KEYS)?;
         let display_id = match settings.options.get("display_id") {
             None => DEFAULT_DISPLAY_ID,
             Some(value) => match value.as_u64() {

@@ -22,7 +22,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -32,7 +32,7 @@ use tracing::debug;
 
 use super::frame::{self, Frame, FrameReader, Reply};
 use super::model::Model;
-use crate::sim_server::{Link, Listener, spawn_pty};
+use crate::sim_server::{Link, Listener, lock, spawn_pty};
 
 pub use super::model::{DisplayState, NAK_BAD_VALUE, NAK_UNSUPPORTED, PanelError};
 
@@ -278,11 +278,6 @@ impl Shared {
         }
         Action::Reply { bytes, delay }
     }
-}
-
-/// Locks a mutex; a panic elsewhere while holding it leaves plain data worth reading.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

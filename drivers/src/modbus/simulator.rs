@@ -17,12 +17,13 @@
 //! # Ok(()) }
 //! ```
 
+use crate::sim_server::lock;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -348,10 +349,6 @@ fn answer(model: &mut Model, request: &ModbusRequest<'_>) -> Reply {
         (Answer::Written, _) => return Err(ExceptionCode::ServerDeviceFailure),
     };
     Ok(Some(response))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -44,16 +44,7 @@ pub struct Options {
 
 impl Options {
     pub fn from_settings(settings: &DriverSettings) -> Result<Options, String> {
-        if let Some(key) = settings
-            .options
-            .keys()
-            .find(|k| !OPTION_KEYS.contains(&k.as_str()))
-        {
-            return Err(format!(
-                "unknown option `{key}` for pjlink; expected: {}",
-                OPTION_KEYS.join(", ")
-            ));
-        }
+        settings.check_keys("pjlink", OPTION_KEYS)?;
         let class = match settings.options.get("class") {
             None => Class::One,
             Some(value) => match value.as_u64() {

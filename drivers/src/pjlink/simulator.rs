@@ -16,7 +16,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,7 +27,7 @@ use tracing::debug;
 
 use super::frame::{self, AUTH_ERROR, DIGEST_LEN, Greeting, LineReader, MAX_LINE, Reply};
 use super::model::{Login, Model, Settings};
-use crate::sim_server::Listener;
+use crate::sim_server::{Listener, lock};
 
 pub use super::frame::{Class, Lamp, PowerState};
 pub use super::model::State;
@@ -387,11 +387,6 @@ fn garble(reply: Reply) -> Reply {
 /// The model's clock: tokio's, so a paused test clock drives warm-up too.
 fn now() -> std::time::Instant {
     Instant::now().into_std()
-}
-
-/// Locks a mutex; a panic elsewhere while holding it leaves plain data worth reading.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

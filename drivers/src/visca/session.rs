@@ -98,13 +98,8 @@ impl Default for Options {
 
 impl Options {
     pub fn from_settings(settings: &DriverSettings) -> Result<Options, String> {
+        settings.check_keys("sony-visca", OPTION_KEYS)?;
         let options = &settings.options;
-        if let Some(key) = options.keys().find(|k| !OPTION_KEYS.contains(&k.as_str())) {
-            return Err(format!(
-                "unknown option `{key}` for sony-visca; expected: {}",
-                OPTION_KEYS.join(", ")
-            ));
-        }
         let framing = match options.get("framing") {
             None => Framing::Ip,
             Some(Value::String(f)) if f == "ip" => Framing::Ip,

@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,7 +38,7 @@ use tracing::debug;
 
 use super::frame::{self, ErrorCode, IpMessage, Message, PacketReader, Reply};
 use super::model::{IpPeer, Model, Settings};
-use crate::sim_server::{Link, Listener, spawn_pty};
+use crate::sim_server::{Link, Listener, lock, spawn_pty};
 
 pub use super::model::{CameraState, Position};
 
@@ -472,11 +472,6 @@ async fn serve_stream(shared: Arc<Shared>, mut link: Box<dyn Link>, peer: String
         }
     }
     debug!(%peer, "visca simulator: connection closed");
-}
-
-/// Locks a mutex; a panic elsewhere while holding it leaves plain data worth reading.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
