@@ -223,6 +223,10 @@ fn default_connect_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
+/// The shortest poll interval a profile or site may set: faster polling floods the link and
+/// the journal for no benefit a panel can see.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
 #[derive(Debug, Clone)]
 pub struct Poll {
     pub query: String,
@@ -461,7 +465,11 @@ impl Profile {
             match register_map::derive(&options, text) {
                 Ok(derived) => Some(derived),
                 Err(located) => {
-                    errors.push(ConfigError::at(path, text, located.span, located.message));
+                    errors.extend(
+                        located.into_iter().map(|located| {
+                            ConfigError::at(path, text, located.span, located.message)
+                        }),
+                    );
                     return Err(ConfigErrors(errors));
                 }
             }
@@ -522,10 +530,10 @@ impl Profile {
                     ),
                 );
             }
-            if poll.every < Duration::from_millis(100) {
+            if poll.every < MIN_POLL_INTERVAL {
                 err(
                     Some(poll.query.span()),
-                    "poll `every` must be at least 100ms".into(),
+                    format!("poll `every` must be at least {MIN_POLL_INTERVAL:?}"),
                 );
             }
         }
