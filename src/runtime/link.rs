@@ -26,6 +26,7 @@ use tracing::{debug, warn};
 
 use super::backoff::AUTH_FLOOR;
 use super::transport::{self, LinkStream};
+use super::turns::{self, Turn};
 use super::unit::{FAILURES_BEFORE_OFFLINE, Unit, UnitState};
 use crate::command::{ErrorCode, Failure};
 use crate::config::Link;
@@ -39,8 +40,15 @@ const HEALTHY_SESSION: Duration = Duration::from_secs(1);
 /// Bytes read from the link at a time.
 const READ_CHUNK: usize = 2048;
 
+/// Opens the link; tests swap in an in-memory device.
+pub(super) type Opener =
+    Box<dyn Fn(&Link, Duration) -> BoxFuture<Result<Box<dyn LinkStream>, String>> + Send + Sync>;
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
 pub(super) struct LinkTask {
     link: Link,
+    open: Opener,
     units: Vec<Unit>,
     /// Rung when a command is queued for any device here.
     wake: Arc<Notify>,
@@ -68,6 +76,10 @@ impl LinkTask {
     ) -> LinkTask {
         let max = |f: fn(&Unit) -> Duration| units.iter().map(f).max().unwrap_or_default();
         LinkTask {
+            open: Box::new(|link, limit| {
+                let link = link.clone();
+                Box::pin(async move { transport::open(&link, limit).await })
+            }),
             pacing: max(|u| u.config.pacing),
             connect_timeout: max(|u| u.config.connect_timeout),
             write_timeout: max(|u| u.config.command_timeout),
@@ -79,6 +91,13 @@ impl LinkTask {
         }
     }
 
+    /// Opens the link with `open` instead of the real transport.
+    #[cfg(test)]
+    pub(super) fn opening_with(mut self, open: Opener) -> LinkTask {
+        self.open = open;
+        self
+    }
+
     pub(super) async fn run(mut self) {
         loop {
             if !self.wait_for_a_device().await {
@@ -86,7 +105,7 @@ impl LinkTask {
             }
             let opened = tokio::select! {
                 _ = self.cancel.cancelled() => break,
-                opened = transport::open(&self.link, self.connect_timeout) => opened,
+                opened = (self.open)(&self.link, self.connect_timeout) => opened,
             };
             match opened {
                 Ok(stream) => match self.run_open(stream).await {
@@ -167,6 +186,12 @@ impl LinkTask {
                         Output::Completed(result) => {
                             unit.answered();
                             unit.finish(result.map_err(Failure::from));
+                            quiet_until = Instant::now() + self.pacing;
+                        }
+                        // The exchange is over, so the link is free for a waiting command.
+                        Output::Paused => {
+                            unit.answered();
+                            unit.pause();
                             quiet_until = Instant::now() + self.pacing;
                         }
                         Output::Fatal(err) => {
@@ -274,30 +299,23 @@ impl LinkTask {
             .position(|u| u.in_flight.is_some() || matches!(u.state, UnitState::Greeting { .. }))
     }
 
-    /// Gives the link to the next device with something to do: a session to start, then a
-    /// panel command, then a due poll. Returns whether anything happened.
+    /// Gives the link to the next device with something to do (see [`turns`] for the
+    /// order). Returns whether anything happened.
     fn start_next(&mut self) -> bool {
-        let (count, turn) = (self.units.len(), self.turn);
-        let order = move || (0..count).map(move |k| (turn + k) % count);
-        if let Some(i) = order().find(|&i| self.units[i].state == UnitState::Idle) {
-            self.turn = i + 1;
-            self.units[i].connect();
-            return true;
+        let now = Instant::now();
+        let units = &self.units;
+        let Some(turn) = turns::next_turn(units.len(), self.turn, |i| units[i].wants(now)) else {
+            return false;
+        };
+        self.turn = turn.device() + 1;
+        let unit = &mut self.units[turn.device()];
+        match turn {
+            Turn::Connect(_) => unit.connect(),
+            Turn::Command(_) => unit.start_command(),
+            Turn::Resume(_) => unit.resume(),
+            Turn::Poll(_) => unit.start_poll(now),
         }
-        for polls_too in [false, true] {
-            for i in order() {
-                let unit = &mut self.units[i];
-                if unit.state != UnitState::Ready {
-                    continue;
-                }
-                if let Some((request, job)) = unit.next_request(polls_too) {
-                    self.turn = i + 1;
-                    unit.start(request, job);
-                    return true;
-                }
-            }
-        }
-        false
+        true
     }
 
     /// Bytes from the link: the active device's answer, or unsolicited news for whoever

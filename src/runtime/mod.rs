@@ -2,7 +2,8 @@
 //!
 //! The task connects, reconnects with backoff, runs each device's driver session,
 //! serializes commands and polls (one request in flight per link, panel commands ahead of
-//! background polls), applies timeouts and reports what the devices say to the
+//! background polls, even between two reads of one poll group: see [`turns`]), applies
+//! timeouts and reports what the devices say to the
 //! [`Journal`]. Everything else talks to a device only through its bounded command queue,
 //! so a device that hangs, lies or drops affects nothing but its own link, and on a shared
 //! serial line nothing but its own turns (see [`link`]).
@@ -12,7 +13,11 @@
 mod backoff;
 mod link;
 mod transport;
+mod turns;
 mod unit;
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 

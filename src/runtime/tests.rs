@@ -1,0 +1,195 @@
+//! The link task against an in-memory device on a paused clock: what a panel command waits
+//! for when the device is slow and a poll group is long.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use avgate_drivers::{Map, Value};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::link::LinkTask;
+use super::unit::Unit;
+use super::{DeviceHandle, transport::LinkStream};
+use crate::config::{DeviceConfig, Link, Profile};
+use crate::journal::Journal;
+
+/// How long the simulated device takes over each request.
+const PER_REQUEST: Duration = Duration::from_millis(5);
+
+/// Reads in the meter's poll group: registers 0, 10, ... 90, ten reads with `max_gap = 0`.
+const READS_PER_POLL: u16 = 10;
+
+/// A Modbus meter whose one poll group takes [`READS_PER_POLL`] reads, the last of them
+/// of the writable `level` register.
+fn meter_profile() -> Profile {
+    let mut text = String::from(
+        "name = \"slow meter\"\ndriver = \"modbus\"\n[options]\nmax_gap = 0\n\
+         poll_groups = { default = \"10s\" }\n",
+    );
+    for i in 0..READS_PER_POLL - 1 {
+        text.push_str(&format!(
+            "[[options.points]]\nname = \"r{i}\"\ntable = \"holding\"\naddress = {}\n",
+            i * 10
+        ));
+    }
+    text.push_str(&format!(
+        "[[options.points]]\nname = \"level\"\ntable = \"holding\"\naddress = {}\nwritable = true\n",
+        (READS_PER_POLL - 1) * 10
+    ));
+    Profile::parse("slow-meter", Path::new("slow-meter.toml"), &text).expect("valid profile")
+}
+
+fn device(profile: Profile) -> DeviceConfig {
+    DeviceConfig {
+        id: "meter".into(),
+        name: "meter".into(),
+        link: Link::Tcp {
+            host: "127.0.0.1".into(),
+            port: 502,
+        },
+        password: None,
+        command_timeout: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
+        pacing: Duration::ZERO,
+        options: profile.options.clone(),
+        polls: profile.polls.clone(),
+        profile: Arc::new(profile),
+    }
+}
+
+/// One request as the device saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    at: Instant,
+    function: u8,
+    address: u16,
+}
+
+/// A Modbus TCP device at the far end of `link`: it takes [`PER_REQUEST`] over each
+/// request, keeps the holding registers written to it, and reports every request.
+async fn slow_device(mut link: DuplexStream, seen: mpsc::UnboundedSender<Seen>) {
+    let mut holding = std::collections::HashMap::<u16, u16>::new();
+    loop {
+        let mut header = [0u8; 7];
+        if link.read_exact(&mut header).await.is_err() {
+            return;
+        }
+        let length = usize::from(u16::from_be_bytes([header[4], header[5]]));
+        let mut pdu = vec![0u8; length - 1];
+        if link.read_exact(&mut pdu).await.is_err() {
+            return;
+        }
+        let (function, address) = (pdu[0], u16::from_be_bytes([pdu[1], pdu[2]]));
+        let word = u16::from_be_bytes([pdu[3], pdu[4]]);
+        let _ = seen.send(Seen {
+            at: Instant::now(),
+            function,
+            address,
+        });
+        tokio::time::sleep(PER_REQUEST).await;
+        let answer = match function {
+            3 => {
+                let mut answer = vec![3, (2 * word) as u8];
+                for register in address..address + word {
+                    let value = holding.get(&register).copied().unwrap_or(0);
+                    answer.extend(value.to_be_bytes());
+                }
+                answer
+            }
+            6 => {
+                holding.insert(address, word);
+                pdu.clone()
+            }
+            other => vec![other | 0x80, 1],
+        };
+        let mut frame = header[..4].to_vec();
+        frame.extend(((answer.len() + 1) as u16).to_be_bytes());
+        frame.push(header[6]);
+        frame.extend(answer);
+        if link.write_all(&frame).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A link task for `config` whose link is an in-memory pipe to [`slow_device`].
+fn start(config: DeviceConfig) -> (DeviceHandle, mpsc::UnboundedReceiver<Seen>) {
+    let journal = Arc::new(Journal::in_memory(1024, [config.id.clone()]));
+    let (jobs_tx, jobs_rx) = mpsc::channel(32);
+    let wake = Arc::new(Notify::new());
+    let handle = DeviceHandle {
+        id: config.id.as_str().into(),
+        jobs: jobs_tx,
+        wake: wake.clone(),
+    };
+    let unit = Unit::new(config.clone(), journal, jobs_rx).expect("driver builds");
+    let (seen_tx, seen) = mpsc::unbounded_channel();
+    let task = LinkTask::new(config.link, vec![unit], wake, CancellationToken::new()).opening_with(
+        Box::new(move |_, _| {
+            let (ours, theirs) = tokio::io::duplex(4096);
+            tokio::spawn(slow_device(theirs, seen_tx.clone()));
+            Box::pin(async move { Ok(Box::new(ours) as Box<dyn LinkStream>) })
+        }),
+    );
+    tokio::spawn(task.run());
+    (handle, seen)
+}
+
+fn args(value: Value) -> Map<String, Value> {
+    value.as_object().cloned().expect("an object")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_waits_for_the_one_read_in_flight_not_the_whole_poll_group() {
+    let (meter, mut seen) = start(device(meter_profile()));
+
+    // The first poll group is under way: its third read has just reached the device.
+    let mut reads = Vec::new();
+    while reads.len() < 3 {
+        reads.push(seen.recv().await.expect("device running"));
+    }
+    assert!(reads.iter().all(|r| r.function == 3), "{reads:?}");
+    let submitted = Instant::now();
+    let outcome = meter
+        .submit("write".into(), args(json!({"point": "level", "value": 7})))
+        .expect("queued");
+
+    let write = loop {
+        let request = seen.recv().await.expect("device running");
+        if request.function == 6 {
+            break request;
+        }
+        reads.push(request);
+    };
+    let waited = write.at - submitted;
+    assert_eq!(outcome.await.expect("answered"), Ok(()));
+    let result_after = Instant::now() - submitted;
+    eprintln!(
+        "command waited {waited:?} before reaching the device, result after {result_after:?} \
+         ({} of {READS_PER_POLL} reads of the poll group done first)",
+        reads.len()
+    );
+    assert!(
+        waited <= PER_REQUEST,
+        "the command waited {waited:?} (for {} reads) instead of at most the one read in flight",
+        reads.len() - 3 + 1
+    );
+
+    // The poll group then carries on where it stopped: after the write's read-back, the
+    // reads it had not done yet, each once.
+    let mut rest = Vec::new();
+    while rest.len() < usize::from(READS_PER_POLL) - reads.len() + 1 {
+        rest.push(seen.recv().await.expect("device running"));
+    }
+    let read_back = rest.remove(0);
+    assert_eq!((read_back.function, read_back.address), (3, 90));
+    let mut addresses: Vec<u16> = reads.iter().chain(&rest).map(|r| r.address).collect();
+    addresses.sort_unstable();
+    let all: Vec<u16> = (0..READS_PER_POLL).map(|i| i * 10).collect();
+    assert_eq!(addresses, all, "every read of the group exactly once");
+}
