@@ -87,6 +87,8 @@ pub fn derive(options: &Map<String, Value>, text: &str) -> Result<Derived, Vec<L
                 description: "Write a writable point; the result follows the device's read-back."
                     .into(),
                 args,
+                target: None,
+                conflate: None,
             },
         );
     }

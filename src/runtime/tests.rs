@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::link::LinkTask;
+use super::queue::CommandQueue;
 use super::unit::Unit;
 use super::{DeviceHandle, transport::LinkStream};
 use crate::config::{DeviceConfig, Link, Profile};
@@ -120,14 +121,15 @@ async fn slow_device(mut link: DuplexStream, seen: mpsc::UnboundedSender<Seen>) 
 /// A link task for `config` whose link is an in-memory pipe to [`slow_device`].
 fn start(config: DeviceConfig) -> (DeviceHandle, mpsc::UnboundedReceiver<Seen>) {
     let journal = Arc::new(Journal::in_memory(1024, [config.id.clone()]));
-    let (jobs_tx, jobs_rx) = mpsc::channel(32);
+    let jobs = Arc::new(CommandQueue::new(32));
     let wake = Arc::new(Notify::new());
     let handle = DeviceHandle {
         id: config.id.as_str().into(),
-        jobs: jobs_tx,
+        jobs: jobs.clone(),
+        profile: config.profile.clone(),
         wake: wake.clone(),
     };
-    let unit = Unit::new(config.clone(), journal, jobs_rx).expect("driver builds");
+    let unit = Unit::new(config.clone(), journal, jobs).expect("driver builds");
     let (seen_tx, seen) = mpsc::unbounded_channel();
     let task = LinkTask::new(config.link, vec![unit], wake, CancellationToken::new()).opening_with(
         Box::new(move |_, _| {
@@ -155,8 +157,9 @@ async fn a_command_waits_for_the_one_read_in_flight_not_the_whole_poll_group() {
     }
     assert!(reads.iter().all(|r| r.function == 3), "{reads:?}");
     let submitted = Instant::now();
+    let write = args(json!({"point": "level", "value": 7}));
     let outcome = meter
-        .submit("write".into(), args(json!({"point": "level", "value": 7})))
+        .submit(meter.ticket(), "w1", "write".into(), write)
         .expect("queued");
 
     let write = loop {

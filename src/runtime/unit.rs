@@ -5,12 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use avgate_drivers::{DriverSettings, Protocol, Request, Value};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::Job;
 use super::backoff::Backoff;
+use super::queue::{CommandQueue, Job};
 use super::turns::Wants;
 use crate::command::{ErrorCode, Failure};
 use crate::config::DeviceConfig;
@@ -23,7 +22,7 @@ pub(super) const FAILURES_BEFORE_OFFLINE: u32 = 2;
 pub(super) struct Unit {
     pub config: DeviceConfig,
     pub protocol: Box<dyn Protocol>,
-    pub jobs: mpsc::Receiver<Job>,
+    pub jobs: Arc<CommandQueue>,
     pub state: UnitState,
     pub in_flight: Option<InFlight>,
     /// The poll the driver paused between two exchanges (what it reads), to resume when
@@ -71,7 +70,7 @@ impl Unit {
     pub fn new(
         config: DeviceConfig,
         journal: Arc<Journal>,
-        jobs: mpsc::Receiver<Job>,
+        jobs: Arc<CommandQueue>,
     ) -> Result<Unit, String> {
         let settings = DriverSettings {
             options: config.options.clone(),
@@ -159,7 +158,7 @@ impl Unit {
 
     /// Starts the panel command that has waited longest.
     pub fn start_command(&mut self) {
-        if let Ok(job) = self.jobs.try_recv() {
+        if let Some(job) = self.jobs.pop() {
             let request = Request::Command {
                 name: job.command.clone(),
                 args: job.args.clone(),
@@ -313,7 +312,7 @@ impl Unit {
         let UnitState::Resting { until } = self.state else {
             return;
         };
-        while let Ok(job) = self.jobs.try_recv() {
+        while let Some(job) = self.jobs.pop() {
             let why = self
                 .journal
                 .device_error(&self.config.id)
@@ -334,8 +333,7 @@ impl Unit {
     /// On shutdown: nothing more will run.
     pub fn fail_all(&mut self, code: ErrorCode, message: &str) {
         self.finish(Err(Failure::new(code, message)));
-        self.jobs.close();
-        while let Ok(job) = self.jobs.try_recv() {
+        for job in self.jobs.close() {
             let _ = job.reply.send(Err(Failure::new(code, message)));
         }
     }
