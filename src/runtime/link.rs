@@ -167,6 +167,18 @@ impl LinkTask {
             // Act on everything the drivers have to say before waiting again.
             for i in 0..self.units.len() {
                 while let Some(output) = self.units[i].protocol.poll_output() {
+                    let output = match output {
+                        Output::Update { point, value } => {
+                            self.units[i].stage(point, value);
+                            continue;
+                        }
+                        // The values of one answer reach the journal together, and before
+                        // whatever follows them (the outcome, the next request).
+                        other => {
+                            self.units[i].publish_staged();
+                            other
+                        }
+                    };
                     if let Output::Transmit(bytes) = &output {
                         let sent = write(&mut writer, bytes, &self.link, self.write_timeout).await;
                         if let Err(error) = sent {
@@ -177,12 +189,11 @@ impl LinkTask {
                     }
                     let unit = &mut self.units[i];
                     match output {
-                        Output::Transmit(_) => {}
+                        Output::Transmit(_) | Output::Update { .. } => {}
                         Output::Ready => {
                             unit.ready();
                             quiet_until = Instant::now() + self.pacing;
                         }
-                        Output::Update { point, value } => unit.publish(&point, value),
                         Output::Completed(result) => {
                             unit.answered();
                             unit.finish(result.map_err(Failure::from));
@@ -206,6 +217,7 @@ impl LinkTask {
                         }
                     }
                 }
+                self.units[i].publish_staged();
             }
 
             let now = Instant::now();

@@ -34,6 +34,8 @@ pub(super) struct Unit {
     /// When the current session started, to tell an idle close from a failure.
     pub session_started: Instant,
     polls: Vec<PollState>,
+    /// Values of the answer being taken in, recorded together by [`Unit::publish_staged`].
+    staged: Vec<(String, Value)>,
     journal: Arc<Journal>,
 }
 
@@ -105,6 +107,7 @@ impl Unit {
             backoff: Backoff::default(),
             session_started: Instant::now(),
             polls,
+            staged: Vec::new(),
             journal,
         })
     }
@@ -274,15 +277,23 @@ impl Unit {
         };
     }
 
-    /// Records a point the profile declares; anything else the driver reports is noise
-    /// for this model and stays out of the panel protocol.
-    pub fn publish(&self, point: &str, value: Value) {
-        if self.config.profile.point(point).is_none() {
+    /// Holds a value the driver reported until the rest of its answer is in. Only points
+    /// the profile declares are kept; anything else the driver reports is noise for this
+    /// model and stays out of the panel protocol.
+    pub fn stage(&mut self, point: String, value: Value) {
+        if self.config.profile.point(&point).is_none() {
             debug!(device = %self.config.id, point, %value, "not in the profile; ignored");
             return;
         }
-        if let Some(seq) = self.journal.record(&self.config.id, point, value) {
-            debug!(device = %self.config.id, point, seq, "changed");
+        self.staged.push((point, value));
+    }
+
+    /// Records the values of one answer, in the order the driver reported them.
+    pub fn publish_staged(&mut self) {
+        for (point, value) in self.staged.drain(..) {
+            if let Some(seq) = self.journal.record(&self.config.id, &point, value) {
+                debug!(device = %self.config.id, point, seq, "changed");
+            }
         }
     }
 
