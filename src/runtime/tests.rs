@@ -196,3 +196,24 @@ async fn a_command_waits_for_the_one_read_in_flight_not_the_whole_poll_group() {
     let all: Vec<u16> = (0..READS_PER_POLL).map(|i| i * 10).collect();
     assert_eq!(addresses, all, "every read of the group exactly once");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_pacing_holds_between_the_reads_of_a_poll_group() {
+    // An RTU bus needs its silence between frames; a fussy device needs its pacing.
+    let pacing = Duration::from_millis(20);
+    let (_meter, mut seen) = start(DeviceConfig {
+        pacing,
+        ..device(meter_profile())
+    });
+    let mut reads = Vec::new();
+    while reads.len() < usize::from(READS_PER_POLL) {
+        reads.push(seen.recv().await.expect("device running"));
+    }
+    for pair in reads.windows(2) {
+        assert_eq!(
+            pair[1].at - pair[0].at,
+            PER_REQUEST + pacing,
+            "each read waits for the answer before it, then the pacing: {reads:?}"
+        );
+    }
+}
