@@ -26,7 +26,7 @@ use tracing::{debug, warn};
 
 use super::backoff::AUTH_FLOOR;
 use super::transport::{self, LinkStream};
-use super::turns::{self, Turn};
+use super::turns::{Turn, Turns};
 use super::unit::{FAILURES_BEFORE_OFFLINE, Unit, UnitState};
 use crate::command::{ErrorCode, Failure};
 use crate::config::Link;
@@ -53,12 +53,10 @@ pub(super) struct LinkTask {
     /// Rung when a command is queued for any device here.
     wake: Arc<Notify>,
     cancel: CancellationToken,
-    /// Quiet time between the end of one exchange and the next transmission.
-    pacing: Duration,
+    /// Whose turn it is, and not before the pacing.
+    turns: Turns,
     connect_timeout: Duration,
     write_timeout: Duration,
-    /// The device to consider first next time, so turns go round.
-    turn: usize,
 }
 
 /// Why an open link was given up.
@@ -80,14 +78,13 @@ impl LinkTask {
                 let link = link.clone();
                 Box::pin(async move { transport::open(&link, limit).await })
             }),
-            pacing: max(|u| u.config.pacing),
+            turns: Turns::new(max(|u| u.config.pacing)),
             connect_timeout: max(|u| u.config.connect_timeout),
             write_timeout: max(|u| u.config.command_timeout),
             link,
             units,
             wake,
             cancel,
-            turn: 0,
         }
     }
 
@@ -162,7 +159,6 @@ impl LinkTask {
         for unit in self.awake_units() {
             unit.state = UnitState::Idle;
         }
-        let mut quiet_until = Instant::now();
         loop {
             // Act on everything the drivers have to say before waiting again.
             for i in 0..self.units.len() {
@@ -192,18 +188,18 @@ impl LinkTask {
                         Output::Transmit(_) | Output::Update { .. } => {}
                         Output::Ready => {
                             unit.ready();
-                            quiet_until = Instant::now() + self.pacing;
+                            self.turns.exchange_ended(Instant::now());
                         }
                         Output::Completed(result) => {
                             unit.answered();
                             unit.finish(result.map_err(Failure::from));
-                            quiet_until = Instant::now() + self.pacing;
+                            self.turns.exchange_ended(Instant::now());
                         }
                         // The exchange is over, so the link is free for a waiting command.
                         Output::Paused => {
                             unit.answered();
                             unit.pause();
-                            quiet_until = Instant::now() + self.pacing;
+                            self.turns.exchange_ended(Instant::now());
                         }
                         Output::Fatal(err) => {
                             warn!(device = %unit.id(), "{err}");
@@ -231,7 +227,7 @@ impl LinkTask {
                 return LinkEnd::Reopen;
             }
             let active = self.active();
-            if active.is_none() && now >= quiet_until && self.start_next() {
+            if active.is_none() && self.start_next(now) {
                 continue;
             }
 
@@ -247,15 +243,15 @@ impl LinkTask {
             // waiting for it), else for the next poll or the end of a device's rest.
             let next_turn = match active {
                 Some(_) => None,
-                None if quiet_until > now => Some(quiet_until),
-                None => self
-                    .units
-                    .iter()
-                    .filter_map(|u| match u.state {
-                        UnitState::Resting { until } => Some(until),
-                        _ => u.next_poll(),
-                    })
-                    .min(),
+                None => self.turns.quiet_until(now).or_else(|| {
+                    self.units
+                        .iter()
+                        .filter_map(|u| match u.state {
+                            UnitState::Resting { until } => Some(until),
+                            _ => u.next_poll(),
+                        })
+                        .min()
+                }),
             };
             let driver_timer = self
                 .units
@@ -313,13 +309,11 @@ impl LinkTask {
 
     /// Gives the link to the next device with something to do (see [`turns`] for the
     /// order). Returns whether anything happened.
-    fn start_next(&mut self) -> bool {
-        let now = Instant::now();
+    fn start_next(&mut self, now: Instant) -> bool {
         let units = &self.units;
-        let Some(turn) = turns::next_turn(units.len(), self.turn, |i| units[i].wants(now)) else {
+        let Some(turn) = self.turns.next(now, units.len(), |i| units[i].wants(now)) else {
             return false;
         };
-        self.turn = turn.device() + 1;
         let unit = &mut self.units[turn.device()];
         match turn {
             Turn::Connect(_) => unit.connect(),
