@@ -63,18 +63,29 @@ fn device(profile: Profile) -> DeviceConfig {
     }
 }
 
+/// The same meter as Modbus unit `unit`, named `id`, on the same link as the others.
+fn unit_on_a_shared_link(id: &str, unit: u8) -> DeviceConfig {
+    let mut config = device(meter_profile());
+    config.id = id.into();
+    config.name = id.into();
+    config.options.insert("unit".into(), json!(unit));
+    config
+}
+
 /// One request as the device saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Seen {
     at: Instant,
+    unit: u8,
     function: u8,
     address: u16,
 }
 
-/// A Modbus TCP device at the far end of `link`: it takes [`PER_REQUEST`] over each
-/// request, keeps the holding registers written to it, and reports every request.
+/// Modbus TCP devices at the far end of `link`, any unit id: each request takes
+/// [`PER_REQUEST`]; they keep the holding registers written to them and report every
+/// request.
 async fn slow_device(mut link: DuplexStream, seen: mpsc::UnboundedSender<Seen>) {
-    let mut holding = std::collections::HashMap::<u16, u16>::new();
+    let mut holding = std::collections::HashMap::<(u8, u16), u16>::new();
     loop {
         let mut header = [0u8; 7];
         if link.read_exact(&mut header).await.is_err() {
@@ -87,8 +98,10 @@ async fn slow_device(mut link: DuplexStream, seen: mpsc::UnboundedSender<Seen>) 
         }
         let (function, address) = (pdu[0], u16::from_be_bytes([pdu[1], pdu[2]]));
         let word = u16::from_be_bytes([pdu[3], pdu[4]]);
+        let unit = header[6];
         let _ = seen.send(Seen {
             at: Instant::now(),
+            unit,
             function,
             address,
         });
@@ -97,13 +110,13 @@ async fn slow_device(mut link: DuplexStream, seen: mpsc::UnboundedSender<Seen>) 
             3 => {
                 let mut answer = vec![3, (2 * word) as u8];
                 for register in address..address + word {
-                    let value = holding.get(&register).copied().unwrap_or(0);
+                    let value = holding.get(&(unit, register)).copied().unwrap_or(0);
                     answer.extend(value.to_be_bytes());
                 }
                 answer
             }
             6 => {
-                holding.insert(address, word);
+                holding.insert((unit, address), word);
                 pdu.clone()
             }
             other => vec![other | 0x80, 1],
@@ -118,28 +131,39 @@ async fn slow_device(mut link: DuplexStream, seen: mpsc::UnboundedSender<Seen>) 
     }
 }
 
-/// A link task for `config` whose link is an in-memory pipe to [`slow_device`].
-fn start(config: DeviceConfig) -> (DeviceHandle, mpsc::UnboundedReceiver<Seen>) {
-    let journal = Arc::new(Journal::in_memory(1024, [config.id.clone()]));
-    let jobs = Arc::new(CommandQueue::new(32));
+/// One link task for `configs` (devices on one link) whose link is an in-memory pipe to
+/// [`slow_device`].
+fn start_link(configs: Vec<DeviceConfig>) -> (Vec<DeviceHandle>, mpsc::UnboundedReceiver<Seen>) {
+    let ids = configs.iter().map(|c| c.id.clone());
+    let journal = Arc::new(Journal::in_memory(1024, ids));
     let wake = Arc::new(Notify::new());
-    let handle = DeviceHandle {
-        id: config.id.as_str().into(),
-        jobs: jobs.clone(),
-        profile: config.profile.clone(),
-        wake: wake.clone(),
-    };
-    let unit = Unit::new(config.clone(), journal, jobs).expect("driver builds");
+    let (mut handles, mut units) = (Vec::new(), Vec::new());
+    for config in &configs {
+        let jobs = Arc::new(CommandQueue::new(32));
+        handles.push(DeviceHandle {
+            id: config.id.as_str().into(),
+            jobs: jobs.clone(),
+            profile: config.profile.clone(),
+            wake: wake.clone(),
+        });
+        units.push(Unit::new(config.clone(), journal.clone(), jobs).expect("driver builds"));
+    }
     let (seen_tx, seen) = mpsc::unbounded_channel();
-    let task = LinkTask::new(config.link, vec![unit], wake, CancellationToken::new()).opening_with(
-        Box::new(move |_, _| {
+    let link = configs[0].link.clone();
+    let task = LinkTask::new(link, units, wake, CancellationToken::new()).opening_with(Box::new(
+        move |_, _| {
             let (ours, theirs) = tokio::io::duplex(4096);
             tokio::spawn(slow_device(theirs, seen_tx.clone()));
             Box::pin(async move { Ok(Box::new(ours) as Box<dyn LinkStream>) })
-        }),
-    );
+        },
+    ));
     tokio::spawn(task.run());
-    (handle, seen)
+    (handles, seen)
+}
+
+fn start(config: DeviceConfig) -> (DeviceHandle, mpsc::UnboundedReceiver<Seen>) {
+    let (mut handles, seen) = start_link(vec![config]);
+    (handles.remove(0), seen)
 }
 
 fn args(value: Value) -> Map<String, Value> {
@@ -216,4 +240,42 @@ async fn the_pacing_holds_between_the_reads_of_a_poll_group() {
             "each read waits for the answer before it, then the pacing: {reads:?}"
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_for_one_unit_goes_between_two_reads_of_another_units_poll() {
+    let (meters, mut seen) = start_link(vec![
+        unit_on_a_shared_link("meter-a", 1),
+        unit_on_a_shared_link("meter-b", 2),
+    ]);
+    // Unit 2's poll group is under way: its third read has just reached the bus.
+    let mut unit_two_reads = 0;
+    while unit_two_reads < 3 {
+        let request = seen.recv().await.expect("device running");
+        if request.unit == 2 {
+            unit_two_reads += 1;
+        }
+    }
+    let submitted = Instant::now();
+    let write = args(json!({"point": "level", "value": 3}));
+    let outcome = meters[0]
+        .submit(meters[0].ticket(), "a1", "write".into(), write)
+        .expect("queued");
+    let next = seen.recv().await.expect("device running");
+    assert_eq!(
+        (next.unit, next.function),
+        (1, 6),
+        "unit 1's write is the very next request on the bus"
+    );
+    assert!(
+        next.at - submitted <= PER_REQUEST,
+        "waited {:?}",
+        next.at - submitted
+    );
+    assert_eq!(outcome.await.expect("answered"), Ok(()));
+    // Then unit 2's poll carries on (after unit 1's read-back).
+    let read_back = seen.recv().await.expect("device running");
+    assert_eq!((read_back.unit, read_back.address), (1, 90));
+    let resumed = seen.recv().await.expect("device running");
+    assert_eq!((resumed.unit, resumed.address), (2, 30));
 }
