@@ -45,6 +45,10 @@ pub enum ErrorCode {
     DeviceBusy,
     /// The device did not answer within the profile's command timeout.
     Timeout,
+    /// A newer command for the same device, command and target (a set-style command such
+    /// as `volume` on one output) replaced this one before it started; the message names
+    /// the newer command, whose result says what the device did.
+    Superseded,
     /// The device refused or reported a failure.
     DeviceError,
     /// The device does not support what was asked.
@@ -75,6 +79,7 @@ impl ErrorCode {
             Self::DeviceOffline => "device_offline",
             Self::DeviceBusy => "device_busy",
             Self::Timeout => "timeout",
+            Self::Superseded => "superseded",
             Self::DeviceError => "device_error",
             Self::Unsupported => "unsupported",
             Self::Unauthorized => "unauthorized",
@@ -110,6 +115,7 @@ mod tests {
             ErrorCode::UnknownDevice,
             ErrorCode::DeviceOffline,
             ErrorCode::HelloRequired,
+            ErrorCode::Superseded,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }

@@ -23,7 +23,7 @@ use tracing::warn;
 use crate::audit::{AuditEntry, AuditLog, Record};
 use crate::command::{ErrorCode, Failure, Outcome};
 use crate::config::Profile;
-use crate::runtime::DeviceHandle;
+use crate::runtime::{DeviceHandle, Ticket};
 use crate::store::{Store, unix_millis};
 
 /// Outcomes remembered at most, whatever the window: a panel that floods the gateway with
@@ -92,6 +92,8 @@ struct CommandRecord {
 /// One accepted command on its way through [`execute`].
 struct Accepted {
     key: CommandKey,
+    /// Its place in the device's line, taken as it was accepted.
+    ticket: Ticket,
     origin: Origin,
     device: String,
     command: String,
@@ -242,6 +244,7 @@ impl Router {
         let store = self.store.clone();
         let audit = self.audit.clone();
         let accepted = Accepted {
+            ticket: handle.ticket(),
             key,
             origin: origin.clone(),
             device: device.to_string(),
@@ -256,6 +259,7 @@ impl Router {
                 device,
                 command,
                 args,
+                ..
             } = &accepted;
             audit.record(audit_record(
                 origin,
@@ -355,7 +359,12 @@ async fn execute(
             format!("the command was not run because it could not be recorded: {e}"),
         ));
     }
-    let outcome = match handle.submit(accepted.command.clone(), accepted.args.clone()) {
+    let outcome = match handle.submit(
+        accepted.ticket,
+        &accepted.key.id,
+        accepted.command.clone(),
+        accepted.args.clone(),
+    ) {
         Ok(reply) => reply.await.unwrap_or_else(|_| {
             Err(Failure::new(
                 ErrorCode::ShuttingDown,

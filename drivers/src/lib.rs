@@ -35,7 +35,9 @@ pub use serde_json::{Map, Value};
 /// One unit of work the runtime asks a driver to perform on an established session.
 ///
 /// The runtime starts at most one request at a time per session and waits for its
-/// [`Output::Completed`] (or gives up after the profile's timeout).
+/// [`Output::Completed`] (or gives up after the profile's timeout). A poll that takes
+/// several exchanges may pause between two of them ([`Output::Paused`]) so that a panel
+/// command never waits for more than the one exchange in flight.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     /// A command from a panel, already checked against the profile's argument schema.
@@ -59,6 +61,11 @@ pub enum Output {
     Update { point: String, value: Value },
     /// The request in flight finished.
     Completed(Result<(), DeviceError>),
+    /// The poll in flight finished one exchange and has more to do; it waits, with nothing
+    /// on the wire, until [`Protocol::resume`]. Meanwhile the runtime may run another
+    /// request (a panel command) on the session. A poll is a background read, so setting it
+    /// aside costs nothing but freshness; a command is never paused.
+    Paused,
     /// The session cannot go on (wrong password, protocol violation): the runtime closes
     /// the connection, fails whatever is in flight and reconnects after a backoff.
     Fatal(SessionError),
@@ -76,9 +83,14 @@ pub trait Protocol: Send {
     fn received(&mut self, now: Instant, data: &[u8]);
 
     /// Begin a request. Only called after [`Output::Ready`] and while no request is in
-    /// flight. A request the driver cannot express fails with `Err` without touching the
-    /// wire.
+    /// flight; a [paused](Output::Paused) poll does not count, but the runtime resumes it
+    /// before starting another poll. A request the driver cannot express fails with `Err`
+    /// without touching the wire.
     fn start(&mut self, now: Instant, request: &Request) -> Result<(), DeviceError>;
+
+    /// Carries on with the poll that [paused](Output::Paused); called while no other
+    /// request is in flight. Drivers that never pause need not implement it.
+    fn resume(&mut self, _now: Instant) {}
 
     /// The runtime gave up on the request in flight (its timeout passed). The driver
     /// forgets it; the runtime reconnects, because a late reply would otherwise be

@@ -18,6 +18,18 @@ pub fn feed<P: Protocol + ?Sized>(session: &mut P, bytes: &[u8]) -> Vec<Output> 
     drain(session)
 }
 
+/// Bytes from the device, and what the session made of them; a poll that pauses between
+/// two exchanges is resumed at once, as the runtime does when no command is waiting.
+pub fn feed_resuming<P: Protocol + ?Sized>(session: &mut P, bytes: &[u8]) -> Vec<Output> {
+    let mut outputs = feed(session, bytes);
+    if outputs.last() == Some(&Output::Paused) {
+        outputs.pop();
+        session.resume(Instant::now());
+        outputs.extend(drain(session));
+    }
+    outputs
+}
+
 /// Starts a request the session must accept, and returns what it put out.
 pub fn start<P: Protocol + ?Sized>(session: &mut P, request: Request) -> Vec<Output> {
     session.start(Instant::now(), &request).unwrap();

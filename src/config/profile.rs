@@ -223,6 +223,10 @@ fn default_connect_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
+/// The shortest poll interval a profile or site may set: faster polling floods the link and
+/// the journal for no benefit a panel can see.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
 #[derive(Debug, Clone)]
 pub struct Poll {
     pub query: String,
@@ -262,6 +266,77 @@ pub struct CommandSpec {
     pub description: String,
     #[serde(default)]
     pub args: BTreeMap<String, ArgSpec>,
+    /// For a set-style command, the arguments that name what it sets (`output` for
+    /// `volume`), as opposed to the value (`level`): a newer command with the same
+    /// arguments given and the same target replaces a queued older one, which is answered
+    /// `superseded`. `None`: every command runs. After [`Profile::parse`], the profile's
+    /// own `target` or the shared vocabulary's default ([`SET_STYLE`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Vec<String>>,
+    /// `false` turns conflation off for a command the vocabulary calls set-style; `true`
+    /// turns it on with `target` (or no target: one value for the whole device).
+    #[serde(default, skip_serializing)]
+    pub conflate: Option<bool>,
+}
+
+/// Set-style commands of the shared vocabulary, with the arguments that (when a profile
+/// declares them) name what is set. A profile's `target` or `conflate` overrides this.
+/// `preset` is not here: storing a preset is an action, not a value.
+pub const SET_STYLE: &[(&str, &[&str])] = &[
+    ("power", &[]),
+    ("input", &["output"]),
+    ("volume", &["output", "channel"]),
+    ("mute", &["output", "channel"]),
+    ("route", &["output", "kind"]),
+    ("zoom_to", &[]),
+    ("write", &["point"]),
+];
+
+impl CommandSpec {
+    /// Settles `target` from the profile's `target`/`conflate` and the vocabulary's default
+    /// for a command named `name`; says what is wrong with them otherwise.
+    fn settle_target(&mut self, name: &str) -> Result<(), String> {
+        let default = || {
+            SET_STYLE
+                .iter()
+                .find(|(set_style, _)| *set_style == name)
+                .map(|(_, target)| {
+                    target
+                        .iter()
+                        .filter(|arg| self.args.contains_key(**arg))
+                        .map(|arg| arg.to_string())
+                        .collect::<Vec<_>>()
+                })
+        };
+        self.target = match (self.conflate, self.target.take()) {
+            (Some(false), Some(_)) => {
+                return Err(format!(
+                    "command `{name}`: `target` makes it set-style but `conflate = false` says it is not; drop one"
+                ));
+            }
+            (Some(false), None) => None,
+            (_, Some(target)) => Some(target),
+            (Some(true), None) => Some(default().unwrap_or_default()),
+            (None, None) => default(),
+        };
+        if let Some(unknown) = self
+            .target
+            .iter()
+            .flatten()
+            .find(|arg| !self.args.contains_key(*arg))
+        {
+            let known: Vec<&str> = self.args.keys().map(String::as_str).collect();
+            return Err(format!(
+                "command `{name}`: `target` names `{unknown}`, which is not one of its arguments ({})",
+                if known.is_empty() {
+                    "it has none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -461,7 +536,11 @@ impl Profile {
             match register_map::derive(&options, text) {
                 Ok(derived) => Some(derived),
                 Err(located) => {
-                    errors.push(ConfigError::at(path, text, located.span, located.message));
+                    errors.extend(
+                        located.into_iter().map(|located| {
+                            ConfigError::at(path, text, located.span, located.message)
+                        }),
+                    );
                     return Err(ConfigErrors(errors));
                 }
             }
@@ -478,7 +557,15 @@ impl Profile {
                 format!("[options]: {why}"),
             );
         }
-        for name in file.commands.keys() {
+        let mut commands: BTreeMap<String, CommandSpec> = BTreeMap::new();
+        for (name, spec) in &file.commands {
+            let mut spec = spec.clone();
+            match spec.settle_target(name.get_ref()) {
+                Ok(()) => {
+                    commands.insert(name.get_ref().clone(), spec);
+                }
+                Err(why) => err(Some(name.span()), why),
+            }
             if !driver_info.commands.contains(&name.get_ref().as_str()) {
                 err(
                     Some(name.span()),
@@ -522,10 +609,10 @@ impl Profile {
                     ),
                 );
             }
-            if poll.every < Duration::from_millis(100) {
+            if poll.every < MIN_POLL_INTERVAL {
                 err(
                     Some(poll.query.span()),
-                    "poll `every` must be at least 100ms".into(),
+                    format!("poll `every` must be at least {MIN_POLL_INTERVAL:?}"),
                 );
             }
         }
@@ -554,17 +641,17 @@ impl Profile {
                 .into_iter()
                 .map(|(k, v)| (k.into_inner(), v))
                 .collect(),
-            commands: file
-                .commands
-                .into_iter()
-                .map(|(k, v)| (k.into_inner(), v))
-                .collect(),
+            commands,
             source: path.to_path_buf(),
         };
         if let Some(derived) = derived {
             profile.points = derived.points;
             profile.commands = derived.commands;
             profile.polls = derived.polls;
+            for (name, spec) in &mut profile.commands {
+                spec.settle_target(name)
+                    .expect("derived commands declare their arguments");
+            }
         }
         Ok(profile)
     }
@@ -658,6 +745,59 @@ mod tests {
         assert!(errs.0[0].message.contains("command `launch`"), "{errs}");
         assert_eq!(errs.0[1].position.map(|p| p.0), Some(4), "{errs}");
         assert!(errs.0[1].message.contains("poll query `weather`"), "{errs}");
+    }
+
+    #[test]
+    fn set_style_commands_get_the_vocabulary_targets() {
+        let target = |id: &str, command: &str| built_in(id).commands[command].target.clone();
+        let owned = |names: &[&str]| Some(names.iter().map(|n| n.to_string()).collect());
+        assert_eq!(target("extron-sis-switcher", "volume"), owned(&["output"]));
+        assert_eq!(
+            target("extron-sis-switcher", "route"),
+            owned(&["output", "kind"])
+        );
+        assert_eq!(target("samsung-mdc-display", "volume"), owned(&[]));
+        assert_eq!(target("pjlink-projector", "input"), owned(&[]));
+        assert_eq!(
+            target("modbus-power-sequencer-8", "write"),
+            owned(&["point"])
+        );
+        // Actions are never conflated: a stored preset or a started move must run.
+        assert_eq!(target("sony-visca-camera", "preset"), None);
+        assert_eq!(target("sony-visca-camera", "pan_tilt"), None);
+    }
+
+    #[test]
+    fn a_profile_sets_or_turns_off_conflation() {
+        let parse = |command: &str| {
+            let text = format!(
+                "name = \"x\"\ndriver = \"extron-sis\"\n[commands.volume]\n\
+                 args.level = {{ type = \"integer\" }}\nargs.output = {{ type = \"integer\" }}\n{command}"
+            );
+            Profile::parse("x", Path::new("x.toml"), &text)
+        };
+        let commands = |command: &str| parse(command).unwrap().commands;
+        assert_eq!(commands("conflate = false\n")["volume"].target, None);
+        assert_eq!(
+            commands("conflate = true\n")["volume"].target,
+            Some(vec!["output".to_string()])
+        );
+        assert_eq!(
+            commands("target = []\n")["volume"].target,
+            Some(Vec::new()),
+            "one value for every output"
+        );
+        let error = parse("target = [\"zone\"]\n").unwrap_err().to_string();
+        assert!(
+            error.starts_with("x.toml:3:11:")
+                && error.contains("`zone`")
+                && error.contains("level, output"),
+            "{error}"
+        );
+        let error = parse("target = [\"output\"]\nconflate = false\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("drop one"), "{error}");
     }
 
     #[test]

@@ -8,7 +8,12 @@ use std::ops::Range;
 use avgate_drivers::modbus::{MapError, RegisterMap, map::Kind};
 use avgate_drivers::{Map, Value};
 
-use super::profile::{ArgSpec, ArgType, CommandSpec, PointSpec, PointType, Poll};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::profile::{
+    ArgSpec, ArgType, CommandSpec, MIN_POLL_INTERVAL, PointSpec, PointType, Poll,
+};
 
 /// What a register map gives a profile.
 pub struct Derived {
@@ -24,8 +29,12 @@ pub struct Located {
 }
 
 /// Derives points, the `write` command and the polls from the map in `options`.
-pub fn derive(options: &Map<String, Value>, text: &str) -> Result<Derived, Located> {
-    let map = RegisterMap::from_options(options).map_err(|e| locate(&e, text))?;
+pub fn derive(options: &Map<String, Value>, text: &str) -> Result<Derived, Vec<Located>> {
+    let map = RegisterMap::from_options(options).map_err(|e| vec![locate(&e, text)])?;
+    let too_fast = too_fast_poll_groups(&map, text);
+    if !too_fast.is_empty() {
+        return Err(too_fast);
+    }
     let mut points = BTreeMap::new();
     for point in &map.points {
         let kind = match point.kind {
@@ -78,6 +87,8 @@ pub fn derive(options: &Map<String, Value>, text: &str) -> Result<Derived, Locat
                 description: "Write a writable point; the result follows the device's read-back."
                     .into(),
                 args,
+                target: None,
+                conflate: None,
             },
         );
     }
@@ -96,6 +107,47 @@ pub fn derive(options: &Map<String, Value>, text: &str) -> Result<Derived, Locat
         commands,
         polls,
     })
+}
+
+/// Poll groups set faster than [`MIN_POLL_INTERVAL`], the floor every poll is held to,
+/// each at its `group = "..."` entry.
+fn too_fast_poll_groups(map: &RegisterMap, text: &str) -> Vec<Located> {
+    // Only the spans are wanted here; the map itself was read (and checked) above.
+    #[derive(Deserialize)]
+    struct File {
+        options: Option<Options>,
+    }
+    #[derive(Deserialize)]
+    struct Options {
+        #[serde(default)]
+        poll_groups: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
+    }
+    let spans: BTreeMap<String, Range<usize>> = toml::from_str::<File>(text)
+        .ok()
+        .and_then(|file| file.options)
+        .map(|options| {
+            options
+                .poll_groups
+                .into_iter()
+                .map(|(group, value)| {
+                    let span = group.span().start..value.span().end;
+                    (group.into_inner(), span)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    map.poll_groups
+        .iter()
+        .filter(|(_, every)| **every < MIN_POLL_INTERVAL)
+        .map(|(group, every)| Located {
+            message: format!(
+                "poll group `{group}` every {every:?} is faster than the {MIN_POLL_INTERVAL:?} every poll is held to; \
+                 set `poll_groups.{group}` to at least \"{}ms\"",
+                MIN_POLL_INTERVAL.as_millis()
+            ),
+            span: spans.get(group).cloned(),
+        })
+        .collect()
 }
 
 /// Points at the line of the offending field: the point's `name = "..."` line in the
@@ -185,6 +237,27 @@ mod tests {
                 && error.lines().count() == 1,
             "{error}"
         );
+    }
+
+    #[test]
+    fn poll_groups_are_held_to_the_poll_floor() {
+        let point =
+            "[[options.points]]\nname = \"a\"\ntable = \"coil\"\naddress = 0\npoll = \"fast\"\n";
+        let error = parse(&format!(
+            "poll_groups = {{ slow = \"5s\", fast = \"1ms\" }}\n{point}"
+        ))
+        .unwrap_err();
+        // Line 5 column 30: the `fast = "1ms"` entry of the inline table.
+        assert!(
+            error.starts_with("m.toml:5:30:")
+                && error.contains("poll group `fast`")
+                && error.contains("100ms")
+                && error.lines().count() == 1,
+            "{error}"
+        );
+        let error = parse(&format!("{point}[options.poll_groups]\nfast = \"99ms\"\n")).unwrap_err();
+        assert!(error.starts_with("m.toml:11:1:"), "{error}");
+        assert!(parse(&format!("poll_groups = {{ fast = \"100ms\" }}\n{point}")).is_ok());
     }
 
     #[test]

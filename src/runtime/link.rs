@@ -26,6 +26,7 @@ use tracing::{debug, warn};
 
 use super::backoff::AUTH_FLOOR;
 use super::transport::{self, LinkStream};
+use super::turns::{Turn, Turns};
 use super::unit::{FAILURES_BEFORE_OFFLINE, Unit, UnitState};
 use crate::command::{ErrorCode, Failure};
 use crate::config::Link;
@@ -39,18 +40,23 @@ const HEALTHY_SESSION: Duration = Duration::from_secs(1);
 /// Bytes read from the link at a time.
 const READ_CHUNK: usize = 2048;
 
+/// Opens the link; tests swap in an in-memory device.
+pub(super) type Opener =
+    Box<dyn Fn(&Link, Duration) -> BoxFuture<Result<Box<dyn LinkStream>, String>> + Send + Sync>;
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
 pub(super) struct LinkTask {
     link: Link,
+    open: Opener,
     units: Vec<Unit>,
     /// Rung when a command is queued for any device here.
     wake: Arc<Notify>,
     cancel: CancellationToken,
-    /// Quiet time between the end of one exchange and the next transmission.
-    pacing: Duration,
+    /// Whose turn it is, and not before the pacing.
+    turns: Turns,
     connect_timeout: Duration,
     write_timeout: Duration,
-    /// The device to consider first next time, so turns go round.
-    turn: usize,
 }
 
 /// Why an open link was given up.
@@ -68,15 +74,25 @@ impl LinkTask {
     ) -> LinkTask {
         let max = |f: fn(&Unit) -> Duration| units.iter().map(f).max().unwrap_or_default();
         LinkTask {
-            pacing: max(|u| u.config.pacing),
+            open: Box::new(|link, limit| {
+                let link = link.clone();
+                Box::pin(async move { transport::open(&link, limit).await })
+            }),
+            turns: Turns::new(max(|u| u.config.pacing)),
             connect_timeout: max(|u| u.config.connect_timeout),
             write_timeout: max(|u| u.config.command_timeout),
             link,
             units,
             wake,
             cancel,
-            turn: 0,
         }
+    }
+
+    /// Opens the link with `open` instead of the real transport.
+    #[cfg(test)]
+    pub(super) fn opening_with(mut self, open: Opener) -> LinkTask {
+        self.open = open;
+        self
     }
 
     pub(super) async fn run(mut self) {
@@ -86,7 +102,7 @@ impl LinkTask {
             }
             let opened = tokio::select! {
                 _ = self.cancel.cancelled() => break,
-                opened = transport::open(&self.link, self.connect_timeout) => opened,
+                opened = (self.open)(&self.link, self.connect_timeout) => opened,
             };
             match opened {
                 Ok(stream) => match self.run_open(stream).await {
@@ -143,11 +159,22 @@ impl LinkTask {
         for unit in self.awake_units() {
             unit.state = UnitState::Idle;
         }
-        let mut quiet_until = Instant::now();
         loop {
             // Act on everything the drivers have to say before waiting again.
             for i in 0..self.units.len() {
                 while let Some(output) = self.units[i].protocol.poll_output() {
+                    let output = match output {
+                        Output::Update { point, value } => {
+                            self.units[i].stage(point, value);
+                            continue;
+                        }
+                        // The values of one answer reach the journal together, and before
+                        // whatever follows them (the outcome, the next request).
+                        other => {
+                            self.units[i].publish_staged();
+                            other
+                        }
+                    };
                     if let Output::Transmit(bytes) = &output {
                         let sent = write(&mut writer, bytes, &self.link, self.write_timeout).await;
                         if let Err(error) = sent {
@@ -158,16 +185,21 @@ impl LinkTask {
                     }
                     let unit = &mut self.units[i];
                     match output {
-                        Output::Transmit(_) => {}
+                        Output::Transmit(_) | Output::Update { .. } => {}
                         Output::Ready => {
                             unit.ready();
-                            quiet_until = Instant::now() + self.pacing;
+                            self.turns.exchange_ended(Instant::now());
                         }
-                        Output::Update { point, value } => unit.publish(&point, value),
                         Output::Completed(result) => {
                             unit.answered();
                             unit.finish(result.map_err(Failure::from));
-                            quiet_until = Instant::now() + self.pacing;
+                            self.turns.exchange_ended(Instant::now());
+                        }
+                        // The exchange is over, so the link is free for a waiting command.
+                        Output::Paused => {
+                            unit.answered();
+                            unit.pause();
+                            self.turns.exchange_ended(Instant::now());
                         }
                         Output::Fatal(err) => {
                             warn!(device = %unit.id(), "{err}");
@@ -181,6 +213,7 @@ impl LinkTask {
                         }
                     }
                 }
+                self.units[i].publish_staged();
             }
 
             let now = Instant::now();
@@ -194,7 +227,7 @@ impl LinkTask {
                 return LinkEnd::Reopen;
             }
             let active = self.active();
-            if active.is_none() && now >= quiet_until && self.start_next() {
+            if active.is_none() && self.start_next(now) {
                 continue;
             }
 
@@ -210,15 +243,15 @@ impl LinkTask {
             // waiting for it), else for the next poll or the end of a device's rest.
             let next_turn = match active {
                 Some(_) => None,
-                None if quiet_until > now => Some(quiet_until),
-                None => self
-                    .units
-                    .iter()
-                    .filter_map(|u| match u.state {
-                        UnitState::Resting { until } => Some(until),
-                        _ => u.next_poll(),
-                    })
-                    .min(),
+                None => self.turns.quiet_until(now).or_else(|| {
+                    self.units
+                        .iter()
+                        .filter_map(|u| match u.state {
+                            UnitState::Resting { until } => Some(until),
+                            _ => u.next_poll(),
+                        })
+                        .min()
+                }),
             };
             let driver_timer = self
                 .units
@@ -274,30 +307,21 @@ impl LinkTask {
             .position(|u| u.in_flight.is_some() || matches!(u.state, UnitState::Greeting { .. }))
     }
 
-    /// Gives the link to the next device with something to do: a session to start, then a
-    /// panel command, then a due poll. Returns whether anything happened.
-    fn start_next(&mut self) -> bool {
-        let (count, turn) = (self.units.len(), self.turn);
-        let order = move || (0..count).map(move |k| (turn + k) % count);
-        if let Some(i) = order().find(|&i| self.units[i].state == UnitState::Idle) {
-            self.turn = i + 1;
-            self.units[i].connect();
-            return true;
+    /// Gives the link to the next device with something to do (see [`turns`] for the
+    /// order). Returns whether anything happened.
+    fn start_next(&mut self, now: Instant) -> bool {
+        let units = &self.units;
+        let Some(turn) = self.turns.next(now, units.len(), |i| units[i].wants(now)) else {
+            return false;
+        };
+        let unit = &mut self.units[turn.device()];
+        match turn {
+            Turn::Connect(_) => unit.connect(),
+            Turn::Command(_) => unit.start_command(),
+            Turn::Resume(_) => unit.resume(),
+            Turn::Poll(_) => unit.start_poll(now),
         }
-        for polls_too in [false, true] {
-            for i in order() {
-                let unit = &mut self.units[i];
-                if unit.state != UnitState::Ready {
-                    continue;
-                }
-                if let Some((request, job)) = unit.next_request(polls_too) {
-                    self.turn = i + 1;
-                    unit.start(request, job);
-                    return true;
-                }
-            }
-        }
-        false
+        true
     }
 
     /// Bytes from the link: the active device's answer, or unsolicited news for whoever

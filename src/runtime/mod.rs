@@ -2,7 +2,8 @@
 //!
 //! The task connects, reconnects with backoff, runs each device's driver session,
 //! serializes commands and polls (one request in flight per link, panel commands ahead of
-//! background polls), applies timeouts and reports what the devices say to the
+//! background polls, even between two reads of one poll group: see [`turns`]), applies
+//! timeouts and reports what the devices say to the
 //! [`Journal`]. Everything else talks to a device only through its bounded command queue,
 //! so a device that hangs, lies or drops affects nothing but its own link, and on a shared
 //! serial line nothing but its own turns (see [`link`]).
@@ -11,32 +12,34 @@
 
 mod backoff;
 mod link;
+mod queue;
 mod transport;
+mod turns;
 mod unit;
+
+use queue::{CommandQueue, Refused};
+pub use queue::{Job, Ticket};
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
 use avgate_drivers::{Map, Value};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::command::{ErrorCode, Failure, Outcome};
-use crate::config::DeviceConfig;
+use crate::config::{DeviceConfig, Profile};
 use crate::journal::Journal;
-
-/// A command on its way to a device, with the way back for its outcome.
-pub struct Job {
-    pub command: String,
-    pub args: Map<String, Value>,
-    pub reply: oneshot::Sender<Outcome>,
-}
 
 /// The only way into a device task.
 #[derive(Clone)]
 pub struct DeviceHandle {
     id: Arc<str>,
-    jobs: mpsc::Sender<Job>,
+    jobs: Arc<CommandQueue>,
+    profile: Arc<Profile>,
     /// The link task's doorbell: it may be busy with another device on the same link.
     wake: Arc<Notify>,
 }
@@ -46,31 +49,51 @@ impl DeviceHandle {
         &self.id
     }
 
-    /// Queues a command. Fails at once with `device_busy` when the queue is full, rather
-    /// than making the panel wait behind a device that is not keeping up.
+    /// A command's place in line. Take it when the command is accepted, in the order
+    /// commands arrive: it decides which of two set-style commands for the same target is
+    /// the newer, however late either reaches [`DeviceHandle::submit`].
+    pub fn ticket(&self) -> Ticket {
+        self.jobs.ticket()
+    }
+
+    /// Queues command `id`. A set-style command replaces a waiting older one for the same
+    /// target (answered `superseded`). Fails at once with `device_busy` when the queue is
+    /// full, rather than making the panel wait behind a device that is not keeping up.
     pub fn submit(
         &self,
+        ticket: Ticket,
+        id: &str,
         command: String,
         args: Map<String, Value>,
     ) -> Result<oneshot::Receiver<Outcome>, Failure> {
         let (reply, outcome) = oneshot::channel();
-        match self.jobs.try_send(Job {
+        let key = self
+            .profile
+            .commands
+            .get(&command)
+            .and_then(|spec| spec.target.as_deref())
+            .map(|target| queue::conflation_key(&command, &args, target));
+        let job = Job {
             command,
             args,
             reply,
-        }) {
+            id: id.to_string(),
+            ticket,
+            key,
+        };
+        match self.jobs.push(job) {
             Ok(()) => {
                 self.wake.notify_one();
                 Ok(outcome)
             }
-            Err(mpsc::error::TrySendError::Full(_)) => Err(Failure::new(
+            Err(Refused::Full) => Err(Failure::new(
                 ErrorCode::DeviceBusy,
                 format!(
                     "{} has too many commands waiting; try again when earlier ones finish",
                     self.id
                 ),
             )),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(Failure::new(
+            Err(Refused::Closed) => Err(Failure::new(
                 ErrorCode::ShuttingDown,
                 "the gateway is shutting down",
             )),
@@ -101,13 +124,14 @@ pub fn spawn_links(
         let mut units = Vec::new();
         for &i in &members {
             let config = devices[i].clone();
-            let (jobs_tx, jobs_rx) = mpsc::channel(queue);
+            let jobs = Arc::new(CommandQueue::new(queue));
             handles[i] = Some(DeviceHandle {
                 id: config.id.as_str().into(),
-                jobs: jobs_tx,
+                jobs: jobs.clone(),
+                profile: config.profile.clone(),
                 wake: wake.clone(),
             });
-            match unit::Unit::new(config, journal.clone(), jobs_rx) {
+            match unit::Unit::new(config, journal.clone(), jobs) {
                 Ok(unit) => units.push(unit),
                 // Profiles are checked at load, so this only happens with a broken build;
                 // the device's queue closes and its commands fail as shutting down.

@@ -16,18 +16,10 @@ pub(super) async fn open(
     connect_timeout: Duration,
 ) -> Result<Box<dyn LinkStream>, String> {
     match link {
-        Link::Tcp { host, port } => {
-            match timeout(connect_timeout, TcpStream::connect((host.as_str(), *port))).await {
-                Ok(Ok(stream)) => {
-                    let _ = stream.set_nodelay(true);
-                    Ok(Box::new(stream))
-                }
-                Ok(Err(e)) => Err(format!("cannot connect to {link}: {e}")),
-                Err(_) => Err(format!(
-                    "cannot connect to {link}: no answer within {connect_timeout:?}"
-                )),
-            }
-        }
+        Link::Tcp { host, port } => connect_tcp(host, *port, connect_timeout)
+            .await
+            .map(|stream| Box::new(stream) as Box<dyn LinkStream>)
+            .map_err(|why| format!("cannot connect to {link}: {why}")),
         Link::Udp { host, port } => {
             let socket = udp_link(host, *port)
                 .await
@@ -38,6 +30,22 @@ pub(super) async fn open(
             open_serial(path, settings).map(|port| Box::new(port) as Box<dyn LinkStream>)
         }
     }
+}
+
+/// A TCP connection to a device, with Nagle's algorithm off: device protocols are small
+/// requests each waiting for its answer, and with Nagle on, a request sent while the last
+/// one's ACK is still delayed by the device waits up to 40 ms (200 ms on some stacks).
+async fn connect_tcp(host: &str, port: u16, limit: Duration) -> Result<TcpStream, String> {
+    let stream = match timeout(limit, TcpStream::connect((host, port))).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => return Err(format!("no answer within {limit:?}")),
+    };
+    if let Err(e) = stream.set_nodelay(true) {
+        // Still usable, only slower.
+        tracing::warn!("cannot turn Nagle's algorithm off for {host}:{port}: {e}");
+    }
+    Ok(stream)
 }
 
 /// A device's byte stream: a TCP connection or a serial port.
@@ -142,6 +150,16 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::UdpSocket;
+
+    #[tokio::test]
+    async fn device_tcp_links_send_small_requests_without_delay() {
+        let device = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = device.local_addr().unwrap().port();
+        let link = connect_tcp("127.0.0.1", port, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(link.nodelay().unwrap(), "Nagle's algorithm is off");
+    }
 
     #[tokio::test]
     async fn a_datagram_link_keeps_message_boundaries_and_ignores_strangers() {

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use avgate_drivers::{DriverSettings, Protocol, Request, Value};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::Job;
 use super::backoff::Backoff;
+use super::queue::{CommandQueue, Job};
+use super::turns::Wants;
 use crate::command::{ErrorCode, Failure};
 use crate::config::DeviceConfig;
 use crate::journal::Journal;
@@ -22,15 +22,20 @@ pub(super) const FAILURES_BEFORE_OFFLINE: u32 = 2;
 pub(super) struct Unit {
     pub config: DeviceConfig,
     pub protocol: Box<dyn Protocol>,
-    pub jobs: mpsc::Receiver<Job>,
+    pub jobs: Arc<CommandQueue>,
     pub state: UnitState,
     pub in_flight: Option<InFlight>,
+    /// The poll the driver paused between two exchanges (what it reads), to resume when
+    /// no command is waiting.
+    paused: Option<String>,
     /// Failed sessions in a row; reset when the device answers a request.
     pub failures: u32,
     pub backoff: Backoff,
     /// When the current session started, to tell an idle close from a failure.
     pub session_started: Instant,
     polls: Vec<PollState>,
+    /// Values of the answer being taken in, recorded together by [`Unit::publish_staged`].
+    staged: Vec<(String, Value)>,
     journal: Arc<Journal>,
 }
 
@@ -67,7 +72,7 @@ impl Unit {
     pub fn new(
         config: DeviceConfig,
         journal: Arc<Journal>,
-        jobs: mpsc::Receiver<Job>,
+        jobs: Arc<CommandQueue>,
     ) -> Result<Unit, String> {
         let settings = DriverSettings {
             options: config.options.clone(),
@@ -97,10 +102,12 @@ impl Unit {
             jobs,
             state: UnitState::Idle,
             in_flight: None,
+            paused: None,
             failures: 0,
             backoff: Backoff::default(),
             session_started: Instant::now(),
             polls,
+            staged: Vec::new(),
             journal,
         })
     }
@@ -113,6 +120,8 @@ impl Unit {
     pub fn connect(&mut self) {
         let now = Instant::now();
         self.session_started = now;
+        // A new connection starts a new session: the driver forgets a paused poll.
+        self.paused = None;
         self.state = UnitState::Greeting {
             deadline: now + self.config.connect_timeout,
         };
@@ -139,44 +148,87 @@ impl Unit {
         self.go_online();
     }
 
-    /// The next request this device wants to run: a waiting panel command, else (when
-    /// `polls_too`) the most overdue poll, which is rescheduled from now.
-    pub fn next_request(&mut self, polls_too: bool) -> Option<(Request, Option<Job>)> {
-        if let Ok(job) = self.jobs.try_recv() {
+    /// What this device could start now, for the link's turn order.
+    pub fn wants(&self, now: Instant) -> Wants {
+        let free = self.state == UnitState::Ready && self.in_flight.is_none();
+        Wants {
+            connect: self.state == UnitState::Idle,
+            command: free && !self.jobs.is_empty(),
+            paused_poll: free && self.paused.is_some(),
+            poll_due: free && self.polls.iter().any(|p| p.due <= now),
+        }
+    }
+
+    /// Starts the panel command that has waited longest.
+    pub fn start_command(&mut self) {
+        if let Some(job) = self.jobs.pop() {
             let request = Request::Command {
                 name: job.command.clone(),
                 args: job.args.clone(),
             };
-            return Some((request, Some(job)));
+            self.start(request, Some(job));
         }
-        if !polls_too {
-            return None;
-        }
-        let now = Instant::now();
-        let poll = self
+    }
+
+    /// Starts the most overdue poll, rescheduled from now.
+    pub fn start_poll(&mut self, now: Instant) {
+        let Some(poll) = self
             .polls
             .iter_mut()
             .filter(|p| p.due <= now)
-            .min_by_key(|p| p.due)?;
+            .min_by_key(|p| p.due)
+        else {
+            return;
+        };
         poll.due = now + poll.every;
-        Some((
-            Request::Poll {
-                query: poll.query.clone(),
-            },
-            None,
-        ))
+        let request = Request::Poll {
+            query: poll.query.clone(),
+        };
+        self.start(request, None);
     }
 
-    /// When this device next has a poll due, if it is ready for one.
+    /// The driver paused the poll in flight between two exchanges.
+    pub fn pause(&mut self) {
+        match self.in_flight.take() {
+            Some(InFlight {
+                what, job: None, ..
+            }) => self.paused = Some(what),
+            // Commands never pause; carry on rather than lose whoever waits for it.
+            Some(command) => {
+                warn!(device = %self.config.id, "{} paused; resuming it", command.what);
+                self.in_flight = Some(command);
+                self.protocol.resume(Instant::now().into_std());
+            }
+            None => {}
+        }
+    }
+
+    /// Carries on with the paused poll, with a fresh timeout for its next exchange.
+    pub fn resume(&mut self) {
+        if let Some(what) = self.paused.take() {
+            let now = Instant::now();
+            self.in_flight = Some(InFlight {
+                what,
+                job: None,
+                deadline: now + self.config.command_timeout,
+            });
+            self.protocol.resume(now.into_std());
+        }
+    }
+
+    /// When this device next has a poll to start, if it is ready for one.
     pub fn next_poll(&self) -> Option<Instant> {
         if self.state != UnitState::Ready || self.in_flight.is_some() {
             return None;
+        }
+        if self.paused.is_some() {
+            return Some(Instant::now());
         }
         self.polls.iter().map(|p| p.due).min()
     }
 
     /// Hands a request to the driver; a request it cannot express fails at once.
-    pub fn start(&mut self, request: Request, job: Option<Job>) -> bool {
+    fn start(&mut self, request: Request, job: Option<Job>) {
         let what = match &request {
             Request::Command { name, .. } => name.clone(),
             Request::Poll { query } => format!("poll {query}"),
@@ -188,17 +240,13 @@ impl Unit {
                     job,
                     deadline: Instant::now() + self.config.command_timeout,
                 });
-                true
             }
-            Err(e) => {
-                match job {
-                    Some(job) => {
-                        let _ = job.reply.send(Err(e.into()));
-                    }
-                    None => warn!(device = %self.config.id, "{what} cannot be sent: {e}"),
+            Err(e) => match job {
+                Some(job) => {
+                    let _ = job.reply.send(Err(e.into()));
                 }
-                false
-            }
+                None => warn!(device = %self.config.id, "{what} cannot be sent: {e}"),
+            },
         }
     }
 
@@ -229,15 +277,23 @@ impl Unit {
         };
     }
 
-    /// Records a point the profile declares; anything else the driver reports is noise
-    /// for this model and stays out of the panel protocol.
-    pub fn publish(&self, point: &str, value: Value) {
-        if self.config.profile.point(point).is_none() {
+    /// Holds a value the driver reported until the rest of its answer is in. Only points
+    /// the profile declares are kept; anything else the driver reports is noise for this
+    /// model and stays out of the panel protocol.
+    pub fn stage(&mut self, point: String, value: Value) {
+        if self.config.profile.point(&point).is_none() {
             debug!(device = %self.config.id, point, %value, "not in the profile; ignored");
             return;
         }
-        if let Some(seq) = self.journal.record(&self.config.id, point, value) {
-            debug!(device = %self.config.id, point, seq, "changed");
+        self.staged.push((point, value));
+    }
+
+    /// Records the values of one answer, in the order the driver reported them.
+    pub fn publish_staged(&mut self) {
+        for (point, value) in self.staged.drain(..) {
+            if let Some(seq) = self.journal.record(&self.config.id, &point, value) {
+                debug!(device = %self.config.id, point, seq, "changed");
+            }
         }
     }
 
@@ -267,7 +323,7 @@ impl Unit {
         let UnitState::Resting { until } = self.state else {
             return;
         };
-        while let Ok(job) = self.jobs.try_recv() {
+        while let Some(job) = self.jobs.pop() {
             let why = self
                 .journal
                 .device_error(&self.config.id)
@@ -288,8 +344,7 @@ impl Unit {
     /// On shutdown: nothing more will run.
     pub fn fail_all(&mut self, code: ErrorCode, message: &str) {
         self.finish(Err(Failure::new(code, message)));
-        self.jobs.close();
-        while let Ok(job) = self.jobs.try_recv() {
+        for job in self.jobs.close() {
             let _ = job.reply.send(Err(Failure::new(code, message)));
         }
     }

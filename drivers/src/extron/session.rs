@@ -343,6 +343,8 @@ fn point(base: &str, output: Option<u16>) -> String {
 struct InFlight {
     sent: Step,
     rest: VecDeque<Step>,
+    /// A poll pauses between its reads; a command runs straight through.
+    poll: bool,
 }
 
 /// One Extron SIS connection's client state.
@@ -362,6 +364,8 @@ pub struct Session {
     /// When connecting has taken too long.
     handshake_deadline: Option<Instant>,
     request: Option<InFlight>,
+    /// The reads a paused poll has still to do, sent on [`Protocol::resume`].
+    paused: Option<VecDeque<Step>>,
     outputs: VecDeque<Output>,
 }
 
@@ -376,6 +380,7 @@ impl Session {
             quiet_until: None,
             handshake_deadline: None,
             request: None,
+            paused: None,
             outputs: VecDeque::new(),
         }
     }
@@ -469,6 +474,14 @@ impl Session {
                 self.emit(updates);
                 let flight = self.request.as_mut().expect("answered a request");
                 match flight.rest.pop_front() {
+                    // Between two reads of a poll, a waiting command may go first.
+                    Some(next) if flight.poll => {
+                        let mut rest = std::mem::take(&mut flight.rest);
+                        rest.push_front(next);
+                        self.request = None;
+                        self.paused = Some(rest);
+                        self.outputs.push_back(Output::Paused);
+                    }
                     Some(next) => {
                         flight.sent = next;
                         self.transmit(next.command());
@@ -644,6 +657,7 @@ impl Session {
     fn fatal(&mut self, error: SessionError) {
         self.phase = Phase::Down;
         self.request = None;
+        self.paused = None;
         self.quiet_until = None;
         self.handshake_deadline = None;
         self.lines.clear();
@@ -660,6 +674,7 @@ impl Protocol for Session {
         self.quiet_until = Some(now + BANNER_QUIET);
         self.handshake_deadline = Some(now + HANDSHAKE_TIMEOUT);
         self.request = None;
+        self.paused = None;
         self.outputs.clear();
     }
 
@@ -688,6 +703,13 @@ impl Protocol for Session {
                 "the Extron SIS session is not ready for a request",
             ));
         }
+        let poll = matches!(request, Request::Poll { .. });
+        if poll && self.paused.is_some() {
+            return Err(DeviceError::new(
+                DeviceErrorKind::Busy,
+                "another Extron SIS poll is paused; resume it first",
+            ));
+        }
         let mut steps: VecDeque<Step> = self.plan(request)?.into();
         let Some(first) = steps.pop_front() else {
             self.outputs.push_back(Output::Completed(Ok(())));
@@ -697,12 +719,30 @@ impl Protocol for Session {
         self.request = Some(InFlight {
             sent: first,
             rest: steps,
+            poll,
         });
         Ok(())
     }
 
     fn abandon(&mut self) {
         self.request = None;
+    }
+
+    fn resume(&mut self, _now: Instant) {
+        if self.request.is_some() {
+            return;
+        }
+        let Some(mut rest) = self.paused.take() else {
+            return;
+        };
+        if let Some(next) = rest.pop_front() {
+            self.transmit(next.command());
+            self.request = Some(InFlight {
+                sent: next,
+                rest,
+                poll: true,
+            });
+        }
     }
 
     fn poll_output(&mut self) -> Option<Output> {
@@ -1215,21 +1255,30 @@ mod tests {
     fn routes_reads_each_output_video_then_audio() {
         let mut s = ready(json!({"outputs": 2}));
         assert_eq!(start(&mut s, poll("routes")), [tx(b"1%")]);
+        // The poll pauses after each read, so a waiting command can go first.
         assert_eq!(
             feed(&mut s, b"3\r\n"),
-            [update("route.1", json!(3)), tx(b"1$")]
+            [update("route.1", json!(3)), Output::Paused]
         );
+        let mute = command("mute", json!({"output": 2, "audio": true}));
+        assert_eq!(start(&mut s, mute), [tx(b"2*1Z")]);
         assert_eq!(
-            feed(&mut s, b"4\r\n"),
+            feed(&mut s, b"Amt02*1\r\n"),
+            [update("audio_mute.2", json!(true)), done()]
+        );
+        s.resume(Instant::now());
+        assert_eq!(drain(&mut s), [tx(b"1$")]);
+        assert_eq!(
+            feed_resuming(&mut s, b"4\r\n"),
             [update("audio_route.1", json!(4)), tx(b"2%")]
         );
         // Tagged answers (verbose mode 3 on some families) are read too.
         assert_eq!(
-            feed(&mut s, b"Out02 In00 Vid\r\n"),
+            feed_resuming(&mut s, b"Out02 In00 Vid\r\n"),
             [update("route.2", json!(0)), tx(b"2$")]
         );
         assert_eq!(
-            feed(&mut s, b"Out02 In01 Aud\r\n"),
+            feed_resuming(&mut s, b"Out02 In01 Aud\r\n"),
             [update("audio_route.2", json!(1)), done()]
         );
     }
@@ -1239,44 +1288,44 @@ mod tests {
         let mut s = ready(json!({"outputs": 2}));
         assert_eq!(start(&mut s, poll("volume")), [tx(b"1V")]);
         assert_eq!(
-            feed(&mut s, b"30\r\n"),
+            feed_resuming(&mut s, b"30\r\n"),
             [update("volume.1", json!(30)), tx(b"2V")]
         );
         assert_eq!(
-            feed(&mut s, b"Out2 Vol31\r\n"),
+            feed_resuming(&mut s, b"Out2 Vol31\r\n"),
             [update("volume.2", json!(31)), done()]
         );
         assert_eq!(start(&mut s, poll("mute")), [tx(b"1Z")]);
         assert_eq!(
-            feed(&mut s, b"1\r\n"),
+            feed_resuming(&mut s, b"1\r\n"),
             [update("audio_mute.1", json!(true)), tx(b"1B")]
         );
         assert_eq!(
-            feed(&mut s, b"0\r\n"),
+            feed_resuming(&mut s, b"0\r\n"),
             [update("video_mute.1", json!(false)), tx(b"2Z")]
         );
         assert_eq!(
-            feed(&mut s, b"Amt02*0\r\n"),
+            feed_resuming(&mut s, b"Amt02*0\r\n"),
             [update("audio_mute.2", json!(false)), tx(b"2B")]
         );
         assert_eq!(
-            feed(&mut s, b"Vmt02*1\r\n"),
+            feed_resuming(&mut s, b"Vmt02*1\r\n"),
             [update("video_mute.2", json!(true)), done()]
         );
         assert_eq!(start(&mut s, poll("info")), [tx(b"N")]);
         assert_eq!(
-            feed(&mut s, b"60-1071-01\r\n"),
+            feed_resuming(&mut s, b"60-1071-01\r\n"),
             [update("part_number", json!("60-1071-01")), tx(b"Q")]
         );
         assert_eq!(
-            feed(&mut s, b"1.05\r\n"),
+            feed_resuming(&mut s, b"1.05\r\n"),
             [update("firmware", json!("1.05")), done()]
         );
 
         let mut s = ready(json!({}));
         assert_eq!(start(&mut s, poll("volume")), [tx(b"V")]);
         assert_eq!(
-            feed(&mut s, b"Vol082\r\n"),
+            feed_resuming(&mut s, b"Vol082\r\n"),
             [update("volume", json!(82)), done()]
         );
     }
@@ -1285,24 +1334,24 @@ mod tests {
     fn lines_split_across_chunks() {
         let mut s = matrix();
         start(&mut s, command("route", json!({"input": 1, "output": 2})));
-        assert_eq!(feed(&mut s, b"Out"), []);
-        assert_eq!(feed(&mut s, b"2 In1 A"), []);
+        assert_eq!(feed_resuming(&mut s, b"Out"), []);
+        assert_eq!(feed_resuming(&mut s, b"2 In1 A"), []);
         assert_eq!(
-            feed(&mut s, b"ll\r"),
+            feed_resuming(&mut s, b"ll\r"),
             [
                 update("route.2", json!(1)),
                 update("audio_route.2", json!(1)),
                 done()
             ]
         );
-        assert_eq!(feed(&mut s, b"\n"), []);
+        assert_eq!(feed_resuming(&mut s, b"\n"), []);
     }
 
     #[test]
     fn overlong_line_is_fatal() {
         let mut s = matrix();
         start(&mut s, poll("info"));
-        let error = fatal(&feed(&mut s, &[b'x'; frame::MAX_LINE + 1]));
+        let error = fatal(&feed_resuming(&mut s, &[b'x'; frame::MAX_LINE + 1]));
         assert!(
             matches!(&error, SessionError::Protocol(m) if m.contains("longer than 256")),
             "{error}"
@@ -1393,7 +1442,8 @@ mod tests {
             b"Out1 In2 All\r\nIn1 Aud\r\nOut2 Vol3\r\nAmt1*1\r\nVmt2*1\r\n",
         ));
         start(&mut s, poll("info"));
-        outputs.extend(feed(&mut s, b"60-1071-01\r\n1.05\r\n"));
+        outputs.extend(feed_resuming(&mut s, b"60-1071-01\r\n"));
+        outputs.extend(feed(&mut s, b"1.05\r\n"));
         let mut s = ready(json!({}));
         outputs.extend(feed(&mut s, b"Vol3\r\nAmt1\r\nVmt1\r\n"));
         let declared = |point: &str| {

@@ -783,6 +783,7 @@ mod tests {
                         return outputs;
                     }
                     Output::Update { .. } => {}
+                    Output::Paused => session.resume(now()),
                 }
                 outputs.push(output);
             }

@@ -7,6 +7,8 @@
 //! - `Poll { query }`: the query is a poll group of the register map. The session sends
 //!   the reads [`plan::plan`] chose, and reports the points of each read as its answer
 //!   comes in (so a read that fails late in a group does not hide the values before it).
+//!   Between two reads it [pauses](Output::Paused), so a panel command can go first: a
+//!   command waits for at most the one read in flight, never for the whole group.
 //! - `Command { name: "write", args: { point, value } }`: the write
 //!   [`write::plan_write`] chose (FC 5/6/15/16, or read, change a bit, write back), then,
 //!   with `read_back`, a read of the point, whose value is reported. Without read-back
@@ -205,6 +207,9 @@ pub struct Session {
     /// The last MBAP transaction id used.
     transaction: u16,
     job: Option<Job>,
+    /// A poll set aside between two reads, with its next read ready to send on
+    /// [`Protocol::resume`].
+    paused: Option<Job>,
     outputs: VecDeque<Output>,
 }
 
@@ -253,6 +258,7 @@ impl Session {
             up: false,
             transaction: 0,
             job: None,
+            paused: None,
             outputs: VecDeque::new(),
         }
     }
@@ -387,8 +393,13 @@ impl Session {
                 job.operation = operation;
                 job.label = label;
                 job.busy = 0;
-                self.job = Some(job);
-                self.send();
+                if matches!(job.task, Task::Poll { .. }) {
+                    self.paused = Some(job);
+                    self.outputs.push_back(Output::Paused);
+                } else {
+                    self.job = Some(job);
+                    self.send();
+                }
             }
             Ok(None) => self.finish(Ok(())),
             Err(error) => self.finish(Err(error)),
@@ -463,6 +474,7 @@ impl Protocol for Session {
     fn connected(&mut self, _now: Instant) {
         self.up = true;
         self.job = None;
+        self.paused = None;
         self.reader.clear();
         self.outputs.clear();
         self.outputs.push_back(Output::Ready);
@@ -497,6 +509,12 @@ impl Protocol for Session {
                 "another modbus request is in flight",
             ));
         }
+        if self.paused.is_some() && matches!(request, Request::Poll { .. }) {
+            return Err(DeviceError::new(
+                DeviceErrorKind::Busy,
+                "another modbus poll is paused; resume it first",
+            ));
+        }
         match self.begin(request)? {
             Some((task, operation, label)) => {
                 self.job = Some(Job {
@@ -518,6 +536,15 @@ impl Protocol for Session {
     fn abandon(&mut self) {
         self.job = None;
         self.reader.clear();
+    }
+
+    fn resume(&mut self, _now: Instant) {
+        if self.job.is_none()
+            && let Some(job) = self.paused.take()
+        {
+            self.job = Some(job);
+            self.send();
+        }
     }
 
     fn poll_output(&mut self) -> Option<Output> {
@@ -628,7 +655,11 @@ mod tests {
         session.start(now, &request).unwrap();
         let mut all = Vec::new();
         for answer in answers {
-            let outputs = drain(session);
+            let mut outputs = drain(session);
+            if outputs.last() == Some(&Output::Paused) {
+                session.resume(now);
+                outputs.extend(drain(session));
+            }
             let sent = transmitted(&outputs);
             assert_eq!(sent.len(), 1, "one request at a time: {outputs:?}");
             all.extend(outputs);
@@ -687,6 +718,69 @@ mod tests {
             ]
         );
         assert_eq!(completed(&outputs), Some(Ok(())));
+    }
+
+    #[test]
+    fn a_write_runs_between_two_reads_of_a_paused_poll() {
+        let mut session = session(sequencer());
+        let now = Instant::now();
+        session.start(now, &poll("fast")).unwrap();
+        let coils = transmitted(&drain(&mut session));
+        assert_eq!(coils.len(), 1);
+        session.received(now, &tcp_reply(&coils[0], &[1, 1, 0b01]));
+        let outputs = drain(&mut session);
+        assert_eq!(
+            updates(&outputs).len(),
+            2,
+            "the first read's points at once"
+        );
+        assert_eq!(outputs.last(), Some(&Output::Paused), "{outputs:?}");
+        assert!(
+            transmitted(&outputs).is_empty(),
+            "nothing on the wire while paused"
+        );
+        assert!(
+            session.start(now, &poll("default")).is_err(),
+            "a second poll waits for the paused one"
+        );
+
+        // A command goes in the gap; the poll stays paused until resumed.
+        let mode = write("mode", json!("auto"));
+        let outputs = exchange(
+            &mut session,
+            mode,
+            &[vec![6, 0, 10, 0, 1], registers(3, &[1])],
+        );
+        assert_eq!(updates(&outputs), [("mode".into(), json!("auto"))]);
+        assert_eq!(completed(&outputs), Some(Ok(())));
+        assert!(drain(&mut session).is_empty());
+
+        session.resume(now);
+        let currents = transmitted(&drain(&mut session));
+        assert_eq!(currents.len(), 1);
+        assert_eq!(
+            currents[0][7], 4,
+            "the poll goes on with its second read (FC 4)"
+        );
+        session.received(now, &tcp_reply(&currents[0], &registers(4, &[0; 8])));
+        let outputs = drain(&mut session);
+        assert_eq!(updates(&outputs).len(), 2);
+        assert_eq!(completed(&outputs), Some(Ok(())));
+    }
+
+    #[test]
+    fn a_reconnect_forgets_a_paused_poll() {
+        let mut session = session(sequencer());
+        let now = Instant::now();
+        session.start(now, &poll("fast")).unwrap();
+        let coils = transmitted(&drain(&mut session));
+        session.received(now, &tcp_reply(&coils[0], &[1, 1, 0]));
+        assert_eq!(drain(&mut session).last(), Some(&Output::Paused));
+        session.connected(now);
+        assert_eq!(drain(&mut session), [Output::Ready]);
+        session.resume(now);
+        assert!(drain(&mut session).is_empty(), "nothing left to resume");
+        assert!(session.start(now, &poll("fast")).is_ok());
     }
 
     #[test]

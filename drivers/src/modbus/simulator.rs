@@ -450,6 +450,7 @@ mod tests {
                     }
                     Output::Update { point, value } => updates.push((point, value)),
                     Output::Completed(result) => return Ok(Run { updates, result }),
+                    Output::Paused => session.resume(Instant::now()),
                     other => panic!("unexpected {other:?}"),
                 }
             }

@@ -259,6 +259,8 @@ impl Step {
 struct InFlight {
     sent: Step,
     rest: VecDeque<Step>,
+    /// A poll pauses between its queries; a command runs straight through.
+    poll: bool,
 }
 
 type Update = (&'static str, Value);
@@ -272,6 +274,8 @@ pub struct Session {
     /// The digest still to be prefixed to the first command of this connection.
     digest: Option<String>,
     request: Option<InFlight>,
+    /// The queries a paused poll has still to send, on [`Protocol::resume`].
+    paused: Option<VecDeque<Step>>,
     outputs: VecDeque<Output>,
 }
 
@@ -283,6 +287,7 @@ impl Session {
             lines: LineReader::new(MAX_LINE),
             digest: None,
             request: None,
+            paused: None,
             outputs: VecDeque::new(),
         }
     }
@@ -367,6 +372,12 @@ impl Session {
                 });
                 self.outputs.extend(updates);
                 match flight.rest.pop_front() {
+                    // Between two queries of a poll, a waiting command may go first.
+                    Some(next) if flight.poll => {
+                        flight.rest.push_front(next);
+                        self.paused = Some(flight.rest);
+                        self.outputs.push_back(Output::Paused);
+                    }
                     Some(next) => {
                         self.send(&next.command);
                         flight.sent = next;
@@ -533,6 +544,7 @@ impl Session {
     fn fatal(&mut self, error: SessionError) {
         self.phase = Phase::Down;
         self.request = None;
+        self.paused = None;
         self.lines.clear();
         self.outputs.push_back(Output::Fatal(error));
     }
@@ -544,6 +556,7 @@ impl Protocol for Session {
         self.lines.clear();
         self.digest = None;
         self.request = None;
+        self.paused = None;
         self.outputs.clear();
     }
 
@@ -568,6 +581,13 @@ impl Protocol for Session {
                 "the PJLink session is not ready for a request",
             ));
         }
+        let poll = matches!(request, Request::Poll { .. });
+        if poll && self.paused.is_some() {
+            return Err(DeviceError::new(
+                DeviceErrorKind::Busy,
+                "another PJLink poll is paused; resume it first",
+            ));
+        }
         let mut steps: VecDeque<Step> = self.plan(request)?.into();
         let Some(first) = steps.pop_front() else {
             self.outputs.push_back(Output::Completed(Ok(())));
@@ -577,12 +597,30 @@ impl Protocol for Session {
         self.request = Some(InFlight {
             sent: first,
             rest: steps,
+            poll,
         });
         Ok(())
     }
 
     fn abandon(&mut self) {
         self.request = None;
+    }
+
+    fn resume(&mut self, _now: Instant) {
+        if self.request.is_some() {
+            return;
+        }
+        let Some(mut rest) = self.paused.take() else {
+            return;
+        };
+        if let Some(next) = rest.pop_front() {
+            self.send(&next.command);
+            self.request = Some(InFlight {
+                sent: next,
+                rest,
+                poll: true,
+            });
+        }
     }
 
     fn poll_output(&mut self) -> Option<Output> {
@@ -989,20 +1027,34 @@ mod tests {
     fn info_reads_four_lines_in_turn() {
         let mut s = ready(json!({}));
         assert_eq!(start(&mut s, poll("info")), [tx(b"%1NAME ?\r")]);
+        // The poll pauses after each line, so a waiting command can go first.
         assert_eq!(
             feed(&mut s, b"%1NAME=Room 1\r"),
-            [update("name", json!("Room 1")), tx(b"%1INF1 ?\r")]
+            [update("name", json!("Room 1")), Output::Paused]
+        );
+        let mute = command("mute", json!({"video": true}));
+        assert_eq!(start(&mut s, mute), [tx(b"%1AVMT 11\r")]);
+        assert_eq!(
+            feed(&mut s, b"%1AVMT=OK\r").last(),
+            Some(&tx(b"%1AVMT ?\r"))
         );
         assert_eq!(
-            feed(&mut s, b"%1INF1=ACME\r"),
+            feed(&mut s, b"%1AVMT=11\r").last(),
+            Some(&done()),
+            "the command ran to its end"
+        );
+        s.resume(Instant::now());
+        assert_eq!(drain(&mut s), [tx(b"%1INF1 ?\r")]);
+        assert_eq!(
+            feed_resuming(&mut s, b"%1INF1=ACME\r"),
             [update("manufacturer", json!("ACME")), tx(b"%1INF2 ?\r")]
         );
         assert_eq!(
-            feed(&mut s, b"%1INF2=P-1\r"),
+            feed_resuming(&mut s, b"%1INF2=P-1\r"),
             [update("product", json!("P-1")), tx(b"%1CLSS ?\r")]
         );
         assert_eq!(
-            feed(&mut s, b"%1CLSS=2\r"),
+            feed_resuming(&mut s, b"%1CLSS=2\r"),
             [update("pjlink_class", json!(2)), done()]
         );
     }
@@ -1011,19 +1063,19 @@ mod tests {
     fn class_two_info_adds_serial_and_version() {
         let mut s = ready(json!({"class": 2}));
         start(&mut s, poll("info"));
-        feed(&mut s, b"%1NAME=n\r");
-        feed(&mut s, b"%1INF1=m\r");
-        feed(&mut s, b"%1INF2=p\r");
+        feed_resuming(&mut s, b"%1NAME=n\r");
+        feed_resuming(&mut s, b"%1INF1=m\r");
+        feed_resuming(&mut s, b"%1INF2=p\r");
         assert_eq!(
-            feed(&mut s, b"%1CLSS=2\r"),
+            feed_resuming(&mut s, b"%1CLSS=2\r"),
             [update("pjlink_class", json!(2)), tx(b"%2SNUM ?\r")]
         );
         assert_eq!(
-            feed(&mut s, b"%2SNUM=SN1\r"),
+            feed_resuming(&mut s, b"%2SNUM=SN1\r"),
             [update("serial_number", json!("SN1")), tx(b"%2SVER ?\r")]
         );
         assert_eq!(
-            feed(&mut s, b"%2SVER=1.0\r"),
+            feed_resuming(&mut s, b"%2SVER=1.0\r"),
             [update("software_version", json!("1.0")), done()]
         );
     }
@@ -1264,7 +1316,7 @@ mod tests {
             "%2SNUM=d\r",
             "%2SVER=e\r",
         ] {
-            outputs.extend(feed(&mut s, line.as_bytes()));
+            outputs.extend(feed_resuming(&mut s, line.as_bytes()));
         }
         let mut points: Vec<&str> = outputs
             .iter()
