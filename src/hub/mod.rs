@@ -34,8 +34,6 @@ pub const MAX_WRITE_BUFFER: usize = 256 * 1024;
 /// Events sent per journal read; bounds what one session holds at once (as shared
 /// references, not copies).
 pub const BATCH: usize = 256;
-/// How long a new connection has to say `hello`.
-pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every session shares.
 pub struct Hub {
@@ -44,6 +42,8 @@ pub struct Hub {
     /// Token → the name it was issued to. Empty: panels need no token.
     tokens: HashMap<String, String>,
     pub ping_interval: Duration,
+    /// How long a new connection has to say `hello`.
+    pub hello_timeout: Duration,
     /// Panels connected now (past `hello`).
     panels: AtomicUsize,
 }
@@ -64,8 +64,14 @@ impl Hub {
             router,
             tokens,
             ping_interval,
+            hello_timeout: Duration::from_secs(10),
             panels: AtomicUsize::new(0),
         }
+    }
+
+    pub fn with_hello_timeout(mut self, hello_timeout: Duration) -> Self {
+        self.hello_timeout = hello_timeout;
+        self
     }
 
     /// Panels connected now (past `hello`).

@@ -15,7 +15,7 @@ use tracing::{Instrument, debug, info};
 
 use super::subscription::Subscription;
 use super::wire::{self, ClientMessage, ServerMessage};
-use super::{BATCH, HELLO_TIMEOUT, Hub};
+use super::{BATCH, Hub};
 use crate::command::{ErrorCode, Failure};
 use crate::journal::Read;
 use crate::router::{self, CommandKey, Origin, Submission};
@@ -96,14 +96,14 @@ async fn greet(
     session: String,
     peer: SocketAddr,
 ) -> Option<(Panel, u64, Subscription)> {
-    let deadline = Instant::now() + HELLO_TIMEOUT;
+    let deadline = Instant::now() + hub.hello_timeout;
     loop {
         let text = match tokio::time::timeout_at(deadline, socket.recv()).await {
             Err(_) => {
                 debug!(%peer, "no hello in time; closing");
                 let failure = Failure::new(
                     ErrorCode::HelloRequired,
-                    format!("send hello within {HELLO_TIMEOUT:?} of connecting"),
+                    format!("send hello within {:?} of connecting", hub.hello_timeout),
                 );
                 let _ = socket.send(error_message(&failure, None)).await;
                 return None;
