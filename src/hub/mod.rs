@@ -10,6 +10,7 @@
 //! never makes anyone else wait. One that stops taking data, or stops answering pings, is
 //! dropped after two ping intervals.
 
+pub mod limits;
 mod session;
 pub mod subscription;
 pub mod wire;
@@ -107,5 +108,39 @@ struct PanelCount<'a>(&'a AtomicUsize);
 impl Drop for PanelCount<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A string from a panel, for text logs: control characters (a newline that would forge a
+/// log line, an ANSI escape that would recolour a terminal) are shown escaped, the rest as
+/// it is.
+pub struct Untrusted<'a>(pub &'a str);
+
+impl std::fmt::Display for Untrusted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            if c.is_control() || c == '\\' {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untrusted_text_cannot_forge_a_log_line_or_reach_the_terminal() {
+        let shown = Untrusted("proj\n2026-11-30T00:00:00Z  INFO forged\u{1b}[31m\\n é").to_string();
+        assert_eq!(
+            shown,
+            "proj\\n2026-11-30T00:00:00Z  INFO forged\\u{1b}[31m\\\\n é"
+        );
+        assert!(!shown.chars().any(char::is_control), "{shown}");
     }
 }
