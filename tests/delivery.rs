@@ -13,8 +13,10 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 fn quiet_site() -> String {
-    // A device that is never reached: the events come from the test itself.
-    "[server]\nlisten = \"127.0.0.1:0\"\nping_interval = \"1s\"\n[journal]\ndurable = false\n\
+    // A device that is never reached: the events come from the test itself. Panels that
+    // take no data for two ping intervals are dropped: long enough for fifty test panels
+    // parsing megabytes each on a loaded machine.
+    "[server]\nlisten = \"127.0.0.1:0\"\nping_interval = \"3s\"\n[journal]\ndurable = false\n\
      [devices.proj]\nprofile = \"pjlink-projector\"\naddress = \"127.0.0.1:9\"\n"
         .to_string()
 }
@@ -148,5 +150,74 @@ async fn a_panel_behind_the_window_gets_a_lagged_snapshot() {
     let snapshot = panel.next().await;
     assert_eq!(snapshot["type"], "snapshot");
     assert_eq!(snapshot["devices"]["proj"]["points"]["lamp_hours"], 199);
+    gw.shutdown().await;
+}
+
+/// A site of `devices` projectors nobody can reach (offline, each with its error).
+fn big_site(devices: usize) -> String {
+    let mut site =
+        "[server]\nlisten = \"127.0.0.1:0\"\nping_interval = \"5s\"\n[journal]\ndurable = false\n"
+            .to_string();
+    for i in 0..devices {
+        site += &format!(
+            "[devices.proj-{i:04}]\nprofile = \"pjlink-projector\"\naddress = \"127.0.0.1:9\"\n"
+        );
+    }
+    site
+}
+
+#[tokio::test]
+async fn a_two_thousand_device_site_is_delivered_whole_in_parts() {
+    let gw = gateway(&big_site(2_000)).await;
+    // Every device has a name, so the snapshot is well over the 256 KiB a single
+    // message could carry.
+    for i in 0..2_000 {
+        let name = format!("Projector {i:04} in the north wing, ceiling mount, lens shift A");
+        gw.journal()
+            .record(&format!("proj-{i:04}"), "name", json!(name.repeat(2)));
+    }
+    let state = http_get(gw.local_addr(), "/api/state").await;
+    assert!(
+        state.len() > 256 * 1024,
+        "snapshot of {} bytes",
+        state.len()
+    );
+
+    let (mut panel, welcome) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    let first = panel.next().await;
+    assert_eq!(first["type"], "snapshot");
+    assert_eq!(first["part"], 1, "a big snapshot comes in parts");
+    let parts = first["parts"].as_u64().unwrap();
+    for part in 2..=parts {
+        let next = panel.next().await;
+        assert_eq!(
+            (next["type"].as_str(), next["part"].as_u64()),
+            (Some("snapshot"), Some(part))
+        );
+        assert_eq!(next["seq"], welcome["seq"]);
+    }
+    let devices = panel.devices.as_object().unwrap();
+    assert_eq!(devices.len(), 2_000);
+    let name = panel
+        .known("proj-1999", "name")
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(name.starts_with("Projector 1999"), "{name}");
+
+    // The session goes on: events follow the snapshot.
+    gw.journal().record("proj-0007", "lamp_hours", json!(77));
+    panel
+        .until_event("proj-0007", "lamp_hours", json!(77))
+        .await;
+
+    // A panel that watches part of the site gets that part.
+    let (mut subscribed, _) =
+        Panel::hello(&gw, json!({"type": "hello", "subscribe": ["proj-00*"]})).await;
+    subscribed.filtered = true;
+    subscribed
+        .until("its snapshot", |m| m["type"] == "snapshot")
+        .await;
+    assert_eq!(subscribed.devices.as_object().unwrap().len(), 100);
     gw.shutdown().await;
 }

@@ -12,6 +12,7 @@
 
 pub mod limits;
 mod session;
+pub mod snapshot;
 pub mod subscription;
 pub mod wire;
 
@@ -47,6 +48,8 @@ pub struct Hub {
     pub hello_timeout: Duration,
     /// Panels connected now (past `hello`).
     panels: AtomicUsize,
+    /// The last whole snapshot encoded, shared by panels joining at the same seq.
+    snapshots: snapshot::Shared,
 }
 
 impl Hub {
@@ -67,6 +70,7 @@ impl Hub {
             ping_interval,
             hello_timeout: Duration::from_secs(10),
             panels: AtomicUsize::new(0),
+            snapshots: snapshot::Shared::default(),
         }
     }
 
@@ -84,6 +88,22 @@ impl Hub {
     fn panel_connected(&self) -> PanelCount<'_> {
         self.panels.fetch_add(1, Ordering::Relaxed);
         PanelCount(&self.panels)
+    }
+
+    /// The current state as `subscription` sees it, encoded for the wire; shared between
+    /// panels when they see everything.
+    fn snapshot_for(
+        &self,
+        subscription: &subscription::Subscription,
+        reason: Option<&'static str>,
+    ) -> Arc<snapshot::Encoded> {
+        if subscription.is_everything() {
+            return self.snapshots.current(&self.journal, reason);
+        }
+        Arc::new(snapshot::encode(
+            &subscription.filter(&self.journal.snapshot()),
+            reason,
+        ))
     }
 
     pub fn auth_required(&self) -> bool {

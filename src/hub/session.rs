@@ -180,7 +180,7 @@ async fn greet(
         let (seq, cursor, snapshot) = match resume {
             Some(r) if resumed => (journal.head(), r.seq, None),
             _ => {
-                let snapshot = journal.snapshot();
+                let snapshot = hub.snapshot_for(&subscription, None);
                 (snapshot.seq, snapshot.seq, Some(snapshot))
             }
         };
@@ -191,19 +191,13 @@ async fn greet(
             resumed,
         };
         socket
-            .send(Message::Text(welcome.to_text().into()))
+            .feed(Message::Text(welcome.to_text().into()))
             .await
             .ok()?;
-        if let Some(snapshot) = &snapshot {
-            let message = ServerMessage::Snapshot {
-                snapshot: &subscription.filter(snapshot),
-                reason: None,
-            };
-            socket
-                .send(Message::Text(message.to_text().into()))
-                .await
-                .ok()?;
+        for message in snapshot.iter().flat_map(|s| &s.messages) {
+            socket.feed(Message::Text(message.clone())).await.ok()?;
         }
+        socket.flush().await.ok()?;
         let client = client
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| session.clone());
@@ -590,24 +584,23 @@ async fn resubscribe(sink: &mut Sink, hub: &Hub, place: &mut Place) -> Result<()
     let subscribed = ServerMessage::Subscribed {
         patterns: &patterns,
     };
-    sink.send(Message::Text(subscribed.to_text().into()))
+    sink.feed(Message::Text(subscribed.to_text().into()))
         .await?;
     send_snapshot(sink, hub, place, "subscription").await
 }
 
-/// Sends the journal's snapshot, filtered, and moves the panel's place to it.
+/// Sends the journal's snapshot, filtered, and moves the panel's place to it. The parts
+/// of a big one go out back to back; the caller flushes.
 async fn send_snapshot(
     sink: &mut Sink,
     hub: &Hub,
     place: &mut Place,
     reason: &'static str,
 ) -> Result<(), axum::Error> {
-    let snapshot = place.filter.filter(&hub.journal.snapshot());
-    let message = ServerMessage::Snapshot {
-        snapshot: &snapshot,
-        reason: Some(reason),
-    };
-    sink.send(Message::Text(message.to_text().into())).await?;
+    let snapshot = hub.snapshot_for(&place.filter, Some(reason));
+    for message in &snapshot.messages {
+        sink.feed(Message::Text(message.clone())).await?;
+    }
     place.cursor = snapshot.seq;
     place.told = snapshot.seq;
     Ok(())
@@ -656,6 +649,7 @@ async fn send_batch(sink: &mut Sink, hub: &Hub, place: &mut Place) -> Result<boo
         }
         Read::Gap => {
             send_snapshot(sink, hub, place, "lagged").await?;
+            sink.flush().await?;
             Ok(true)
         }
     }

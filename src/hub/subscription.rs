@@ -172,6 +172,11 @@ impl Subscription {
         self.patterns.iter().map(|p| p.text.clone()).collect()
     }
 
+    /// Whether this is the default: everything.
+    pub fn is_everything(&self) -> bool {
+        self.patterns.iter().any(|p| p.text == "*")
+    }
+
     pub fn matches(&self, device: &str, point: &str) -> bool {
         self.patterns.iter().any(|p| p.matches(device, point))
     }
