@@ -11,6 +11,7 @@
 
 mod backoff;
 mod link;
+mod shape;
 mod transport;
 mod unit;
 

@@ -11,6 +11,7 @@ use tracing::{debug, info, warn};
 
 use super::Job;
 use super::backoff::Backoff;
+use super::shape::Shape;
 use crate::command::{ErrorCode, Failure};
 use crate::config::DeviceConfig;
 use crate::journal::Journal;
@@ -32,6 +33,8 @@ pub(super) struct Unit {
     pub session_started: Instant,
     polls: Vec<PollState>,
     journal: Arc<Journal>,
+    /// The outputs and inputs the device is declared with, to drop points beyond them.
+    shape: Shape,
 }
 
 /// Where a device stands on its link.
@@ -91,6 +94,7 @@ impl Unit {
                 due: Instant::now(),
             })
             .collect();
+        let shape = Shape::of(&config.options);
         Ok(Unit {
             config,
             protocol,
@@ -102,6 +106,7 @@ impl Unit {
             session_started: Instant::now(),
             polls,
             journal,
+            shape,
         })
     }
 
@@ -234,6 +239,9 @@ impl Unit {
     pub fn publish(&self, point: &str, value: Value) {
         if self.config.profile.point(point).is_none() {
             debug!(device = %self.config.id, point, %value, "not in the profile; ignored");
+            return;
+        }
+        if !self.shape.admits(&self.config.id, point, &value) {
             return;
         }
         if let Some(seq) = self.journal.record(&self.config.id, point, value) {
