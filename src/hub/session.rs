@@ -124,7 +124,11 @@ async fn greet(
                 let _ = socket.send(error_message(&failure, None)).await;
                 return None;
             }
-            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return None,
+            Ok(None | Some(Ok(Message::Close(_)))) => return None,
+            Ok(Some(Err(e))) => {
+                info!(%peer, "connection dropped before hello: reading failed: {e}");
+                return None;
+            }
             Ok(Some(Ok(Message::Text(text)))) => text,
             Ok(Some(Ok(_))) => continue,
         };
@@ -141,11 +145,11 @@ async fn greet(
                     ErrorCode::HelloRequired,
                     "the first message must be {\"type\":\"hello\"}",
                 );
-                socket.send(error_message(&failure, None)).await.ok()?;
+                sent(socket.send(error_message(&failure, None)).await, peer)?;
                 continue;
             }
             Err(failure) => {
-                socket.send(error_message(&failure, None)).await.ok()?;
+                sent(socket.send(error_message(&failure, None)).await, peer)?;
                 continue;
             }
         };
@@ -170,7 +174,7 @@ async fn greet(
             None => Subscription::default(),
             Some(Ok(subscription)) => subscription,
             Some(Err(failure)) => {
-                socket.send(error_message(&failure, None)).await.ok()?;
+                sent(socket.send(error_message(&failure, None)).await, peer)?;
                 continue;
             }
         };
@@ -190,14 +194,14 @@ async fn greet(
             seq,
             resumed,
         };
-        socket
-            .feed(Message::Text(welcome.to_text().into()))
-            .await
-            .ok()?;
-        for message in snapshot.iter().flat_map(|s| &s.messages) {
-            socket.feed(Message::Text(message.clone())).await.ok()?;
-        }
-        socket.flush().await.ok()?;
+        let greeting = async {
+            socket.feed(Message::Text(welcome.to_text().into())).await?;
+            for message in snapshot.iter().flat_map(|s| &s.messages) {
+                socket.feed(Message::Text(message.clone())).await?;
+            }
+            socket.flush().await
+        };
+        sent(greeting.await, peer)?;
         let client = client
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| session.clone());
@@ -211,6 +215,17 @@ async fn greet(
             cursor,
             subscription,
         ));
+    }
+}
+
+/// Logs why a panel was let go during its greeting, if sending to it failed.
+fn sent(result: Result<(), axum::Error>, peer: SocketAddr) -> Option<()> {
+    match result {
+        Ok(()) => Some(()),
+        Err(e) => {
+            warn!(%peer, "panel dropped before it was greeted: sending failed: {e}");
+            None
+        }
     }
 }
 
@@ -491,7 +506,7 @@ async fn write_loop(
     let send_limit = hub.ping_interval * 2;
     let stalled = || format!("the panel took no data for {send_limit:?}");
     // Replies taken from the outbox, sent together after the events before them.
-    let mut replies: Vec<Outgoing> = Vec::with_capacity(OUTBOX);
+    let mut replies: Vec<Outgoing> = Vec::new();
     let mut last_position = Instant::now() - POSITION_EVERY;
     let why = loop {
         // Replies waiting now were queued before the journal is read below, so the events

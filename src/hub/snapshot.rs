@@ -4,7 +4,7 @@
 //! A WebSocket message over the write buffer's cap cannot be sent at all, and a big one
 //! leaves a buffer that big behind in every panel's connection. So a snapshot whose JSON
 //! is over [`PART`] bytes goes as several `snapshot` messages with `part` and `parts`
-//! (docs/PROTOCOL.md), each under [`PART`]: any number of devices can be delivered, and
+//! (docs/PROTOCOL.md), each at most [`PART`] bytes: any number of devices can be delivered, and
 //! what a panel keeps after the snapshot does not depend on its size. A small one is a
 //! single message, exactly as before parts existed.
 
@@ -19,7 +19,7 @@ use crate::journal::{DeviceState, Journal, Snapshot};
 
 /// Largest snapshot message, in bytes of JSON (a single point value bigger than this
 /// still goes out whole, in a part of its own).
-pub const PART: usize = 32 * 1024;
+pub const PART: usize = 4 * 1024;
 
 /// Room left in a part for the envelope (`type`, `epoch`, `seq`, `part`, `reason`).
 const ENVELOPE: usize = 256;
