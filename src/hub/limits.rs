@@ -30,6 +30,28 @@ pub const MAX_IN_FLIGHT: usize = 32;
 pub const RESUBSCRIBE_BURST: u32 = 5;
 pub const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(1);
 
+/// Longest error text sent to a panel (bytes). Parse errors quote what the panel sent,
+/// and some refusals list what the site has: clipped, so every message in a panel's
+/// outbox stays small.
+pub const MAX_ERROR_TEXT: usize = 1024;
+
+/// `failure` with its message clipped to [`MAX_ERROR_TEXT`].
+pub fn clipped(failure: &Failure) -> std::borrow::Cow<'_, Failure> {
+    if failure.message.len() <= MAX_ERROR_TEXT {
+        return std::borrow::Cow::Borrowed(failure);
+    }
+    let mut end = MAX_ERROR_TEXT;
+    while !failure.message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let message = format!(
+        "{} … ({} bytes in all)",
+        &failure.message[..end],
+        failure.message.len()
+    );
+    std::borrow::Cow::Owned(Failure::new(failure.code, message))
+}
+
 /// Checks the fields of a parsed message against the limits above.
 pub fn check(message: &ClientMessage) -> Result<(), Failure> {
     match message {
@@ -165,6 +187,20 @@ mod tests {
         }
         let deep_enough = command("proj", "power", json!({"a": [[[[[[1]]]]]]}));
         assert!(check(&deep_enough).is_ok());
+    }
+
+    #[test]
+    fn long_error_texts_are_clipped() {
+        let long = Failure::new(ErrorCode::InvalidMessage, "é".repeat(2000));
+        let clipped = clipped(&long);
+        assert!(
+            clipped.message.len() < MAX_ERROR_TEXT + 40,
+            "{}",
+            clipped.message.len()
+        );
+        assert!(clipped.message.ends_with("(4000 bytes in all)"));
+        let short = Failure::new(ErrorCode::InvalidMessage, "short");
+        assert_eq!(*super::clipped(&short), short);
     }
 
     #[tokio::test(start_paused = true)]

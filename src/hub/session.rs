@@ -671,6 +671,7 @@ async fn send_batch(sink: &mut Sink, hub: &Hub, place: &mut Place) -> Result<boo
 }
 
 fn error_message(failure: &Failure, id: Option<&serde_json::Value>) -> Message {
+    let failure = limits::clipped(failure);
     let message = ServerMessage::Error {
         code: failure.code,
         message: &failure.message,
@@ -680,10 +681,11 @@ fn error_message(failure: &Failure, id: Option<&serde_json::Value>) -> Message {
 }
 
 fn result_message(id: &serde_json::Value, outcome: Result<(), &Failure>) -> Message {
+    let error = outcome.err().map(limits::clipped);
     let message = ServerMessage::Result {
         id,
         ok: outcome.is_ok(),
-        error: outcome.err(),
+        error: error.as_deref(),
     };
     Message::Text(message.to_text().into())
 }
