@@ -92,7 +92,10 @@ pub fn raise_open_file_limit() -> u64 {
                 limit.rlim_cur = limit.rlim_max;
             }
         }
-        limit.rlim_cur as u64
+        // rlim_t is u64 on Linux but not everywhere.
+        #[allow(clippy::unnecessary_cast)]
+        let soft = limit.rlim_cur as u64;
+        soft
     }
 }
 
