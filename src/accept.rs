@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 /// Descriptors kept free for everything that is not a panel: the listener, the journal
 /// file, logs, and slack for short-lived needs, on top of one per device link.
@@ -308,8 +308,9 @@ async fn serve_connection(
         }
     };
     if let Err(e) = served {
+        // A flood of these would be a line per socket; the caps' warnings summarise it.
         if e.is_timeout() {
-            info!(%peer, "connection closed: no request within {header_read_timeout:?}");
+            debug!(%peer, "connection closed: no request within {header_read_timeout:?}");
         } else {
             debug!(%peer, "connection ended: {e}");
         }
