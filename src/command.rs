@@ -61,6 +61,12 @@ pub enum ErrorCode {
     InvalidMessage,
     /// A message other than `hello` came before `hello`.
     HelloRequired,
+    /// A field of the message is longer, deeper or more numerous than the gateway takes
+    /// from a panel (see docs/PROTOCOL.md, "Limits").
+    TooLarge,
+    /// The panel has too many commands in flight, or changes its subscription too often;
+    /// wait for results (or a moment) and send it again.
+    RateLimited,
     /// The gateway is stopping.
     ShuttingDown,
     /// The gateway stopped (crash, power cut) while the command was running: it may or
@@ -86,6 +92,8 @@ impl ErrorCode {
             Self::Malformed => "malformed",
             Self::InvalidMessage => "invalid_message",
             Self::HelloRequired => "hello_required",
+            Self::TooLarge => "too_large",
+            Self::RateLimited => "rate_limited",
             Self::ShuttingDown => "shutting_down",
             Self::OutcomeUnknown => "outcome_unknown",
             Self::Internal => "internal",
@@ -116,6 +124,8 @@ mod tests {
             ErrorCode::DeviceOffline,
             ErrorCode::HelloRequired,
             ErrorCode::Superseded,
+            ErrorCode::TooLarge,
+            ErrorCode::RateLimited,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }

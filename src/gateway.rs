@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::accept;
 use crate::config::Site;
 use crate::http::{self, AppState, DeviceInfo};
 use crate::hub::Hub;
@@ -38,6 +39,13 @@ impl Gateway {
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let ids = site.devices.iter().map(|d| d.id.clone());
+        // One descriptor per link at most: devices sharing a line or address share it.
+        let links = {
+            let mut keys: Vec<String> = site.devices.iter().map(|d| d.link.owner_key()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            keys.len()
+        };
         let (journal, store) = open_journal(&site, ids).await?;
         if store.is_some() {
             tasks.spawn(journal.clone().run_committer(shutdown.clone()));
@@ -56,27 +64,33 @@ impl Gateway {
         if let Some((store, commands, audit)) = store {
             router = router.with_store(store, &commands, &audit);
         }
-        let hub = Arc::new(Hub::new(
-            journal.clone(),
-            router,
-            &site.auth,
-            site.server.ping_interval,
-        ));
+        let hub = Arc::new(
+            Hub::new(
+                journal.clone(),
+                router,
+                &site.auth,
+                site.server.ping_interval,
+            )
+            .with_hello_timeout(site.server.hello_timeout),
+        );
         let state = AppState {
             hub,
             devices: Arc::new(DeviceInfo::from_site(&site)),
             shutdown: shutdown.clone(),
         };
-        let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-            if let Err(e) = served {
-                tracing::error!("HTTP server failed: {e}");
-            }
-        });
+        let limits = accept::Limits {
+            max_connections: site.server.max_connections,
+            max_per_peer: site.server.max_connections_per_peer,
+            header_read_timeout: site.server.header_read_timeout,
+        }
+        .within_open_files(accept::raise_open_file_limit(), links);
+        tasks.spawn(accept::serve(
+            listener,
+            http::router(state),
+            limits,
+            shutdown.clone(),
+            tasks.clone(),
+        ));
         tasks.close();
         info!(%addr, devices = site.devices.len(), epoch = journal.epoch(), "gateway running");
         Ok(Gateway {

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::config::Site;
-use crate::hub::{self, Hub, MAX_MESSAGE, MAX_WRITE_BUFFER};
+use crate::hub::{self, Hub, MAX_MESSAGE, MAX_WRITE_BUFFER, READ_BUFFER, WRITE_BUFFER};
 
 /// The status page: live state and a button for every command, built from /api/devices.
 const INDEX_HTML: &str = include_str!("web/index.html");
@@ -136,10 +136,11 @@ async fn websocket(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    // tungstenite's defaults suit few large messages; panels are many small ones.
+    // tungstenite's defaults suit few large messages; panels are many small ones, and
+    // mostly idle: both buffers are kept for the connection's life at their largest.
     upgrade
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(8 * 1024)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)

@@ -18,12 +18,14 @@
 //!   it on the device, keeps its outcome (durably, with a store).
 //! - [`audit`]: every command, who sent it and what came of it.
 //! - [`hub`]: WebSocket sessions: hello, snapshot or replay, a cursor into the journal.
+//! - [`accept`]: the accept loop: connection caps, header deadline, TCP_NODELAY.
 //! - [`http`]: the axum server: `/ws`, `/api/*`, `/healthz` and the status page.
 //! - [`command`]: command outcomes and the error codes panels see.
 //! - [`gateway`]: wires the parts together and shuts them down as one.
 //! - [`demo`]: the simulated demo room; [`cli`]: the `avgate` command; [`simulate`]:
 //!   `avgate simulate`, one device simulator on its own.
 
+pub mod accept;
 pub mod audit;
 pub mod cli;
 pub mod command;

@@ -13,8 +13,10 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 fn quiet_site() -> String {
-    // A device that is never reached: the events come from the test itself.
-    "[server]\nlisten = \"127.0.0.1:0\"\nping_interval = \"1s\"\n[journal]\ndurable = false\n\
+    // A device that is never reached: the events come from the test itself. Panels that
+    // take no data for two ping intervals are dropped: long enough for fifty test panels
+    // parsing megabytes each on a loaded machine.
+    "[server]\nlisten = \"127.0.0.1:0\"\nping_interval = \"3s\"\n[journal]\ndurable = false\n\
      [devices.proj]\nprofile = \"pjlink-projector\"\naddress = \"127.0.0.1:9\"\n"
         .to_string()
 }

@@ -8,6 +8,7 @@
 
 mod error;
 pub mod profile;
+mod range;
 mod register_map;
 pub mod site;
 

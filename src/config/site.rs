@@ -12,6 +12,7 @@ use toml::Spanned;
 use super::profile::{
     DataBits, FlowControl, Network, Parity, Poll, Profile, SerialSettings, StopBits,
 };
+use super::range::RangeCheck;
 use super::{ConfigError, ConfigErrors, parse_toml};
 
 /// A checked site: everything the gateway needs to start.
@@ -35,6 +36,21 @@ pub struct Server {
     /// How often each panel is pinged; a panel silent for two intervals is dropped.
     #[serde(default = "default_ping_interval", with = "humantime_serde")]
     pub ping_interval: Duration,
+    /// Connections open at once (panels, HTTP requests, and sockets that have not said
+    /// anything yet). More are closed as soon as they arrive. The gateway lowers it further
+    /// if the process's open-file limit would not leave room for the device links.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Connections open at once from one peer address; a reverse proxy in front of the
+    /// gateway is one peer for all the panels behind it.
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
+    /// How long a new connection has to send its HTTP request headers.
+    #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long a new panel has to send `hello` after the WebSocket opened.
+    #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
+    pub hello_timeout: Duration,
 }
 
 impl Default for Server {
@@ -42,8 +58,24 @@ impl Default for Server {
         Self {
             listen: default_listen(),
             ping_interval: default_ping_interval(),
+            max_connections: default_max_connections(),
+            max_connections_per_peer: default_max_connections_per_peer(),
+            header_read_timeout: default_handshake_timeout(),
+            hello_timeout: default_handshake_timeout(),
         }
     }
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
+fn default_max_connections_per_peer() -> usize {
+    256
+}
+
+fn default_handshake_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_listen() -> SocketAddr {
@@ -335,6 +367,8 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
     let dirs: Vec<PathBuf> = file.profile_dirs.iter().map(|d| base.join(d)).collect();
 
     let mut errors = Vec::new();
+    let mut ranges = RangeCheck::new(path, text);
+    check_settings(&mut ranges, &file.server, &file.journal, &file.commands);
     let mut profiles: HashMap<String, Option<Arc<Profile>>> = HashMap::new();
     let mut devices = Vec::new();
     for (id, device) in file.devices {
@@ -419,10 +453,10 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
                 continue;
             };
             match humantime::parse_duration(every.get_ref()) {
-                Ok(d) if d >= Duration::from_millis(100) => poll.every = d,
+                Ok(d) if POLL.contains(&d) => poll.every = d,
                 Ok(_) => errors.push(here(
                     Some(every.span()),
-                    "poll interval must be at least 100ms".into(),
+                    "poll interval must be at least 100ms and at most 1 day".into(),
                 )),
                 Err(e) => errors.push(here(
                     Some(every.span()),
@@ -486,6 +520,7 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
             continue;
         }
 
+        check_overrides(&mut ranges, id.get_ref(), &device.overrides);
         let mut pacing = device.overrides.pacing.unwrap_or(profile.timing.pacing);
         if let Some(baud) = rtu_baud {
             pacing = pacing.max(avgate_drivers::modbus::rtu_silence(baud));
@@ -528,24 +563,7 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
         }
         auth.push(token);
     }
-    if file.journal.commit_batch == 0 || file.journal.retain_events == 0 {
-        errors.push(ConfigError::file(
-            path,
-            "[journal] commit_batch and retain_events must be at least 1".into(),
-        ));
-    }
-    if file.journal.window == 0 {
-        errors.push(ConfigError::file(
-            path,
-            "[journal] window must be at least 1".into(),
-        ));
-    }
-    if file.commands.queue == 0 {
-        errors.push(ConfigError::file(
-            path,
-            "[commands] queue must be at least 1".into(),
-        ));
-    }
+    errors.append(&mut ranges.errors);
 
     if !errors.is_empty() {
         // This file top to bottom, then problems inside the profiles it uses.
@@ -568,6 +586,122 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
         devices,
         source: path.to_path_buf(),
     })
+}
+
+/// Poll intervals: often enough to matter, rarely enough that a device is not flooded.
+const POLL: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(24 * 3600);
+
+const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// The gateway-wide settings, each within what it can sensibly run with.
+fn check_settings(
+    check: &mut RangeCheck<'_>,
+    server: &Server,
+    journal: &JournalSettings,
+    commands: &CommandSettings,
+) {
+    check.duration(
+        &["server", "ping_interval"],
+        server.ping_interval,
+        secs(1)..=secs(300),
+        "a panel silent for two intervals is dropped",
+    );
+    check.duration(
+        &["server", "header_read_timeout"],
+        server.header_read_timeout,
+        secs(1)..=secs(300),
+        "how long a new connection may take to send its request",
+    );
+    check.duration(
+        &["server", "hello_timeout"],
+        server.hello_timeout,
+        secs(1)..=secs(300),
+        "how long a new panel may take to say hello",
+    );
+    check.size(
+        &["server", "max_connections"],
+        server.max_connections,
+        1..=1_000_000,
+        "connections open at once",
+    );
+    if server.max_connections >= 1 {
+        check.size(
+            &["server", "max_connections_per_peer"],
+            server.max_connections_per_peer,
+            1..=server.max_connections,
+            "connections from one address, at most max_connections",
+        );
+    }
+    check.size(
+        &["journal", "window"],
+        journal.window,
+        1..=10_000_000,
+        "events kept in memory for resuming panels",
+    );
+    check.size(
+        &["journal", "retain_events"],
+        journal.retain_events,
+        1..=1_000_000_000,
+        "events kept on disk",
+    );
+    check.duration(
+        &["journal", "retain_for"],
+        journal.retain_for,
+        // humantime's year: ten of them print as "10years".
+        secs(60)..=secs(10 * 31_557_600),
+        "how long events stay on disk",
+    );
+    check.size(
+        &["journal", "commit_batch"],
+        journal.commit_batch,
+        1..=1_000_000,
+        "events per disk commit",
+    );
+    check.duration(
+        &["commands", "dedupe_window"],
+        commands.dedupe_window,
+        secs(1)..=secs(7 * 24 * 3600),
+        "how long a command id is remembered",
+    );
+    check.size(
+        &["commands", "queue"],
+        commands.queue,
+        1..=10_000,
+        "commands waiting per device",
+    );
+}
+
+/// A device's timing overrides, each within what a link can sensibly run with.
+fn check_overrides(check: &mut RangeCheck<'_>, id: &str, overrides: &Overrides) {
+    let key = |name| ["devices", id, "overrides", name];
+    let timeouts = Duration::from_millis(50)..=secs(300);
+    if let Some(timeout) = overrides.command_timeout {
+        check.duration(
+            &key("command_timeout"),
+            timeout,
+            timeouts.clone(),
+            "how long a command may wait for the device",
+        );
+    }
+    if let Some(timeout) = overrides.connect_timeout {
+        check.duration(
+            &key("connect_timeout"),
+            timeout,
+            timeouts,
+            "how long connecting may take",
+        );
+    }
+    if let Some(pacing) = overrides.pacing {
+        check.duration(
+            &key("pacing"),
+            pacing,
+            Duration::ZERO..=secs(10),
+            "the quiet gap between requests",
+        );
+    }
 }
 
 /// Device ids appear in events, URLs and subscription patterns, so they stay plain.
@@ -778,6 +912,42 @@ mod tests {
             shown.starts_with("site.toml:4:1: unknown field `pasword`"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn durations_and_sizes_out_of_range_are_refused_where_they_are_written() {
+        let errs = parse(
+            "[server]\nping_interval = \"0s\"\nmax_connections = 0\n\
+             [journal]\nwindow = 0\nretain_for = \"1s\"\n\
+             [commands]\ndedupe_window = \"100ms\"\nqueue = 0\n\
+             [devices.proj]\nprofile = \"pjlink-projector\"\naddress = \"x\"\n\
+             [devices.proj.overrides]\ncommand_timeout = \"1ms\"\npacing = \"1h\"\npoll = { power = \"2d\" }\n",
+        )
+        .unwrap_err();
+        let shown = errs.to_string();
+        for expected in [
+            "site.toml:2:17: server.ping_interval = \"0s\" is out of range: use 1s to 5m",
+            "site.toml:3:19: server.max_connections = 0 is out of range",
+            "site.toml:5:10: journal.window = 0",
+            "site.toml:6:14: journal.retain_for = \"1s\"",
+            "site.toml:8:17: commands.dedupe_window = \"100ms\"",
+            "site.toml:9:9: commands.queue = 0",
+            "site.toml:14:19: devices.proj.overrides.command_timeout = \"1ms\" is out of range: use 50ms to 5m",
+            "site.toml:15:10: devices.proj.overrides.pacing = \"1h\"",
+            "site.toml:16:18: poll interval must be at least 100ms and at most 1 day",
+        ] {
+            assert!(
+                shown.contains(expected),
+                "missing {expected:?} in:\n{shown}"
+            );
+        }
+        assert_eq!(errs.0.len(), 9, "{shown}");
+        let ok = parse("[server]\nping_interval = \"1s\"\nmax_connections = 10\nmax_connections_per_peer = 10\n").unwrap();
+        assert_eq!(ok.server.max_connections_per_peer, 10);
+        let per_peer = parse("[server]\nmax_connections = 10\nmax_connections_per_peer = 11\n")
+            .unwrap_err()
+            .to_string();
+        assert!(per_peer.contains("site.toml:3:28:"), "{per_peer}");
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! never makes anyone else wait. One that stops taking data, or stops answering pings, is
 //! dropped after two ping intervals.
 
+pub mod limits;
 mod session;
+pub mod snapshot;
 pub mod subscription;
 pub mod wire;
 
@@ -31,11 +33,14 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 /// Outgoing bytes buffered per panel beyond what the kernel holds. Sends wait (and the
 /// panel is eventually dropped) rather than buffer more.
 pub const MAX_WRITE_BUFFER: usize = 256 * 1024;
+/// Bytes read from a panel's socket at a time; a bigger message grows the buffer.
+pub const READ_BUFFER: usize = 1024;
+/// Frames are gathered up to this many bytes before they are written to the socket, so
+/// a batch of events goes out in few packets (TCP_NODELAY is on).
+pub const WRITE_BUFFER: usize = 4 * 1024;
 /// Events sent per journal read; bounds what one session holds at once (as shared
 /// references, not copies).
 pub const BATCH: usize = 256;
-/// How long a new connection has to say `hello`.
-pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every session shares.
 pub struct Hub {
@@ -44,8 +49,12 @@ pub struct Hub {
     /// Token → the name it was issued to. Empty: panels need no token.
     tokens: HashMap<String, String>,
     pub ping_interval: Duration,
+    /// How long a new connection has to say `hello`.
+    pub hello_timeout: Duration,
     /// Panels connected now (past `hello`).
     panels: AtomicUsize,
+    /// The last whole snapshot encoded, shared by panels joining at the same seq.
+    snapshots: snapshot::Shared,
 }
 
 impl Hub {
@@ -64,8 +73,15 @@ impl Hub {
             router,
             tokens,
             ping_interval,
+            hello_timeout: Duration::from_secs(10),
             panels: AtomicUsize::new(0),
+            snapshots: snapshot::Shared::default(),
         }
+    }
+
+    pub fn with_hello_timeout(mut self, hello_timeout: Duration) -> Self {
+        self.hello_timeout = hello_timeout;
+        self
     }
 
     /// Panels connected now (past `hello`).
@@ -77,6 +93,22 @@ impl Hub {
     fn panel_connected(&self) -> PanelCount<'_> {
         self.panels.fetch_add(1, Ordering::Relaxed);
         PanelCount(&self.panels)
+    }
+
+    /// The current state as `subscription` sees it, encoded for the wire; shared between
+    /// panels when they see everything.
+    fn snapshot_for(
+        &self,
+        subscription: &subscription::Subscription,
+        reason: Option<&'static str>,
+    ) -> Arc<snapshot::Encoded> {
+        if subscription.is_everything() {
+            return self.snapshots.current(&self.journal, reason);
+        }
+        Arc::new(snapshot::encode(
+            &subscription.filter(&self.journal.snapshot()),
+            reason,
+        ))
     }
 
     pub fn auth_required(&self) -> bool {
@@ -101,5 +133,39 @@ struct PanelCount<'a>(&'a AtomicUsize);
 impl Drop for PanelCount<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A string from a panel, for text logs: control characters (a newline that would forge a
+/// log line, an ANSI escape that would recolour a terminal) are shown escaped, the rest as
+/// it is.
+pub struct Untrusted<'a>(pub &'a str);
+
+impl std::fmt::Display for Untrusted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        for c in self.0.chars() {
+            if c.is_control() || c == '\\' {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn untrusted_text_cannot_forge_a_log_line_or_reach_the_terminal() {
+        let shown = Untrusted("proj\n2026-11-30T00:00:00Z  INFO forged\u{1b}[31m\\n é").to_string();
+        assert_eq!(
+            shown,
+            "proj\\n2026-11-30T00:00:00Z  INFO forged\\u{1b}[31m\\\\n é"
+        );
+        assert!(!shown.chars().any(char::is_control), "{shown}");
     }
 }

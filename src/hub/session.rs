@@ -1,22 +1,25 @@
 //! One panel's WebSocket session: hello, then a reader and a cursor-driven writer.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::stream::{FuturesUnordered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info};
+use tracing::{Instrument, debug, info, warn};
 
+use super::limits::{self, RateLimit};
 use super::subscription::Subscription;
 use super::wire::{self, ClientMessage, ServerMessage};
-use super::{BATCH, HELLO_TIMEOUT, Hub};
-use crate::command::{ErrorCode, Failure};
+use super::{BATCH, Hub, Untrusted};
+use crate::command::{ErrorCode, Failure, Outcome};
 use crate::journal::Read;
 use crate::router::{self, CommandKey, Origin, Submission};
 
@@ -61,7 +64,7 @@ pub async fn serve(
     let Some((panel, cursor, subscription)) = greet(&mut socket, &hub, session, peer).await else {
         return;
     };
-    info!(session = %panel.session, client = %panel.client, %peer, "panel connected");
+    info!(session = %panel.session, client = %Untrusted(&panel.client), %peer, "panel connected");
     let _counted = hub.panel_connected();
 
     let (sink, stream) = socket.split();
@@ -82,10 +85,23 @@ pub async fn serve(
         )
         .instrument(span),
     );
-    read_loop(stream, outbox, &hub, &panel, subscription, &done, &heard).await;
+    let read_end = read_loop(stream, outbox, &hub, &panel, subscription, &done, &heard).await;
     done.cancel();
-    let _ = writer.await;
-    info!(session = %panel.session, %peer, "panel disconnected");
+    let write_end = writer.await;
+    let session = &panel.session;
+    match read_end {
+        ReadEnd::Closed => info!(session, %peer, "panel disconnected: it closed the connection"),
+        ReadEnd::Failed(why) => {
+            warn!(session, %peer, "panel dropped: reading from it failed: {why}")
+        }
+        ReadEnd::Stopped if shutdown.is_cancelled() => {
+            info!(session, %peer, "panel disconnected: the gateway is stopping")
+        }
+        ReadEnd::Stopped => match write_end {
+            Ok(why) => warn!(session, %peer, "panel dropped: {why}"),
+            Err(e) => warn!(session, %peer, "panel dropped: its writer failed: {e}"),
+        },
+    }
 }
 
 /// Waits for `hello`, checks the token, and sends `welcome` plus the snapshot or nothing
@@ -96,23 +112,28 @@ async fn greet(
     session: String,
     peer: SocketAddr,
 ) -> Option<(Panel, u64, Subscription)> {
-    let deadline = Instant::now() + HELLO_TIMEOUT;
+    let deadline = Instant::now() + hub.hello_timeout;
     loop {
         let text = match tokio::time::timeout_at(deadline, socket.recv()).await {
             Err(_) => {
-                debug!(%peer, "no hello in time; closing");
+                info!(%peer, "connection closed: no hello within {:?}", hub.hello_timeout);
                 let failure = Failure::new(
                     ErrorCode::HelloRequired,
-                    format!("send hello within {HELLO_TIMEOUT:?} of connecting"),
+                    format!("send hello within {:?} of connecting", hub.hello_timeout),
                 );
                 let _ = socket.send(error_message(&failure, None)).await;
                 return None;
             }
-            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return None,
+            Ok(None | Some(Ok(Message::Close(_)))) => return None,
+            Ok(Some(Err(e))) => {
+                info!(%peer, "connection dropped before hello: reading failed: {e}");
+                return None;
+            }
             Ok(Some(Ok(Message::Text(text)))) => text,
             Ok(Some(Ok(_))) => continue,
         };
-        let (token, resume, client, patterns) = match wire::parse(&text) {
+        let hello = wire::parse(&text).and_then(|m| limits::check(&m).map(|()| m));
+        let (token, resume, client, patterns) = match hello {
             Ok(ClientMessage::Hello {
                 token,
                 resume,
@@ -124,11 +145,11 @@ async fn greet(
                     ErrorCode::HelloRequired,
                     "the first message must be {\"type\":\"hello\"}",
                 );
-                socket.send(error_message(&failure, None)).await.ok()?;
+                sent(socket.send(error_message(&failure, None)).await, peer)?;
                 continue;
             }
             Err(failure) => {
-                socket.send(error_message(&failure, None)).await.ok()?;
+                sent(socket.send(error_message(&failure, None)).await, peer)?;
                 continue;
             }
         };
@@ -152,9 +173,8 @@ async fn greet(
         let subscription = match patterns.as_deref().map(Subscription::new) {
             None => Subscription::default(),
             Some(Ok(subscription)) => subscription,
-            Some(Err(why)) => {
-                let failure = Failure::new(ErrorCode::InvalidMessage, why);
-                socket.send(error_message(&failure, None)).await.ok()?;
+            Some(Err(failure)) => {
+                sent(socket.send(error_message(&failure, None)).await, peer)?;
                 continue;
             }
         };
@@ -164,7 +184,7 @@ async fn greet(
         let (seq, cursor, snapshot) = match resume {
             Some(r) if resumed => (journal.head(), r.seq, None),
             _ => {
-                let snapshot = journal.snapshot();
+                let snapshot = hub.snapshot_for(&subscription, None);
                 (snapshot.seq, snapshot.seq, Some(snapshot))
             }
         };
@@ -174,20 +194,14 @@ async fn greet(
             seq,
             resumed,
         };
-        socket
-            .send(Message::Text(welcome.to_text().into()))
-            .await
-            .ok()?;
-        if let Some(snapshot) = &snapshot {
-            let message = ServerMessage::Snapshot {
-                snapshot: &subscription.filter(snapshot),
-                reason: None,
-            };
-            socket
-                .send(Message::Text(message.to_text().into()))
-                .await
-                .ok()?;
-        }
+        let greeting = async {
+            socket.feed(Message::Text(welcome.to_text().into())).await?;
+            for message in snapshot.iter().flat_map(|s| &s.messages) {
+                socket.feed(Message::Text(message.clone())).await?;
+            }
+            socket.flush().await
+        };
+        sent(greeting.await, peer)?;
         let client = client
             .filter(|c| !c.is_empty())
             .unwrap_or_else(|| session.clone());
@@ -201,6 +215,17 @@ async fn greet(
             cursor,
             subscription,
         ));
+    }
+}
+
+/// Logs why a panel was let go during its greeting, if sending to it failed.
+fn sent(result: Result<(), axum::Error>, peer: SocketAddr) -> Option<()> {
+    match result {
+        Ok(()) => Some(()),
+        Err(e) => {
+            warn!(%peer, "panel dropped before it was greeted: sending failed: {e}");
+            None
+        }
     }
 }
 
@@ -231,7 +256,24 @@ impl Heard {
     }
 }
 
+/// Why a session's reader stopped.
+enum ReadEnd {
+    /// The panel closed the connection.
+    Closed,
+    /// Reading failed: a frame over the size limit, a broken connection.
+    Failed(String),
+    /// The writer stopped (or the gateway is stopping); the writer says why.
+    Stopped,
+}
+
+/// A command waiting for its outcome: the panel's id and the router's watch.
+type InFlight = Pin<Box<dyn Future<Output = (serde_json::Value, Outcome)> + Send>>;
+
 /// Handles everything the panel sends until it closes or the session ends.
+///
+/// Every reply goes through the outbox, and the reader waits while the outbox is full:
+/// a panel that sends without reading stops being read (the kernel's buffers fill and
+/// its sends block) instead of making the gateway buffer for it.
 async fn read_loop(
     mut stream: SplitStream<WebSocket>,
     outbox: mpsc::Sender<Outgoing>,
@@ -240,19 +282,36 @@ async fn read_loop(
     mut subscription: Subscription,
     done: &CancellationToken,
     heard: &Heard,
-) {
+) -> ReadEnd {
+    let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
+    let mut resubscribes = RateLimit::new(limits::RESUBSCRIBE_BURST, limits::RESUBSCRIBE_EVERY);
     loop {
         let message = tokio::select! {
-            _ = done.cancelled() => return,
+            _ = done.cancelled() => return ReadEnd::Stopped,
+            Some((id, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                let result = result_message(&id, outcome.as_ref().map(|_| ()));
+                if outbox.send(Outgoing::Send(result)).await.is_err() {
+                    return ReadEnd::Stopped;
+                }
+                continue;
+            }
             next = stream.next() => match next {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                None | Some(Ok(Message::Close(_))) => return ReadEnd::Closed,
+                Some(Err(e)) => return ReadEnd::Failed(e.to_string()),
                 Some(Ok(message)) => message,
             },
         };
         heard.now();
-        let reply = match message {
-            Message::Text(text) => handle_text(&text, hub, panel, &mut subscription, &outbox),
-            Message::Binary(_) => Some(Outgoing::Send(error_message(
+        let action = match message {
+            Message::Text(text) => {
+                let state = ReaderState {
+                    subscription: &mut subscription,
+                    resubscribes: &mut resubscribes,
+                    in_flight: in_flight.len(),
+                };
+                handle_text(&text, hub, panel, state)
+            }
+            Message::Binary(_) => Action::Reply(Outgoing::Send(error_message(
                 &Failure::new(
                     ErrorCode::Malformed,
                     "binary frames are not part of this protocol; send JSON text",
@@ -260,116 +319,152 @@ async fn read_loop(
                 None,
             ))),
             // Pongs only matter as proof of life, counted above; axum answers pings itself.
-            _ => None,
+            _ => Action::Nothing,
         };
-        if let Some(reply) = reply
-            && outbox.send(reply).await.is_err()
-        {
-            return;
+        let reply = match action {
+            Action::Nothing => continue,
+            Action::Reply(reply) => reply,
+            Action::Track { accepted, waiting } => {
+                in_flight.push(waiting);
+                Outgoing::Send(accepted)
+            }
+        };
+        if outbox.send(reply).await.is_err() {
+            return ReadEnd::Stopped;
         }
     }
 }
 
-/// Acts on one text frame; returns an immediate reply, if there is one.
-fn handle_text(
-    text: &str,
-    hub: &Hub,
-    panel: &Panel,
-    subscription: &mut Subscription,
-    outbox: &mpsc::Sender<Outgoing>,
-) -> Option<Outgoing> {
-    let reply = match wire::parse(text) {
-        Err(failure) => Some(error_message(&failure, None)),
-        Ok(ClientMessage::Hello { .. }) => Some(error_message(
+/// What the reader keeps between messages.
+struct ReaderState<'a> {
+    subscription: &'a mut Subscription,
+    resubscribes: &'a mut RateLimit,
+    /// Commands of this session waiting for their outcome.
+    in_flight: usize,
+}
+
+/// What the reader does about one message.
+enum Action {
+    Nothing,
+    Reply(Outgoing),
+    /// A command was queued: send `accepted`, then its result when `waiting` completes.
+    Track {
+        accepted: Message,
+        waiting: InFlight,
+    },
+}
+
+/// Acts on one text frame.
+fn handle_text(text: &str, hub: &Hub, panel: &Panel, state: ReaderState<'_>) -> Action {
+    let reply = |message| Action::Reply(Outgoing::Send(message));
+    let message = match wire::parse(text) {
+        Ok(message) => message,
+        Err(failure) => return reply(error_message(&failure, None)),
+    };
+    if let Err(failure) = limits::check(&message) {
+        let id = match &message {
+            ClientMessage::Command { id, .. } => Some(id),
+            _ => None,
+        };
+        return reply(error_message(&failure, id));
+    }
+    match message {
+        ClientMessage::Hello { .. } => reply(error_message(
             &Failure::new(
                 ErrorCode::InvalidMessage,
                 "hello was already received on this connection",
             ),
             None,
         )),
-        Ok(ClientMessage::Ping) => Some(Message::Text(ServerMessage::Pong.to_text().into())),
-        Ok(ClientMessage::Subscribe { patterns }) => {
-            let mut wanted = subscription.clone();
-            match wanted.add(&patterns) {
-                Ok(()) => {
-                    *subscription = wanted;
-                    return Some(Outgoing::Resubscribe(subscription.clone()));
-                }
-                Err(why) => Some(error_message(
-                    &Failure::new(ErrorCode::InvalidMessage, why),
-                    None,
-                )),
-            }
+        ClientMessage::Ping => reply(Message::Text(ServerMessage::Pong.to_text().into())),
+        ClientMessage::Subscribe { .. } | ClientMessage::Unsubscribe { .. }
+            if !state.resubscribes.allow() =>
+        {
+            let failure = Failure::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "too many subscription changes: {} at once, then one every {:?}; send it again in a moment",
+                    limits::RESUBSCRIBE_BURST,
+                    limits::RESUBSCRIBE_EVERY
+                ),
+            );
+            reply(error_message(&failure, None))
         }
-        Ok(ClientMessage::Unsubscribe { patterns }) => {
-            subscription.remove(&patterns);
-            return Some(Outgoing::Resubscribe(subscription.clone()));
+        ClientMessage::Subscribe { patterns } => match state.subscription.add(&patterns) {
+            Ok(()) => Action::Reply(Outgoing::Resubscribe(state.subscription.clone())),
+            Err(failure) => reply(error_message(&failure, None)),
+        },
+        ClientMessage::Unsubscribe { patterns } => {
+            state.subscription.remove(&patterns);
+            Action::Reply(Outgoing::Resubscribe(state.subscription.clone()))
         }
-        Ok(ClientMessage::Ack { seq }) => {
+        ClientMessage::Ack { seq } => {
             if seq > hub.journal.head() {
                 let message = format!(
                     "ack {seq} is ahead of the newest event {}",
                     hub.journal.head()
                 );
-                return Some(Outgoing::Send(error_message(
+                return reply(error_message(
                     &Failure::new(ErrorCode::InvalidMessage, message),
                     None,
-                )));
+                ));
             }
             debug!(session = %panel.session, seq, "ack");
-            None
+            Action::Nothing
         }
-        Ok(ClientMessage::Command {
+        ClientMessage::Command {
             id,
             device,
             command,
             args,
-        }) => {
+        } => {
             let Some(key) = wire::id_key(&id) else {
                 let failure = Failure::new(
                     ErrorCode::InvalidMessage,
                     "command id must be a non-empty string (up to 128 bytes) or an integer",
                 );
-                return Some(Outgoing::Send(error_message(&failure, Some(&id))));
+                return reply(error_message(&failure, Some(&id)));
             };
+            if state.in_flight >= limits::MAX_IN_FLIGHT {
+                let failure = Failure::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "{} commands of this connection are still waiting for their result; wait for one before sending more",
+                        limits::MAX_IN_FLIGHT
+                    ),
+                );
+                return reply(result_message(&id, Err(&failure)));
+            }
             let key = CommandKey {
                 client: panel.client.clone(),
                 id: key,
             };
-            info!(session = %panel.session, %device, %command, id = %key.id, "command");
-            match hub.router.submit(
-                &Origin {
-                    session: panel.session.clone(),
-                    token: panel.token.clone(),
-                },
-                key,
-                &device,
-                &command,
-                args,
-            ) {
-                Err(failure) => Some(result_message(&id, Err(&failure))),
+            info!(
+                session = %panel.session,
+                device = %Untrusted(&device),
+                command = %Untrusted(&command),
+                id = %Untrusted(&key.id),
+                "command"
+            );
+            let origin = Origin {
+                session: panel.session.clone(),
+                token: panel.token.clone(),
+            };
+            match hub.router.submit(&origin, key, &device, &command, args) {
+                Err(failure) => reply(result_message(&id, Err(&failure))),
                 Ok(submission) => {
                     let (watch, duplicate) = match submission {
                         Submission::Accepted(w) => (w, false),
                         Submission::Duplicate(w) => (w, true),
                     };
                     let accepted = ServerMessage::Accepted { id: &id, duplicate };
-                    let outbox = outbox.clone();
                     let accepted = Message::Text(accepted.to_text().into());
-                    tokio::spawn(async move {
-                        if outbox.send(Outgoing::Send(accepted)).await.is_err() {
-                            return;
-                        }
-                        let outcome = router::outcome(watch).await;
-                        let result = result_message(&id, outcome.as_ref().map(|_| ()));
-                        let _ = outbox.send(Outgoing::Send(result)).await;
-                    });
-                    None
+                    let waiting = Box::pin(async move { (id, router::outcome(watch).await) });
+                    Action::Track { accepted, waiting }
                 }
             }
         }
-    };
-    reply.map(Outgoing::Send)
+    }
 }
 
 /// Where a panel is in the journal.
@@ -382,7 +477,8 @@ struct Place {
     filter: Subscription,
 }
 
-/// Streams the journal from `cursor` and the outbox, in protocol order, until `done`.
+/// Streams the journal from `cursor` and the outbox, in protocol order, until `done`;
+/// returns why it stopped.
 async fn write_loop(
     mut sink: Sink,
     mut outbox: mpsc::Receiver<Outgoing>,
@@ -391,7 +487,7 @@ async fn write_loop(
     filter: Subscription,
     done: CancellationToken,
     heard: Arc<Heard>,
-) {
+) -> String {
     let mut place = Place {
         cursor,
         told: cursor,
@@ -408,42 +504,49 @@ async fn write_loop(
     let mut unanswered: Option<Instant> = None;
     // A send that cannot complete in this long means the panel stopped reading.
     let send_limit = hub.ping_interval * 2;
-    let mut pending: Option<Outgoing> = None;
+    let stalled = || format!("the panel took no data for {send_limit:?}");
+    // Replies taken from the outbox, sent together after the events before them.
+    let mut replies: Vec<Outgoing> = Vec::new();
     let mut last_position = Instant::now() - POSITION_EVERY;
-    loop {
-        // Events first, so anything waiting in the outbox (a command's result) goes out
-        // after the events that led to it.
-        if let Err(why) = send_events(&mut sink, &hub, &mut place, send_limit).await {
-            debug!("writer stopping: {why}");
-            break;
+    let why = loop {
+        // Replies waiting now were queued before the journal is read below, so the events
+        // a command caused go out before its result.
+        while replies.len() < OUTBOX
+            && let Ok(reply) = outbox.try_recv()
+        {
+            replies.push(reply);
         }
-        if let Some(outgoing) = pending.take() {
-            let sent = match outgoing {
-                Outgoing::Send(message) => timeout(send_limit, sink.send(message)).await,
-                Outgoing::Resubscribe(filter) => {
-                    place.filter = filter;
-                    timeout(send_limit, resubscribe(&mut sink, &hub, &mut place)).await
-                }
-            };
-            if sent.map_or(true, |r| r.is_err()) {
-                break;
+        if let Err(why) = send_events(&mut sink, &hub, &mut place, send_limit).await {
+            break why;
+        }
+        if !replies.is_empty() {
+            match timeout(
+                send_limit,
+                send_replies(&mut sink, &hub, &mut place, &mut replies),
+            )
+            .await
+            {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => break format!("sending failed: {e}"),
+                Err(_) => break stalled(),
             }
-            continue;
         }
         // Caught up, but the last events were all outside the subscription: move the
         // panel's resume point, at most once a second.
         let position_due = (place.cursor > place.told).then_some(last_position + POSITION_EVERY);
         tokio::select! {
-            _ = done.cancelled() => break,
+            _ = done.cancelled() => break "the session ended".into(),
             message = outbox.recv() => match message {
-                Some(message) => pending = Some(message),
-                None => break,
+                Some(message) => replies.push(message),
+                None => break "the session ended".into(),
             },
-            changed = head.changed() => if changed.is_err() { break },
+            changed = head.changed() => if changed.is_err() { break "the journal closed".into() },
             _ = tokio::time::sleep_until(position_due.unwrap_or_else(Instant::now)), if position_due.is_some() => {
                 let position = ServerMessage::Position { seq: place.cursor };
-                if timeout(send_limit, sink.send(Message::Text(position.to_text().into()))).await.map_or(true, |r| r.is_err()) {
-                    break;
+                match timeout(send_limit, sink.send(Message::Text(position.to_text().into()))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => break format!("sending failed: {e}"),
+                    Err(_) => break stalled(),
                 }
                 place.told = place.cursor;
                 last_position = Instant::now();
@@ -453,19 +556,41 @@ async fn write_loop(
                     if heard.since(sent) {
                         unanswered = None;
                     } else if sent.elapsed() >= answer_limit {
-                        info!("no answer to a ping for {answer_limit:?}; dropping panel");
-                        break;
+                        break format!("no answer to a ping for {answer_limit:?}");
                     }
                 }
-                if timeout(send_limit, sink.send(Message::Ping(Default::default()))).await.map_or(true, |r| r.is_err()) {
-                    break;
+                match timeout(send_limit, sink.send(Message::Ping(Default::default()))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => break format!("sending failed: {e}"),
+                    Err(_) => break stalled(),
                 }
                 unanswered.get_or_insert_with(Instant::now);
             }
         }
-    }
+    };
     done.cancel();
     let _ = timeout(Duration::from_secs(1), sink.close()).await;
+    why
+}
+
+/// Sends the replies taken from the outbox, in order, with one flush for all of them
+/// (TCP_NODELAY is on, so each flush is a packet).
+async fn send_replies(
+    sink: &mut Sink,
+    hub: &Hub,
+    place: &mut Place,
+    replies: &mut Vec<Outgoing>,
+) -> Result<(), axum::Error> {
+    for reply in replies.drain(..) {
+        match reply {
+            Outgoing::Send(message) => sink.feed(message).await?,
+            Outgoing::Resubscribe(filter) => {
+                place.filter = filter;
+                resubscribe(sink, hub, place).await?;
+            }
+        }
+    }
+    sink.flush().await
 }
 
 /// Confirms new patterns and sends what they cover now; the stream goes on from there.
@@ -474,24 +599,23 @@ async fn resubscribe(sink: &mut Sink, hub: &Hub, place: &mut Place) -> Result<()
     let subscribed = ServerMessage::Subscribed {
         patterns: &patterns,
     };
-    sink.send(Message::Text(subscribed.to_text().into()))
+    sink.feed(Message::Text(subscribed.to_text().into()))
         .await?;
     send_snapshot(sink, hub, place, "subscription").await
 }
 
-/// Sends the journal's snapshot, filtered, and moves the panel's place to it.
+/// Sends the journal's snapshot, filtered, and moves the panel's place to it. The parts
+/// of a big one go out back to back; the caller flushes.
 async fn send_snapshot(
     sink: &mut Sink,
     hub: &Hub,
     place: &mut Place,
     reason: &'static str,
 ) -> Result<(), axum::Error> {
-    let snapshot = place.filter.filter(&hub.journal.snapshot());
-    let message = ServerMessage::Snapshot {
-        snapshot: &snapshot,
-        reason: Some(reason),
-    };
-    sink.send(Message::Text(message.to_text().into())).await?;
+    let snapshot = hub.snapshot_for(&place.filter, Some(reason));
+    for message in &snapshot.messages {
+        sink.feed(Message::Text(message.clone())).await?;
+    }
     place.cursor = snapshot.seq;
     place.told = snapshot.seq;
     Ok(())
@@ -507,49 +631,47 @@ async fn send_events(
     hub: &Hub,
     place: &mut Place,
     limit: Duration,
-) -> Result<(), &'static str> {
+) -> Result<(), String> {
     loop {
         match timeout(limit, send_batch(sink, hub, place)).await {
             Ok(Ok(true)) => continue,
             Ok(Ok(false)) => return Ok(()),
-            Ok(Err(why)) => return Err(why),
-            Err(_) => return Err("the panel stopped taking data"),
+            Ok(Err(e)) => return Err(format!("sending failed: {e}")),
+            Err(_) => return Err(format!("the panel took no data for {limit:?}")),
         }
     }
 }
 
 /// Sends one batch; returns whether there may be more. Events outside the subscription
 /// are skipped, never re-serialized: every panel sends the journal's shared frames.
-async fn send_batch(sink: &mut Sink, hub: &Hub, place: &mut Place) -> Result<bool, &'static str> {
+async fn send_batch(sink: &mut Sink, hub: &Hub, place: &mut Place) -> Result<bool, axum::Error> {
     match hub.journal.read_after(place.cursor, BATCH) {
         Read::Events(events) if events.is_empty() => Ok(false),
         Read::Events(events) => {
             let mut fed = false;
             for event in &events {
                 if place.filter.matches(&event.device, &event.point) {
-                    sink.feed(Message::Text(event.frame.clone()))
-                        .await
-                        .map_err(|_| "send failed")?;
+                    sink.feed(Message::Text(event.frame.clone())).await?;
                     place.told = event.seq;
                     fed = true;
                 }
                 place.cursor = event.seq;
             }
             if fed {
-                sink.flush().await.map_err(|_| "send failed")?;
+                sink.flush().await?;
             }
             Ok(true)
         }
         Read::Gap => {
-            send_snapshot(sink, hub, place, "lagged")
-                .await
-                .map_err(|_| "send failed")?;
+            send_snapshot(sink, hub, place, "lagged").await?;
+            sink.flush().await?;
             Ok(true)
         }
     }
 }
 
 fn error_message(failure: &Failure, id: Option<&serde_json::Value>) -> Message {
+    let failure = limits::clipped(failure);
     let message = ServerMessage::Error {
         code: failure.code,
         message: &failure.message,
@@ -559,10 +681,11 @@ fn error_message(failure: &Failure, id: Option<&serde_json::Value>) -> Message {
 }
 
 fn result_message(id: &serde_json::Value, outcome: Result<(), &Failure>) -> Message {
+    let error = outcome.err().map(limits::clipped);
     let message = ServerMessage::Result {
         id,
         ok: outcome.is_ok(),
-        error: outcome.err(),
+        error: error.as_deref(),
     };
     Message::Text(message.to_text().into())
 }

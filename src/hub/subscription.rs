@@ -8,10 +8,13 @@
 
 use std::collections::BTreeMap;
 
+use crate::command::{ErrorCode, Failure};
 use crate::journal::{DeviceState, ERROR, ONLINE, Snapshot};
 
 /// Longest pattern accepted; device ids and point names are short.
 const MAX_PATTERN: usize = 128;
+/// Most patterns per session: every event is matched against each of them.
+pub const MAX_PATTERNS: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Pattern {
@@ -21,26 +24,36 @@ struct Pattern {
 }
 
 impl Pattern {
-    fn parse(text: &str) -> Result<Pattern, String> {
+    fn parse(text: &str) -> Result<Pattern, Failure> {
         let allowed =
             |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '*' | '/');
-        if text.is_empty() || text.len() > MAX_PATTERN {
-            return Err(format!(
-                "pattern `{text}` must have 1 to {MAX_PATTERN} characters"
+        let invalid = |why: String| Failure::new(ErrorCode::InvalidMessage, why);
+        if text.len() > MAX_PATTERN {
+            return Err(Failure::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "a pattern of {} bytes is too long: patterns have 1 to {MAX_PATTERN} characters",
+                    text.len()
+                ),
             ));
         }
+        if text.is_empty() {
+            return Err(invalid(format!(
+                "pattern `{text}` must have 1 to {MAX_PATTERN} characters"
+            )));
+        }
         if let Some(bad) = text.chars().find(|c| !allowed(*c)) {
-            return Err(format!(
-                "pattern `{text}` has `{bad}`; use device ids, point names, `*` and one `/` (e.g. `proj-*`, `*/power`)"
-            ));
+            return Err(invalid(format!(
+                "pattern `{text}` has {bad:?}; use device ids, point names, `*` and one `/` (e.g. `proj-*`, `*/power`)"
+            )));
         }
         let slash = text.find('/');
         if let Some(at) = slash
             && (text[at + 1..].contains('/') || at == 0 || at + 1 == text.len())
         {
-            return Err(format!(
+            return Err(invalid(format!(
                 "pattern `{text}` must be DEVICE or DEVICE/POINT, with one `/` and both parts"
-            ));
+            )));
         }
         Ok(Pattern {
             text: text.to_string(),
@@ -111,7 +124,7 @@ impl Default for Subscription {
 
 impl Subscription {
     /// A subscription to exactly `patterns` (none: no events at all).
-    pub fn new(patterns: &[String]) -> Result<Subscription, String> {
+    pub fn new(patterns: &[String]) -> Result<Subscription, Failure> {
         let mut subscription = Subscription {
             patterns: Vec::new(),
         };
@@ -121,16 +134,32 @@ impl Subscription {
 
     /// Adds patterns (ignoring ones already there). All are checked first: on an error
     /// nothing changes.
-    pub fn add(&mut self, patterns: &[String]) -> Result<(), String> {
+    pub fn add(&mut self, patterns: &[String]) -> Result<(), Failure> {
+        let too_many = || {
+            Failure::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "a session takes at most {MAX_PATTERNS} patterns; use wildcards (`proj-*`) or unsubscribe some first"
+                ),
+            )
+        };
+        if patterns.len() > MAX_PATTERNS {
+            return Err(too_many());
+        }
         let parsed = patterns
             .iter()
             .map(|p| Pattern::parse(p))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut grown = self.patterns.clone();
         for pattern in parsed {
-            if !self.patterns.contains(&pattern) {
-                self.patterns.push(pattern);
+            if !grown.contains(&pattern) {
+                grown.push(pattern);
             }
         }
+        if grown.len() > MAX_PATTERNS {
+            return Err(too_many());
+        }
+        self.patterns = grown;
         Ok(())
     }
 
@@ -141,6 +170,11 @@ impl Subscription {
 
     pub fn patterns(&self) -> Vec<String> {
         self.patterns.iter().map(|p| p.text.clone()).collect()
+    }
+
+    /// Whether this is the default: everything.
+    pub fn is_everything(&self) -> bool {
+        self.patterns.iter().any(|p| p.text == "*")
     }
 
     pub fn matches(&self, device: &str, point: &str) -> bool {
@@ -217,9 +251,23 @@ mod tests {
         let mut s = sub(&["proj-1"]);
         for bad in ["", "a/b/c", "/power", "proj/", "proj 1", "proj#1"] {
             let err = s.add(&["x".to_string(), bad.to_string()]).unwrap_err();
-            assert!(err.contains("pattern"), "{bad}: {err}");
+            assert_eq!(err.code, ErrorCode::InvalidMessage, "{bad}: {err}");
+            assert!(err.message.contains("pattern"), "{bad}: {err}");
         }
         assert_eq!(s.patterns(), vec!["proj-1"]);
+    }
+
+    #[test]
+    fn patterns_are_bounded_in_length_and_number() {
+        let mut s = sub(&["proj-1"]);
+        let long = s.add(&["p".repeat(129)]).unwrap_err();
+        assert_eq!(long.code, ErrorCode::TooLarge, "{long}");
+        let many: Vec<String> = (0..MAX_PATTERNS).map(|i| format!("dev-{i}")).collect();
+        let err = s.add(&many).unwrap_err();
+        assert_eq!(err.code, ErrorCode::TooLarge, "{err}");
+        assert_eq!(s.patterns(), vec!["proj-1"], "nothing changed");
+        s.add(&many[1..]).unwrap();
+        assert_eq!(s.patterns().len(), MAX_PATTERNS);
     }
 
     #[test]

@@ -4,7 +4,9 @@ use avgate_drivers::{Map, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{ErrorCode, Failure};
-use crate::journal::Snapshot;
+use std::collections::BTreeMap;
+
+use crate::journal::{DeviceState, Snapshot};
 
 /// A message from a panel.
 #[derive(Debug, Deserialize)]
@@ -65,6 +67,18 @@ pub enum ServerMessage<'a> {
         /// retained window.
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<&'static str>,
+    },
+    /// One part of a snapshot too big for one message (docs/PROTOCOL.md).
+    #[serde(rename = "snapshot")]
+    SnapshotPart {
+        epoch: u64,
+        seq: u64,
+        /// 1-based.
+        part: usize,
+        parts: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'static str>,
+        devices: &'a BTreeMap<String, DeviceState>,
     },
     Accepted {
         id: &'a Value,

@@ -13,6 +13,7 @@
 mod backoff;
 mod link;
 mod queue;
+mod shape;
 mod transport;
 mod turns;
 mod unit;

@@ -11,6 +11,7 @@ use tracing::{debug, info, warn};
 use super::backoff::Backoff;
 use super::queue::{CommandQueue, Job};
 use super::turns::Wants;
+use super::shape::Shape;
 use crate::command::{ErrorCode, Failure};
 use crate::config::DeviceConfig;
 use crate::journal::Journal;
@@ -37,6 +38,8 @@ pub(super) struct Unit {
     /// Values of the answer being taken in, recorded together by [`Unit::publish_staged`].
     staged: Vec<(String, Value)>,
     journal: Arc<Journal>,
+    /// The outputs and inputs the device is declared with, to drop points beyond them.
+    shape: Shape,
 }
 
 /// Where a device stands on its link.
@@ -96,6 +99,7 @@ impl Unit {
                 due: Instant::now(),
             })
             .collect();
+        let shape = Shape::of(&config.options);
         Ok(Unit {
             config,
             protocol,
@@ -109,6 +113,7 @@ impl Unit {
             polls,
             staged: Vec::new(),
             journal,
+            shape,
         })
     }
 
@@ -283,6 +288,9 @@ impl Unit {
     pub fn stage(&mut self, point: String, value: Value) {
         if self.config.profile.point(&point).is_none() {
             debug!(device = %self.config.id, point, %value, "not in the profile; ignored");
+            return;
+        }
+        if !self.shape.admits(&self.config.id, &point, &value) {
             return;
         }
         self.staged.push((point, value));

@@ -147,7 +147,10 @@ impl Panel {
                     let value: Value = serde_json::from_str(&text).expect("server sends JSON");
                     if value["type"] == "snapshot" {
                         self.at = value["seq"].as_u64();
-                        self.devices = value["devices"].clone();
+                        match value["part"].as_u64() {
+                            None => self.devices = value["devices"].clone(),
+                            Some(part) => self.merge_part(part, &value),
+                        }
                     }
                     if value["type"] == "position" {
                         let seq = value["seq"].as_u64().expect("position seq");
@@ -186,6 +189,34 @@ impl Panel {
                 }
                 Message::Close(_) => return None,
                 _ => continue,
+            }
+        }
+    }
+
+    /// Applies one part of a snapshot sent in parts: the first replaces what the panel
+    /// knew; a device in several parts has its points (and stale list) spread over them.
+    fn merge_part(&mut self, part: u64, message: &Value) {
+        if part == 1 {
+            self.devices = json!({});
+        }
+        let parts = message["parts"].as_u64().expect("parts");
+        assert!((1..=parts).contains(&part), "part {part} of {parts}");
+        for (id, share) in message["devices"].as_object().expect("devices") {
+            let device = &mut self.devices[id];
+            device["online"] = share["online"].clone();
+            if let Some(error) = share.get("error") {
+                device["error"] = error.clone();
+            }
+            if device["points"].is_null() {
+                device["points"] = json!({});
+            }
+            for (point, value) in share["points"].as_object().expect("points") {
+                device["points"][point] = value.clone();
+            }
+            for point in share["stale"].as_array().into_iter().flatten() {
+                let mut stale = device["stale"].as_array().cloned().unwrap_or_default();
+                stale.push(point.clone());
+                device["stale"] = Value::Array(stale);
             }
         }
     }
