@@ -67,7 +67,9 @@ impl Gateway {
             devices: Arc::new(DeviceInfo::from_site(&site)),
             shutdown: shutdown.clone(),
         };
-        let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let app = http::router(state)
+            .merge(crate::web::router(site.panels.clone(), site.server.ping_interval))
+            .into_make_service_with_connect_info::<SocketAddr>();
         let stop = shutdown.clone();
         tasks.spawn(async move {
             let served = axum::serve(listener, app)

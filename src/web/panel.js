@@ -1,0 +1,719 @@
+// The built-in panels: the room page at / (widgets derived from /api/devices and the
+// shared point vocabulary) and TOML panel pages at /panel/NAME (widgets from the page
+// file). Both are drawn by the same widget code on top of /avgate.js.
+
+import { connect, formatValue } from "/avgate.js";
+
+const TOKEN_KEY = "avgate:token";
+const POWER_BUSY = { warming: "Warming up", cooling: "Cooling down" };
+const ERROR_WORDS = {
+  device_busy: "The device is busy (warming up or cooling down) — try again in a moment",
+  device_offline: "The device isn't responding",
+  timeout: "The device didn't answer in time",
+  expired: "Not sent: the room controller was unreachable",
+};
+
+const $ = (tag, attrs = {}, ...children) => {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k === "text") el.textContent = v;
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) el.append(c);
+  return el;
+};
+
+/** `lamp_hours` → "Lamp hours", `route.3` → "Route 3"; acronyms kept. */
+export function humanize(name) {
+  const words = String(name).replace(/[._]/g, " ").trim();
+  const upper = /^(hdmi|usb|dvi|vga|pc|pjlink|id|ip|av|sdi|rgb)(\d*)$/i;
+  return words
+    .split(/\s+/)
+    .map((w, i) => (upper.test(w) ? w.toUpperCase() : i === 0 ? w[0].toUpperCase() + w.slice(1) : w))
+    .join(" ")
+    .replace(/\b(HDMI|RGB|DVI|USB|VGA|SDI|PC)(\d)/g, "$1 $2");
+}
+
+// ---- the page ----------------------------------------------------------------------------
+
+/**
+ * Starts a panel. `spec` is a TOML panel page as JSON ({title, pages, idle_timeout_ms,
+ * offline_message}), or null for the room page derived from the devices.
+ */
+export async function start(spec) {
+  const params = new URLSearchParams(location.search);
+  if (params.get("theme") === "light") document.documentElement.classList.add("light");
+  const ui = frame(spec);
+  let token = localStorage.getItem(TOKEN_KEY) || undefined;
+  if (spec === null) {
+    let devices = await fetchDevices(token);
+    while (devices === "unauthorized") {
+      token = await ui.signIn(token ? "That token was refused. Check it with whoever runs the AV system and try again." : "");
+      devices = await fetchDevices(token);
+    }
+    spec = roomSpec(devices);
+  }
+  document.title = spec.title;
+  ui.title.textContent = spec.title;
+  const gw = connect({ client: clientName(spec), token, bind: false });
+  window.avgatePanel = gw;
+  ui.attach(gw, spec);
+  gw.onStatus(async (s) => {
+    if (s.state !== "unauthorized") return;
+    const entered = await ui.signIn(token ? "That token was refused (" + (s.reason || "unauthorized") + "). Enter a valid one." : "");
+    token = entered;
+    gw.setToken(entered);
+  });
+  render(gw, spec, ui);
+}
+
+/** A stable client name per browser and page, so re-sent commands are recognised. */
+function clientName(spec) {
+  const key = "avgate:panel-client";
+  let base = localStorage.getItem(key);
+  if (!base) {
+    base = "panel-" + Math.random().toString(36).slice(2, 8);
+    localStorage.setItem(key, base);
+  }
+  return base + (spec && spec.name ? "-" + spec.name : "-room");
+}
+
+async function fetchDevices(token) {
+  const response = await fetch("/api/devices", { headers: token ? { Authorization: "Bearer " + token } : {} });
+  if (response.status === 401) return "unauthorized";
+  return response.json();
+}
+
+/** The parts every page has: the top bar, the pages, the offline overlay and sign-in. */
+function frame(spec) {
+  const title = $("h1", { text: (spec && spec.title) || "Room" });
+  const link = $("span", { class: "link", role: "status", text: "Connecting…" });
+  const clock = $("span", { class: "clock" });
+  const statusLink = spec ? null : $("a", { class: "toplink", href: "/status", text: "Status" });
+  const tick = () => (clock.textContent = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+  tick();
+  setInterval(tick, 10000);
+  const bar = $("header", { class: "topbar" }, title, link, clock, statusLink);
+  const tabs = $("nav", { class: "tabs", hidden: true });
+  const pages = $("div", { id: "pages" });
+  const attempt = $("p", { id: "overlay-detail" });
+  const retry = $("button", { type: "button", text: "Retry" });
+  const help = $("p", { id: "overlay-help", text: (spec && spec.offline_message) || "" });
+  const overlay = $(
+    "div",
+    { id: "overlay", role: "alertdialog", "aria-modal": "true", "aria-labelledby": "overlay-title", hidden: true },
+    $("h2", { id: "overlay-title", text: "Can't reach the room controller" }),
+    attempt,
+    help,
+    retry,
+  );
+  const refusal = $("p", { class: "error-text", role: "alert" });
+  const input = $("input", { type: "password", name: "token", autocomplete: "current-password", "aria-label": "Panel token", placeholder: "Panel token" });
+  const form = $(
+    "form",
+    {},
+    $("h2", { text: "Sign in to this panel" }),
+    $("p", { text: "This room controller needs a panel token. Type it in, or scan it with the tablet's camera and paste it." }),
+    input,
+    refusal,
+    $("button", { type: "submit", text: "Sign in" }),
+  );
+  const signin = $("div", { id: "signin", hidden: true }, form);
+  document.body.append(bar, tabs, pages, signin, overlay);
+  return {
+    title,
+    tabs,
+    pages,
+    /** Shows the sign-in screen; resolves with the token entered. */
+    signIn(message) {
+      refusal.textContent = message;
+      signin.hidden = false;
+      pages.hidden = true;
+      tabs.hidden = true;
+      overlay.hidden = true;
+      this.signingIn = true;
+      input.focus();
+      return new Promise((resolve) => {
+        form.onsubmit = (e) => {
+          e.preventDefault();
+          const token = input.value.trim();
+          if (!token) return;
+          localStorage.setItem(TOKEN_KEY, token);
+          signin.hidden = true;
+          pages.hidden = false;
+          tabs.hidden = tabs.children.length < 2;
+          this.signingIn = false;
+          resolve(token);
+        };
+      });
+    },
+    attach(gw, spec) {
+      retry.onclick = () => gw.setToken(gw.token);
+      gw.onStatus((s) => {
+        const live = s.state === "live";
+        link.textContent = live ? "Connected" : s.state === "connecting" ? "Connecting…" : s.state === "unauthorized" ? "Sign-in needed" : "Offline";
+        link.className = "link " + (live ? "live" : "down");
+        const down = s.state === "offline" || (s.state === "connecting" && s.attempt > 1);
+        overlay.hidden = !down || this.signingIn;
+        pages.inert = !live;
+        document.body.classList.toggle("link-down", !live);
+        if (down) {
+          const retryIn = s.retryInMs ? " — next try in " + Math.ceil(s.retryInMs / 1000) + " s" : " — connecting";
+          attempt.textContent = "Reconnecting (attempt " + Math.max(1, s.attempt) + ")" + retryIn + ". " + (s.reason ? "(" + s.reason + ")" : "");
+        }
+      });
+      if (spec.idle_timeout_ms) idleReturn(gw, spec.idle_timeout_ms, () => this.showPage(spec.pages[0].id));
+    },
+  };
+}
+
+/** After `ms` without a touch, back to the home page (never while offline). */
+function idleReturn(gw, ms, home) {
+  let timer;
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => (gw.status.state === "live" ? home() : arm()), ms);
+  };
+  for (const type of ["pointerdown", "keydown"]) document.addEventListener(type, arm, { capture: true });
+  arm();
+}
+
+function render(gw, spec, ui) {
+  const sections = new Map();
+  for (const page of spec.pages) {
+    const main = $("main", { "data-page": page.id, hidden: true });
+    for (const group of page.groups || page.widgets.map(widgetCard)) main.append(card(gw, group, ui));
+    ui.pages.append(main);
+    sections.set(page.id, main);
+    ui.tabs.append($("button", { type: "button", "data-tab": page.id, text: page.title, onclick: () => ui.showPage(page.id) }));
+  }
+  ui.showPage = (id) => {
+    for (const [pid, main] of sections) main.hidden = pid !== id;
+    for (const tab of ui.tabs.children) tab.classList.toggle("is-selected", tab.dataset.tab === id);
+    for (const sheet of document.querySelectorAll(".sheet")) sheet.hidden = true;
+  };
+  ui.tabs.hidden = spec.pages.length < 2;
+  ui.showPage(spec.pages[0].id);
+  document.body.dataset.ready = "true";
+}
+
+/** A page file's widget in a card of its own, titled with its label. */
+function widgetCard(w) {
+  const titled = !["button", "page_link"].includes(w.type);
+  return { title: titled ? w.label || humanize(w.type) : "", device: titled ? w.device : undefined, widgets: [{ ...w, hideLabel: titled }], wide: w.type === "route" };
+}
+
+/** A card: a titled group of widgets, with an online badge when it is one device's. */
+function card(gw, group, ui) {
+  const el = $("section", { class: "card" + (group.wide ? " wide" : ""), "data-device": group.device });
+  const heading = $("h2", {}, $("span", { class: "name", text: group.title }));
+  if (group.title || group.device) el.append(heading);
+  if (group.device) {
+    const badge = $("span", { class: "badge", "data-badge": "" });
+    heading.append(badge);
+    gw.watch(group.device + "/online", (p) => {
+      const text = !p.online ? (p.value && p.stale ? "Stale" : "Offline") : "Online";
+      badge.textContent = text;
+      badge.className = "badge " + text.toLowerCase();
+    });
+  }
+  for (const w of group.widgets) {
+    const make = WIDGETS[w.type];
+    if (make) el.append(make(gw, w, ui));
+  }
+  return el;
+}
+
+// ---- controls ----------------------------------------------------------------------------
+
+/** Everything a widget needs: whether its device is usable now, and its controls' commands. */
+class Binding {
+  constructor(gw, device, root) {
+    this.gw = gw;
+    this.device = device;
+    this.root = root;
+    this.error = $("div", { class: "error-text", role: "alert" });
+    this.controls = [];
+    this.usable = false;
+    const update = () => {
+      const online = gw.get(device + "/online");
+      this.usable = gw.status.state === "live" && !!online && online.value === true;
+      root.classList.toggle("is-offline", !this.usable);
+      for (const c of this.controls) c.refresh();
+    };
+    gw.watch(device + "/online", update);
+    gw.onStatus(update);
+    // Commands from before a reload (still in the outbox) show as pending, then their result.
+    gw.onCommand((u) => {
+      if (u.device !== device) return;
+      for (const c of this.controls) if (c.matches(u)) c.progress(u.phase, u.result);
+    });
+    queueMicrotask(() => {
+      for (const u of gw.pending()) if (u.device === device) for (const c of this.controls) if (c.matches(u)) c.progress(u.phase);
+    });
+  }
+
+  /**
+   * A button that sends `command args` on click. `blocked()` adds a reason to disable it
+   * (warming up), `selected()` says whether the device's state matches its target.
+   */
+  button(label, command, args, { blocked = () => false, selected = () => false, action, cls } = {}) {
+    const el = $("button", { type: "button", class: cls, "data-action": action, "data-command": command, "data-args": JSON.stringify(args) }, label);
+    const control = this.control(el, command, args, blocked, selected);
+    el.addEventListener("click", () => {
+      if (!control.enabled() || control.pending) return; // the same target is already on its way
+      this.send(command, args);
+    });
+    return el;
+  }
+
+  control(el, command, args, blocked = () => false, selected = () => false) {
+    const key = JSON.stringify(args);
+    const control = {
+      el,
+      pending: false,
+      matches: (u) => u.command === command && JSON.stringify(u.args) === key,
+      enabled: () => this.usable && !blocked(),
+      refresh: () => {
+        const disabled = !control.enabled();
+        el.disabled = disabled;
+        el.setAttribute("aria-disabled", String(disabled));
+        const on = !!selected() && this.usable;
+        el.classList.toggle("is-selected", on);
+        el.setAttribute("aria-pressed", String(on));
+      },
+      progress: (phase, result) => {
+        control.pending = phase !== "result";
+        el.classList.toggle("is-pending", control.pending);
+        el.setAttribute("aria-busy", String(control.pending));
+        if (phase === "result") this.showResult(el, result);
+      },
+    };
+    this.controls.push(control);
+    control.refresh();
+    return control;
+  }
+
+  send(command, args) {
+    return this.gw.command(this.device, command, args);
+  }
+
+  showResult(el, result) {
+    if (result.ok) {
+      el.classList.remove("is-error");
+      if (this.error.dataset.for === el.dataset.action) this.error.textContent = "";
+      return;
+    }
+    el.classList.add("is-error");
+    const words = ERROR_WORDS[result.error.code];
+    this.error.textContent = (words ? words + ": " : "") + result.error.message;
+    this.error.dataset.for = el.dataset.action || "";
+    clearTimeout(this.errorTimer);
+    this.errorTimer = setTimeout(() => {
+      el.classList.remove("is-error");
+      this.error.textContent = "";
+    }, 8000);
+  }
+
+  refresh() {
+    for (const c of this.controls) c.refresh();
+  }
+
+  /** Calls `fn(point)` on changes of `point` and refreshes the controls. */
+  watch(point, fn) {
+    this.gw.watch(this.device + "/" + point, (p, key) => {
+      fn(p, key);
+      this.refresh();
+    });
+  }
+
+  value(point) {
+    const p = this.gw.get(this.device + "/" + point);
+    return p && !p.stale ? p.value : undefined;
+  }
+}
+
+function widgetRoot(type, w, label) {
+  const root = $("div", { class: "widget", "data-widget": type, "data-device": w.device });
+  if (label && !w.hideLabel) root.append($("div", { class: "label", text: label }));
+  return root;
+}
+
+/** A read-only value with its stale marking. */
+function valueText(b, point, unit) {
+  const el = $("span", { class: "value", "data-point": point });
+  b.gw.watch(b.device + "/" + point, (p) => {
+    el.textContent = p.value === undefined || p.value === null ? "—" : formatValue(p.value) + (unit ? " " + unit : "");
+    el.classList.toggle("is-stale", p.stale && p.value !== undefined);
+  });
+  return el;
+}
+
+const WIDGETS = {
+  display_power(gw, w) {
+    const root = widgetRoot("display_power", w, w.label || "Power");
+    const b = new Binding(gw, w.device, root);
+    const busy = () => POWER_BUSY[b.value("power")] !== undefined;
+    const row = $(
+      "div",
+      { class: "row", role: "group", "aria-label": w.label || "Power" },
+      b.button("On", "power", { on: true }, { action: "on", blocked: busy, selected: () => b.value("power") === "on" }),
+      b.button("Off", "power", { on: false }, { action: "off", blocked: busy, selected: () => b.value("power") === "off" }),
+    );
+    const state = $("span", { class: "value", "data-point": "power" });
+    b.watch("power", (p) => {
+      state.textContent = p.value === undefined ? "—" : humanize(String(p.value));
+      state.classList.toggle("is-stale", p.stale && p.value !== undefined);
+    });
+    const elapsed = $("span", { class: "elapsed" });
+    const chip = $("span", { class: "chip", role: "status", hidden: true }, $("span", { class: "phase" }), elapsed, $("progress", { "aria-label": "progress" }));
+    let since = 0;
+    let timer;
+    b.watch("power", (p) => {
+      const phase = POWER_BUSY[p.value];
+      chip.hidden = !phase || p.stale;
+      clearInterval(timer);
+      if (phase && !p.stale) {
+        since = Date.now();
+        chip.querySelector(".phase").textContent = phase + " ·";
+        const show = () => {
+          const s = Math.round((Date.now() - since) / 1000);
+          elapsed.textContent = Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+        };
+        show();
+        timer = setInterval(show, 1000);
+      }
+    });
+    root.append(row, $("div", { class: "row" }, $("span", { class: "label", text: "Now:" }), state, chip), b.error);
+    return root;
+  },
+
+  source_select(gw, w) {
+    const root = widgetRoot("source_select", w, w.label || "Source");
+    const b = new Binding(gw, w.device, root);
+    const list = $("div", { class: "grid", role: "group", "aria-label": w.label || "Source" });
+    const point = w.point || "input";
+    const draw = (sources) => {
+      list.replaceChildren(
+        ...sources.map((s) =>
+          b.button(s.label, w.command || "input", { [w.arg || "source"]: s.value }, { action: "source-" + s.value, selected: () => b.value(point) === s.value }),
+        ),
+      );
+    };
+    if (w.sources && w.sources.length) draw(w.sources);
+    else {
+      // The device's own list of inputs, as it reports them.
+      let shown = "";
+      b.watch(w.inputs_point || "inputs", (p) => {
+        const names = Array.isArray(p.value) ? p.value : [];
+        if (names.join() === shown) return;
+        shown = names.join();
+        b.controls = b.controls.filter((c) => !list.contains(c.el));
+        draw(names.map((n) => ({ label: humanize(n), value: n })));
+      });
+    }
+    b.watch(point, () => {});
+    root.append(list, b.error);
+    return root;
+  },
+
+  volume(gw, w) {
+    const root = widgetRoot("volume", w, w.label || "Volume");
+    const b = new Binding(gw, w.device, root);
+    const suffix = w.output ? "." + w.output : "";
+    const extra = w.output ? { output: w.output } : {};
+    const min = w.min ?? 0;
+    const max = w.max ?? 100;
+    const slider = $("input", { type: "range", min, max, step: 1, "aria-label": w.label || "Volume", "data-action": "volume" });
+    const level = $("span", { class: "level" });
+    const percent = (v) => Math.round(((v - min) / (max - min)) * 100) + " %";
+    let dragging = false;
+    let lastSent = 0;
+    let trailing;
+    const sendLevel = () => {
+      lastSent = Date.now();
+      b.send("volume", { level: Number(slider.value), ...extra });
+    };
+    // At most ten a second while dragging, newest value wins, and the final one always goes.
+    slider.addEventListener("input", () => {
+      dragging = true;
+      level.textContent = percent(Number(slider.value));
+      clearTimeout(trailing);
+      const wait = 100 - (Date.now() - lastSent);
+      if (wait <= 0) sendLevel();
+      else trailing = setTimeout(sendLevel, wait);
+    });
+    slider.addEventListener("change", () => {
+      dragging = false;
+      clearTimeout(trailing);
+      sendLevel();
+    });
+    const volumeControl = b.control(slider, "volume", null);
+    volumeControl.matches = () => false;
+    b.watch("volume" + suffix, (p) => {
+      if (dragging || typeof p.value !== "number") return;
+      slider.value = p.value;
+      level.textContent = percent(p.value);
+      level.classList.toggle("is-stale", p.stale);
+    });
+    const row = $("div", { class: "volume" }, slider, level);
+    if (w.mute !== false) {
+      const mutePoint = (w.mute_point || "mute") + suffix;
+      const arg = w.mute_arg || "on";
+      // One switch; a tap sends the explicit opposite of what the device reports now.
+      const mute = $("button", { type: "button", role: "switch", "data-action": "mute" }, "Mute");
+      const control = b.control(mute, "mute", null, () => b.value(mutePoint) === undefined, () => b.value(mutePoint) === true);
+      control.matches = (u) => u.command === "mute" && arg in u.args;
+      mute.addEventListener("click", () => {
+        if (!control.enabled() || control.pending) return;
+        b.send("mute", { [arg]: b.value(mutePoint) !== true, ...extra });
+      });
+      b.watch(mutePoint, (p) => {
+        mute.textContent = p.value === true ? "Muted" : "Mute";
+        mute.setAttribute("aria-checked", String(p.value === true));
+      });
+      row.append(mute);
+    }
+    root.append(row, b.error);
+    return root;
+  },
+
+  route(gw, w, ui) {
+    const root = widgetRoot("route", w, w.label || "Routing");
+    const b = new Binding(gw, w.device, root);
+    const sources = w.sources && w.sources.length ? w.sources : range(1, w.inputs || 8).map((n) => ({ label: "Input " + n, input: n }));
+    const name = (n) => (n === 0 ? "—" : (sources.find((s) => s.input === n) || { label: "Input " + n }).label);
+    const tiles = $("div", { class: "routes" });
+    const outputs = new Map();
+    const sheet = chooser();
+    const tile = (out) => {
+      const current = $("span", { class: "in", text: "—" });
+      const el = $("button", { type: "button", "data-action": "output-" + out, "aria-haspopup": "dialog" }, $("span", { class: "out", text: (w.output_labels && w.output_labels[out]) || "Output " + out }), current);
+      b.control(el, "route", { __output: out }).matches = (u) => u.command === "route" && u.args.output === out;
+      el.addEventListener("click", () => {
+        if (!b.usable) return;
+        sheet.open("Output " + out + ": choose a source", sources, b.value("route." + out), (input) => b.send("route", { input, output: out }));
+      });
+      outputs.set(out, current);
+      return el;
+    };
+    const wanted = w.outputs && w.outputs.length ? w.outputs : null;
+    if (wanted) for (const out of wanted) tiles.append(tile(out));
+    b.watch("route.*", (p, key) => {
+      const out = Number(key.split("route.")[1]);
+      if (wanted && !wanted.includes(out)) return;
+      if (!outputs.has(out)) {
+        // Outputs appear as the switcher reports them, in order.
+        const el = tile(out);
+        const after = [...outputs.keys()].filter((o) => o > out).sort((x, y) => x - y)[0];
+        tiles.insertBefore(el, after === undefined ? null : tiles.querySelector('[data-action="output-' + after + '"]'));
+      }
+      const text = outputs.get(out);
+      text.textContent = p.value === undefined ? "—" : name(p.value);
+      text.parentElement.dataset.input = p.value;
+      text.classList.toggle("is-stale", p.stale);
+    });
+    root.append(tiles, b.error);
+    ui.pages.append(sheet.el);
+    return root;
+  },
+
+  camera(gw, w) {
+    const root = widgetRoot("camera", w, w.label || "Camera");
+    const b = new Binding(gw, w.device, root);
+    const hold = (label, command, args, stop, action) => {
+      const el = $("button", { type: "button", "data-action": action, "aria-label": action.replace("-", " ") }, label);
+      const control = b.control(el, command, args);
+      let holding = false;
+      const release = () => {
+        if (!holding) return;
+        holding = false;
+        b.send(command, stop);
+      };
+      el.addEventListener("pointerdown", (e) => {
+        if (!control.enabled()) return;
+        holding = true;
+        try {
+          el.setPointerCapture(e.pointerId);
+        } catch {}
+        b.send(command, args);
+      });
+      for (const type of ["pointerup", "pointercancel", "lostpointercapture"]) el.addEventListener(type, release);
+      window.addEventListener("blur", release);
+      document.addEventListener("visibilitychange", release);
+      gw.onStatus((s) => s.state !== "live" && release());
+      return el;
+    };
+    const stop = { direction: "stop" };
+    const d = (dir, label) => hold(label, "pan_tilt", { direction: dir }, stop, "pan-" + dir);
+    const pad = $("div", { class: "dpad", role: "group", "aria-label": "Pan and tilt" },
+      d("up_left", "↖"), d("up", "↑"), d("up_right", "↗"),
+      d("left", "←"), $("span"), d("right", "→"),
+      d("down_left", "↙"), d("down", "↓"), d("down_right", "↘"));
+    const zoom = $("div", { class: "zoom", role: "group", "aria-label": "Zoom" },
+      hold("+", "zoom", { action: "tele" }, { action: "stop" }, "zoom-tele"),
+      hold("−", "zoom", { action: "wide" }, { action: "stop" }, "zoom-wide"));
+    const presets = $("div", { class: "grid", role: "group", "aria-label": "Presets" });
+    for (const p of w.presets || []) {
+      presets.append(b.button(p.label, "preset", { action: "recall", number: p.number }, { action: "preset-" + p.number, selected: () => b.value("preset") === p.number }));
+    }
+    b.watch("preset", () => {});
+    root.append($("div", { class: "camera" }, pad, zoom), presets, b.error);
+    return root;
+  },
+
+  button(gw, w) {
+    const root = widgetRoot("button", w, null);
+    const b = new Binding(gw, w.device, root);
+    root.append(b.button(w.label, w.command, w.args || {}, { action: w.action || "button" }), b.error);
+    return root;
+  },
+
+  toggle(gw, w) {
+    const root = widgetRoot("toggle", w, w.label);
+    const b = new Binding(gw, w.device, root);
+    const arg = w.arg || "on";
+    const on = { ...(w.args || {}), [arg]: true };
+    const off = { ...(w.args || {}), [arg]: false };
+    const row = $("div", { class: "row", role: "group", "aria-label": w.label },
+      b.button("On", w.command, on, { action: "on", selected: () => b.value(w.point) === true }),
+      b.button("Off", w.command, off, { action: "off", selected: () => b.value(w.point) === false }));
+    b.watch(w.point, () => {});
+    if (w.detail_point) row.append(valueText(b, w.detail_point, w.detail_unit));
+    root.append(row, b.error);
+    return root;
+  },
+
+  status(gw, w) {
+    const root = widgetRoot("status", w, null);
+    const b = new Binding(gw, w.device, root);
+    const list = $("dl", { class: "status" });
+    for (const item of w.items || [{ point: w.point, label: w.label, unit: w.unit }]) {
+      list.append($("dt", { text: item.label || humanize(item.point) }), $("dd", {}, valueText(b, item.point, item.unit)));
+    }
+    if (w.collapsed) root.append($("details", {}, $("summary", { text: "Details" }), list));
+    else root.append(list);
+    return root;
+  },
+
+  page_link(gw, w, ui) {
+    const root = widgetRoot("page_link", w, null);
+    root.append($("button", { type: "button", "data-action": "page-" + w.page, text: w.label, onclick: () => ui.showPage(w.page) }));
+    return root;
+  },
+};
+
+function range(from, to) {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}
+
+/** A sheet over the whole panel for picking one of many (a switcher's inputs). */
+function chooser() {
+  const title = $("h3");
+  const list = $("div", { class: "grid", role: "radiogroup" });
+  const close = $("button", { type: "button", text: "Cancel", "data-action": "close" });
+  const el = $("div", { class: "sheet", role: "dialog", "aria-modal": "true", hidden: true }, $("div", {}, title, list, close));
+  close.onclick = () => (el.hidden = true);
+  el.addEventListener("click", (e) => e.target === el && (el.hidden = true));
+  document.addEventListener("keydown", (e) => e.key === "Escape" && (el.hidden = true));
+  return {
+    el,
+    open(text, sources, current, pick) {
+      title.textContent = text;
+      list.replaceChildren(
+        ...[{ label: "Nothing", input: 0 }, ...sources].map((s) =>
+          $("button", {
+            type: "button",
+            role: "radio",
+            "aria-checked": String(s.input === current),
+            class: s.input === current ? "is-selected" : "",
+            "data-action": "input-" + s.input,
+            text: s.label,
+            onclick: () => {
+              el.hidden = true;
+              pick(s.input);
+            },
+          }),
+        ),
+      );
+      el.hidden = false;
+      list.querySelector("button").focus();
+    },
+  };
+}
+
+// ---- the room page: widgets from the shared vocabulary --------------------------------------
+
+const PRIMARY = new Set(["power", "input", "volume", "mute", "audio_mute", "video_mute", "preset"]);
+
+/** Derives the room page from each device's profile: one card per device. */
+export function roomSpec(devices) {
+  // Displays and projectors first, then switchers, cameras and the rest, as a room user looks for them.
+  const rank = (g) => ["display_power", "route", "camera"].findIndex((t) => g.widgets.some((w) => w.type === t)) >>> 0;
+  const groups = devices.map((d) => deviceGroup(d)).sort((a, b) => rank(a) - rank(b));
+  return { title: "Room", name: null, pages: [{ id: "room", title: "Room", groups }] };
+}
+
+function deviceGroup(d) {
+  const points = d.profile.points;
+  const commands = d.profile.commands;
+  const arg = (command, name) => commands[command] && commands[command].args[name];
+  const widgets = [];
+  const used = new Set(["online", "error"]);
+  const device = d.id;
+
+  if (points.power && arg("power", "on")) {
+    widgets.push({ type: "display_power", device, label: "Power" });
+    used.add("power");
+  }
+  const source = arg("input", "source");
+  if (points.input && source) {
+    const sources = source.values && source.values.length ? source.values.map((v) => ({ label: humanize(v), value: v })) : null;
+    // Without an enumeration in the profile, the device's own `inputs` point lists them.
+    widgets.push({ type: "source_select", device, label: "Source", sources, inputs_point: "inputs" });
+    used.add("input").add("inputs");
+  }
+  const level = arg("volume", "level");
+  if (points.volume && level) {
+    widgets.push({ type: "volume", device, label: "Volume", min: level.min ?? 0, max: level.max ?? 100, mute: !!(points.mute && arg("mute", "on")) });
+    used.add("volume").add("mute");
+  }
+  if (arg("mute", "video") && arg("mute", "audio") && points.video_mute) {
+    widgets.push({ type: "toggle", device, label: "Picture mute", point: "video_mute", command: "mute", arg: "video" });
+    widgets.push({ type: "toggle", device, label: "Sound mute", point: "audio_mute", command: "mute", arg: "audio" });
+    used.add("video_mute").add("audio_mute");
+  }
+  if (points["route.*"] && arg("route", "input") && arg("route", "output")) {
+    const inputs = typeof d.inputs === "number" ? d.inputs : 8;
+    widgets.push({ type: "route", device, label: "Routing", inputs });
+    for (const p of ["route.*", "audio_route.*", "volume.*", "audio_mute.*", "video_mute.*"]) used.add(p);
+  }
+  if (arg("pan_tilt", "direction") || arg("zoom", "action")) {
+    const number = arg("preset", "number");
+    const count = number ? Math.min(8, (number.max ?? 7) - (number.min ?? 0) + 1) : 0;
+    const presets = range(0, count - 1).map((i) => ({ label: "Preset " + (i + (number.min ?? 0) + 1), number: i + (number.min ?? 0) }));
+    widgets.push({ type: "camera", device, label: "Camera", presets });
+    for (const p of ["pan", "tilt", "zoom", "preset"]) used.add(p);
+  }
+  const writable = arg("write", "point");
+  if (writable && writable.values) {
+    for (const p of writable.values) {
+      if (!points[p] || points[p].type !== "bool") continue;
+      const n = p.split(".")[1];
+      const current = n && points["current." + n] ? "current." + n : undefined;
+      widgets.push({ type: "toggle", device, label: humanize(p), point: p, command: "write", args: { point: p }, arg: "value", detail_point: current, detail_unit: current && points[current].unit });
+      used.add(p);
+      if (current) used.add(current);
+    }
+  }
+  const rest = Object.entries(points).filter(([name, spec]) => !used.has(name) && !name.includes("*") && spec.type !== "array");
+  rest.sort(([a], [b]) => (PRIMARY.has(b) ? 1 : 0) - (PRIMARY.has(a) ? 1 : 0) || a.localeCompare(b, undefined, { numeric: true }));
+  if (rest.length) {
+    widgets.push({ type: "status", device, collapsed: widgets.length > 0, items: rest.map(([point, spec]) => ({ point, label: humanize(point), unit: spec.unit })) });
+  }
+  const wide = widgets.some((w) => w.type === "route") || widgets.filter((w) => w.type === "toggle").length > 4;
+  return { title: d.name, device, widgets, wide };
+}
