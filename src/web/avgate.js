@@ -258,6 +258,7 @@ export class Gateway {
     socket.onmessage = (m) => {
       if (socket !== this.socket) return;
       this.lastHeard = Date.now();
+      this.pinged = false;
       let msg;
       try {
         msg = JSON.parse(m.data);
@@ -272,17 +273,19 @@ export class Gateway {
     };
     clearInterval(this.checkTimer);
     // Browsers hide WebSocket pings, so the link is checked with the protocol's own ping:
-    // quiet for half an interval → ping; nothing heard for 1.5 intervals → lost. Checked
-    // every quarter interval, a dead link is noticed within 1.75 of the gateway's intervals.
-    this.checkTimer = setInterval(() => this._check(socket), this.pingMs / 4);
+    // quiet for a quarter interval → ping; nothing heard for 1.25 intervals → lost (a
+    // connect that hangs counts too). Checked every eighth of an interval, a dead link is
+    // noticed within 1.4 of the gateway's intervals, inside the two the panel promises.
+    this.checkTimer = setInterval(() => this._check(socket), this.pingMs / 8);
   }
 
   _check(socket) {
     if (socket !== this.socket) return;
     const quiet = Date.now() - this.lastHeard;
-    if (quiet > this.pingMs * 1.5) {
+    if (quiet > this.pingMs * 1.25) {
       this._lost("no answer from the gateway for " + Math.round(quiet / 1000) + " s");
-    } else if (quiet > this.pingMs / 2 && socket.readyState === WebSocket.OPEN) {
+    } else if (quiet > this.pingMs / 4 && !this.pinged && socket.readyState === WebSocket.OPEN) {
+      this.pinged = true;
       socket.send('{"type":"ping"}');
     }
   }

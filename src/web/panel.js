@@ -26,8 +26,11 @@ const $ = (tag, attrs = {}, ...children) => {
   return el;
 };
 
+const SPELLED = { displayport: "DisplayPort", magicinfo: "MagicInfo", room_pc: "Room PC" };
+
 /** `lamp_hours` → "Lamp hours", `route.3` → "Route 3"; acronyms kept. */
 export function humanize(name) {
+  if (SPELLED[name]) return SPELLED[name];
   const words = String(name).replace(/[._]/g, " ").trim();
   const upper = /^(hdmi|usb|dvi|vga|pc|pjlink|id|ip|av|sdi|rgb)(\d*)$/i;
   return words
@@ -302,6 +305,7 @@ class Binding {
   }
 
   showResult(el, result) {
+    el.dataset.result = result.ok ? "ok" : result.error.code;
     if (result.ok) {
       el.classList.remove("is-error");
       if (this.error.dataset.for === el.dataset.action) this.error.textContent = "";
@@ -337,7 +341,7 @@ class Binding {
 }
 
 function widgetRoot(type, w, label) {
-  const root = $("div", { class: "widget", "data-widget": type, "data-device": w.device });
+  const root = $("div", { class: "widget", "data-widget": type, "data-device": w.device, "data-point": w.point });
   if (label && !w.hideLabel) root.append($("div", { class: "label", text: label }));
   return root;
 }
@@ -652,7 +656,7 @@ const PRIMARY = new Set(["power", "input", "volume", "mute", "audio_mute", "vide
 /** Derives the room page from each device's profile: one card per device. */
 export function roomSpec(devices) {
   // Displays and projectors first, then switchers, cameras and the rest, as a room user looks for them.
-  const rank = (g) => ["display_power", "route", "camera"].findIndex((t) => g.widgets.some((w) => w.type === t)) >>> 0;
+  const rank = (g) => ["source_select", "route", "camera"].findIndex((t) => g.widgets.some((w) => w.type === t)) >>> 0;
   const groups = devices.map((d) => deviceGroup(d)).sort((a, b) => rank(a) - rank(b));
   return { title: "Room", name: null, pages: [{ id: "room", title: "Room", groups }] };
 }

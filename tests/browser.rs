@@ -1,0 +1,485 @@
+//! The built-in panels in a real browser (Debian's headless Chromium over WebDriver)
+//! against the demo room's simulators: the room page, a TOML panel page, a link that goes
+//! silent, a reload in the middle of a command, touch-target sizes at four screen sizes,
+//! ten sessions at once, and press → state latency.
+//!
+//! Without chromium and chromedriver each test prints a `SKIP` line (and fails under
+//! `CI=true`). Screenshots land in target/browser-screenshots/.
+
+mod browser_support;
+mod common;
+
+use std::time::Duration;
+
+use avgate::Gateway;
+use avgate::demo::DemoRoom;
+use browser_support::*;
+use common::{DEADLINE, Panel, http_get};
+use serde_json::{Value, json};
+
+/// The demo room and a gateway for it; `ping` replaces the site's ping interval.
+async fn demo(ping: Option<Duration>) -> (DemoRoom, Gateway) {
+    let room = DemoRoom::start("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .expect("demo room starts");
+    let mut site = room.site.clone();
+    if let Some(ping) = ping {
+        site.server.ping_interval = ping;
+    }
+    let gateway = Gateway::start(site).await.expect("gateway starts");
+    // Every device online first, so the page starts from a settled room.
+    let (mut panel, _) = Panel::hello(&gateway, json!({"type": "hello"})).await;
+    for device in &room.site.devices {
+        panel.until_event(&device.id, "online", json!(true)).await;
+    }
+    panel.close().await;
+    (room, gateway)
+}
+
+async fn finish(room: DemoRoom, gateway: Gateway) {
+    gateway.shutdown().await;
+    room.shutdown().await;
+}
+
+async fn state(gateway: &Gateway) -> Value {
+    serde_json::from_str(&http_get(gateway.local_addr(), "/api/state").await).expect("state JSON")
+}
+
+/// JSON with every number as a float: the browser has no integer 0 apart from 0.0.
+fn as_floats(value: &Value) -> Value {
+    match value {
+        Value::Number(n) => json!(n.as_f64()),
+        Value::Array(items) => Value::Array(items.iter().map(as_floats).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), as_floats(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Audit entries for `device` (newest first).
+async fn audit(gateway: &Gateway, device: &str) -> Vec<Value> {
+    let body = http_get(gateway.local_addr(), &format!("/api/audit?device={device}")).await;
+    serde_json::from_str(&body).expect("audit JSON")
+}
+
+const POWER_ON: &str = r#"[data-widget="display_power"][data-device="proj-left"] [data-action="on"]"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_page_powers_on_selects_an_input_routes_and_is_quick() {
+    let Some(driver) = driver("room_page_powers_on_selects_an_input_routes_and_is_quick") else {
+        return;
+    };
+    let (room, gateway) = demo(None).await;
+    let browser = Browser::open(&driver, 1280, 800).await;
+    browser
+        .open_panel(&format!("http://{}/", gateway.local_addr()))
+        .await;
+
+    // Power on: the button is pending until the result, the card says it is warming up,
+    // then the projector's real state (on) is selected.
+    browser
+        .js(
+            r#"const b = document.querySelector(arguments[0]); window.seenClasses = [];
+               new MutationObserver(() => window.seenClasses.push(b.className)).observe(b, {attributes: true, attributeFilter: ["class"]});"#,
+            vec![json!(POWER_ON)],
+        )
+        .await;
+    browser.click(POWER_ON).await;
+    browser
+        .until(
+            "the warming-up progress",
+            r#"[...document.querySelectorAll('[data-widget="display_power"][data-device="proj-left"] .chip')].find(c => !c.hidden && c.textContent.includes("Warming up"))"#,
+        )
+        .await;
+    browser
+        .until(
+            "power on, selected from the device's state",
+            &format!(
+                r#"document.querySelector('{POWER_ON}').classList.contains("is-selected") && !document.querySelector('{POWER_ON}').classList.contains("is-pending")"#
+            ),
+        )
+        .await;
+    let seen = browser.js("return window.seenClasses", vec![]).await;
+    assert!(
+        seen.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c.as_str().unwrap().contains("is-pending")),
+        "the button was never pending: {seen}"
+    );
+    assert_eq!(state(&gateway).await["devices"]["proj-left"]["points"]["power"], "on");
+
+    // An input from the projector's own list.
+    let hdmi2 = r#"[data-widget="source_select"][data-device="proj-left"] [data-action="source-hdmi2"]"#;
+    browser.click(hdmi2).await;
+    browser
+        .until(
+            "HDMI 2 selected",
+            &format!(r#"document.querySelector('{hdmi2}').classList.contains("is-selected")"#),
+        )
+        .await;
+    assert_eq!(state(&gateway).await["devices"]["proj-left"]["points"]["input"], "hdmi2");
+
+    // A route: output 2's tile, then input 3 in the chooser; the tile shows the new route.
+    browser
+        .click(r#"[data-widget="route"][data-device="switcher"] [data-action="output-2"]"#)
+        .await;
+    browser.click(r#".sheet:not([hidden]) [data-action="input-3"]"#).await;
+    browser
+        .until(
+            "output 2 showing input 3",
+            r#"(t => t.dataset.input === "3" && t.textContent.includes("Input 3"))(document.querySelector('[data-widget="route"][data-device="switcher"] [data-action="output-2"]'))"#,
+        )
+        .await;
+    assert_eq!(state(&gateway).await["devices"]["switcher"]["points"]["route.2"], 3);
+
+    // Latency, press to accepted and press to the device's new state on screen.
+    let samples = browser
+        .js_async(
+            r#"const done = arguments[arguments.length - 1];
+               const gw = window.avgatePanel;
+               (async () => {
+                 const times = [];
+                 for (let i = 0; i < 20; i++) {
+                   const source = i % 2 ? "laptop" : "room_pc";
+                   const b = document.querySelector('[data-widget="source_select"][data-device="display"] [data-action="source-' + source + '"]');
+                   const t0 = performance.now();
+                   let accepted, visible, result;
+                   await new Promise((resolve) => {
+                     const check = () => { if (accepted !== undefined && visible !== undefined && result) { stop(); mo.disconnect(); resolve(); } };
+                     const stop = gw.onCommand((u) => {
+                       if (u.device !== "display") return;
+                       if (u.phase === "accepted" && accepted === undefined) accepted = performance.now() - t0;
+                       if (u.phase === "result") { result = u.result; check(); }
+                     });
+                     const mo = new MutationObserver(() => {
+                       if (visible === undefined && b.classList.contains("is-selected")) { visible = performance.now() - t0; check(); }
+                     });
+                     mo.observe(b, { attributes: true, attributeFilter: ["class"] });
+                     b.click();
+                   });
+                   times.push([accepted, visible, result.ok]);
+                   // Let the page finish the frame before the next press.
+                   await new Promise((r) => requestAnimationFrame(() => r()));
+                 }
+                 done(times);
+               })();"#,
+            vec![],
+        )
+        .await;
+    let samples = samples.as_array().expect("latency samples");
+    assert_eq!(samples.len(), 20);
+    let accepted: Vec<f64> = samples.iter().map(|s| s[0].as_f64().unwrap()).collect();
+    let visible: Vec<f64> = samples.iter().map(|s| s[1].as_f64().unwrap()).collect();
+    assert!(samples.iter().all(|s| s[2] == json!(true)), "{samples:?}");
+    println!(
+        "LATENCY press→accepted p50 {:.1} ms p95 {:.1} ms; press→visible state p50 {:.1} ms p95 {:.1} ms ({} presses, display input over Samsung MDC)",
+        percentile(&accepted, 50.0),
+        percentile(&accepted, 95.0),
+        percentile(&visible, 50.0),
+        percentile(&visible, 95.0),
+        samples.len()
+    );
+
+    browser.close().await;
+    finish(room, gateway).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_link_shows_the_overlay_then_resumes_exactly_and_runs_the_tap_once() {
+    let Some(driver) = driver("a_silent_link_shows_the_overlay_then_resumes_exactly_and_runs_the_tap_once") else {
+        return;
+    };
+    let ping = Duration::from_secs(2);
+    let (room, gateway) = demo(Some(ping)).await;
+    let proxy = SilentProxy::start(gateway.local_addr()).await;
+    let browser = Browser::open(&driver, 1280, 800).await;
+    browser.open_panel(&format!("http://{}/", proxy.addr)).await;
+    browser
+        .js(
+            r#"window.marker = "still here";
+               const overlay = document.getElementById("overlay");
+               new MutationObserver(() => { if (!overlay.hidden && window.overlayAt === undefined) window.overlayAt = performance.now(); })
+                 .observe(overlay, { attributes: true, attributeFilter: ["hidden"] });"#,
+            vec![],
+        )
+        .await;
+    let outlet = r#"[data-widget="toggle"][data-point="outlet.3"] [data-action="on"]"#;
+    assert_eq!(state(&gateway).await["devices"]["sequencer"]["points"]["outlet.3"], false);
+
+    let silent_at = browser.js("return performance.now()", vec![]).await;
+    proxy.set_silent(true);
+    // Tapped after the link died, before the panel could know: it must run, once.
+    browser.click(outlet).await;
+
+    // Meanwhile the room changes behind the panel's back.
+    let (mut other, _) = Panel::hello(&gateway, json!({"type": "hello"})).await;
+    other
+        .command(json!("other-1"), "display", "input", json!({"source": "signage"}))
+        .await;
+    assert_eq!(other.result(json!("other-1")).await["ok"], true);
+
+    browser
+        .until("the connection-lost overlay", "window.overlayAt")
+        .await;
+    let overlay_after = browser
+        .js("return window.overlayAt - arguments[0]", vec![silent_at])
+        .await
+        .as_f64()
+        .unwrap();
+    println!("OVERLAY shown {overlay_after:.0} ms after the link went silent (ping interval {ping:?})");
+    assert!(
+        overlay_after <= 2.0 * ping.as_millis() as f64,
+        "overlay took {overlay_after} ms, more than two ping intervals"
+    );
+    assert_eq!(
+        browser.js(r#"return document.getElementById("pages").inert"#, vec![]).await,
+        true,
+        "controls stay usable while the link is down"
+    );
+    assert_eq!(audit(&gateway, "sequencer").await.len(), 0, "the tap crossed a silent link");
+
+    proxy.set_silent(false);
+    browser
+        .until(
+            "the panel live again",
+            r#"window.avgatePanel.status.state === "live" && document.getElementById("overlay").hidden"#,
+        )
+        .await;
+    assert_eq!(browser.js("return window.avgatePanel.status.resumed", vec![]).await, true);
+    assert_eq!(
+        browser.js("return window.marker", vec![]).await,
+        "still here",
+        "the page was reloaded"
+    );
+    browser
+        .until(
+            "the tapped outlet on",
+            &format!(r#"(b => b.dataset.result === "ok" && b.classList.contains("is-selected"))(document.querySelector('{outlet}'))"#),
+        )
+        .await;
+    browser
+        .until(
+            "the input changed during the outage",
+            r#"document.querySelector('[data-widget="source_select"][data-device="display"] [data-action="source-signage"]').classList.contains("is-selected")"#,
+        )
+        .await;
+    let writes = audit(&gateway, "sequencer").await;
+    assert_eq!(writes.len(), 1, "the outlet was driven {} times: {writes:?}", writes.len());
+    assert_eq!(writes[0]["args"], json!({"point": "outlet.3", "value": true}));
+
+    // Exactly the gateway's state: every device's points, nothing more, nothing less.
+    let page_state = r#"const out = {};
+        for (const [id, d] of window.avgatePanel.devices) out[id] = { online: d.online, points: Object.fromEntries([...d.points].map(([k, v]) => [k, v.value])) };
+        return out;"#;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let gateway_state = state(&gateway).await["devices"].clone();
+        let page = browser.js(page_state, vec![]).await;
+        let expected: serde_json::Map<String, Value> = gateway_state
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(id, d)| (id.clone(), json!({"online": d["online"], "points": d["points"]})))
+            .collect();
+        if as_floats(&page) == as_floats(&Value::Object(expected.clone())) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "page state differs from the gateway's:\npage: {page}\ngateway: {}",
+            Value::Object(expected)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    other.close().await;
+    browser.close().await;
+    drop(proxy);
+    finish(room, gateway).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_mid_command_still_shows_the_result_and_drives_the_device_once() {
+    let Some(driver) = driver("a_reload_mid_command_still_shows_the_result_and_drives_the_device_once") else {
+        return;
+    };
+    let (room, gateway) = demo(None).await;
+    let browser = Browser::open(&driver, 1280, 800).await;
+    browser
+        .open_panel(&format!("http://{}/", gateway.local_addr()))
+        .await;
+    let signage = r#"[data-widget="source_select"][data-device="display"] [data-action="source-signage"]"#;
+    // The tap and the reload in one breath: the result cannot reach the old page.
+    browser
+        .js(
+            "window.marker = 1; document.querySelector(arguments[0]).click(); location.reload();",
+            vec![json!(signage)],
+        )
+        .await;
+    browser
+        .until(
+            "the reloaded page, live",
+            "window.marker === undefined && document.body.dataset.ready === 'true' && window.avgatePanel.status.state === 'live'",
+        )
+        .await;
+    browser
+        .until(
+            "the command's result on the reloaded page",
+            &format!(r#"(b => b.dataset.result === "ok" && b.classList.contains("is-selected"))(document.querySelector('{signage}'))"#),
+        )
+        .await;
+    assert_eq!(
+        browser.js("return window.avgatePanel.pending().length", vec![]).await,
+        0
+    );
+    let entries = audit(&gateway, "display").await;
+    assert_eq!(entries.len(), 1, "the display was driven {} times: {entries:?}", entries.len());
+    assert_eq!(entries[0]["args"], json!({"source": "signage"}));
+    browser.close().await;
+    finish(room, gateway).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_toml_panel_page_button_drives_its_device() {
+    let Some(driver) = driver("a_toml_panel_page_button_drives_its_device") else {
+        return;
+    };
+    let (room, gateway) = demo(None).await;
+    let browser = Browser::open(&driver, 1280, 800).await;
+    browser
+        .open_panel(&format!("http://{}/panel/demo", gateway.local_addr()))
+        .await;
+    assert_eq!(state(&gateway).await["devices"]["sequencer"]["points"]["outlet.3"], false);
+    let button = r#"[data-widget="button"][data-device="sequencer"] button"#;
+    browser.click(button).await;
+    browser
+        .until(
+            "the button's result",
+            &format!(r#"document.querySelector('{button}').dataset.result === "ok""#),
+        )
+        .await;
+    assert_eq!(state(&gateway).await["devices"]["sequencer"]["points"]["outlet.3"], true);
+    // Its page link leads to the camera page.
+    browser.click(r#"[data-action="page-camera"]"#).await;
+    browser
+        .until(
+            "the camera page",
+            r#"!document.querySelector('main[data-page="camera"]').hidden && document.querySelector('main[data-page="present"]').hidden"#,
+        )
+        .await;
+    browser.close().await;
+    finish(room, gateway).await;
+}
+
+/// A bad binding in a panel page fails `avgate check-config`, pointing at the line.
+#[test]
+fn a_bad_panel_binding_fails_check_config_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("panels")).unwrap();
+    std::fs::write(
+        dir.path().join("site.toml"),
+        "[devices.display]\nprofile = \"samsung-qmr\"\naddress = \"127.0.0.1:1515\"\n\n[panels.lobby]\nfile = \"panels/lobby.toml\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("panels/lobby.toml"),
+        "title = \"Lobby\"\n\n[[pages]]\nid = \"home\"\n\n[[pages.widgets]]\ntype = \"source_select\"\ndevice = \"display\"\nsources = [{ label = \"Laptop\", value = \"laptop\" }, { label = \"Apple TV\", value = \"hdmi4\" }]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_avgate"))
+        .arg("check-config")
+        .arg(dir.path().join("site.toml"))
+        .output()
+        .expect("avgate runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("panels/lobby.toml:9:52: `input` on device `display`: argument `source`: expected one of laptop, room_pc, displayport, dvi, signage, got \"hdmi4\""),
+        "{stderr}"
+    );
+}
+
+const SIZES: [(u32, u32); 4] = [(1280, 800), (800, 1280), (1920, 1080), (390, 844)];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_control_is_a_touch_target_at_four_screen_sizes() {
+    let Some(driver) = driver("every_control_is_a_touch_target_at_four_screen_sizes") else {
+        return;
+    };
+    let (room, gateway) = demo(None).await;
+    let browser = Browser::open(&driver, 1280, 800).await;
+    let measure = r#"
+        const targets = 'button, input, select, a[href], summary, [role=button], [role=switch], [role=radio], [role=tab], [role=slider]';
+        const small = [];
+        let count = 0;
+        for (const el of document.querySelectorAll(targets)) {
+          const r = el.getBoundingClientRect();
+          if (r.width === 0 && r.height === 0) continue;   // not displayed (another page, a closed sheet)
+          count++;
+          if (r.width < 44 || r.height < 44) small.push(el.outerHTML.slice(0, 100) + " is " + r.width.toFixed(0) + "x" + r.height.toFixed(0));
+        }
+        return { count, small, overflow: document.documentElement.scrollWidth - window.innerWidth };"#;
+    for (path, name) in [("/", "room"), ("/panel/demo", "demo-panel")] {
+        for (width, height) in SIZES {
+            browser.viewport(width, height).await;
+            browser
+                .open_panel(&format!("http://{}{path}", gateway.local_addr()))
+                .await;
+            let found = browser.js(measure, vec![]).await;
+            let file = screenshot_dir().join(format!("{name}-{width}x{height}.png"));
+            browser.screenshot(&file).await;
+            println!(
+                "{name} at {width}x{height}: {} controls measured; screenshot {}",
+                found["count"],
+                file.display()
+            );
+            assert!(found["count"].as_u64().unwrap() > 5, "{name}: {found}");
+            assert_eq!(found["small"], json!([]), "{name} at {width}x{height}: controls under 44x44 px");
+            assert!(
+                found["overflow"].as_i64().unwrap() <= 0,
+                "{name} at {width}x{height} scrolls sideways: {found}"
+            );
+        }
+    }
+    browser.close().await;
+    finish(room, gateway).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_browser_sessions_at_once_all_follow_the_room() {
+    let Some(driver) = driver("ten_browser_sessions_at_once_all_follow_the_room") else {
+        return;
+    };
+    let (room, gateway) = demo(None).await;
+    let url = format!("http://{}/", gateway.local_addr());
+    let browsers = futures_util::future::join_all((0..10).map(|_| async {
+        let browser = Browser::open(&driver, 800, 1280).await;
+        browser.open_panel(&url).await;
+        browser
+    }))
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&http_get(gateway.local_addr(), "/healthz").await).unwrap()["panels"],
+        10
+    );
+    // One session changes the display's volume; every session shows it.
+    let slider = r#"[data-widget="volume"][data-device="display"] input[type=range]"#;
+    browsers[3]
+        .js(
+            r#"const s = document.querySelector(arguments[0]); s.value = 55;
+               s.dispatchEvent(new Event("input")); s.dispatchEvent(new Event("change"));"#,
+            vec![json!(slider)],
+        )
+        .await;
+    for browser in &browsers {
+        browser
+            .until(
+                "the new volume",
+                r#"document.querySelector('[data-widget="volume"][data-device="display"] .level').textContent === "55 %""#,
+            )
+            .await;
+    }
+    assert_eq!(state(&gateway).await["devices"]["display"]["points"]["volume"], 55);
+    futures_util::future::join_all(browsers.into_iter().map(Browser::close)).await;
+    finish(room, gateway).await;
+}
