@@ -107,6 +107,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 for device in &site.devices {
                     println!("  {} ({}) at {}", device.id, device.profile.id, device.link);
                 }
+                for panel in &site.panels {
+                    println!("  panel {} at /panel/{}", panel.name, panel.name);
+                }
             }
             Err(errors) => {
                 eprintln!("{errors}");

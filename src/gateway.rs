@@ -68,7 +68,10 @@ impl Gateway {
             shutdown: shutdown.clone(),
         };
         let app = http::router(state)
-            .merge(crate::web::router(site.panels.clone(), site.server.ping_interval))
+            .merge(crate::web::router(
+                site.panels.clone(),
+                site.server.ping_interval,
+            ))
             .into_make_service_with_connect_info::<SocketAddr>();
         let stop = shutdown.clone();
         tasks.spawn(async move {

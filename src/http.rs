@@ -50,7 +50,9 @@ impl DeviceInfo {
     }
 }
 
-fn panel_inputs(options: &avgate_drivers::Map<String, avgate_drivers::Value>) -> Option<serde_json::Value> {
+fn panel_inputs(
+    options: &avgate_drivers::Map<String, avgate_drivers::Value>,
+) -> Option<serde_json::Value> {
     match options.get("inputs")? {
         serde_json::Value::Number(n) => Some(serde_json::Value::Number(n.clone())),
         serde_json::Value::Object(names) => Some(names.keys().cloned().collect()),

@@ -50,7 +50,9 @@ fn as_floats(value: &Value) -> Value {
     match value {
         Value::Number(n) => json!(n.as_f64()),
         Value::Array(items) => Value::Array(items.iter().map(as_floats).collect()),
-        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), as_floats(v))).collect()),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), as_floats(v))).collect())
+        }
         other => other.clone(),
     }
 }
@@ -61,7 +63,8 @@ async fn audit(gateway: &Gateway, device: &str) -> Vec<Value> {
     serde_json::from_str(&body).expect("audit JSON")
 }
 
-const POWER_ON: &str = r#"[data-widget="display_power"][data-device="proj-left"] [data-action="on"]"#;
+const POWER_ON: &str =
+    r#"[data-widget="display_power"][data-device="proj-left"] [data-action="on"]"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_page_powers_on_selects_an_input_routes_and_is_quick() {
@@ -106,10 +109,14 @@ async fn room_page_powers_on_selects_an_input_routes_and_is_quick() {
             .any(|c| c.as_str().unwrap().contains("is-pending")),
         "the button was never pending: {seen}"
     );
-    assert_eq!(state(&gateway).await["devices"]["proj-left"]["points"]["power"], "on");
+    assert_eq!(
+        state(&gateway).await["devices"]["proj-left"]["points"]["power"],
+        "on"
+    );
 
     // An input from the projector's own list.
-    let hdmi2 = r#"[data-widget="source_select"][data-device="proj-left"] [data-action="source-hdmi2"]"#;
+    let hdmi2 =
+        r#"[data-widget="source_select"][data-device="proj-left"] [data-action="source-hdmi2"]"#;
     browser.click(hdmi2).await;
     browser
         .until(
@@ -117,20 +124,28 @@ async fn room_page_powers_on_selects_an_input_routes_and_is_quick() {
             &format!(r#"document.querySelector('{hdmi2}').classList.contains("is-selected")"#),
         )
         .await;
-    assert_eq!(state(&gateway).await["devices"]["proj-left"]["points"]["input"], "hdmi2");
+    assert_eq!(
+        state(&gateway).await["devices"]["proj-left"]["points"]["input"],
+        "hdmi2"
+    );
 
     // A route: output 2's tile, then input 3 in the chooser; the tile shows the new route.
     browser
         .click(r#"[data-widget="route"][data-device="switcher"] [data-action="output-2"]"#)
         .await;
-    browser.click(r#".sheet:not([hidden]) [data-action="input-3"]"#).await;
+    browser
+        .click(r#".sheet:not([hidden]) [data-action="input-3"]"#)
+        .await;
     browser
         .until(
             "output 2 showing input 3",
             r#"(t => t.dataset.input === "3" && t.textContent.includes("Input 3"))(document.querySelector('[data-widget="route"][data-device="switcher"] [data-action="output-2"]'))"#,
         )
         .await;
-    assert_eq!(state(&gateway).await["devices"]["switcher"]["points"]["route.2"], 3);
+    assert_eq!(
+        state(&gateway).await["devices"]["switcher"]["points"]["route.2"],
+        3
+    );
 
     // Latency, press to accepted and press to the device's new state on screen.
     let samples = browser
@@ -186,7 +201,9 @@ async fn room_page_powers_on_selects_an_input_routes_and_is_quick() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_link_shows_the_overlay_then_resumes_exactly_and_runs_the_tap_once() {
-    let Some(driver) = driver("a_silent_link_shows_the_overlay_then_resumes_exactly_and_runs_the_tap_once") else {
+    let Some(driver) =
+        driver("a_silent_link_shows_the_overlay_then_resumes_exactly_and_runs_the_tap_once")
+    else {
         return;
     };
     let ping = Duration::from_secs(2);
@@ -204,7 +221,10 @@ async fn a_silent_link_shows_the_overlay_then_resumes_exactly_and_runs_the_tap_o
         )
         .await;
     let outlet = r#"[data-widget="toggle"][data-point="outlet.3"] [data-action="on"]"#;
-    assert_eq!(state(&gateway).await["devices"]["sequencer"]["points"]["outlet.3"], false);
+    assert_eq!(
+        state(&gateway).await["devices"]["sequencer"]["points"]["outlet.3"],
+        false
+    );
 
     let silent_at = browser.js("return performance.now()", vec![]).await;
     proxy.set_silent(true);
@@ -214,7 +234,12 @@ async fn a_silent_link_shows_the_overlay_then_resumes_exactly_and_runs_the_tap_o
     // Meanwhile the room changes behind the panel's back.
     let (mut other, _) = Panel::hello(&gateway, json!({"type": "hello"})).await;
     other
-        .command(json!("other-1"), "display", "input", json!({"source": "signage"}))
+        .command(
+            json!("other-1"),
+            "display",
+            "input",
+            json!({"source": "signage"}),
+        )
         .await;
     assert_eq!(other.result(json!("other-1")).await["ok"], true);
 
@@ -226,17 +251,25 @@ async fn a_silent_link_shows_the_overlay_then_resumes_exactly_and_runs_the_tap_o
         .await
         .as_f64()
         .unwrap();
-    println!("OVERLAY shown {overlay_after:.0} ms after the link went silent (ping interval {ping:?})");
+    println!(
+        "OVERLAY shown {overlay_after:.0} ms after the link went silent (ping interval {ping:?})"
+    );
     assert!(
         overlay_after <= 2.0 * ping.as_millis() as f64,
         "overlay took {overlay_after} ms, more than two ping intervals"
     );
     assert_eq!(
-        browser.js(r#"return document.getElementById("pages").inert"#, vec![]).await,
+        browser
+            .js(r#"return document.getElementById("pages").inert"#, vec![])
+            .await,
         true,
         "controls stay usable while the link is down"
     );
-    assert_eq!(audit(&gateway, "sequencer").await.len(), 0, "the tap crossed a silent link");
+    assert_eq!(
+        audit(&gateway, "sequencer").await.len(),
+        0,
+        "the tap crossed a silent link"
+    );
 
     proxy.set_silent(false);
     browser
@@ -245,7 +278,12 @@ async fn a_silent_link_shows_the_overlay_then_resumes_exactly_and_runs_the_tap_o
             r#"window.avgatePanel.status.state === "live" && document.getElementById("overlay").hidden"#,
         )
         .await;
-    assert_eq!(browser.js("return window.avgatePanel.status.resumed", vec![]).await, true);
+    assert_eq!(
+        browser
+            .js("return window.avgatePanel.status.resumed", vec![])
+            .await,
+        true
+    );
     assert_eq!(
         browser.js("return window.marker", vec![]).await,
         "still here",
@@ -264,8 +302,16 @@ async fn a_silent_link_shows_the_overlay_then_resumes_exactly_and_runs_the_tap_o
         )
         .await;
     let writes = audit(&gateway, "sequencer").await;
-    assert_eq!(writes.len(), 1, "the outlet was driven {} times: {writes:?}", writes.len());
-    assert_eq!(writes[0]["args"], json!({"point": "outlet.3", "value": true}));
+    assert_eq!(
+        writes.len(),
+        1,
+        "the outlet was driven {} times: {writes:?}",
+        writes.len()
+    );
+    assert_eq!(
+        writes[0]["args"],
+        json!({"point": "outlet.3", "value": true})
+    );
 
     // Exactly the gateway's state: every device's points, nothing more, nothing less.
     let page_state = r#"const out = {};
@@ -279,7 +325,12 @@ async fn a_silent_link_shows_the_overlay_then_resumes_exactly_and_runs_the_tap_o
             .as_object()
             .unwrap()
             .iter()
-            .map(|(id, d)| (id.clone(), json!({"online": d["online"], "points": d["points"]})))
+            .map(|(id, d)| {
+                (
+                    id.clone(),
+                    json!({"online": d["online"], "points": d["points"]}),
+                )
+            })
             .collect();
         if as_floats(&page) == as_floats(&Value::Object(expected.clone())) {
             break;
@@ -300,7 +351,9 @@ async fn a_silent_link_shows_the_overlay_then_resumes_exactly_and_runs_the_tap_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_mid_command_still_shows_the_result_and_drives_the_device_once() {
-    let Some(driver) = driver("a_reload_mid_command_still_shows_the_result_and_drives_the_device_once") else {
+    let Some(driver) =
+        driver("a_reload_mid_command_still_shows_the_result_and_drives_the_device_once")
+    else {
         return;
     };
     let (room, gateway) = demo(None).await;
@@ -308,7 +361,8 @@ async fn a_reload_mid_command_still_shows_the_result_and_drives_the_device_once(
     browser
         .open_panel(&format!("http://{}/", gateway.local_addr()))
         .await;
-    let signage = r#"[data-widget="source_select"][data-device="display"] [data-action="source-signage"]"#;
+    let signage =
+        r#"[data-widget="source_select"][data-device="display"] [data-action="source-signage"]"#;
     // The tap and the reload in one breath: the result cannot reach the old page.
     browser
         .js(
@@ -329,11 +383,18 @@ async fn a_reload_mid_command_still_shows_the_result_and_drives_the_device_once(
         )
         .await;
     assert_eq!(
-        browser.js("return window.avgatePanel.pending().length", vec![]).await,
+        browser
+            .js("return window.avgatePanel.pending().length", vec![])
+            .await,
         0
     );
     let entries = audit(&gateway, "display").await;
-    assert_eq!(entries.len(), 1, "the display was driven {} times: {entries:?}", entries.len());
+    assert_eq!(
+        entries.len(),
+        1,
+        "the display was driven {} times: {entries:?}",
+        entries.len()
+    );
     assert_eq!(entries[0]["args"], json!({"source": "signage"}));
     browser.close().await;
     finish(room, gateway).await;
@@ -349,7 +410,10 @@ async fn a_toml_panel_page_button_drives_its_device() {
     browser
         .open_panel(&format!("http://{}/panel/demo", gateway.local_addr()))
         .await;
-    assert_eq!(state(&gateway).await["devices"]["sequencer"]["points"]["outlet.3"], false);
+    assert_eq!(
+        state(&gateway).await["devices"]["sequencer"]["points"]["outlet.3"],
+        false
+    );
     let button = r#"[data-widget="button"][data-device="sequencer"] button"#;
     browser.click(button).await;
     browser
@@ -358,7 +422,10 @@ async fn a_toml_panel_page_button_drives_its_device() {
             &format!(r#"document.querySelector('{button}').dataset.result === "ok""#),
         )
         .await;
-    assert_eq!(state(&gateway).await["devices"]["sequencer"]["points"]["outlet.3"], true);
+    assert_eq!(
+        state(&gateway).await["devices"]["sequencer"]["points"]["outlet.3"],
+        true
+    );
     // Its page link leads to the camera page.
     browser.click(r#"[data-action="page-camera"]"#).await;
     browser
@@ -434,7 +501,11 @@ async fn every_control_is_a_touch_target_at_four_screen_sizes() {
                 file.display()
             );
             assert!(found["count"].as_u64().unwrap() > 5, "{name}: {found}");
-            assert_eq!(found["small"], json!([]), "{name} at {width}x{height}: controls under 44x44 px");
+            assert_eq!(
+                found["small"],
+                json!([]),
+                "{name} at {width}x{height}: controls under 44x44 px"
+            );
             assert!(
                 found["overflow"].as_i64().unwrap() <= 0,
                 "{name} at {width}x{height} scrolls sideways: {found}"
@@ -479,7 +550,10 @@ async fn ten_browser_sessions_at_once_all_follow_the_room() {
             )
             .await;
     }
-    assert_eq!(state(&gateway).await["devices"]["display"]["points"]["volume"], 55);
+    assert_eq!(
+        state(&gateway).await["devices"]["display"]["points"]["volume"],
+        55
+    );
     futures_util::future::join_all(browsers.into_iter().map(Browser::close)).await;
     finish(room, gateway).await;
 }

@@ -13,8 +13,8 @@ mod register_map;
 pub mod site;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use profile::{ArgSpec, ArgType, CommandSpec, PointSpec, Profile};
 pub use panel::{Panel, PanelContent, PanelPage};
+pub use profile::{ArgSpec, ArgType, CommandSpec, PointSpec, Profile};
 pub use site::{AuthToken, DeviceConfig, Link, Site, load_site, parse_site, parse_site_with};
 
 use std::path::Path;

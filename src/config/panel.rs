@@ -225,7 +225,11 @@ pub fn parse_panel_page(
             "a panel needs at least one `[[pages]]` (the first is the home page)".into(),
         ));
     }
-    let page_ids: Vec<&str> = file.pages.iter().map(|p| p.get_ref().id.get_ref().as_str()).collect();
+    let page_ids: Vec<&str> = file
+        .pages
+        .iter()
+        .map(|p| p.get_ref().id.get_ref().as_str())
+        .collect();
     let mut pages = Vec::new();
     for page in &file.pages {
         let page = page.get_ref();
@@ -245,7 +249,10 @@ pub fn parse_panel_page(
         }
         pages.push(Page {
             id: page.id.get_ref().clone(),
-            title: page.title.clone().unwrap_or_else(|| page.id.get_ref().clone()),
+            title: page
+                .title
+                .clone()
+                .unwrap_or_else(|| page.id.get_ref().clone()),
             widgets,
         });
     }
@@ -344,14 +351,27 @@ impl Checker<'_> {
                 let command = text_or(&w.command, "input");
                 let arg = text_or(&w.arg, "source");
                 let point = text_or(&w.point, "input");
-                self.point(device, &point, w.point.as_ref().map(|p| p.span()).or(device_span.clone()));
+                self.point(
+                    device,
+                    &point,
+                    w.point.as_ref().map(|p| p.span()).or(device_span.clone()),
+                );
                 let mut sources = Vec::new();
                 for source in w.sources.iter().flatten() {
                     let Some(value) = &source.get_ref().value else {
-                        self.error(Some(source.span()), "each source needs `value`: the input's name as the device takes it".into());
+                        self.error(
+                            Some(source.span()),
+                            "each source needs `value`: the input's name as the device takes it"
+                                .into(),
+                        );
                         continue;
                     };
-                    self.call(device, &command, &json!({ arg.clone(): value }), Some(source.span()));
+                    self.call(
+                        device,
+                        &command,
+                        &json!({ arg.clone(): value }),
+                        Some(source.span()),
+                    );
                     sources.push(json!({"label": source.get_ref().label, "value": value}));
                 }
                 if sources.is_empty() && device.profile.point("inputs").is_none() {
@@ -381,9 +401,19 @@ impl Checker<'_> {
                     out["min"] = json!(level.min.unwrap_or(0.0));
                     out["max"] = json!(level.max.unwrap_or(100.0));
                 }
-                self.call(device, "volume", &args, w.output.as_ref().map(|o| o.span()).or(device_span.clone()));
-                let mute_on = device.profile.commands.get("mute").is_some_and(|c| c.args.contains_key("on"));
-                out["mute"] = json!(mute_on && device.profile.point(&format!("mute{suffix}")).is_some());
+                self.call(
+                    device,
+                    "volume",
+                    &args,
+                    w.output.as_ref().map(|o| o.span()).or(device_span.clone()),
+                );
+                let mute_on = device
+                    .profile
+                    .commands
+                    .get("mute")
+                    .is_some_and(|c| c.args.contains_key("on"));
+                out["mute"] =
+                    json!(mute_on && device.profile.point(&format!("mute{suffix}")).is_some());
             }
             "route" => {
                 let outputs: Vec<i64> = match (&w.outputs, &w.output) {
@@ -391,10 +421,23 @@ impl Checker<'_> {
                     (None, Some(o)) => vec![*o.get_ref()],
                     (None, None) => vec![],
                 };
-                let out_span = w.outputs.as_ref().map(|o| o.span()).or(w.output.as_ref().map(|o| o.span()));
+                let out_span = w
+                    .outputs
+                    .as_ref()
+                    .map(|o| o.span())
+                    .or(w.output.as_ref().map(|o| o.span()));
                 for o in &outputs {
-                    self.point(device, &format!("route.{o}"), out_span.clone().or(device_span.clone()));
-                    self.call(device, "route", &json!({"input": 0, "output": o}), out_span.clone().or(device_span.clone()));
+                    self.point(
+                        device,
+                        &format!("route.{o}"),
+                        out_span.clone().or(device_span.clone()),
+                    );
+                    self.call(
+                        device,
+                        "route",
+                        &json!({"input": 0, "output": o}),
+                        out_span.clone().or(device_span.clone()),
+                    );
                 }
                 if outputs.is_empty() {
                     self.point(device, "route.1", device_span.clone());
@@ -402,35 +445,55 @@ impl Checker<'_> {
                 let mut sources = Vec::new();
                 for source in w.sources.iter().flatten() {
                     let Some(input) = source.get_ref().input else {
-                        self.error(Some(source.span()), "each route source needs `input`: the switcher's input number".into());
+                        self.error(
+                            Some(source.span()),
+                            "each route source needs `input`: the switcher's input number".into(),
+                        );
                         continue;
                     };
-                    self.call(device, "route", &json!({"input": input, "output": outputs.first().copied().unwrap_or(1)}), Some(source.span()));
+                    self.call(
+                        device,
+                        "route",
+                        &json!({"input": input, "output": outputs.first().copied().unwrap_or(1)}),
+                        Some(source.span()),
+                    );
                     sources.push(json!({"label": source.get_ref().label, "input": input}));
                 }
                 out["outputs"] = json!(outputs);
                 out["sources"] = json!(sources);
             }
             "camera" => {
-                if !device.profile.commands.contains_key("pan_tilt") && !device.profile.commands.contains_key("zoom") {
+                if !device.profile.commands.contains_key("pan_tilt")
+                    && !device.profile.commands.contains_key("zoom")
+                {
                     self.error(device_span.clone(), format!("device `{}` ({}) has no `pan_tilt` or `zoom` command: it is not a camera", device.id, device.profile.id));
                 }
                 let mut presets = Vec::new();
                 for preset in w.presets.iter().flatten() {
                     let number = preset.get_ref().number;
-                    self.call(device, "preset", &json!({"action": "recall", "number": number}), Some(preset.span()));
+                    self.call(
+                        device,
+                        "preset",
+                        &json!({"action": "recall", "number": number}),
+                        Some(preset.span()),
+                    );
                     presets.push(json!({"label": preset.get_ref().label, "number": number}));
                 }
                 out["presets"] = json!(presets);
             }
             "button" | "toggle" => {
                 let Some(command) = &w.command else {
-                    self.error(None, format!("a `{kind}` widget needs `command = \"NAME\"`"));
+                    self.error(
+                        None,
+                        format!("a `{kind}` widget needs `command = \"NAME\"`"),
+                    );
                     return None;
                 };
-                let args = w.args.as_ref().map_or(Map::new(), |a| match serde_json::to_value(a.get_ref()) {
-                    Ok(Value::Object(map)) => map,
-                    _ => Map::new(),
+                let args = w.args.as_ref().map_or(Map::new(), |a| {
+                    match serde_json::to_value(a.get_ref()) {
+                        Ok(Value::Object(map)) => map,
+                        _ => Map::new(),
+                    }
                 });
                 let args_span = w.args.as_ref().map(|a| a.span()).or(Some(command.span()));
                 out["command"] = json!(command.get_ref());
@@ -444,12 +507,20 @@ impl Checker<'_> {
                     let arg = text_or(&w.arg, "on");
                     let mut with = args;
                     with.insert(arg.clone(), Value::Bool(true));
-                    self.call(device, command.get_ref(), &Value::Object(with), w.arg.as_ref().map(|a| a.span()).or(args_span));
+                    self.call(
+                        device,
+                        command.get_ref(),
+                        &Value::Object(with),
+                        w.arg.as_ref().map(|a| a.span()).or(args_span),
+                    );
                     out["point"] = json!(point.get_ref());
                     out["arg"] = json!(arg);
                 } else {
                     if w.label.is_none() {
-                        self.error(None, "a `button` needs `label = \"...\"`: the words on it".into());
+                        self.error(
+                            None,
+                            "a `button` needs `label = \"...\"`: the words on it".into(),
+                        );
                     }
                     self.call(device, command.get_ref(), &Value::Object(args), args_span);
                 }
@@ -461,7 +532,12 @@ impl Checker<'_> {
                 };
                 self.point(device, point.get_ref(), Some(point.span()));
                 out["point"] = json!(point.get_ref());
-                if let Some(unit) = w.unit.clone().or_else(|| device.profile.point(point.get_ref()).and_then(|p| p.unit.clone())) {
+                if let Some(unit) = w.unit.clone().or_else(|| {
+                    device
+                        .profile
+                        .point(point.get_ref())
+                        .and_then(|p| p.unit.clone())
+                }) {
                     out["unit"] = json!(unit);
                 }
             }
@@ -488,7 +564,13 @@ impl Checker<'_> {
     }
 
     /// The device takes `command` with these arguments (types, ranges, enum values).
-    fn call(&mut self, device: &DeviceConfig, command: &str, args: &Value, span: Option<std::ops::Range<usize>>) {
+    fn call(
+        &mut self,
+        device: &DeviceConfig,
+        command: &str,
+        args: &Value,
+        span: Option<std::ops::Range<usize>>,
+    ) {
         let Some(spec) = device.profile.commands.get(command) else {
             let known: Vec<&str> = device.profile.commands.keys().map(String::as_str).collect();
             self.error(
@@ -505,11 +587,180 @@ impl Checker<'_> {
         let empty = Map::new();
         let args = args.as_object().unwrap_or(&empty);
         if let Err(why) = spec.check_args(args) {
-            self.error(span, format!("`{command}` on device `{}`: {why}", device.id));
+            self.error(
+                span,
+                format!("`{command}` on device `{}`: {why}", device.id),
+            );
         }
     }
 }
 
 fn text_or(value: &Option<Spanned<String>>, default: &str) -> String {
-    value.as_ref().map_or(default.to_string(), |v| v.get_ref().clone())
+    value
+        .as_ref()
+        .map_or(default.to_string(), |v| v.get_ref().clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigErrors, Site, parse_site_with};
+
+    const SITE: &str = r#"
+[devices.proj]
+profile = "pjlink-projector"
+address = "192.0.2.7"
+
+[devices.sw]
+profile = "extron-sis-switcher"
+address = "192.0.2.8"
+
+[panels.lobby]
+file = "panels/lobby.toml"
+"#;
+
+    fn site_with_page(page: &str) -> Result<Site, ConfigErrors> {
+        let page = page.to_string();
+        parse_site_with(Path::new("site.toml"), SITE, &move |path: &Path| {
+            assert_eq!(path, Path::new("panels/lobby.toml"));
+            Ok(page.clone())
+        })
+    }
+
+    fn errors(page: &str) -> String {
+        site_with_page(page)
+            .expect_err("the page is wrong")
+            .to_string()
+    }
+
+    #[test]
+    fn a_good_page_is_checked_and_given_to_the_browser_as_json() {
+        let site = site_with_page(
+            r#"title = "Lobby"
+idle_timeout = "90s"
+offline_message = "Call 555-0100"
+
+[[pages]]
+id = "home"
+title = "Home"
+
+[[pages.widgets]]
+type = "source_select"
+device = "proj"
+sources = [{ label = "Laptop", value = "hdmi1" }]
+
+[[pages.widgets]]
+type = "route"
+device = "sw"
+outputs = [1, 2]
+sources = [{ label = "Lectern", input = 3 }]
+
+[[pages.widgets]]
+type = "toggle"
+label = "Picture mute"
+device = "proj"
+point = "video_mute"
+command = "mute"
+arg = "video"
+"#,
+        )
+        .expect("valid");
+        let PanelContent::Page(page) = &site.panels[0].content else {
+            panic!("a page file")
+        };
+        assert_eq!(site.panels[0].name, "lobby");
+        assert_eq!(page.idle_timeout_ms, Some(90_000));
+        assert_eq!(page.offline_message, "Call 555-0100");
+        let widgets = &page.pages[0].widgets;
+        assert_eq!(
+            widgets[0]["sources"],
+            json!([{"label": "Laptop", "value": "hdmi1"}])
+        );
+        assert_eq!(widgets[0]["command"], "input");
+        assert_eq!(widgets[1]["outputs"], json!([1, 2]));
+        assert_eq!(widgets[2]["arg"], "video");
+    }
+
+    #[test]
+    fn each_bad_binding_is_named_at_its_line_and_column() {
+        let found = errors(
+            r#"title = "Lobby"
+
+[[pages]]
+id = "home"
+
+[[pages.widgets]]
+type = "display_power"
+device = "projector-9"
+
+[[pages.widgets]]
+type = "status"
+device = "proj"
+point = "lamp_minutes"
+
+[[pages.widgets]]
+type = "route"
+device = "sw"
+output = 300
+
+[[pages.widgets]]
+type = "button"
+label = "Mute"
+device = "proj"
+command = "mute"
+args = { video = "yes" }
+
+[[pages.widgets]]
+type = "page_link"
+page = "camera"
+
+[[pages.widgets]]
+type = "slider"
+"#,
+        );
+        let lines: Vec<&str> = found.lines().collect();
+        assert_eq!(lines.len(), 6, "{found}");
+        assert!(lines[0].starts_with("panels/lobby.toml:8:10: no device `projector-9` in this site; its devices are: proj, sw"), "{found}");
+        assert!(lines[1].starts_with("panels/lobby.toml:13:9: device `proj` (pjlink-projector) has no point `lamp_minutes`; its points are:"), "{found}");
+        assert!(lines[2].starts_with("panels/lobby.toml:18:10: `route` on device `sw`: argument `output`: 300 is out of range 1..=256"), "{found}");
+        assert!(lines[3].starts_with("panels/lobby.toml:25:8: `mute` on device `proj`: argument `video`: expected true or false"), "{found}");
+        assert!(
+            lines[4].starts_with(
+                "panels/lobby.toml:29:8: no page `camera` in this panel; its pages are: home"
+            ),
+            "{found}"
+        );
+        assert!(
+            lines[5].starts_with(
+                "panels/lobby.toml:32:8: unknown widget type `slider`; use one of: display_power,"
+            ),
+            "{found}"
+        );
+    }
+
+    #[test]
+    fn a_panel_needs_one_file_or_dir_that_exists() {
+        let text = "[panels.a]\n\n[panels.b]\nfile = \"missing.toml\"\n\n[panels.c]\ndir = \"no-such-dir\"\n\n[panels.\"bad name\"]\nfile = \"x.toml\"\n";
+        let found = parse_site_with(Path::new("site.toml"), text, &|_: &Path| {
+            Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+        })
+        .expect_err("all wrong")
+        .to_string();
+        assert!(
+            found.contains("site.toml:1:9: panel `a` needs exactly one of `file"),
+            "{found}"
+        );
+        assert!(
+            found.contains("site.toml:4:8: cannot read panel page missing.toml:"),
+            "{found}"
+        );
+        assert!(
+            found.contains("site.toml:7:7: panel directory no-such-dir has no index.html"),
+            "{found}"
+        );
+        assert!(
+            found.contains("site.toml:9:9: panel name `bad name` may use only letters"),
+            "{found}"
+        );
+    }
 }

@@ -9,10 +9,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::panel::{Panel, PanelEntry, load_panels};
 use super::profile::{
     DataBits, FlowControl, Network, Parity, Poll, Profile, SerialSettings, StopBits,
 };
-use super::panel::{Panel, PanelEntry, load_panels};
 use super::{ConfigError, ConfigErrors, parse_toml};
 
 /// A checked site: everything the gateway needs to start.

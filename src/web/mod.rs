@@ -51,7 +51,10 @@ pub fn router(panels: Vec<Panel>, ping_interval: Duration) -> Router {
         .route("/status", get(|| async { Html(STATUS_HTML) }))
         .route("/avgate.js", get(avgate_js_file))
         .route("/panel.js", get(|| async { script(PANEL_JS) }))
-        .route("/panel.css", get(|| async { asset("text/css; charset=utf-8", PANEL_CSS) }))
+        .route(
+            "/panel.css",
+            get(|| async { asset("text/css; charset=utf-8", PANEL_CSS) }),
+        )
         .route("/panel/{name}", get(panel_page))
         .route("/panel/{name}/", get(panel_dir_index))
         .route("/panel/{name}/{*file}", get(panel_dir_file))
@@ -96,7 +99,9 @@ fn find<'a>(pages: &'a Pages, name: &str) -> Option<&'a Panel> {
 async fn panel_page(State(pages): State<Pages>, UrlPath(name): UrlPath<String>) -> Response {
     match find(&pages, &name).map(|p| &p.content) {
         Some(PanelContent::Page(page)) => Html(page_html(page)).into_response(),
-        Some(PanelContent::Dir(_)) => Redirect::permanent(&format!("/panel/{name}/")).into_response(),
+        Some(PanelContent::Dir(_)) => {
+            Redirect::permanent(&format!("/panel/{name}/")).into_response()
+        }
         None => not_found(no_such_panel(&pages, &name)),
     }
 }
@@ -105,7 +110,11 @@ fn no_such_panel(pages: &Pages, name: &str) -> String {
     let names: Vec<&str> = pages.panels.iter().map(|p| p.name.as_str()).collect();
     format!(
         "no panel `{name}` in this site; it has: {} (add [panels.{name}] to the site file)",
-        if names.is_empty() { "none".to_string() } else { names.join(", ") }
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
     )
 }
 
@@ -157,11 +166,19 @@ async fn panel_dir_file(
 async fn serve_dir_file(pages: &Pages, name: &str, file: &str) -> Response {
     let dir = match find(pages, name).map(|p| &p.content) {
         Some(PanelContent::Dir(dir)) => dir,
-        Some(PanelContent::Page(_)) => return not_found(format!("panel `{name}` is a page file, served at /panel/{name}")),
+        Some(PanelContent::Page(_)) => {
+            return not_found(format!(
+                "panel `{name}` is a page file, served at /panel/{name}"
+            ));
+        }
         None => return not_found(no_such_panel(pages, name)),
     };
     let Some(path) = inside(dir, file) else {
-        return (StatusCode::BAD_REQUEST, "only plain paths inside the panel directory").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "only plain paths inside the panel directory",
+        )
+            .into_response();
     };
     let reading = path.clone();
     match tokio::task::spawn_blocking(move || std::fs::read(reading)).await {
@@ -180,7 +197,10 @@ async fn serve_dir_file(pages: &Pages, name: &str, file: &str) -> Response {
 /// `file` under `dir`, refusing `..`, absolute paths and anything else that could leave it.
 fn inside(dir: &Path, file: &str) -> Option<PathBuf> {
     let relative = Path::new(file);
-    if relative.components().all(|c| matches!(c, Component::Normal(_))) {
+    if relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)))
+    {
         Some(dir.join(relative))
     } else {
         None

@@ -68,7 +68,8 @@ pub fn driver(test: &str) -> Option<Arc<Driver>> {
     let chromedriver = find_program(&["chromedriver"]);
     let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"]);
     let (Some(chromedriver), Some(chromium)) = (chromedriver, chromium) else {
-        let why = "no chromium and chromedriver on PATH (apt-get install -y chromium chromium-driver)";
+        let why =
+            "no chromium and chromedriver on PATH (apt-get install -y chromium chromium-driver)";
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("{test}: {why}; CI must run the browser tests");
         }
@@ -126,13 +127,11 @@ impl Browser {
             "goog:chromeOptions".into(),
             json!({"binary": driver.chromium, "args": args}),
         );
-        let client = ClientBuilder::new(
-            hyper_util::client::legacy::connect::HttpConnector::new(),
-        )
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .expect("a Chromium session starts");
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&driver.url)
+            .await
+            .expect("a Chromium session starts");
         let browser = Browser {
             client,
             _profile: profile,
@@ -150,14 +149,17 @@ impl Browser {
         let inner = self
             .js("return [window.innerWidth, window.innerHeight]", vec![])
             .await;
-        let (w, h) = (inner[0].as_u64().unwrap_or(0), inner[1].as_u64().unwrap_or(0));
+        let (w, h) = (
+            inner[0].as_u64().unwrap_or(0),
+            inner[1].as_u64().unwrap_or(0),
+        );
         if (w, h) != (u64::from(width), u64::from(height)) {
-            let (dw, dh) = (
-                i64::from(width) - w as i64,
-                i64::from(height) - h as i64,
-            );
+            let (dw, dh) = (i64::from(width) - w as i64, i64::from(height) - h as i64);
             self.client
-                .set_window_size((i64::from(width) + dw) as u32, (i64::from(height) + dh) as u32)
+                .set_window_size(
+                    (i64::from(width) + dw) as u32,
+                    (i64::from(height) + dh) as u32,
+                )
                 .await
                 .expect("window resized");
         }
@@ -192,7 +194,10 @@ impl Browser {
             }
             if started.elapsed() > BROWSER_DEADLINE {
                 let body = self
-                    .js("return document.body ? document.body.innerText.slice(0, 2000) : ''", vec![])
+                    .js(
+                        "return document.body ? document.body.innerText.slice(0, 2000) : ''",
+                        vec![],
+                    )
                     .await;
                 panic!("timed out waiting for {what} ({expr}); the page shows:\n{body}");
             }
@@ -303,10 +308,8 @@ async fn pump(
         if wait_loud(&watch).await.is_none() {
             return;
         }
-        let n = match from.read(&mut buf).await {
-            Ok(n) => n,
-            Err(_) => 0,
-        };
+        // An error ends the stream like a close does.
+        let n: usize = from.read(&mut buf).await.unwrap_or_default();
         if wait_loud(&watch).await.is_none() {
             return;
         }
