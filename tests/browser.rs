@@ -557,3 +557,214 @@ async fn ten_browser_sessions_at_once_all_follow_the_room() {
     futures_util::future::join_all(browsers.into_iter().map(Browser::close)).await;
     finish(room, gateway).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offline_device_is_greyed_and_its_controls_disabled_and_a_camera_stops_on_release() {
+    let Some(driver) = driver(
+        "an_offline_device_is_greyed_and_its_controls_disabled_and_a_camera_stops_on_release",
+    ) else {
+        return;
+    };
+    let (room, gateway) = demo(None).await;
+    let browser = Browser::open(&driver, 1280, 800).await;
+    browser
+        .open_panel(&format!("http://{}/", gateway.local_addr()))
+        .await;
+
+    // Hold "pan left", then let go: a start, then a stop, nothing else.
+    browser
+        .js(
+            r#"const b = document.querySelector('[data-widget="camera"][data-device="camera"] [data-action="pan-left"]');
+               b.dispatchEvent(new PointerEvent("pointerdown", { bubbles: true, pointerId: 7 }));"#,
+            vec![],
+        )
+        .await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while audit(&gateway, "camera").await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the camera never started moving"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    browser
+        .js(
+            r#"document.querySelector('[data-widget="camera"][data-device="camera"] [data-action="pan-left"]')
+                 .dispatchEvent(new PointerEvent("pointerup", { bubbles: true, pointerId: 7 }));"#,
+            vec![],
+        )
+        .await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let moves = loop {
+        let moves = audit(&gateway, "camera").await;
+        if moves.len() >= 2 {
+            break moves;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no stop after the release: {moves:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let directions: Vec<&Value> = moves
+        .iter()
+        .rev()
+        .map(|m| &m["args"]["direction"])
+        .collect();
+    assert_eq!(directions, [&json!("left"), &json!("stop")]);
+
+    // The right projector stops answering: its card says so, its controls go grey and
+    // disabled, its last values are marked stale; the others stay usable.
+    room.projectors[1].1.shutdown().await;
+    let right = r#"[data-widget="display_power"][data-device="proj-right"]"#;
+    browser
+        .until(
+            "the right projector offline",
+            r#"document.querySelector('section[data-device="proj-right"] [data-badge]').textContent === "Offline""#,
+        )
+        .await;
+    let shown = browser
+        .js(
+            r#"const w = document.querySelector(arguments[0]);
+               return { offline: w.classList.contains("is-offline"), opacity: getComputedStyle(w).opacity,
+                        disabled: [...w.querySelectorAll("button")].every(b => b.disabled && b.getAttribute("aria-disabled") === "true"),
+                        stale: w.querySelector('[data-point="power"]').classList.contains("is-stale"),
+                        selected: w.querySelectorAll(".is-selected").length,
+                        others: [...document.querySelectorAll('[data-widget="display_power"][data-device="proj-left"] button')].every(b => !b.disabled) };"#,
+            vec![json!(right)],
+        )
+        .await;
+    assert_eq!(
+        shown,
+        json!({"offline": true, "opacity": "0.6", "disabled": true, "stale": true, "selected": 0, "others": true})
+    );
+    browser.close().await;
+    finish(room, gateway).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tokens_the_panel_asks_to_sign_in_and_says_when_a_token_is_refused() {
+    let Some(driver) =
+        driver("with_tokens_the_panel_asks_to_sign_in_and_says_when_a_token_is_refused")
+    else {
+        return;
+    };
+    let room = DemoRoom::start("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .expect("demo room starts");
+    let mut site = room.site.clone();
+    site.auth = vec![avgate::config::AuthToken {
+        name: "lobby-panel".into(),
+        token: "correct-horse-battery".into(),
+    }];
+    let gateway = Gateway::start(site).await.expect("gateway starts");
+    let browser = Browser::open(&driver, 390, 844).await;
+    browser
+        .goto(&format!("http://{}/", gateway.local_addr()))
+        .await;
+    browser
+        .until(
+            "the sign-in screen",
+            r#"!document.getElementById("signin").hidden"#,
+        )
+        .await;
+    let sign_in = r#"const f = document.getElementById("signin").querySelector("form");
+        f.querySelector("input").value = arguments[0]; f.requestSubmit();"#;
+    browser.js(sign_in, vec![json!("wrong-token-123")]).await;
+    browser
+        .until(
+            "the refusal",
+            r#"!document.getElementById("signin").hidden && document.getElementById("signin").querySelector(".error-text").textContent.includes("refused")"#,
+        )
+        .await;
+    browser
+        .js(sign_in, vec![json!("correct-horse-battery")])
+        .await;
+    browser
+        .until(
+            "the room page, live",
+            "document.body.dataset.ready === 'true' && window.avgatePanel.status.state === 'live'",
+        )
+        .await;
+    let kept = browser
+        .js(
+            r#"return [localStorage.getItem("avgate:token"), location.search]"#,
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        kept,
+        json!(["correct-horse-battery", ""]),
+        "the token belongs in storage, not the URL"
+    );
+    // A TOML panel page on the same tablet signs in with the stored token.
+    browser
+        .open_panel(&format!("http://{}/panel/demo", gateway.local_addr()))
+        .await;
+    browser.close().await;
+    finish(room, gateway).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_panel_directory_works_with_data_av_attributes_alone() {
+    let Some(driver) = driver("a_site_panel_directory_works_with_data_av_attributes_alone") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("index.html"),
+        r#"<!doctype html>
+<html><body>
+<p>Projector: <span id="power" data-av-text="proj-left/power"></span></p>
+<button id="on" data-av-press='proj-left power {"on":true}' data-av-active="proj-left/power == on">On</button>
+<p id="hint" data-av-show="proj-left/power == off">The projector is off</p>
+<script type="module">
+  import { connect } from "/avgate.js";
+  window.gw = connect({ client: "custom-page", subscribe: ["proj-left"] });
+</script>
+</body></html>
+"#,
+    )
+    .unwrap();
+    let room = DemoRoom::start("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .expect("demo room starts");
+    let mut site = room.site.clone();
+    site.panels.push(avgate::config::Panel {
+        name: "custom".into(),
+        content: avgate::config::PanelContent::Dir(dir.path().to_path_buf()),
+    });
+    let gateway = Gateway::start(site).await.expect("gateway starts");
+    let browser = Browser::open(&driver, 1280, 800).await;
+    // Without the slash it redirects, so relative links in the page work.
+    browser
+        .goto(&format!("http://{}/panel/custom", gateway.local_addr()))
+        .await;
+    browser
+        .until(
+            "the page, live, showing the power",
+            r#"location.pathname === "/panel/custom/" && window.gw.status.state === "live" && document.getElementById("power").textContent === "off" && !document.getElementById("hint").hidden"#,
+        )
+        .await;
+    browser
+        .js(
+            r#"const b = document.getElementById("on"); window.seen = [];
+               new MutationObserver(() => window.seen.push(b.className)).observe(b, { attributes: true, attributeFilter: ["class"] });
+               b.click();"#,
+            vec![],
+        )
+        .await;
+    browser
+        .until(
+            "the projector on, from its own state",
+            r#"document.getElementById("on").classList.contains("av-active") && document.getElementById("power").textContent === "on" && document.getElementById("hint").hidden"#,
+        )
+        .await;
+    let seen = browser.js("return window.seen", vec![]).await;
+    assert!(
+        seen.to_string().contains("av-pending"),
+        "never pending: {seen}"
+    );
+    browser.close().await;
+    finish(room, gateway).await;
+}
