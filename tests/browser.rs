@@ -710,60 +710,59 @@ async fn a_site_panel_directory_works_with_data_av_attributes_alone() {
     let Some(driver) = driver("a_site_panel_directory_works_with_data_av_attributes_alone") else {
         return;
     };
+    // The example page docs/PANELS.md tells integrators to copy, as it is there.
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PANELS.md"))
+        .expect("docs/PANELS.md");
+    let page = docs
+        .split("```html\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("an html example in docs/PANELS.md");
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("index.html"),
-        r#"<!doctype html>
-<html><body>
-<p>Projector: <span id="power" data-av-text="proj-left/power"></span></p>
-<button id="on" data-av-press='proj-left power {"on":true}' data-av-active="proj-left/power == on">On</button>
-<p id="hint" data-av-show="proj-left/power == off">The projector is off</p>
-<script type="module">
-  import { connect } from "/avgate.js";
-  window.gw = connect({ client: "custom-page", subscribe: ["proj-left"] });
-</script>
-</body></html>
-"#,
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("index.html"), page).unwrap();
     let room = DemoRoom::start("127.0.0.1:0".parse().unwrap(), None)
         .await
         .expect("demo room starts");
     let mut site = room.site.clone();
     site.panels.push(avgate::config::Panel {
-        name: "custom".into(),
+        name: "lobby".into(),
         content: avgate::config::PanelContent::Dir(dir.path().to_path_buf()),
     });
     let gateway = Gateway::start(site).await.expect("gateway starts");
     let browser = Browser::open(&driver, 1280, 800).await;
     // Without the slash it redirects, so relative links in the page work.
     browser
-        .goto(&format!("http://{}/panel/custom", gateway.local_addr()))
+        .goto(&format!("http://{}/panel/lobby", gateway.local_addr()))
         .await;
+    let laptop = r#"[data-av-press='switcher route {"input":1,"output":1}']"#;
     browser
         .until(
-            "the page, live, showing the power",
-            r#"location.pathname === "/panel/custom/" && window.gw.status.state === "live" && document.getElementById("power").textContent === "off" && !document.getElementById("hint").hidden"#,
+            "the page, live, showing the projector",
+            r#"location.pathname === "/panel/lobby/" && [...document.querySelectorAll("[data-av-text]")][0].textContent === "off" && document.getElementById("offline").hidden"#,
         )
         .await;
     browser
         .js(
-            r#"const b = document.getElementById("on"); window.seen = [];
+            r#"const b = document.querySelector(arguments[0]); window.seen = [];
                new MutationObserver(() => window.seen.push(b.className)).observe(b, { attributes: true, attributeFilter: ["class"] });
                b.click();"#,
-            vec![],
+            vec![json!(laptop)],
         )
         .await;
     browser
         .until(
-            "the projector on, from its own state",
-            r#"document.getElementById("on").classList.contains("av-active") && document.getElementById("power").textContent === "on" && document.getElementById("hint").hidden"#,
+            "the laptop routed, from the switcher's own state",
+            &format!(r#"document.querySelector(`{laptop}`).classList.contains("av-active") && !document.querySelector(`{laptop}`).classList.contains("av-pending")"#),
         )
         .await;
     let seen = browser.js("return window.seen", vec![]).await;
     assert!(
         seen.to_string().contains("av-pending"),
         "never pending: {seen}"
+    );
+    assert_eq!(
+        state(&gateway).await["devices"]["switcher"]["points"]["route.1"],
+        1
     );
     browser.close().await;
     finish(room, gateway).await;
