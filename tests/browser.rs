@@ -767,3 +767,68 @@ async fn a_site_panel_directory_works_with_data_av_attributes_alone() {
     browser.close().await;
     finish(room, gateway).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_command_shows_its_error_beside_the_control() {
+    let Some(driver) = driver("a_refused_command_shows_its_error_beside_the_control") else {
+        return;
+    };
+    let room = DemoRoom::start("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .expect("demo room starts");
+    let mut site = room.site.clone();
+    // A source the profile cannot rule out (PJLink inputs are free text) but the projector
+    // does not have: only the device can refuse it.
+    let page = avgate::config::panel::parse_panel_page(
+        "wrong",
+        std::path::Path::new("wrong.toml"),
+        r#"title = "Wrong"
+[[pages]]
+id = "home"
+[[pages.widgets]]
+type = "source_select"
+device = "proj-left"
+sources = [{ label = "Apple TV", value = "appletv" }]
+"#,
+        &site.devices,
+    )
+    .expect("the page passes check-config");
+    site.panels.push(avgate::config::Panel {
+        name: "wrong".into(),
+        content: avgate::config::PanelContent::Page(page),
+    });
+    let gateway = Gateway::start(site).await.expect("gateway starts");
+    let browser = Browser::open(&driver, 1280, 800).await;
+    browser
+        .open_panel(&format!("http://{}/panel/wrong", gateway.local_addr()))
+        .await;
+    browser
+        .until(
+            "the projector online",
+            r#"!document.querySelector('[data-action="source-appletv"]').disabled"#,
+        )
+        .await;
+    browser.click(r#"[data-action="source-appletv"]"#).await;
+    let shown = browser
+        .until(
+            "the error beside the control",
+            r#"(b => b.dataset.result !== undefined && [b.dataset.result, b.classList.contains("is-error"), b.classList.contains("is-selected"),
+                  b.closest(".widget").querySelector('[role="alert"]').textContent])(document.querySelector('[data-action="source-appletv"]'))"#,
+        )
+        .await;
+    assert_eq!(shown[0], "invalid_args", "{shown}");
+    assert_eq!(shown[1], true, "{shown}");
+    assert_eq!(
+        shown[2], false,
+        "a refused source must not look selected: {shown}"
+    );
+    assert!(
+        shown[3]
+            .as_str()
+            .unwrap()
+            .contains("unknown input `appletv`"),
+        "{shown}"
+    );
+    browser.close().await;
+    finish(room, gateway).await;
+}
