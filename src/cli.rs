@@ -133,7 +133,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!();
             println!("  avgate demo room is running.");
             println!("  Open http://{addr}/ in a browser (panels connect to ws://{addr}/ws).");
-            println!("  A panel page from TOML: http://{addr}/panel/demo; the status page: http://{addr}/status");
+            println!(
+                "  A panel page from TOML: http://{addr}/panel/demo; the status page: http://{addr}/status"
+            );
             for (id, sim) in &room.projectors {
                 println!("  {id}: simulated PJLink projector at {}", sim.local_addr());
             }

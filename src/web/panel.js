@@ -373,23 +373,45 @@ const WIDGETS = {
       state.classList.toggle("is-stale", p.stale && p.value !== undefined);
     });
     const elapsed = $("span", { class: "elapsed" });
-    const chip = $("span", { class: "chip", role: "status", hidden: true }, $("span", { class: "phase" }), elapsed, $("progress", { "aria-label": "progress" }));
+    const bar = $("progress", { "aria-label": "progress" });
+    const chip = $("span", { class: "chip", role: "status", hidden: true }, $("span", { class: "phase" }), elapsed, bar);
+    // How long this device took to warm up or cool down last time, remembered by the
+    // panel, makes the bar determinate ("0:18 of ~0:40"); until then it is indeterminate.
+    const memory = (phase) => "avgate:" + w.device + ":" + phase + "-ms";
+    const clock = (ms) => {
+      const s = Math.max(0, Math.round(ms / 1000));
+      return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+    };
     let since = 0;
+    let phaseSeen = null;
     let timer;
     b.watch("power", (p) => {
-      const phase = POWER_BUSY[p.value];
-      chip.hidden = !phase || p.stale;
-      clearInterval(timer);
-      if (phase && !p.stale) {
-        since = Date.now();
-        chip.querySelector(".phase").textContent = phase + " ·";
-        const show = () => {
-          const s = Math.round((Date.now() - since) / 1000);
-          elapsed.textContent = Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
-        };
-        show();
-        timer = setInterval(show, 1000);
+      const phase = POWER_BUSY[p.value] && !p.stale ? p.value : null;
+      const at = p.ts ? Math.min(Date.now(), Date.parse(p.ts)) : Date.now();
+      if (phaseSeen && !phase && !p.stale && p.ts) {
+        // The transition ended while we watched it: remember how long it took.
+        localStorage.setItem(memory(phaseSeen), String(at - since));
       }
+      if (phase === phaseSeen) return;
+      phaseSeen = phase;
+      chip.hidden = !phase;
+      clearInterval(timer);
+      if (!phase) return;
+      since = at;
+      const expected = Number(localStorage.getItem(memory(phase))) || 0;
+      chip.querySelector(".phase").textContent = POWER_BUSY[phase] + " ·";
+      const show = () => {
+        const spent = Date.now() - since;
+        elapsed.textContent = clock(spent) + (expected ? " of ~" + clock(expected) : "");
+        if (expected) {
+          bar.max = expected;
+          bar.value = Math.min(spent, expected);
+        } else {
+          bar.removeAttribute("value");
+        }
+      };
+      show();
+      timer = setInterval(show, 1000);
     });
     root.append(row, $("div", { class: "row" }, $("span", { class: "label", text: "Now:" }), state, chip), b.error);
     return root;
