@@ -347,7 +347,14 @@ async fn a_reload_mid_command_still_shows_the_result_and_drives_the_device_once(
         .await;
     let signage =
         r#"[data-widget="source_select"][data-device="display"] [data-action="source-signage"]"#;
-    // The tap and the reload in one breath: the result cannot reach the old page.
+    // The display takes 2 s to answer (twice, in case a poll takes the first delay), so
+    // the old page is gone before the result: the command is mid-flight at the reload.
+    for _ in 0..2 {
+        room.display
+            .inject(avgate_drivers::mdc::simulator::Fault::Delay(
+                Duration::from_secs(2),
+            ));
+    }
     browser
         .js(
             "window.marker = 1; document.querySelector(arguments[0]).click(); location.reload();",
@@ -380,6 +387,14 @@ async fn a_reload_mid_command_still_shows_the_result_and_drives_the_device_once(
         entries.len()
     );
     assert_eq!(entries[0]["args"], json!({"source": "signage"}));
+    // And the display itself saw one "set input" frame (MDC command 0x14 with one byte).
+    let sets: Vec<String> = room
+        .display
+        .commands_received()
+        .into_iter()
+        .filter(|frame| frame.starts_with("AA 14 ") && frame.split(' ').nth(3) == Some("01"))
+        .collect();
+    assert_eq!(sets.len(), 1, "input set frames: {sets:?}");
     browser.close().await;
     finish(room, gateway).await;
 }

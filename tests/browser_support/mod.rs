@@ -3,6 +3,7 @@
 //! the same time, plus a TCP proxy that can go silent without closing.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -73,7 +74,8 @@ pub fn driver(test: &str) -> Option<Arc<Driver>> {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("{test}: {why}; CI must run the browser tests");
         }
-        println!("SKIP {test}: {why}");
+        // Straight to stderr, past the test harness's capture, so the skip is seen.
+        let _ = writeln!(std::io::stderr(), "SKIP {test}: {why}");
         return None;
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0")
