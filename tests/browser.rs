@@ -768,8 +768,10 @@ async fn a_site_panel_directory_works_with_data_av_attributes_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_command_shows_its_error_beside_the_control() {
-    let Some(driver) = driver("a_refused_command_shows_its_error_beside_the_control") else {
+async fn a_refused_command_shows_its_error_beside_the_control_and_an_idle_panel_goes_home() {
+    let Some(driver) =
+        driver("a_refused_command_shows_its_error_beside_the_control_and_an_idle_panel_goes_home")
+    else {
         return;
     };
     let room = DemoRoom::start("127.0.0.1:0".parse().unwrap(), None)
@@ -782,12 +784,22 @@ async fn a_refused_command_shows_its_error_beside_the_control() {
         "wrong",
         std::path::Path::new("wrong.toml"),
         r#"title = "Wrong"
+idle_timeout = "1s"
 [[pages]]
 id = "home"
 [[pages.widgets]]
 type = "source_select"
 device = "proj-left"
 sources = [{ label = "Apple TV", value = "appletv" }]
+[[pages.widgets]]
+type = "page_link"
+page = "more"
+[[pages]]
+id = "more"
+[[pages.widgets]]
+type = "status"
+device = "proj-left"
+point = "lamp_hours"
 "#,
         &site.devices,
     )
@@ -828,6 +840,21 @@ sources = [{ label = "Apple TV", value = "appletv" }]
             .contains("unknown input `appletv`"),
         "{shown}"
     );
+
+    // Left on another page, the panel goes back home by itself after its idle timeout.
+    browser.click(r#"[data-action="page-more"]"#).await;
+    browser
+        .until(
+            "the second page",
+            r#"!document.querySelector('main[data-page="more"]').hidden"#,
+        )
+        .await;
+    browser
+        .until(
+            "home again after the idle timeout",
+            r#"!document.querySelector('main[data-page="home"]').hidden && document.querySelector('main[data-page="more"]').hidden"#,
+        )
+        .await;
     browser.close().await;
     finish(room, gateway).await;
 }
