@@ -908,3 +908,178 @@ async fn latency(browser: &Browser, what: &str, device: &str, buttons: [&str; 2]
         samples.len()
     );
 }
+
+/// avgate.js against a scripted gateway: a snapshot in two parts is applied whole, a new
+/// snapshot removes what it lacks, an error code the library does not know still reaches
+/// the page with its message, the resume point is sent back, and a command that waited
+/// too long offline fails locally instead of being sent late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn avgate_js_follows_snapshots_errors_and_expiry_from_a_scripted_gateway() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let Some(driver) =
+        driver("avgate_js_follows_snapshots_errors_and_expiry_from_a_scripted_gateway")
+    else {
+        return;
+    };
+    // Any gateway serves the library; the page then talks to the scripted one.
+    let room = DemoRoom::start("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .expect("demo room starts");
+    let gateway = Gateway::start(room.site.clone())
+        .await
+        .expect("gateway starts");
+    let scripted = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws_url = format!("ws://{}/ws", scripted.local_addr().unwrap());
+
+    let browser = Browser::open(&driver, 800, 600).await;
+    browser
+        .goto(&format!("http://{}/status", gateway.local_addr()))
+        .await;
+    browser
+        .js_async(
+            r#"const [url, done] = arguments;
+               import("/avgate.js").then(({ connect }) => {
+                 window.seen = { errors: [], a: [] };
+                 window.gw = connect({ url, client: "scripted", commandMaxAgeMs: 1, bind: false });
+                 gw.onError((e) => seen.errors.push(e));
+                 gw.watch("a/*", (p, key) => seen.a.push([key, p.value === undefined ? null : p.value]));
+                 done();
+               });"#,
+            vec![json!(ws_url)],
+        )
+        .await;
+
+    let next_text = |message: Option<Result<Message, _>>| -> Value {
+        match message {
+            Some(Ok(Message::Text(text))) => serde_json::from_str(&text).expect("JSON"),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    };
+    let (stream, _) = tokio::time::timeout(DEADLINE, scripted.accept())
+        .await
+        .expect("the page connects")
+        .unwrap();
+    let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+    let hello = next_text(ws.next().await);
+    assert_eq!(hello["type"], "hello");
+    assert_eq!(hello["client"], "scripted");
+    assert!(
+        hello.get("resume").is_none(),
+        "a first connect has no place: {hello}"
+    );
+    for message in [
+        json!({"type": "welcome", "session": "s1", "epoch": 7, "seq": 10, "resumed": false}),
+        json!({"type": "snapshot", "epoch": 7, "seq": 10, "more": true, "devices": {"a": {"online": true, "points": {"x": 1}}}}),
+    ] {
+        ws.send(Message::Text(message.to_string().into()))
+            .await
+            .unwrap();
+    }
+    // Half a snapshot is not the room: nothing is shown as live yet.
+    browser
+        .until(
+            "the first part taken in",
+            "window.gw.snapshotParts && window.gw.snapshotParts.devices.a && window.gw.status.state === 'connecting'",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .js("return window.gw.get('a/x') === undefined", vec![])
+            .await,
+        true
+    );
+    let last = json!({"type": "snapshot", "epoch": 7, "seq": 10, "devices": {"b": {"online": true, "points": {"y": 2}}}});
+    ws.send(Message::Text(last.to_string().into()))
+        .await
+        .unwrap();
+    browser
+        .until(
+            "both parts applied",
+            "window.gw.status.state === 'live' && window.gw.get('a/x').value === 1 && window.gw.get('b/y').value === 2",
+        )
+        .await;
+
+    // A later snapshot replaces everything: device `a` is gone, and its watcher hears so.
+    let lagged = json!({"type": "snapshot", "reason": "lagged", "epoch": 7, "seq": 12, "devices": {"b": {"online": true, "points": {"y": 3}}}});
+    ws.send(Message::Text(lagged.to_string().into()))
+        .await
+        .unwrap();
+    ws.send(Message::Text(
+        json!({"type": "error", "code": "rate_limited", "message": "slow down: 100 messages a second at most"})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let seen = browser
+        .until(
+            "the removal and the error",
+            "window.gw.get('b/y').value === 3 && window.seen.errors.length === 1 && window.seen",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .js("return window.gw.get('a/x') === undefined", vec![])
+            .await,
+        true
+    );
+    assert_eq!(
+        seen["errors"],
+        json!([{"code": "rate_limited", "message": "slow down: 100 messages a second at most"}])
+    );
+    assert_eq!(
+        seen["a"].as_array().unwrap().last().unwrap(),
+        &json!(["a/x", null]),
+        "{seen}"
+    );
+
+    // The link drops; a command issued offline outlives commandMaxAgeMs (1 ms here) before
+    // the gateway is back, so it fails locally and is never sent.
+    ws.close(None).await.unwrap();
+    drop(ws);
+    browser
+        .until("offline", "window.gw.status.state === 'offline'")
+        .await;
+    browser
+        .js(
+            r#"window.late = window.gw.command("b", "power", { on: true });
+               window.late.result.then((r) => (window.lateResult = r));"#,
+            vec![],
+        )
+        .await;
+    browser
+        .js("window.dispatchEvent(new Event('online'))", vec![])
+        .await;
+    let (stream, _) = tokio::time::timeout(DEADLINE, scripted.accept())
+        .await
+        .expect("the page reconnects")
+        .unwrap();
+    let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+    let hello = next_text(ws.next().await);
+    assert_eq!(hello["resume"], json!({"epoch": 7, "seq": 12}), "{hello}");
+    ws.send(Message::Text(
+        json!({"type": "welcome", "session": "s2", "epoch": 7, "seq": 12, "resumed": true})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let result = browser
+        .until("the local failure", "window.lateResult")
+        .await;
+    assert_eq!(result["ok"], false);
+    assert_eq!(result["error"]["code"], "expired", "{result}");
+    // Nothing else arrives: the expired command was not sent.
+    browser
+        .js(
+            "window.gw.socket.send(JSON.stringify({type: 'ping'}))",
+            vec![],
+        )
+        .await;
+    let after = next_text(ws.next().await);
+    assert_eq!(after["type"], "ping", "the page sent {after}");
+    browser.close().await;
+    finish(room, gateway).await;
+}
