@@ -1,9 +1,10 @@
 //! What a browser loads: the room page at `/`, the status page at `/status`, the panel
 //! client library at `/avgate.js`, and the site's panels at `/panel/NAME`.
 //!
-//! The room page and TOML panel pages are the same widget code (`panel.js`) on top of
-//! `avgate.js`: the room page derives its widgets from `/api/devices`, a panel page gets
-//! them from its checked page file, embedded in the HTML as JSON.
+//! The room page and TOML panel pages are the same code on top of `avgate.js`: `panel.js`
+//! (the frame: top bar, pages, overlay, sign-in), `panel-widgets.js` (the widgets) and
+//! `panel-dom.js` (helpers). The room page derives its widgets from `/api/devices`
+//! (`room.js`); a panel page gets them from its checked page file, embedded as JSON.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +22,9 @@ const ROOM_HTML: &str = include_str!("room.html");
 const STATUS_HTML: &str = include_str!("status.html");
 const AVGATE_JS: &str = include_str!("avgate.js");
 const PANEL_JS: &str = include_str!("panel.js");
+const PANEL_DOM_JS: &str = include_str!("panel-dom.js");
+const PANEL_WIDGETS_JS: &str = include_str!("panel-widgets.js");
+const ROOM_JS: &str = include_str!("room.js");
 const PANEL_CSS: &str = include_str!("panel.css");
 /// The demo's panel page, also a starting point for a site's own.
 pub const DEMO_PANEL_TOML: &str = include_str!("demo-panel.toml");
@@ -51,6 +55,9 @@ pub fn router(panels: Vec<Panel>, ping_interval: Duration) -> Router {
         .route("/status", get(|| async { Html(STATUS_HTML) }))
         .route("/avgate.js", get(avgate_js_file))
         .route("/panel.js", get(|| async { script(PANEL_JS) }))
+        .route("/panel-dom.js", get(|| async { script(PANEL_DOM_JS) }))
+        .route("/panel-widgets.js", get(|| async { script(PANEL_WIDGETS_JS) }))
+        .route("/room.js", get(|| async { script(ROOM_JS) }))
         .route(
             "/panel.css",
             get(|| async { asset("text/css; charset=utf-8", PANEL_CSS) }),
