@@ -56,7 +56,10 @@ pub fn router(panels: Vec<Panel>, ping_interval: Duration) -> Router {
         .route("/avgate.js", get(avgate_js_file))
         .route("/panel.js", get(|| async { script(PANEL_JS) }))
         .route("/panel-dom.js", get(|| async { script(PANEL_DOM_JS) }))
-        .route("/panel-widgets.js", get(|| async { script(PANEL_WIDGETS_JS) }))
+        .route(
+            "/panel-widgets.js",
+            get(|| async { script(PANEL_WIDGETS_JS) }),
+        )
         .route("/room.js", get(|| async { script(ROOM_JS) }))
         .route(
             "/panel.css",
