@@ -75,11 +75,6 @@ impl Gateway {
             .into_make_service_with_connect_info::<SocketAddr>();
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            // Without nodelay a small frame (an event after `accepted`) waits for the
-            // panel's delayed ACK: ~40 ms on every command, measured in tests/browser.rs.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await;

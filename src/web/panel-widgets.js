@@ -68,7 +68,8 @@ class Binding {
         el.setAttribute("aria-disabled", String(disabled));
         const on = !!selected() && this.usable;
         el.classList.toggle("is-selected", on);
-        el.setAttribute("aria-pressed", String(on));
+        // Switches say aria-checked themselves; a slider is neither pressed nor not.
+        if (el.tagName === "BUTTON" && el.getAttribute("role") === null) el.setAttribute("aria-pressed", String(on));
       },
       progress: (phase, result) => {
         control.pending = phase !== "result";
