@@ -469,7 +469,7 @@ const SIZES: [(u32, u32); 4] = [(1280, 800), (800, 1280), (1920, 1080), (390, 84
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_control_is_a_48px_touch_target_at_four_screen_sizes() {
-    let Some(driver) = driver("every_control_is_a_touch_target_at_four_screen_sizes") else {
+    let Some(driver) = driver("every_control_is_a_48px_touch_target_at_four_screen_sizes") else {
         return;
     };
     let (room, gateway) = demo(None).await;
