@@ -107,6 +107,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 for device in &site.devices {
                     println!("  {} ({}) at {}", device.id, device.profile.id, device.link);
                 }
+                for panel in &site.panels {
+                    println!("  panel {} at /panel/{}", panel.name, panel.name);
+                }
             }
             Err(errors) => {
                 eprintln!("{errors}");
@@ -130,6 +133,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!();
             println!("  avgate demo room is running.");
             println!("  Open http://{addr}/ in a browser (panels connect to ws://{addr}/ws).");
+            println!(
+                "  A panel page from TOML: http://{addr}/panel/demo; the status page: http://{addr}/status"
+            );
             for (id, sim) in &room.projectors {
                 println!("  {id}: simulated PJLink projector at {}", sim.local_addr());
             }

@@ -13,10 +13,13 @@ use avgate_drivers::pjlink::simulator as pjlink_sim;
 use avgate_drivers::visca::simulator as visca_sim;
 use serde_json::json;
 
-use crate::config::{Profile, Site, parse_site};
+use crate::config::{Profile, Site, parse_site_with};
 
 /// The demo projector's password, printed so the integrator can try a PJLink client too.
 pub const DEMO_PASSWORD: &str = "panasonic";
+
+/// Where the demo site says its panel page is (built into the binary: src/web/demo-panel.toml).
+const DEMO_PANEL_PATH: &str = "panels/demo.toml";
 
 /// Running simulators; dropping them does not stop them, [`DemoRoom::shutdown`] does.
 pub struct DemoRoom {
@@ -78,7 +81,15 @@ impl DemoRoom {
                 sequencer: sequencer.local_addr(),
             },
         );
-        let site = parse_site(Path::new("demo-site.toml"), &text)
+        // The demo's panel page is built in; a site reads its own from disk.
+        let read = |path: &Path| {
+            if path == Path::new(DEMO_PANEL_PATH) {
+                Ok(crate::web::DEMO_PANEL_TOML.to_string())
+            } else {
+                std::fs::read_to_string(path)
+            }
+        };
+        let site = parse_site_with(Path::new("demo-site.toml"), &text, &read)
             .map_err(|e| anyhow::anyhow!("demo site is invalid: {e}"))?;
         let projectors = vec![("proj-left".into(), left), ("proj-right".into(), right)];
         Ok(DemoRoom {
@@ -197,6 +208,11 @@ address = "{camera}"
 name = "Rack power"
 profile = "modbus-power-sequencer-8"
 address = "{sequencer}"
+
+# A panel page at /panel/demo. The demo has this file built in; for your own site, copy
+# src/web/demo-panel.toml to panels/demo.toml beside the site file.
+[panels.demo]
+file = "{DEMO_PANEL_PATH}"
 "#
     )
 }

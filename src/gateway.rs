@@ -86,7 +86,10 @@ impl Gateway {
         .within_open_files(accept::raise_open_file_limit(), links);
         tasks.spawn(accept::serve(
             listener,
-            http::router(state),
+            http::router(state).merge(crate::web::router(
+                site.panels.clone(),
+                site.server.ping_interval,
+            )),
             limits,
             shutdown.clone(),
             tasks.clone(),

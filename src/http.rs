@@ -1,11 +1,12 @@
-//! HTTP: the WebSocket endpoint, a small JSON API and the built-in status page.
+//! HTTP: the WebSocket endpoint and a small JSON API. The pages a browser loads are in
+//! [`crate::web`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
@@ -15,9 +16,6 @@ use tracing::warn;
 
 use crate::config::Site;
 use crate::hub::{self, Hub, MAX_MESSAGE, MAX_WRITE_BUFFER, READ_BUFFER, WRITE_BUFFER};
-
-/// The status page: live state and a button for every command, built from /api/devices.
-const INDEX_HTML: &str = include_str!("web/index.html");
 
 #[derive(Clone)]
 pub struct AppState {
@@ -32,6 +30,10 @@ pub struct DeviceInfo {
     pub id: String,
     pub name: String,
     pub profile: Arc<crate::config::Profile>,
+    /// The inputs a panel can choose from, when the profile's options say: a count (a
+    /// switcher's `inputs = 8`) or names (a projector's input table).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<serde_json::Value>,
 }
 
 impl DeviceInfo {
@@ -42,24 +44,30 @@ impl DeviceInfo {
                 id: d.id.clone(),
                 name: d.name.clone(),
                 profile: d.profile.clone(),
+                inputs: panel_inputs(&d.options),
             })
             .collect()
     }
 }
 
+fn panel_inputs(
+    options: &avgate_drivers::Map<String, avgate_drivers::Value>,
+) -> Option<serde_json::Value> {
+    match options.get("inputs")? {
+        serde_json::Value::Number(n) => Some(serde_json::Value::Number(n.clone())),
+        serde_json::Value::Object(names) => Some(names.keys().cloned().collect()),
+        _ => None,
+    }
+}
+
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(index))
         .route("/healthz", get(healthz))
         .route("/api/state", get(api_state))
         .route("/api/devices", get(api_devices))
         .route("/api/audit", get(api_audit))
         .route("/ws", get(websocket))
         .with_state(state)
-}
-
-async fn index() -> Html<&'static str> {
-    Html(INDEX_HTML)
 }
 
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {

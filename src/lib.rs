@@ -19,7 +19,8 @@
 //! - [`audit`]: every command, who sent it and what came of it.
 //! - [`hub`]: WebSocket sessions: hello, snapshot or replay, a cursor into the journal.
 //! - [`accept`]: the accept loop: connection caps, header deadline, TCP_NODELAY.
-//! - [`http`]: the axum server: `/ws`, `/api/*`, `/healthz` and the status page.
+//! - [`http`]: the axum server: `/ws`, `/api/*` and `/healthz`.
+//! - [`web`]: what browsers load: the room page, `/avgate.js`, panel pages, the status page.
 //! - [`command`]: command outcomes and the error codes panels see.
 //! - [`gateway`]: wires the parts together and shuts them down as one.
 //! - [`demo`]: the simulated demo room; [`cli`]: the `avgate` command; [`simulate`]:
@@ -39,5 +40,6 @@ pub mod router;
 pub mod runtime;
 pub mod simulate;
 pub mod store;
+pub mod web;
 
 pub use gateway::Gateway;

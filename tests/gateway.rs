@@ -358,10 +358,11 @@ async fn http_endpoints_serve_state_health_and_the_page() {
         "{devices}"
     );
     assert!(
-        http_get(gw.local_addr(), "/")
+        http_get(gw.local_addr(), "/status")
             .await
             .contains("<title>avgate</title>")
     );
+    assert!(http_get(gw.local_addr(), "/").await.contains("/panel.js"));
     gw.shutdown().await;
 }
 

@@ -7,14 +7,16 @@
 //! every part of the gateway can trust, or every problem it found.
 
 mod error;
+pub mod panel;
 pub mod profile;
 mod range;
 mod register_map;
 pub mod site;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use panel::{Panel, PanelContent, PanelPage};
 pub use profile::{ArgSpec, ArgType, CommandSpec, PointSpec, Profile};
-pub use site::{AuthToken, DeviceConfig, Link, Site, load_site, parse_site};
+pub use site::{AuthToken, DeviceConfig, Link, Site, load_site, parse_site, parse_site_with};
 
 use std::path::Path;
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::panel::{Panel, PanelEntry, load_panels};
 use super::profile::{
     DataBits, FlowControl, Network, Parity, Poll, Profile, SerialSettings, StopBits,
 };
@@ -24,6 +25,8 @@ pub struct Site {
     /// Panel tokens; empty means panels need none.
     pub auth: Vec<AuthToken>,
     pub devices: Vec<DeviceConfig>,
+    /// Panel pages served at `/panel/NAME`.
+    pub panels: Vec<Panel>,
     pub source: PathBuf,
 }
 
@@ -285,6 +288,8 @@ struct SiteFile {
     auth: AuthFile,
     #[serde(default)]
     devices: BTreeMap<Spanned<String>, DeviceFile>,
+    #[serde(default)]
+    panels: BTreeMap<Spanned<String>, PanelEntry>,
 }
 
 #[derive(Default, Deserialize)]
@@ -360,8 +365,18 @@ pub fn load_site(path: &Path) -> Result<Site, ConfigErrors> {
     parse_site(path, &text)
 }
 
-/// Checks a site given as text; `path` is used for messages and to find profile dirs.
+/// Checks a site given as text; `path` is used for messages and to find profile dirs
+/// and panel files.
 pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
+    parse_site_with(path, text, &|p| std::fs::read_to_string(p))
+}
+
+/// [`parse_site`], reading the files it refers to (panel pages) through `read`.
+pub fn parse_site_with(
+    path: &Path,
+    text: &str,
+    read: &dyn Fn(&Path) -> std::io::Result<String>,
+) -> Result<Site, ConfigErrors> {
     let file: SiteFile = parse_toml(path, text)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let dirs: Vec<PathBuf> = file.profile_dirs.iter().map(|d| base.join(d)).collect();
@@ -565,6 +580,8 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
     }
     errors.append(&mut ranges.errors);
 
+    let panels = load_panels(path, text, file.panels, &devices, read, &mut errors);
+
     if !errors.is_empty() {
         // This file top to bottom, then problems inside the profiles it uses.
         errors.sort_by_key(|e| (e.file != path, e.file.clone(), e.position));
@@ -584,6 +601,7 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
         commands: file.commands,
         auth,
         devices,
+        panels,
         source: path.to_path_buf(),
     })
 }
