@@ -10,8 +10,8 @@ use tracing::{debug, info, warn};
 
 use super::backoff::Backoff;
 use super::queue::{CommandQueue, Job};
-use super::turns::Wants;
 use super::shape::Shape;
+use super::turns::Wants;
 use crate::command::{ErrorCode, Failure};
 use crate::config::DeviceConfig;
 use crate::journal::Journal;

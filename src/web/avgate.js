@@ -379,15 +379,25 @@ export class Gateway {
   }
 
   /**
-   * The one place snapshots arrive. A snapshot split into parts (`part`/`parts`, or
-   * `more: true` on all but the last) is gathered first and replaces the state only when
+   * The one place snapshots arrive. A snapshot split into parts (`part` of `parts`) is
+   * gathered first and replaces the state only when
    * complete, so a panel never shows half a site.
    */
   _receiveSnapshot(msg) {
-    const partial = msg.more === true || (msg.parts > 1 && msg.part < msg.parts);
+    const partial = msg.parts > 1 && msg.part < msg.parts;
     if (partial || this.snapshotParts) {
       if (!this.snapshotParts) this.snapshotParts = { devices: {} };
-      Object.assign(this.snapshotParts.devices, msg.devices || {});
+      // A device with very many points may be spread over consecutive parts: merge them.
+      for (const [id, d] of Object.entries(msg.devices || {})) {
+        const seen = this.snapshotParts.devices[id];
+        this.snapshotParts.devices[id] = seen
+          ? {
+              ...d,
+              points: { ...(seen.points || {}), ...(d.points || {}) },
+              stale: [...(seen.stale || []), ...(d.stale || [])],
+            }
+          : d;
+      }
       if (partial) return;
       msg = { ...msg, devices: this.snapshotParts.devices };
       this.snapshotParts = null;
