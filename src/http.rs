@@ -1,10 +1,11 @@
 //! HTTP: the WebSocket endpoint, a small JSON API and the built-in status page.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{ConnectInfo, FromRequestParts, Query, State, WebSocketUpgrade};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -13,7 +14,9 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::auth::Principal;
 use crate::config::Site;
+use crate::hub::subscription::Subscription;
 use crate::hub::{self, Hub, MAX_MESSAGE, MAX_WRITE_BUFFER};
 
 /// The status page: live state and a button for every command, built from /api/devices.
@@ -76,18 +79,26 @@ async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-async fn api_state(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(refused) = refuse_without_bearer(&state, &headers) {
-        return refused;
+async fn api_state(State(state): State<AppState>, Caller(caller): Caller) -> Response {
+    let snapshot = state.hub.journal.snapshot();
+    if caller.scopes.reads_everything() {
+        return Json(snapshot).into_response();
     }
-    Json(state.hub.journal.snapshot()).into_response()
+    Json(
+        Subscription::default()
+            .within(&caller.scopes)
+            .filter(&snapshot),
+    )
+    .into_response()
 }
 
-async fn api_devices(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(refused) = refuse_without_bearer(&state, &headers) {
-        return refused;
-    }
-    Json(state.devices.as_ref()).into_response()
+async fn api_devices(State(state): State<AppState>, Caller(caller): Caller) -> Response {
+    let visible: Vec<&DeviceInfo> = state
+        .devices
+        .iter()
+        .filter(|d| caller.scopes.can_see_device(&d.id))
+        .collect();
+    Json(visible).into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -102,11 +113,11 @@ struct AuditQuery {
 
 async fn api_audit(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     query: Query<AuditQuery>,
 ) -> Response {
-    if let Some(refused) = refuse_without_bearer(&state, &headers) {
-        return refused;
+    if !caller.scopes.is_admin() {
+        return forbidden("the audit log needs a token with the `admin` scope");
     }
     let since = match query.since.as_deref().map(humantime::parse_rfc3339_weak) {
         None => None,
@@ -147,23 +158,41 @@ async fn websocket(
         .on_upgrade(move |socket| hub::serve(socket, peer, state.hub, state.shutdown))
 }
 
-/// When the site has tokens, the JSON API wants one too, as `Authorization: Bearer ...`.
-fn refuse_without_bearer(state: &AppState, headers: &HeaderMap) -> Option<Response> {
-    if !state.hub.auth_required() {
-        return None;
-    }
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match state.hub.authorize(token) {
-        Some(_) => None,
-        None => Some(
-            (
+/// Who is calling the JSON API: with tokens configured, `Authorization: Bearer <token>`
+/// resolved to its principal (wrong tokens count towards the caller's lockout).
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        if !state.hub.auth_required() {
+            return Ok(Caller(Principal::open()));
+        }
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        match state.hub.authenticate(peer, token) {
+            Ok(principal) => Ok(Caller(principal)),
+            Err(refused) => Err((
                 StatusCode::UNAUTHORIZED,
-                Json(json!({"code": "unauthorized", "message": "send Authorization: Bearer <token>"})),
+                Json(json!({"code": "unauthorized", "message": format!("{}; send Authorization: Bearer <token>", refused.message())})),
             )
-                .into_response(),
-        ),
+                .into_response()),
+        }
     }
+}
+
+fn forbidden(message: &str) -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        Json(json!({"code": "forbidden", "message": message})),
+    )
+        .into_response()
 }

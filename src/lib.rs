@@ -25,6 +25,7 @@
 //!   `avgate simulate`, one device simulator on its own.
 
 pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod command;
 pub mod config;
@@ -33,6 +34,7 @@ pub mod gateway;
 pub mod http;
 pub mod hub;
 pub mod journal;
+pub mod pattern;
 pub mod router;
 pub mod runtime;
 pub mod simulate;

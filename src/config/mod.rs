@@ -6,14 +6,16 @@
 //! checked up front, before anything connects: [`load_site`] either returns a site
 //! every part of the gateway can trust, or every problem it found.
 
+mod auth;
 mod error;
 pub mod profile;
 mod register_map;
 pub mod site;
 
+pub use auth::AuthToken;
 pub use error::{ConfigError, ConfigErrors};
 pub use profile::{ArgSpec, ArgType, CommandSpec, PointSpec, Profile};
-pub use site::{AuthToken, DeviceConfig, Link, Site, load_site, parse_site};
+pub use site::{DeviceConfig, Link, Site, load_site, parse_site};
 
 use std::path::Path;
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::auth::{AuthFile, AuthToken};
 use super::profile::{
     DataBits, FlowControl, Network, Parity, Poll, Profile, SerialSettings, StopBits,
 };
@@ -22,6 +23,9 @@ pub struct Site {
     pub commands: CommandSettings,
     /// Panel tokens; empty means panels need none.
     pub auth: Vec<AuthToken>,
+    /// Problems that do not stop the gateway but deserve fixing (check-config prints
+    /// them; the gateway logs them at start).
+    pub warnings: Vec<ConfigError>,
     pub devices: Vec<DeviceConfig>,
     pub source: PathBuf,
 }
@@ -139,14 +143,6 @@ fn default_queue() -> usize {
     32
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthToken {
-    /// Who holds the token (a panel or a person); recorded with every command.
-    pub name: String,
-    pub token: String,
-}
-
 /// One device of the site, with its profile resolved and overrides applied.
 #[derive(Debug, Clone)]
 pub struct DeviceConfig {
@@ -253,13 +249,6 @@ struct SiteFile {
     auth: AuthFile,
     #[serde(default)]
     devices: BTreeMap<Spanned<String>, DeviceFile>,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuthFile {
-    #[serde(default)]
-    tokens: Vec<Spanned<AuthToken>>,
 }
 
 #[derive(Deserialize)]
@@ -511,23 +500,8 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
         });
     }
 
-    let mut auth = Vec::new();
-    for token in file.auth.tokens {
-        let span = token.span();
-        let token = token.into_inner();
-        if token.token.len() < 8 {
-            errors.push(ConfigError::at(
-                path,
-                text,
-                Some(span),
-                format!(
-                    "token for `{}` is too short: use at least 8 characters (16+ random is better)",
-                    token.name
-                ),
-            ));
-        }
-        auth.push(token);
-    }
+    let mut warnings = Vec::new();
+    let auth = super::auth::check(path, text, file.auth, &mut errors, &mut warnings);
     if file.journal.commit_batch == 0 || file.journal.retain_events == 0 {
         errors.push(ConfigError::file(
             path,
@@ -565,6 +539,7 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
         journal,
         commands: file.commands,
         auth,
+        warnings,
         devices,
         source: path.to_path_buf(),
     })

@@ -16,6 +16,7 @@ use tracing::{Instrument, debug, info};
 use super::subscription::Subscription;
 use super::wire::{self, ClientMessage, ServerMessage};
 use super::{BATCH, HELLO_TIMEOUT, Hub};
+use crate::auth::Principal;
 use crate::command::{ErrorCode, Failure};
 use crate::journal::Read;
 use crate::router::{self, CommandKey, Origin, Submission};
@@ -45,8 +46,8 @@ struct Panel {
     session: String,
     /// Dedupe scope for command ids (see [`CommandKey::client`]).
     client: String,
-    /// Who the panel's token was issued to, for the audit log.
-    token: Option<String>,
+    /// Whose token the panel presented, and what it may read and control.
+    principal: Principal,
     peer: SocketAddr,
 }
 
@@ -132,26 +133,26 @@ async fn greet(
                 continue;
             }
         };
-        let Some(holder) = hub.authorize(token.as_deref()) else {
-            info!(%peer, "panel refused: missing or wrong token");
-            let failure = Failure::new(
-                ErrorCode::Unauthorized,
-                "missing or wrong token; ask the integrator for this panel's token",
-            );
-            let _ = socket.send(error_message(&failure, None)).await;
-            let close = CloseFrame {
-                code: CLOSE_POLICY,
-                reason: Utf8Bytes::from_static("unauthorized"),
-            };
-            let _ = socket.send(Message::Close(Some(close))).await;
-            return None;
+        let principal = match hub.authenticate(peer.ip(), token.as_deref()) {
+            Ok(principal) => principal,
+            Err(refused) => {
+                info!(%peer, "panel refused: {}", refused.message());
+                let failure = Failure::new(ErrorCode::Unauthorized, refused.message());
+                let _ = socket.send(error_message(&failure, None)).await;
+                let close = CloseFrame {
+                    code: CLOSE_POLICY,
+                    reason: Utf8Bytes::from_static("unauthorized"),
+                };
+                let _ = socket.send(Message::Close(Some(close))).await;
+                return None;
+            }
         };
-        if let Some(holder) = holder {
-            debug!(%peer, token = holder, "token accepted");
+        if let Some(name) = &principal.name {
+            debug!(%peer, token = %name, "token accepted");
         }
         let subscription = match patterns.as_deref().map(Subscription::new) {
-            None => Subscription::default(),
-            Some(Ok(subscription)) => subscription,
+            None => Subscription::default().within(&principal.scopes),
+            Some(Ok(subscription)) => subscription.within(&principal.scopes),
             Some(Err(why)) => {
                 let failure = Failure::new(ErrorCode::InvalidMessage, why);
                 socket.send(error_message(&failure, None)).await.ok()?;
@@ -195,7 +196,7 @@ async fn greet(
             Panel {
                 session,
                 client,
-                token: holder.map(str::to_string),
+                principal,
                 peer,
             },
             cursor,
@@ -340,7 +341,7 @@ fn handle_text(
             match hub.router.submit(
                 &Origin {
                     session: panel.session.clone(),
-                    token: panel.token.clone(),
+                    token: panel.principal.name.as_deref().map(str::to_string),
                 },
                 key,
                 &device,

@@ -7,104 +7,26 @@
 //! watching `proj-1/power` still learns that proj-1 went offline.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use crate::journal::{DeviceState, ERROR, ONLINE, Snapshot};
-
-/// Longest pattern accepted; device ids and point names are short.
-const MAX_PATTERN: usize = 128;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Pattern {
-    text: String,
-    /// Byte offset of the `/`, if there is a point part.
-    slash: Option<usize>,
-}
-
-impl Pattern {
-    fn parse(text: &str) -> Result<Pattern, String> {
-        let allowed =
-            |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '*' | '/');
-        if text.is_empty() || text.len() > MAX_PATTERN {
-            return Err(format!(
-                "pattern `{text}` must have 1 to {MAX_PATTERN} characters"
-            ));
-        }
-        if let Some(bad) = text.chars().find(|c| !allowed(*c)) {
-            return Err(format!(
-                "pattern `{text}` has `{bad}`; use device ids, point names, `*` and one `/` (e.g. `proj-*`, `*/power`)"
-            ));
-        }
-        let slash = text.find('/');
-        if let Some(at) = slash
-            && (text[at + 1..].contains('/') || at == 0 || at + 1 == text.len())
-        {
-            return Err(format!(
-                "pattern `{text}` must be DEVICE or DEVICE/POINT, with one `/` and both parts"
-            ));
-        }
-        Ok(Pattern {
-            text: text.to_string(),
-            slash,
-        })
-    }
-
-    fn device_part(&self) -> &str {
-        self.slash.map_or(&self.text[..], |at| &self.text[..at])
-    }
-
-    fn point_part(&self) -> Option<&str> {
-        self.slash.map(|at| &self.text[at + 1..])
-    }
-
-    fn matches(&self, device: &str, point: &str) -> bool {
-        if !glob(self.device_part(), device) {
-            return false;
-        }
-        match self.point_part() {
-            None => true,
-            Some(_) if point == ONLINE || point == ERROR => true,
-            Some(part) => glob(part, point),
-        }
-    }
-}
-
-/// `*` matches any run of characters (also none); everything else matches itself.
-/// Iterative with one backtrack point, so no allocation and linear time in practice.
-fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if let Some((star_pi, star_ti)) = star {
-            pi = star_pi + 1;
-            ti = star_ti + 1;
-            star = Some((star_pi, star_ti + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
-}
+use crate::auth::Scopes;
+use crate::journal::{DeviceState, ONLINE, Snapshot};
+use crate::pattern::Pattern;
 
 /// A panel's patterns. The default, everything, is `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
     patterns: Vec<Pattern>,
+    /// What the panel's token may read, when that is not everything: nothing outside it
+    /// is ever sent, whatever the patterns ask for.
+    readable: Option<Arc<Scopes>>,
 }
 
 impl Default for Subscription {
     fn default() -> Self {
         Self {
-            patterns: vec![Pattern {
-                text: "*".into(),
-                slash: None,
-            }],
+            patterns: vec![Pattern::any()],
+            readable: None,
         }
     }
 }
@@ -114,6 +36,7 @@ impl Subscription {
     pub fn new(patterns: &[String]) -> Result<Subscription, String> {
         let mut subscription = Subscription {
             patterns: Vec::new(),
+            readable: None,
         };
         subscription.add(patterns)?;
         Ok(subscription)
@@ -136,15 +59,29 @@ impl Subscription {
 
     /// Removes patterns given exactly as they were added.
     pub fn remove(&mut self, patterns: &[String]) {
-        self.patterns.retain(|p| !patterns.contains(&p.text));
+        self.patterns
+            .retain(|p| !patterns.iter().any(|t| t == p.as_str()));
     }
 
     pub fn patterns(&self) -> Vec<String> {
-        self.patterns.iter().map(|p| p.text.clone()).collect()
+        self.patterns
+            .iter()
+            .map(|p| p.as_str().to_string())
+            .collect()
+    }
+
+    /// Limits this subscription to what `scopes` may read.
+    pub fn within(mut self, scopes: &Arc<Scopes>) -> Subscription {
+        self.readable = (!scopes.reads_everything()).then(|| scopes.clone());
+        self
     }
 
     pub fn matches(&self, device: &str, point: &str) -> bool {
-        self.patterns.iter().any(|p| p.matches(device, point))
+        self.patterns.iter().any(|p| p.matches_point(device, point))
+            && self
+                .readable
+                .as_ref()
+                .is_none_or(|scopes| scopes.can_read(device, point))
     }
 
     /// The part of a snapshot this subscription covers: devices any pattern names (with
@@ -172,22 +109,10 @@ impl Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::ERROR;
 
     fn sub(patterns: &[&str]) -> Subscription {
         Subscription::new(&patterns.iter().map(|p| p.to_string()).collect::<Vec<_>>()).unwrap()
-    }
-
-    #[test]
-    fn globs_match_runs_of_characters() {
-        assert!(glob("*", ""));
-        assert!(glob("proj-*", "proj-left"));
-        assert!(!glob("proj-*", "display-1"));
-        assert!(glob("route.*", "route.12"));
-        assert!(glob("*-left", "proj-left"));
-        assert!(glob("p*j*t", "projector-left"));
-        assert!(!glob("p*j*x", "projector-left"));
-        assert!(glob("power", "power"));
-        assert!(!glob("power", "powered"));
     }
 
     #[test]
