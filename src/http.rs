@@ -3,18 +3,19 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Query, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, FromRequestParts, Query, Request, State, WebSocketUpgrade};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{debug, warn};
 
-use crate::auth::Principal;
+use crate::auth::{Principal, WebPolicy};
 use crate::config::Site;
 use crate::hub::subscription::Subscription;
 use crate::hub::{self, Hub, MAX_MESSAGE, MAX_WRITE_BUFFER};
@@ -25,6 +26,8 @@ const INDEX_HTML: &str = include_str!("web/index.html");
 #[derive(Clone)]
 pub struct AppState {
     pub hub: Arc<Hub>,
+    /// Which pages, names and proxies browsers' requests are checked against.
+    pub web: Arc<WebPolicy>,
     pub devices: Arc<Vec<DeviceInfo>>,
     pub shutdown: CancellationToken,
 }
@@ -58,7 +61,61 @@ pub fn router(state: AppState) -> Router {
         .route("/api/devices", get(api_devices))
         .route("/api/audit", get(api_audit))
         .route("/ws", get(websocket))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
+}
+
+/// Before any route: the real client address (behind a trusted proxy), the `Host` check
+/// against DNS rebinding, and the `Origin` check for the WebSocket and the API, so a page
+/// from elsewhere is refused before an upgrade or a token check.
+async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let forwarded_for = request
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
+        let client = state.web.client_addr(peer.ip(), forwarded_for);
+        if client != peer.ip() {
+            let real = SocketAddr::new(client, peer.port());
+            request.extensions_mut().insert(ConnectInfo(real));
+        }
+    }
+    let headers = request.headers();
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    match host {
+        Some(host) if state.web.host_allowed(host) => {}
+        Some(host) => {
+            debug!(host = ?host, "refused a request for another host name");
+            return refuse(
+                StatusCode::MISDIRECTED_REQUEST,
+                "bad_host",
+                &format!(
+                    "this gateway does not answer to the name {host:?}; reach it by its address or add the name to [server] allowed_hosts"
+                ),
+            );
+        }
+        None => return refuse(StatusCode::BAD_REQUEST, "bad_host", "send a Host header"),
+    }
+    let path = request.uri().path();
+    let guarded = path == "/ws" || path.starts_with("/api/") || request.method() != Method::GET;
+    if guarded && let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        if !state.web.origin_allowed(origin, host) {
+            debug!(origin = ?origin, path, "refused a request from another web page");
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                &format!(
+                    "pages from {origin:?} may not use this gateway; add the origin to [server] allowed_origins if it should"
+                ),
+            );
+        }
+    }
+    next.run(request).await
+}
+
+fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({"code": code, "message": message}))).into_response()
 }
 
 async fn index() -> Html<&'static str> {
@@ -190,9 +247,5 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 fn forbidden(message: &str) -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        Json(json!({"code": "forbidden", "message": message})),
-    )
-        .into_response()
+    refuse(StatusCode::FORBIDDEN, "forbidden", message)
 }

@@ -11,6 +11,7 @@
 //! secret away. Failed attempts are throttled per peer address ([`Lockout`]).
 
 mod lockout;
+mod origin;
 mod scope;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 pub use lockout::{Attempt, Lockout};
+pub use origin::WebPolicy;
 
 /// How long a locked-out address waits (for messages).
 pub fn lockout_time() -> std::time::Duration {

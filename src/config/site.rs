@@ -39,6 +39,20 @@ pub struct Server {
     /// How often each panel is pinged; a panel silent for two intervals is dropped.
     #[serde(default = "default_ping_interval", with = "humantime_serde")]
     pub ping_interval: Duration,
+    /// Web pages (`https://panels.example.edu`) that may use the WebSocket and the API
+    /// besides the gateway's own pages.
+    #[serde(default)]
+    pub allowed_origins: Vec<Spanned<String>>,
+    /// Names the gateway answers to besides IP addresses, `localhost` and the machine's
+    /// own name (requests for any other name are refused: DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Reverse proxies (addresses or networks) whose `X-Forwarded-For` names the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// HTTPS and wss:// instead of plain HTTP.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
 }
 
 impl Default for Server {
@@ -46,8 +60,29 @@ impl Default for Server {
         Self {
             listen: default_listen(),
             ping_interval: default_ping_interval(),
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            trusted_proxies: Vec::new(),
+            tls: None,
         }
     }
+}
+
+/// `[server.tls]`: a certificate and key, or one the gateway makes itself.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain; relative to the site file.
+    pub cert: Option<PathBuf>,
+    /// PEM private key; relative to the site file.
+    pub key: Option<PathBuf>,
+    /// Make a certificate for this machine's names and addresses on first start and keep
+    /// it in the data directory (`tls/`); its SHA-256 fingerprint is logged at start.
+    #[serde(default)]
+    pub self_signed: bool,
+    /// Extra names or addresses the self-signed certificate covers.
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -307,6 +342,25 @@ impl SerialOverrides {
 }
 
 /// Reads and checks a site file.
+/// An allowed origin is `scheme://host[:port]`, as browsers send it.
+fn check_origin(origin: &str) -> Result<(), String> {
+    let hint = "write it as the browser sends it, e.g. `https://panels.example.edu` or `http://10.20.0.5:8080`";
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return Err(format!("allowed origin `{origin}` has no scheme; {hint}"));
+    };
+    if !matches!(scheme, "http" | "https") {
+        return Err(format!(
+            "allowed origin `{origin}` must start with http:// or https://; {hint}"
+        ));
+    }
+    if authority.is_empty() || authority.trim_end_matches('/').contains('/') {
+        return Err(format!(
+            "allowed origin `{origin}` must have a host and no path; {hint}"
+        ));
+    }
+    Ok(())
+}
+
 pub fn load_site(path: &Path) -> Result<Site, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::file(
@@ -502,6 +556,29 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
 
     let mut warnings = Vec::new();
     let auth = super::auth::check(path, text, file.auth, &mut errors, &mut warnings);
+    for origin in &file.server.allowed_origins {
+        if let Err(why) = check_origin(origin.get_ref()) {
+            errors.push(ConfigError::at(path, text, Some(origin.span()), why));
+        }
+    }
+    let mut server = file.server;
+    if let Some(tls) = &mut server.tls {
+        match (tls.self_signed, &tls.cert, &tls.key) {
+            (true, None, None) | (false, Some(_), Some(_)) => {}
+            (true, _, _) => errors.push(ConfigError::file(
+                path,
+                "[server.tls] has self_signed = true and a cert or key: use one or the other"
+                    .into(),
+            )),
+            (false, _, _) => errors.push(ConfigError::file(
+                path,
+                "[server.tls] needs both `cert` and `key` (PEM files), or `self_signed = true`"
+                    .into(),
+            )),
+        }
+        tls.cert = tls.cert.as_ref().map(|p| base.join(p));
+        tls.key = tls.key.as_ref().map(|p| base.join(p));
+    }
     if file.journal.commit_batch == 0 || file.journal.retain_events == 0 {
         errors.push(ConfigError::file(
             path,
@@ -535,7 +612,7 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
         ),
     );
     Ok(Site {
-        server: file.server,
+        server,
         journal,
         commands: file.commands,
         auth,
