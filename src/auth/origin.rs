@@ -59,7 +59,7 @@ impl WebPolicy {
         let literal = name.trim_start_matches('[').trim_end_matches(']');
         literal.parse::<IpAddr>().is_ok()
             || name == "localhost"
-            || self.allowed_hosts.iter().any(|h| *h == name)
+            || self.allowed_hosts.contains(&name)
     }
 
     /// Whether a browser page from `origin` may use the API or the WebSocket of the
