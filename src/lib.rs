@@ -39,5 +39,6 @@ pub mod router;
 pub mod runtime;
 pub mod simulate;
 pub mod store;
+pub mod tls;
 
 pub use gateway::Gateway;
