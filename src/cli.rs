@@ -75,6 +75,28 @@ enum Command {
     /// Run a device simulator on its own, to develop panels or test against.
     #[command(subcommand)]
     Simulate(Simulator),
+    /// Make panel and API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a fresh random token: prints the secret once (give it to the panel) and the
+    /// [[auth.tokens]] stanza to paste into the site file, which holds only its SHA-256.
+    ///
+    /// Scopes: read (every device), read:PATTERN, control, control:DEVICE[/COMMAND],
+    /// admin (audit log and every device), metrics. PATTERN is DEVICE or DEVICE/POINT with
+    /// `*` wildcards, as in subscriptions: proj-*, */power, switcher/route.*.
+    ///
+    /// Example: avgate token new lobby-panel --scopes read --scopes control:proj-*
+    New {
+        /// Who holds the token: recorded with every command it sends.
+        name: String,
+        /// What the token may do (repeat, or separate with commas).
+        #[arg(long, value_delimiter = ',', default_values_t = ["read".to_string(), "control".to_string()])]
+        scopes: Vec<String>,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -103,6 +125,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig { file } => match load_site(&file) {
             Ok(site) => {
+                for warning in &site.warnings {
+                    eprintln!("warning: {warning}");
+                }
                 println!("{}: ok: {} device(s)", file.display(), site.devices.len());
                 for device in &site.devices {
                     println!("  {} ({}) at {}", device.id, device.profile.id, device.link);
@@ -165,8 +190,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             room.shutdown().await;
         }
         Command::Simulate(simulator) => crate::simulate::run(simulator).await?,
+        Command::Token(TokenCommand::New { name, scopes }) => {
+            print!("{}", new_token(&name, &scopes)?);
+        }
     }
     Ok(())
+}
+
+/// A fresh token for `name` and the site-file stanza that accepts it.
+fn new_token(name: &str, scopes: &[String]) -> anyhow::Result<String> {
+    let parsed = crate::auth::Scopes::parse(scopes.iter().map(String::as_str))
+        .map_err(|why| anyhow::anyhow!("--scopes: {why}"))?;
+    let secret = crate::auth::new_secret()?;
+    let digest = crate::auth::Secret::plain(&secret).sha256_hex();
+    let list: Vec<String> = scopes.iter().map(|s| format!("{s:?}")).collect();
+    Ok(format!(
+        "# The secret for {name} (shown once; enter it on the panel's sign-in screen):\n#   {secret}\n# Scopes: {parsed}\n# Paste into the site file:\n[[auth.tokens]]\nname = {name:?}\ntoken_sha256 = \"{digest}\"\nscopes = [{}]\n",
+        list.join(", ")
+    ))
 }
 
 /// Waits for Ctrl-C or SIGTERM.

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::accept;
+use crate::auth::WebPolicy;
 use crate::config::Site;
 use crate::http::{self, AppState, DeviceInfo};
 use crate::hub::Hub;
@@ -31,6 +32,15 @@ impl Gateway {
     /// Starts every device task and the HTTP server on `site.server.listen` (port 0 picks
     /// a free port; see [`Gateway::local_addr`]).
     pub async fn start(site: Site) -> anyhow::Result<Gateway> {
+        for warning in &site.warnings {
+            warn!("{warning}");
+        }
+        if site.auth.is_empty() {
+            warn!(
+                "no [[auth.tokens]] configured: anyone who can reach {} can watch and control every device; see docs/SECURITY.md",
+                site.server.listen
+            );
+        }
         let listener = TcpListener::bind(site.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}; is another gateway running there? Change [server] listen or --listen", site.server.listen))?;
@@ -73,8 +83,18 @@ impl Gateway {
             )
             .with_hello_timeout(site.server.hello_timeout),
         );
+        let web = WebPolicy::new(
+            site.server
+                .allowed_origins
+                .iter()
+                .map(|o| o.get_ref().clone())
+                .collect(),
+            site.server.allowed_hosts.clone(),
+            site.server.trusted_proxies.clone(),
+        );
         let state = AppState {
             hub,
+            web: Arc::new(web),
             devices: Arc::new(DeviceInfo::from_site(&site)),
             shutdown: shutdown.clone(),
         };

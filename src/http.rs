@@ -1,25 +1,31 @@
 //! HTTP: the WebSocket endpoint and a small JSON API. The pages a browser loads are in
 //! [`crate::web`].
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Query, State, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{ConnectInfo, FromRequestParts, Query, Request, State, WebSocketUpgrade};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{debug, warn};
 
+use crate::auth::{Principal, WebPolicy};
 use crate::config::Site;
+use crate::hub::subscription::Subscription;
 use crate::hub::{self, Hub, MAX_MESSAGE, MAX_WRITE_BUFFER, READ_BUFFER, WRITE_BUFFER};
 
 #[derive(Clone)]
 pub struct AppState {
     pub hub: Arc<Hub>,
+    /// Which pages, names and proxies browsers' requests are checked against.
+    pub web: Arc<WebPolicy>,
     pub devices: Arc<Vec<DeviceInfo>>,
     pub shutdown: CancellationToken,
 }
@@ -67,7 +73,61 @@ pub fn router(state: AppState) -> Router {
         .route("/api/devices", get(api_devices))
         .route("/api/audit", get(api_audit))
         .route("/ws", get(websocket))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
+}
+
+/// Before any route: the real client address (behind a trusted proxy), the `Host` check
+/// against DNS rebinding, and the `Origin` check for the WebSocket and the API, so a page
+/// from elsewhere is refused before an upgrade or a token check.
+async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let forwarded_for = request
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
+        let client = state.web.client_addr(peer.ip(), forwarded_for);
+        if client != peer.ip() {
+            let real = SocketAddr::new(client, peer.port());
+            request.extensions_mut().insert(ConnectInfo(real));
+        }
+    }
+    let headers = request.headers();
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    match host {
+        Some(host) if state.web.host_allowed(host) => {}
+        Some(host) => {
+            debug!(host = ?host, "refused a request for another host name");
+            return refuse(
+                StatusCode::MISDIRECTED_REQUEST,
+                "bad_host",
+                &format!(
+                    "this gateway does not answer to the name {host:?}; reach it by its address or add the name to [server] allowed_hosts"
+                ),
+            );
+        }
+        None => return refuse(StatusCode::BAD_REQUEST, "bad_host", "send a Host header"),
+    }
+    let path = request.uri().path();
+    let guarded = path == "/ws" || path.starts_with("/api/") || request.method() != Method::GET;
+    if guarded && let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        if !state.web.origin_allowed(origin, host) {
+            debug!(origin = ?origin, path, "refused a request from another web page");
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                &format!(
+                    "pages from {origin:?} may not use this gateway; add the origin to [server] allowed_origins if it should"
+                ),
+            );
+        }
+    }
+    next.run(request).await
+}
+
+fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(json!({"code": code, "message": message}))).into_response()
 }
 
 async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
@@ -84,18 +144,26 @@ async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-async fn api_state(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(refused) = refuse_without_bearer(&state, &headers) {
-        return refused;
+async fn api_state(State(state): State<AppState>, Caller(caller): Caller) -> Response {
+    let snapshot = state.hub.journal.snapshot();
+    if caller.scopes.reads_everything() {
+        return Json(snapshot).into_response();
     }
-    Json(state.hub.journal.snapshot()).into_response()
+    Json(
+        Subscription::default()
+            .within(&caller.scopes)
+            .filter(&snapshot),
+    )
+    .into_response()
 }
 
-async fn api_devices(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(refused) = refuse_without_bearer(&state, &headers) {
-        return refused;
-    }
-    Json(state.devices.as_ref()).into_response()
+async fn api_devices(State(state): State<AppState>, Caller(caller): Caller) -> Response {
+    let visible: Vec<&DeviceInfo> = state
+        .devices
+        .iter()
+        .filter(|d| caller.scopes.can_see_device(&d.id))
+        .collect();
+    Json(visible).into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -110,11 +178,11 @@ struct AuditQuery {
 
 async fn api_audit(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     query: Query<AuditQuery>,
 ) -> Response {
-    if let Some(refused) = refuse_without_bearer(&state, &headers) {
-        return refused;
+    if !caller.scopes.is_admin() {
+        return forbidden("the audit log needs a token with the `admin` scope");
     }
     let since = match query.since.as_deref().map(humantime::parse_rfc3339_weak) {
         None => None,
@@ -156,23 +224,37 @@ async fn websocket(
         .on_upgrade(move |socket| hub::serve(socket, peer, state.hub, state.shutdown))
 }
 
-/// When the site has tokens, the JSON API wants one too, as `Authorization: Bearer ...`.
-fn refuse_without_bearer(state: &AppState, headers: &HeaderMap) -> Option<Response> {
-    if !state.hub.auth_required() {
-        return None;
-    }
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match state.hub.authorize(token) {
-        Some(_) => None,
-        None => Some(
-            (
+/// Who is calling the JSON API: with tokens configured, `Authorization: Bearer <token>`
+/// resolved to its principal (wrong tokens count towards the caller's lockout).
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        if !state.hub.auth_required() {
+            return Ok(Caller(Principal::open()));
+        }
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        match state.hub.authenticate(peer, token) {
+            Ok(principal) => Ok(Caller(principal)),
+            Err(refused) => Err((
                 StatusCode::UNAUTHORIZED,
-                Json(json!({"code": "unauthorized", "message": "send Authorization: Bearer <token>"})),
+                Json(json!({"code": "unauthorized", "message": format!("{}; send Authorization: Bearer <token>", refused.message())})),
             )
-                .into_response(),
-        ),
+                .into_response()),
+        }
     }
+}
+
+fn forbidden(message: &str) -> Response {
+    refuse(StatusCode::FORBIDDEN, "forbidden", message)
 }

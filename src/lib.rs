@@ -28,6 +28,7 @@
 
 pub mod accept;
 pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod command;
 pub mod config;
@@ -36,10 +37,12 @@ pub mod gateway;
 pub mod http;
 pub mod hub;
 pub mod journal;
+pub mod pattern;
 pub mod router;
 pub mod runtime;
 pub mod simulate;
 pub mod store;
+pub mod tls;
 pub mod web;
 
 pub use gateway::Gateway;

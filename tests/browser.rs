@@ -654,7 +654,8 @@ async fn with_tokens_the_panel_asks_to_sign_in_and_says_when_a_token_is_refused(
     let mut site = room.site.clone();
     site.auth = vec![avgate::config::AuthToken {
         name: "lobby-panel".into(),
-        token: "correct-horse-battery".into(),
+        secret: avgate::auth::Secret::plain("correct-horse-battery"),
+        scopes: avgate::auth::Scopes::panel_default(),
     }];
     let gateway = Gateway::start(site).await.expect("gateway starts");
     let browser = Browser::open(&driver, 390, 844).await;

@@ -296,7 +296,7 @@ async fn the_right_password_works() {
 #[tokio::test]
 async fn with_tokens_a_panel_without_one_is_refused_and_closed() {
     let proj = projector(None).await;
-    let auth = "[[auth.tokens]]\nname = \"lobby\"\ntoken = \"s3cret-token-1\"\n";
+    let auth = "[[auth.tokens]]\nname = \"lobby\"\ntoken = \"s3cret-token-1\"\nscopes = [\"read\", \"control\", \"admin\"]\n";
     let gw = gateway(&site_toml(&[("proj", proj.local_addr(), None)], auth)).await;
 
     let mut panel = Panel::connect(&gw).await;

@@ -83,8 +83,23 @@ async fn oversized_fields_get_too_large_and_the_connection_keeps_working() {
 #[tokio::test]
 async fn commands_in_flight_are_capped_per_connection() {
     let projector = projector(None).await;
-    let site = site_toml(&[("proj", projector.local_addr(), None)], "")
-        .replace("command_timeout = \"1s\"", "command_timeout = \"30s\"");
+    // A projector whose mute commands are not conflated, so each one waits its turn (set-
+    // style commands would replace each other in the queue and never pile up).
+    let profiles = tempfile::tempdir().unwrap();
+    let profile = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/device-profiles/pjlink-projector.toml"
+    ))
+    .unwrap()
+    .replace("[commands.mute]\n", "[commands.mute]\nconflate = false\n");
+    std::fs::write(profiles.path().join("stubborn-projector.toml"), profile).unwrap();
+    let site = format!(
+        "profile_dirs = [{:?}]\n{}",
+        profiles.path(),
+        site_toml(&[("proj", projector.local_addr(), None)], "")
+            .replace("command_timeout = \"1s\"", "command_timeout = \"30s\"")
+            .replace("\"pjlink-projector\"", "\"stubborn-projector\"")
+    );
     let gw = gateway(&site).await;
     let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
     panel.until_set("proj", "power").await;

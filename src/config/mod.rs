@@ -6,6 +6,7 @@
 //! checked up front, before anything connects: [`load_site`] either returns a site
 //! every part of the gateway can trust, or every problem it found.
 
+mod auth;
 mod error;
 pub mod panel;
 pub mod profile;
@@ -13,10 +14,11 @@ mod range;
 mod register_map;
 pub mod site;
 
+pub use auth::AuthToken;
 pub use error::{ConfigError, ConfigErrors};
 pub use panel::{Panel, PanelContent, PanelPage};
 pub use profile::{ArgSpec, ArgType, CommandSpec, PointSpec, Profile};
-pub use site::{AuthToken, DeviceConfig, Link, Site, load_site, parse_site, parse_site_with};
+pub use site::{DeviceConfig, Link, Site, load_site, parse_site, parse_site_with};
 
 use std::path::Path;
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::auth::{AuthFile, AuthToken};
 use super::panel::{Panel, PanelEntry, load_panels};
 use super::profile::{
     DataBits, FlowControl, Network, Parity, Poll, Profile, SerialSettings, StopBits,
@@ -24,6 +25,9 @@ pub struct Site {
     pub commands: CommandSettings,
     /// Panel tokens; empty means panels need none.
     pub auth: Vec<AuthToken>,
+    /// Problems that do not stop the gateway but deserve fixing (check-config prints
+    /// them; the gateway logs them at start).
+    pub warnings: Vec<ConfigError>,
     pub devices: Vec<DeviceConfig>,
     /// Panel pages served at `/panel/NAME`.
     pub panels: Vec<Panel>,
@@ -54,6 +58,20 @@ pub struct Server {
     /// How long a new panel has to send `hello` after the WebSocket opened.
     #[serde(default = "default_handshake_timeout", with = "humantime_serde")]
     pub hello_timeout: Duration,
+    /// Web pages (`https://panels.example.edu`) that may use the WebSocket and the API
+    /// besides the gateway's own pages.
+    #[serde(default)]
+    pub allowed_origins: Vec<Spanned<String>>,
+    /// Names the gateway answers to besides IP addresses, `localhost` and the machine's
+    /// own name (requests for any other name are refused: DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Reverse proxies (addresses or networks) whose `X-Forwarded-For` names the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// HTTPS and wss:// instead of plain HTTP.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
 }
 
 impl Default for Server {
@@ -65,6 +83,10 @@ impl Default for Server {
             max_connections_per_peer: default_max_connections_per_peer(),
             header_read_timeout: default_handshake_timeout(),
             hello_timeout: default_handshake_timeout(),
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            trusted_proxies: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -79,6 +101,23 @@ fn default_max_connections_per_peer() -> usize {
 
 fn default_handshake_timeout() -> Duration {
     Duration::from_secs(10)
+}
+
+/// `[server.tls]`: a certificate and key, or one the gateway makes itself.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM certificate chain; relative to the site file.
+    pub cert: Option<PathBuf>,
+    /// PEM private key; relative to the site file.
+    pub key: Option<PathBuf>,
+    /// Make a certificate for this machine's names and addresses on first start and keep
+    /// it in the data directory (`tls/`); its SHA-256 fingerprint is logged at start.
+    #[serde(default)]
+    pub self_signed: bool,
+    /// Extra names or addresses the self-signed certificate covers.
+    #[serde(default)]
+    pub names: Vec<String>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -172,14 +211,6 @@ fn default_dedupe_window() -> Duration {
 
 fn default_queue() -> usize {
     32
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthToken {
-    /// Who holds the token (a panel or a person); recorded with every command.
-    pub name: String,
-    pub token: String,
 }
 
 /// One device of the site, with its profile resolved and overrides applied.
@@ -292,13 +323,6 @@ struct SiteFile {
     panels: BTreeMap<Spanned<String>, PanelEntry>,
 }
 
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuthFile {
-    #[serde(default)]
-    tokens: Vec<Spanned<AuthToken>>,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DeviceFile {
@@ -355,6 +379,25 @@ impl SerialOverrides {
 }
 
 /// Reads and checks a site file.
+/// An allowed origin is `scheme://host[:port]`, as browsers send it.
+fn check_origin(origin: &str) -> Result<(), String> {
+    let hint = "write it as the browser sends it, e.g. `https://panels.example.edu` or `http://10.20.0.5:8080`";
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return Err(format!("allowed origin `{origin}` has no scheme; {hint}"));
+    };
+    if !matches!(scheme, "http" | "https") {
+        return Err(format!(
+            "allowed origin `{origin}` must start with http:// or https://; {hint}"
+        ));
+    }
+    if authority.is_empty() || authority.trim_end_matches('/').contains('/') {
+        return Err(format!(
+            "allowed origin `{origin}` must have a host and no path; {hint}"
+        ));
+    }
+    Ok(())
+}
+
 pub fn load_site(path: &Path) -> Result<Site, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigError::file(
@@ -561,22 +604,30 @@ pub fn parse_site_with(
         });
     }
 
-    let mut auth = Vec::new();
-    for token in file.auth.tokens {
-        let span = token.span();
-        let token = token.into_inner();
-        if token.token.len() < 8 {
-            errors.push(ConfigError::at(
-                path,
-                text,
-                Some(span),
-                format!(
-                    "token for `{}` is too short: use at least 8 characters (16+ random is better)",
-                    token.name
-                ),
-            ));
+    let mut warnings = Vec::new();
+    let auth = super::auth::check(path, text, file.auth, &mut errors, &mut warnings);
+    for origin in &file.server.allowed_origins {
+        if let Err(why) = check_origin(origin.get_ref()) {
+            errors.push(ConfigError::at(path, text, Some(origin.span()), why));
         }
-        auth.push(token);
+    }
+    let mut server = file.server;
+    if let Some(tls) = &mut server.tls {
+        match (tls.self_signed, &tls.cert, &tls.key) {
+            (true, None, None) | (false, Some(_), Some(_)) => {}
+            (true, _, _) => errors.push(ConfigError::file(
+                path,
+                "[server.tls] has self_signed = true and a cert or key: use one or the other"
+                    .into(),
+            )),
+            (false, _, _) => errors.push(ConfigError::file(
+                path,
+                "[server.tls] needs both `cert` and `key` (PEM files), or `self_signed = true`"
+                    .into(),
+            )),
+        }
+        tls.cert = tls.cert.as_ref().map(|p| base.join(p));
+        tls.key = tls.key.as_ref().map(|p| base.join(p));
     }
     errors.append(&mut ranges.errors);
 
@@ -596,10 +647,11 @@ pub fn parse_site_with(
         ),
     );
     Ok(Site {
-        server: file.server,
+        server,
         journal,
         commands: file.commands,
         auth,
+        warnings,
         devices,
         panels,
         source: path.to_path_buf(),

@@ -16,11 +16,15 @@ pub mod snapshot;
 pub mod subscription;
 pub mod wire;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::time::Instant;
+use tracing::warn;
+
+use crate::auth::{Attempt, Lockout, Principal, TokenBook};
 use crate::config::AuthToken;
 use crate::journal::Journal;
 use crate::router::Router;
@@ -46,8 +50,10 @@ pub const BATCH: usize = 256;
 pub struct Hub {
     pub journal: Arc<Journal>,
     pub router: Router,
-    /// Token → the name it was issued to. Empty: panels need no token.
-    tokens: HashMap<String, String>,
+    /// The site's tokens. Empty: panels need none.
+    tokens: TokenBook,
+    /// Failed token attempts per peer address.
+    lockout: Mutex<Lockout>,
     pub ping_interval: Duration,
     /// How long a new connection has to say `hello`.
     pub hello_timeout: Duration,
@@ -64,14 +70,12 @@ impl Hub {
         tokens: &[AuthToken],
         ping_interval: Duration,
     ) -> Self {
-        let tokens = tokens
-            .iter()
-            .map(|t| (t.token.clone(), t.name.clone()))
-            .collect();
+        let tokens = TokenBook::new(tokens);
         Self {
             journal,
             router,
             tokens,
+            lockout: Mutex::default(),
             ping_interval,
             hello_timeout: Duration::from_secs(10),
             panels: AtomicUsize::new(0),
@@ -112,18 +116,53 @@ impl Hub {
     }
 
     pub fn auth_required(&self) -> bool {
-        !self.tokens.is_empty()
+        !self.tokens.is_open()
     }
 
-    /// Who a token belongs to: `Some(None)` when no token is needed, `None` when the
-    /// token is missing or wrong.
-    pub fn authorize(&self, token: Option<&str>) -> Option<Option<&str>> {
-        if self.tokens.is_empty() {
-            return Some(None);
+    /// Who a token belongs to, for a request from `peer`. Failures count towards locking
+    /// the address out; while it is locked out nothing it sends is even checked.
+    pub fn authenticate(&self, peer: IpAddr, token: Option<&str>) -> Result<Principal, Refused> {
+        if self.tokens.is_open() {
+            return Ok(Principal::open());
         }
-        token
-            .and_then(|t| self.tokens.get(t))
-            .map(|name| Some(name.as_str()))
+        let now = Instant::now();
+        let mut lockout = self.lockout.lock().unwrap_or_else(|p| p.into_inner());
+        if let Attempt::Locked { retry_in } = lockout.check(peer, now) {
+            return Err(Refused::LockedOut { retry_in });
+        }
+        match self.tokens.verify(token) {
+            Some(principal) => Ok(principal),
+            None => {
+                if lockout.failed(peer, now) {
+                    warn!(%peer, "too many wrong tokens: refusing this address for {:?}", crate::auth::lockout_time());
+                }
+                Err(Refused::WrongToken)
+            }
+        }
+    }
+}
+
+/// Why a token was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Missing or not one of the site's tokens.
+    WrongToken,
+    /// Too many wrong tokens from this address lately.
+    LockedOut { retry_in: Duration },
+}
+
+impl Refused {
+    /// What to tell the panel or API client.
+    pub fn message(&self) -> String {
+        match self {
+            Refused::WrongToken => {
+                "missing or wrong token; ask the integrator for this panel's token".into()
+            }
+            Refused::LockedOut { retry_in } => format!(
+                "too many wrong tokens from this address; try again in {} s",
+                retry_in.as_secs().max(1)
+            ),
+        }
     }
 }
 

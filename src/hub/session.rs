@@ -19,6 +19,7 @@ use super::limits::{self, RateLimit};
 use super::subscription::Subscription;
 use super::wire::{self, ClientMessage, ServerMessage};
 use super::{BATCH, Hub, Untrusted};
+use crate::auth::Principal;
 use crate::command::{ErrorCode, Failure, Outcome};
 use crate::journal::Read;
 use crate::router::{self, CommandKey, Origin, Submission};
@@ -48,8 +49,8 @@ struct Panel {
     session: String,
     /// Dedupe scope for command ids (see [`CommandKey::client`]).
     client: String,
-    /// Who the panel's token was issued to, for the audit log.
-    token: Option<String>,
+    /// Whose token the panel presented, and what it may read and control.
+    principal: Principal,
     peer: SocketAddr,
 }
 
@@ -153,26 +154,26 @@ async fn greet(
                 continue;
             }
         };
-        let Some(holder) = hub.authorize(token.as_deref()) else {
-            info!(%peer, "panel refused: missing or wrong token");
-            let failure = Failure::new(
-                ErrorCode::Unauthorized,
-                "missing or wrong token; ask the integrator for this panel's token",
-            );
-            let _ = socket.send(error_message(&failure, None)).await;
-            let close = CloseFrame {
-                code: CLOSE_POLICY,
-                reason: Utf8Bytes::from_static("unauthorized"),
-            };
-            let _ = socket.send(Message::Close(Some(close))).await;
-            return None;
+        let principal = match hub.authenticate(peer.ip(), token.as_deref()) {
+            Ok(principal) => principal,
+            Err(refused) => {
+                info!(%peer, "panel refused: {}", refused.message());
+                let failure = Failure::new(ErrorCode::Unauthorized, refused.message());
+                let _ = socket.send(error_message(&failure, None)).await;
+                let close = CloseFrame {
+                    code: CLOSE_POLICY,
+                    reason: Utf8Bytes::from_static("unauthorized"),
+                };
+                let _ = socket.send(Message::Close(Some(close))).await;
+                return None;
+            }
         };
-        if let Some(holder) = holder {
-            debug!(%peer, token = holder, "token accepted");
+        if let Some(name) = &principal.name {
+            debug!(%peer, token = %name, "token accepted");
         }
         let subscription = match patterns.as_deref().map(Subscription::new) {
-            None => Subscription::default(),
-            Some(Ok(subscription)) => subscription,
+            None => Subscription::default().within(&principal.scopes),
+            Some(Ok(subscription)) => subscription.within(&principal.scopes),
             Some(Err(failure)) => {
                 sent(socket.send(error_message(&failure, None)).await, peer)?;
                 continue;
@@ -209,7 +210,7 @@ async fn greet(
             Panel {
                 session,
                 client,
-                token: holder.map(str::to_string),
+                principal,
                 peer,
             },
             cursor,
@@ -448,7 +449,7 @@ fn handle_text(text: &str, hub: &Hub, panel: &Panel, state: ReaderState<'_>) -> 
             );
             let origin = Origin {
                 session: panel.session.clone(),
-                token: panel.token.clone(),
+                token: panel.principal.name.as_deref().map(str::to_string),
             };
             match hub.router.submit(&origin, key, &device, &command, args) {
                 Err(failure) => reply(result_message(&id, Err(&failure))),

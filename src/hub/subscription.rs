@@ -7,117 +7,44 @@
 //! watching `proj-1/power` still learns that proj-1 went offline.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use crate::auth::Scopes;
 use crate::command::{ErrorCode, Failure};
-use crate::journal::{DeviceState, ERROR, ONLINE, Snapshot};
+use crate::journal::{DeviceState, ONLINE, Snapshot};
+use crate::pattern::{MAX_PATTERN, Pattern};
 
-/// Longest pattern accepted; device ids and point names are short.
-const MAX_PATTERN: usize = 128;
 /// Most patterns per session: every event is matched against each of them.
 pub const MAX_PATTERNS: usize = 64;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Pattern {
-    text: String,
-    /// Byte offset of the `/`, if there is a point part.
-    slash: Option<usize>,
-}
-
-impl Pattern {
-    fn parse(text: &str) -> Result<Pattern, Failure> {
-        let allowed =
-            |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '*' | '/');
-        let invalid = |why: String| Failure::new(ErrorCode::InvalidMessage, why);
-        if text.len() > MAX_PATTERN {
-            return Err(Failure::new(
-                ErrorCode::TooLarge,
-                format!(
-                    "a pattern of {} bytes is too long: patterns have 1 to {MAX_PATTERN} characters",
-                    text.len()
-                ),
-            ));
-        }
-        if text.is_empty() {
-            return Err(invalid(format!(
-                "pattern `{text}` must have 1 to {MAX_PATTERN} characters"
-            )));
-        }
-        if let Some(bad) = text.chars().find(|c| !allowed(*c)) {
-            return Err(invalid(format!(
-                "pattern `{text}` has {bad:?}; use device ids, point names, `*` and one `/` (e.g. `proj-*`, `*/power`)"
-            )));
-        }
-        let slash = text.find('/');
-        if let Some(at) = slash
-            && (text[at + 1..].contains('/') || at == 0 || at + 1 == text.len())
-        {
-            return Err(invalid(format!(
-                "pattern `{text}` must be DEVICE or DEVICE/POINT, with one `/` and both parts"
-            )));
-        }
-        Ok(Pattern {
-            text: text.to_string(),
-            slash,
-        })
+/// A pattern from a panel, with the code its refusal takes.
+fn parse(text: &str) -> Result<Pattern, Failure> {
+    if text.len() > MAX_PATTERN {
+        return Err(Failure::new(
+            ErrorCode::TooLarge,
+            format!(
+                "a pattern of {} bytes is too long: patterns have 1 to {MAX_PATTERN} characters",
+                text.len()
+            ),
+        ));
     }
-
-    fn device_part(&self) -> &str {
-        self.slash.map_or(&self.text[..], |at| &self.text[..at])
-    }
-
-    fn point_part(&self) -> Option<&str> {
-        self.slash.map(|at| &self.text[at + 1..])
-    }
-
-    fn matches(&self, device: &str, point: &str) -> bool {
-        if !glob(self.device_part(), device) {
-            return false;
-        }
-        match self.point_part() {
-            None => true,
-            Some(_) if point == ONLINE || point == ERROR => true,
-            Some(part) => glob(part, point),
-        }
-    }
-}
-
-/// `*` matches any run of characters (also none); everything else matches itself.
-/// Iterative with one backtrack point, so no allocation and linear time in practice.
-fn glob(pattern: &str, text: &str) -> bool {
-    let (p, t) = (pattern.as_bytes(), text.as_bytes());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && p[pi] == b'*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if pi < p.len() && p[pi] == t[ti] {
-            pi += 1;
-            ti += 1;
-        } else if let Some((star_pi, star_ti)) = star {
-            pi = star_pi + 1;
-            ti = star_ti + 1;
-            star = Some((star_pi, star_ti + 1));
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == b'*')
+    Pattern::parse(text).map_err(|why| Failure::new(ErrorCode::InvalidMessage, why))
 }
 
 /// A panel's patterns. The default, everything, is `*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
     patterns: Vec<Pattern>,
+    /// What the panel's token may read, when that is not everything: nothing outside it
+    /// is ever sent, whatever the patterns ask for.
+    readable: Option<Arc<Scopes>>,
 }
 
 impl Default for Subscription {
     fn default() -> Self {
         Self {
-            patterns: vec![Pattern {
-                text: "*".into(),
-                slash: None,
-            }],
+            patterns: vec![Pattern::any()],
+            readable: None,
         }
     }
 }
@@ -127,6 +54,7 @@ impl Subscription {
     pub fn new(patterns: &[String]) -> Result<Subscription, Failure> {
         let mut subscription = Subscription {
             patterns: Vec::new(),
+            readable: None,
         };
         subscription.add(patterns)?;
         Ok(subscription)
@@ -148,7 +76,7 @@ impl Subscription {
         }
         let parsed = patterns
             .iter()
-            .map(|p| Pattern::parse(p))
+            .map(|p| parse(p))
             .collect::<Result<Vec<_>, _>>()?;
         let mut grown = self.patterns.clone();
         for pattern in parsed {
@@ -165,20 +93,35 @@ impl Subscription {
 
     /// Removes patterns given exactly as they were added.
     pub fn remove(&mut self, patterns: &[String]) {
-        self.patterns.retain(|p| !patterns.contains(&p.text));
+        self.patterns
+            .retain(|p| !patterns.iter().any(|t| t == p.as_str()));
     }
 
     pub fn patterns(&self) -> Vec<String> {
-        self.patterns.iter().map(|p| p.text.clone()).collect()
+        self.patterns
+            .iter()
+            .map(|p| p.as_str().to_string())
+            .collect()
     }
 
-    /// Whether this is the default: everything.
+    /// Limits this subscription to what `scopes` may read.
+    pub fn within(mut self, scopes: &Arc<Scopes>) -> Subscription {
+        self.readable = (!scopes.reads_everything()).then(|| scopes.clone());
+        self
+    }
+
+    /// Whether this covers everything (the default, for a token that may read it all):
+    /// such a panel can be sent the snapshot every such panel shares.
     pub fn is_everything(&self) -> bool {
-        self.patterns.iter().any(|p| p.text == "*")
+        self.readable.is_none() && self.patterns.iter().any(|p| p.as_str() == "*")
     }
 
     pub fn matches(&self, device: &str, point: &str) -> bool {
-        self.patterns.iter().any(|p| p.matches(device, point))
+        self.patterns.iter().any(|p| p.matches_point(device, point))
+            && self
+                .readable
+                .as_ref()
+                .is_none_or(|scopes| scopes.can_read(device, point))
     }
 
     /// The part of a snapshot this subscription covers: devices any pattern names (with
@@ -206,22 +149,10 @@ impl Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::ERROR;
 
     fn sub(patterns: &[&str]) -> Subscription {
         Subscription::new(&patterns.iter().map(|p| p.to_string()).collect::<Vec<_>>()).unwrap()
-    }
-
-    #[test]
-    fn globs_match_runs_of_characters() {
-        assert!(glob("*", ""));
-        assert!(glob("proj-*", "proj-left"));
-        assert!(!glob("proj-*", "display-1"));
-        assert!(glob("route.*", "route.12"));
-        assert!(glob("*-left", "proj-left"));
-        assert!(glob("p*j*t", "projector-left"));
-        assert!(!glob("p*j*x", "projector-left"));
-        assert!(glob("power", "power"));
-        assert!(!glob("power", "powered"));
     }
 
     #[test]

@@ -1,0 +1,239 @@
+//! Who may do what: scoped tokens, Origin and Host checks, lockouts, identity-bound
+//! command ids, TLS.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use serde_json::{Value, json};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+const VIEWER: &str = "viewer-secret-0001";
+const LOBBY: &str = "lobby-secret-0002";
+const OPS: &str = "ops-secret-0003";
+const ADMIN: &str = "admin-secret-0004";
+
+fn tokens() -> String {
+    format!(
+        "[[auth.tokens]]\nname = \"viewer\"\ntoken_sha256 = \"{}\"\nscopes = [\"read\"]\n\
+         [[auth.tokens]]\nname = \"lobby\"\ntoken_sha256 = \"{}\"\nscopes = [\"read:proj-1\"]\n\
+         [[auth.tokens]]\nname = \"ops\"\ntoken_sha256 = \"{}\"\nscopes = [\"read\", \"control:proj-1/mute\"]\n\
+         [[auth.tokens]]\nname = \"admin\"\ntoken_sha256 = \"{}\"\nscopes = [\"admin\", \"control\"]\n",
+        sha256(VIEWER),
+        sha256(LOBBY),
+        sha256(OPS),
+        sha256(ADMIN)
+    )
+}
+
+fn sha256(secret: &str) -> String {
+    avgate::auth::Secret::plain(secret).sha256_hex()
+}
+
+async fn http_with_headers(addr: SocketAddr, path: &str, headers: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (head.lines().next().unwrap_or_default().into(), body.into())
+}
+
+#[tokio::test]
+async fn a_token_sees_only_what_its_read_scopes_cover_everywhere() {
+    let (p1, p2) = (projector(None).await, projector(None).await);
+    let site = site_toml(
+        &[
+            ("proj-1", p1.local_addr(), None),
+            ("proj-2", p2.local_addr(), None),
+        ],
+        &tokens(),
+    );
+    let gw = gateway(&site).await;
+    // An everything-reader waits until both projectors are polled.
+    let (mut watcher, _) = Panel::hello(&gw, json!({"type": "hello", "token": VIEWER})).await;
+    watcher.next().await;
+    watcher.until_set("proj-1", "power").await;
+    watcher.until_set("proj-2", "power").await;
+
+    let (mut lobby, _) = Panel::hello(
+        &gw,
+        json!({"type": "hello", "token": LOBBY, "subscribe": ["proj-*"]}),
+    )
+    .await;
+    let snapshot = lobby.next().await;
+    assert_eq!(snapshot["type"], "snapshot");
+    let devices: Vec<&String> = snapshot["devices"].as_object().unwrap().keys().collect();
+    assert_eq!(devices, ["proj-1"], "snapshot: {snapshot}");
+
+    // Asking for proj-2 explicitly changes nothing.
+    lobby
+        .send(json!({"type": "subscribe", "patterns": ["proj-2"]}))
+        .await;
+    p2.set_power_on(true);
+    p1.set_power_on(true);
+    watcher.until_event("proj-2", "power", json!("on")).await;
+    watcher.until_event("proj-1", "power", json!("on")).await;
+    let mut seen_proj_1 = false;
+    while !seen_proj_1 {
+        let message = lobby.next().await;
+        let text = message.to_string();
+        // `subscribed` echoes the panel's own patterns; nothing else may name proj-2.
+        assert!(
+            message["type"] == "subscribed" || !text.contains("proj-2"),
+            "leaked: {text}"
+        );
+        seen_proj_1 = message["type"] == "event"
+            && message["device"] == "proj-1"
+            && message["point"] == "power"
+            && message["value"] == "on";
+    }
+
+    let auth = |t: &str| format!("Host: {}\r\nAuthorization: Bearer {t}\r\n", gw.local_addr());
+    for path in ["/api/state", "/api/devices"] {
+        let (status, body) = http_with_headers(gw.local_addr(), path, &auth(LOBBY)).await;
+        assert!(status.contains("200"), "{path}: {status}");
+        assert!(
+            body.contains("proj-1") && !body.contains("proj-2"),
+            "{path}: {body}"
+        );
+    }
+    let (status, _) = http_with_headers(gw.local_addr(), "/api/audit", &auth(VIEWER)).await;
+    assert!(status.contains("403"), "audit needs admin: {status}");
+    let (status, _) = http_with_headers(gw.local_addr(), "/api/audit", &auth(ADMIN)).await;
+    assert!(status.contains("200"), "{status}");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_foreign_origin_is_refused_before_the_upgrade_and_foreign_names_are_not_answered() {
+    let proj = projector(None).await;
+    let extra = "allowed_origins = [\"https://panels.example.edu\"]\n";
+    let site = site_toml(&[("proj", proj.local_addr(), None)], "").replacen(
+        "[server]\n",
+        &format!("[server]\n{extra}"),
+        1,
+    );
+    let gw = gateway(&site).await;
+    let addr = gw.local_addr();
+    let upgrade = |origin: Option<&str>| {
+        let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("Origin", HeaderValue::from_str(origin).unwrap());
+        }
+        tokio_tungstenite::connect_async(request)
+    };
+    match upgrade(Some("http://evil.example.com")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("a foreign page must be refused before the upgrade: {other:?}"),
+    }
+    for ok in [
+        Some(format!("http://{addr}")),
+        Some("https://panels.example.edu".to_string()),
+        None,
+    ] {
+        let connected = upgrade(ok.as_deref()).await;
+        assert!(connected.is_ok(), "{ok:?}: {connected:?}");
+    }
+    // DNS rebinding: the page's own name in Host.
+    let (status, _) =
+        http_with_headers(addr, "/api/state", "Host: evil.example.com:8080\r\n").await;
+    assert!(status.contains("421"), "{status}");
+    let (status, _) = http_with_headers(addr, "/api/state", &format!("Host: {addr}\r\n")).await;
+    assert!(status.contains("200"), "{status}");
+    gw.shutdown().await;
+}
+
+/// A WebSocket connection from a chosen loopback address.
+async fn hello_from(from: &str, gw: SocketAddr, token: &str) -> Value {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let stream = socket.connect(gw).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{gw}/ws"), stream)
+        .await
+        .unwrap();
+    use futures_util::{SinkExt, StreamExt};
+    ws.send(json!({"type": "hello", "token": token}).to_string().into())
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(DEADLINE, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    serde_json::from_str(reply.to_text().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn wrong_tokens_lock_out_their_address_but_not_another() {
+    let proj = projector(None).await;
+    let gw = gateway(&site_toml(&[("proj", proj.local_addr(), None)], &tokens())).await;
+    let addr = gw.local_addr();
+    let mut refused = 0;
+    for i in 0..20 {
+        let reply = hello_from("127.0.0.1", addr, &format!("guess-{i:04}-xxxxxxxx")).await;
+        assert_eq!(reply["code"], "unauthorized", "{reply}");
+        refused += 1;
+    }
+    assert_eq!(refused, 20);
+    let locked = hello_from("127.0.0.1", addr, VIEWER).await;
+    assert_eq!(locked["code"], "unauthorized", "{locked}");
+    assert!(
+        locked["message"]
+            .as_str()
+            .unwrap()
+            .contains("too many wrong tokens"),
+        "{locked}"
+    );
+    let other = hello_from("127.0.0.2", addr, VIEWER).await;
+    assert_eq!(
+        other["type"], "welcome",
+        "another address still works: {other}"
+    );
+    gw.shutdown().await;
+}
+
+#[test]
+fn token_new_prints_a_secret_once_and_a_stanza_that_accepts_it() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_avgate"))
+        .args([
+            "token",
+            "new",
+            "lobby-panel",
+            "--scopes",
+            "read,control:proj-*",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let secret = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#   "))
+        .expect("the secret line")
+        .trim()
+        .to_string();
+    let stanza: String = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        !stanza.contains(&secret),
+        "the site file holds only the digest"
+    );
+    assert!(stanza.contains(&sha256(&secret)), "{stanza}");
+    let parsed = avgate::config::parse_site(std::path::Path::new("t.toml"), &stanza).unwrap();
+    assert_eq!(parsed.auth[0].name, "lobby-panel");
+    assert!(parsed.auth[0].scopes.can_control("proj-2", "power"));
+    assert!(!parsed.auth[0].scopes.can_control("switcher", "route"));
+}
