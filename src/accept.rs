@@ -25,6 +25,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
@@ -230,6 +231,7 @@ pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     limits: Limits,
+    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
@@ -272,23 +274,34 @@ pub async fn serve(
             _slot: slot,
             stream,
         };
-        tasks.spawn(serve_connection(
-            stream,
-            peer,
-            app.clone(),
-            limits.header_read_timeout,
-            shutdown.clone(),
-        ));
+        let (app, deadline, stop) = (app.clone(), limits.header_read_timeout, shutdown.clone());
+        match &tls {
+            None => tasks.spawn(serve_connection(stream, peer, app, deadline, stop)),
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tasks.spawn(async move {
+                    // The handshake counts against the same deadline as the headers: a
+                    // socket that never finishes it holds its slot no longer.
+                    match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(stream, peer, app, deadline, stop).await,
+                        Ok(Err(e)) => debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::info!(%peer, "connection closed: no TLS handshake within {deadline:?}"),
+                    }
+                })
+            }
+        };
     }
 }
 
-async fn serve_connection(
-    stream: SlottedStream,
+async fn serve_connection<S>(
+    stream: S,
     peer: SocketAddr,
     app: axum::Router,
     header_read_timeout: Duration,
     shutdown: CancellationToken,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
         let mut app = app.clone();

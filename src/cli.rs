@@ -116,9 +116,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let gateway = Gateway::start(site).await?;
             println!(
-                "avgate listening on http://{}/ (panels: ws://{}/ws)",
-                gateway.local_addr(),
-                gateway.local_addr()
+                "avgate listening on {}/ (panels: {})",
+                gateway.url(),
+                gateway.ws_url()
             );
             wait_for_stop().await;
             gateway.shutdown().await;

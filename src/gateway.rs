@@ -23,6 +23,8 @@ use crate::store::{Retention, Store};
 /// A running gateway.
 pub struct Gateway {
     addr: SocketAddr,
+    /// Serving HTTPS and wss://.
+    tls: bool,
     journal: Arc<Journal>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -104,6 +106,22 @@ impl Gateway {
             header_read_timeout: site.server.header_read_timeout,
         }
         .within_open_files(accept::raise_open_file_limit(), links);
+        let tls = match &site.server.tls {
+            None => None,
+            Some(settings) => {
+                let dir = site
+                    .journal
+                    .data_dir
+                    .clone()
+                    .unwrap_or_else(|| "avgate-data".into());
+                let tls = crate::tls::load(settings, &dir, addr)?;
+                info!(fingerprint = %tls.fingerprint, "serving HTTPS and wss:// (certificate SHA-256)");
+                if let Some(path) = &tls.self_signed {
+                    info!(path = %path.display(), "self-signed certificate: install this file on tablets to trust it (docs/SECURITY.md)");
+                }
+                Some(tokio_rustls::TlsAcceptor::from(tls.config))
+            }
+        };
         tasks.spawn(accept::serve(
             listener,
             http::router(state).merge(crate::web::router(
@@ -111,6 +129,7 @@ impl Gateway {
                 site.server.ping_interval,
             )),
             limits,
+            tls,
             shutdown.clone(),
             tasks.clone(),
         ));
@@ -118,6 +137,7 @@ impl Gateway {
         info!(%addr, devices = site.devices.len(), epoch = journal.epoch(), "gateway running");
         Ok(Gateway {
             addr,
+            tls: site.server.tls.is_some(),
             journal,
             shutdown,
             tasks,
@@ -126,6 +146,18 @@ impl Gateway {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The base URL of the pages (`http://` or `https://`, with the address).
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The WebSocket URL panels connect to.
+    pub fn ws_url(&self) -> String {
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}/ws", self.addr)
     }
 
     pub fn journal(&self) -> &Arc<Journal> {

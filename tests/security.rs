@@ -237,3 +237,81 @@ fn token_new_prints_a_secret_once_and_a_stanza_that_accepts_it() {
     assert!(parsed.auth[0].scopes.can_control("proj-2", "power"));
     assert!(!parsed.auth[0].scopes.can_control("switcher", "route"));
 }
+
+#[tokio::test]
+async fn wss_and_https_end_to_end_with_a_self_signed_certificate() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+    let proj = projector(None).await;
+    let data = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[server.tls]\nself_signed = true\n[journal]\ndurable = false\ndata_dir = {:?}\n{}",
+        data.path(),
+        tokens()
+    );
+    let gw = gateway(&site_toml(&[("proj", proj.local_addr(), None)], &extra)).await;
+    assert!(gw.url().starts_with("https://") && gw.ws_url().starts_with("wss://"));
+
+    // The client trusts exactly the certificate the gateway made and kept.
+    let cert = CertificateDer::from_pem_file(data.path().join("tls/cert.pem")).unwrap();
+    let mut roots = RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = ServerName::from(gw.local_addr().ip());
+
+    let tcp = TcpStream::connect(gw.local_addr()).await.unwrap();
+    let tls = connector
+        .connect(name.clone(), tcp)
+        .await
+        .expect("TLS handshake");
+    let (mut ws, _) = tokio_tungstenite::client_async(gw.ws_url(), tls)
+        .await
+        .expect("wss upgrade");
+    use futures_util::{SinkExt, StreamExt};
+    ws.send(json!({"type": "hello", "token": VIEWER}).to_string().into())
+        .await
+        .unwrap();
+    let welcome = tokio::time::timeout(DEADLINE, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let welcome: Value = serde_json::from_str(welcome.to_text().unwrap()).unwrap();
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+
+    let tcp = TcpStream::connect(gw.local_addr()).await.unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let request = format!(
+        "GET /api/state HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {VIEWER}\r\nConnection: close\r\n\r\n",
+        gw.local_addr()
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"proj\""), "{response}");
+
+    // Plain HTTP on the TLS port gets nothing useful.
+    let (status, _) = http_with_headers(
+        gw.local_addr(),
+        "/api/state",
+        &format!("Host: {}\r\n", gw.local_addr()),
+    )
+    .await;
+    assert!(
+        !status.contains("200"),
+        "plain HTTP must not be served: {status:?}"
+    );
+    gw.shutdown().await;
+}
