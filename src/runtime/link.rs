@@ -181,6 +181,7 @@ impl LinkTask {
                         }
                     }
                 }
+                self.units[i].flush_updates();
             }
 
             let now = Instant::now();

@@ -1,6 +1,7 @@
 //! One device on a link: its protocol session, its queue, its polls, its health, and what
 //! it reports to the journal.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,9 @@ pub(super) struct Unit {
     pub session_started: Instant,
     polls: Vec<PollState>,
     journal: Arc<Journal>,
+    /// Updates from the driver's current output, recorded together by
+    /// [`Unit::flush_updates`] so panel writers wake once per device answer.
+    updates: RefCell<Vec<(String, Value)>>,
 }
 
 /// Where a device stands on its link.
@@ -102,6 +106,7 @@ impl Unit {
             session_started: Instant::now(),
             polls,
             journal,
+            updates: RefCell::default(),
         })
     }
 
@@ -134,6 +139,7 @@ impl Unit {
 
     /// The device answered a request (successfully or with its own error): it is there.
     pub fn answered(&mut self) {
+        self.flush_updates();
         self.failures = 0;
         self.backoff.reset();
         self.go_online();
@@ -204,6 +210,8 @@ impl Unit {
 
     /// Ends the request in flight, if any, telling whoever waits for it.
     pub fn finish(&mut self, outcome: Result<(), Failure>) {
+        // The outcome's waiters look for the events before it: record them first.
+        self.flush_updates();
         if let Some(InFlight { job, what, .. }) = self.in_flight.take() {
             match job {
                 // The panel may have gone; its outcome is still kept by the router.
@@ -236,12 +244,25 @@ impl Unit {
             debug!(device = %self.config.id, point, %value, "not in the profile; ignored");
             return;
         }
-        if let Some(seq) = self.journal.record(&self.config.id, point, value) {
-            debug!(device = %self.config.id, point, seq, "changed");
+        self.updates.borrow_mut().push((point.to_string(), value));
+    }
+
+    /// Records the updates gathered since the last flush, in order, in one go.
+    pub fn flush_updates(&self) {
+        let updates = std::mem::take(&mut *self.updates.borrow_mut());
+        if updates.is_empty() {
+            return;
+        }
+        let seqs = self.journal.record_all(&self.config.id, &updates);
+        for ((point, _), seq) in updates.iter().zip(seqs) {
+            if let Some(seq) = seq {
+                debug!(device = %self.config.id, point, seq, "changed");
+            }
         }
     }
 
     fn go_online(&self) {
+        self.flush_updates();
         if self
             .journal
             .set_online(&self.config.id, true, None)
@@ -252,6 +273,7 @@ impl Unit {
     }
 
     pub fn go_offline(&self, error: String) {
+        self.flush_updates();
         if self
             .journal
             .set_online(&self.config.id, false, Some(error.clone()))
