@@ -7,10 +7,18 @@
 //! [`MAX_FIELD`] bytes and arguments whose JSON is longer than [`MAX_ARGS`] bytes are
 //! replaced by their size and a preview, so a panel sending huge refused commands cannot
 //! grow memory or disk faster than the entry count allows.
+//!
+//! Refused commands (never run, so nothing to answer for later) are logged one by one up
+//! to [`REFUSED_PER_SECOND`] per client per second; beyond that they are counted, and one
+//! entry (`suppressed`: how many) sums them up when the client's next second starts. A
+//! panel flooding the gateway with bad commands costs a few entries a second, not one
+//! disk write per message.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use avgate_drivers::{Map, Value};
 use serde::{Deserialize, Serialize};
@@ -20,6 +28,12 @@ use crate::store::{Store, unix_millis};
 
 /// Entries kept in memory for queries (older ones are read from disk with a store).
 pub const IN_MEMORY: usize = 10_000;
+/// Refused commands logged one by one per client per second; the rest are summed up.
+pub const REFUSED_PER_SECOND: u32 = 20;
+/// Clients whose refusals are being counted at once, at most (the oldest summary is
+/// written out early to make room).
+const MAX_COUNTED_CLIENTS: usize = 1_024;
+
 /// Longest `session`, `client`, `token`, `id`, `device` and `command` kept in an entry,
 /// in bytes.
 pub const MAX_FIELD: usize = 128;
@@ -56,6 +70,10 @@ pub struct AuditEntry {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Failure>,
+    /// This entry sums up this many refused commands from `client` that were not logged
+    /// one by one (over [`REFUSED_PER_SECOND`]); `error` is the last one's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<u64>,
 }
 
 /// What is known about a command when it is logged; the log adds the time and number.
@@ -120,6 +138,17 @@ struct Entries {
     recent: VecDeque<(u64, AuditEntry)>,
     /// The last sequence handed out.
     last_seq: u64,
+    /// Refusals per client in the current second.
+    refusals: HashMap<String, Refusals>,
+}
+
+/// One client's refused commands in its current one-second window.
+struct Refusals {
+    window_start: Instant,
+    logged: u32,
+    /// Refused but not logged one by one, with the last one's details.
+    suppressed: u64,
+    last: Option<AuditEntry>,
 }
 
 /// A page of the audit log: which entries, newest first.
@@ -143,20 +172,19 @@ impl AuditLog {
             .collect();
         let last_seq = stored.last().map_or(0, |(seq, _)| *seq);
         Self {
-            entries: Mutex::new(Entries { recent, last_seq }),
+            entries: Mutex::new(Entries {
+                recent,
+                last_seq,
+                refusals: HashMap::new(),
+            }),
             store: Some(store),
         }
     }
 
     pub fn record(&self, record: Record<'_>) {
         let now = SystemTime::now();
-        let at_ms = unix_millis(now);
-        let args = ArgsSummary::of(record.args);
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.last_seq += 1;
-        let seq = entries.last_seq;
         let entry = AuditEntry {
-            seq,
+            seq: 0,
             ts: humantime::format_rfc3339_millis(now).to_string(),
             session: bounded(record.session, MAX_FIELD),
             client: bounded(record.client, MAX_FIELD),
@@ -164,16 +192,41 @@ impl AuditLog {
             id: bounded(record.id, MAX_FIELD),
             device: bounded(record.device, MAX_FIELD),
             command: bounded(record.command, MAX_FIELD),
+            args: Map::new(),
+            args_bytes: None,
+            args_preview: None,
+            ok: record.outcome.is_ok(),
+            error: record.outcome.err().cloned(),
+            suppressed: None,
+        };
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        for summary in entries.due_summaries(Instant::now()) {
+            self.append(&mut entries, summary);
+        }
+        let refused_to_count = refused_without_running(record.outcome)
+            && !entries.admit_refusal(&entry, Instant::now());
+        if refused_to_count {
+            return;
+        }
+        let args = ArgsSummary::of(record.args);
+        let entry = AuditEntry {
             args: args.args,
             args_bytes: args.bytes,
             args_preview: args.preview,
-            ok: record.outcome.is_ok(),
-            error: record.outcome.err().cloned(),
+            ..entry
         };
+        self.append(&mut entries, entry);
+    }
+
+    /// Numbers an entry, keeps it for queries and queues it for the disk.
+    fn append(&self, entries: &mut Entries, mut entry: AuditEntry) {
+        entries.last_seq += 1;
+        entry.seq = entries.last_seq;
+        let at_ms = humantime::parse_rfc3339(&entry.ts).map_or(0, unix_millis);
         if let Some(store) = &self.store {
             // Rides the journal's next group commit, in order; nobody waits for it.
             let json = serde_json::to_string(&entry).expect("audit entries serialize");
-            store.enqueue_audit(seq, at_ms, json);
+            store.enqueue_audit(entry.seq, at_ms, json);
         }
         if entries.recent.len() == IN_MEMORY {
             entries.recent.pop_front();
@@ -189,7 +242,10 @@ impl AuditLog {
         let wanted =
             |at: u64, e: &AuditEntry| at >= since_ms && query.device.is_none_or(|d| e.device == d);
         let (mut page, oldest_in_memory) = {
-            let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            for summary in entries.due_summaries(Instant::now()) {
+                self.append(&mut entries, summary);
+            }
             let page: Vec<AuditEntry> = entries
                 .recent
                 .iter()
@@ -249,3 +305,156 @@ const PAGE_FROM_DISK: usize = 500;
 /// Most rows one query reads from disk: a filter that matches little answers with what it
 /// found so far (page on with `before`) rather than walk the whole log.
 const MAX_SCANNED: usize = 20_000;
+
+/// Whether a failure means the command never ran (so logging a count of them loses
+/// nothing anyone must answer for).
+fn refused_without_running(outcome: Result<(), &Failure>) -> bool {
+    use crate::command::ErrorCode::*;
+    matches!(
+        outcome,
+        Err(Failure {
+            code: UnknownDevice | UnknownCommand | InvalidArgs | Unauthorized | InvalidMessage,
+            ..
+        })
+    )
+}
+
+impl Entries {
+    /// Whether this refusal gets an entry of its own; if not, it is counted.
+    fn admit_refusal(&mut self, entry: &AuditEntry, now: Instant) -> bool {
+        if !self.refusals.contains_key(&entry.client) && self.refusals.len() >= MAX_COUNTED_CLIENTS
+        {
+            // Make room: the client counted longest ago is summed up at once.
+            if let Some(oldest) = self
+                .refusals
+                .iter()
+                .min_by_key(|(_, r)| r.window_start)
+                .map(|(c, _)| c.clone())
+                && let Some(mut refusals) = self.refusals.remove(&oldest)
+            {
+                refusals.window_start = now - Duration::from_secs(2);
+                self.refusals.insert(oldest, refusals);
+            }
+        }
+        let refusals = self
+            .refusals
+            .entry(entry.client.clone())
+            .or_insert_with(|| Refusals {
+                window_start: now,
+                logged: 0,
+                suppressed: 0,
+                last: None,
+            });
+        if refusals.logged < REFUSED_PER_SECOND {
+            refusals.logged += 1;
+            return true;
+        }
+        refusals.suppressed += 1;
+        refusals.last = Some(entry.clone());
+        false
+    }
+
+    /// Summaries of clients whose second is over (their counters start again).
+    fn due_summaries(&mut self, now: Instant) -> Vec<AuditEntry> {
+        let mut due = Vec::new();
+        self.refusals.retain(|_, refusals| {
+            if now.duration_since(refusals.window_start) < Duration::from_secs(1) {
+                return true;
+            }
+            if let Some(mut last) = refusals.last.take() {
+                last.suppressed = Some(refusals.suppressed);
+                last.args = Map::new();
+                due.push(last);
+            }
+            false
+        });
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::ErrorCode;
+
+    fn refuse(log: &AuditLog, client: &str, id: usize, args: &Map<String, Value>) {
+        let failure = Failure::new(ErrorCode::UnknownCommand, "no such command");
+        log.record(Record {
+            session: "s",
+            client,
+            token: None,
+            id: &id.to_string(),
+            device: "proj",
+            command: "self_destruct",
+            args,
+            outcome: Err(&failure),
+        });
+    }
+
+    async fn all(log: &AuditLog) -> Vec<AuditEntry> {
+        log.query(&AuditQuery {
+            limit: 1_000,
+            ..AuditQuery::default()
+        })
+        .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_refusals_is_logged_as_a_few_entries_and_a_count() {
+        let log = AuditLog::default();
+        let args = Map::new();
+        for i in 0..100 {
+            refuse(&log, "flooder", i, &args);
+        }
+        refuse(&log, "witness", 0, &args);
+        assert_eq!(
+            all(&log).await.len(),
+            21,
+            "20 of the flood, and the witness"
+        );
+
+        tokio::time::advance(Duration::from_millis(1_100)).await;
+        refuse(&log, "flooder", 100, &args);
+        let entries = all(&log).await;
+        assert_eq!(entries.len(), 23);
+        let summary = &entries[1];
+        assert_eq!(summary.suppressed, Some(80), "{summary:?}");
+        assert_eq!(summary.id, "99", "the last one counted");
+        assert_eq!(entries[0].id, "100", "a new second logs again");
+        let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] == w[1] + 1), "{seqs:?}");
+    }
+
+    #[tokio::test]
+    async fn entries_keep_bounded_arguments_and_fields() {
+        let log = AuditLog::default();
+        let mut args = Map::new();
+        args.insert("blob".into(), Value::String("é".repeat(40_000)));
+        let client = "c".repeat(60_000);
+        refuse(&log, &client, 1, &args);
+        let entry = &all(&log).await[0];
+        assert!(entry.args.is_empty());
+        assert!(entry.args_bytes.unwrap() > 80_000);
+        let preview = entry.args_preview.as_deref().unwrap();
+        assert!(preview.len() <= ARGS_PREVIEW && preview.starts_with("{\"blob\""));
+        assert_eq!(entry.client.len(), MAX_FIELD);
+        assert!(serde_json::to_string(entry).unwrap().len() < 2_048);
+    }
+
+    #[tokio::test]
+    async fn pages_follow_before() {
+        let log = AuditLog::default();
+        for i in 0..15 {
+            refuse(&log, &format!("client-{i}"), i, &Map::new());
+        }
+        let page = log
+            .query(&AuditQuery {
+                before: Some(6),
+                limit: 3,
+                ..AuditQuery::default()
+            })
+            .await;
+        let seqs: Vec<u64> = page.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, vec![5, 4, 3]);
+    }
+}

@@ -181,8 +181,11 @@ struct Inner {
     floor: Option<u64>,
 }
 
-/// Most queued records (command records, audit entries) written per commit.
-const MAX_WRITES_PER_COMMIT: usize = 4_096;
+/// Most command records written per commit (ahead of audit entries: panels wait for them).
+const MAX_COMMANDS_PER_COMMIT: usize = 4_096;
+/// Most audit entries written per commit: enough to keep up with any panel's pace, few
+/// enough that a commit stays short under a flood.
+const MAX_AUDIT_PER_COMMIT: usize = 512;
 /// Reopening a failed store: first retry after this, doubling up to [`REOPEN_MAX`].
 const REOPEN_FIRST: Duration = Duration::from_millis(250);
 const REOPEN_MAX: Duration = Duration::from_secs(30);
@@ -566,7 +569,8 @@ impl Journal {
                 .collect();
             (self.epoch(), inner.committed_seq, state)
         };
-        let (writes, last_ticket) = store.take_writes(MAX_WRITES_PER_COMMIT);
+        let (writes, last_ticket) =
+            store.take_writes(MAX_COMMANDS_PER_COMMIT, MAX_AUDIT_PER_COMMIT);
         let writer = store.clone();
         let anchored = tokio::task::spawn_blocking(move || {
             let result = writer.anchor(epoch, seq, &state, &writes);
@@ -634,7 +638,8 @@ impl Journal {
                 .collect();
             (events, state, batch.len())
         };
-        let (writes, last_ticket) = store.take_writes(MAX_WRITES_PER_COMMIT);
+        let (writes, last_ticket) =
+            store.take_writes(MAX_COMMANDS_PER_COMMIT, MAX_AUDIT_PER_COMMIT);
         if count == 0 && writes.is_empty() {
             return Committed::Idle;
         }

@@ -155,7 +155,12 @@ pub enum Health {
 
 #[derive(Default)]
 struct Queue {
-    writes: VecDeque<(u64, Write)>,
+    /// Command records with their tickets: someone may be waiting for them, so they go
+    /// into the next commit ahead of audit entries.
+    commands: VecDeque<(u64, Write)>,
+    /// Audit entries: nobody waits for them; a bounded number rides each commit, so a
+    /// flood of them never makes a commit (and the commands in it) slow.
+    audit: VecDeque<Write>,
     /// The last ticket handed out.
     issued: u64,
     /// Audit entries not queued because the queue was full, since the last report.
@@ -270,38 +275,36 @@ impl Store {
         let mut queue = self.lock_queue();
         queue.issued += 1;
         let ticket = queue.issued;
-        queue.writes.push_back((ticket, write));
+        queue.commands.push_back((ticket, write));
         drop(queue);
         self.wake.notify_one();
         ticket
     }
 
-    /// Queues an audit entry unless the queue is full (only while the disk is failing);
-    /// the entries left out are counted and reported in the log.
+    /// Queues an audit entry unless [`MAX_QUEUED`] are already waiting (a failing disk,
+    /// or a flood faster than the disk); the entries left out are counted and reported in
+    /// the log, and stay queryable in memory.
     pub fn enqueue_audit(&self, seq: u64, at_ms: u64, json: String) {
         let mut queue = self.lock_queue();
-        if queue.writes.len() >= MAX_QUEUED {
+        if queue.audit.len() >= MAX_QUEUED {
             queue.dropped += 1;
             if queue.dropped.is_power_of_two() {
                 warn!(
                     dropped = queue.dropped,
-                    "audit entries not written to disk: the journal is failing and its queue is full; they stay queryable in memory"
+                    "audit entries not written to disk: the journal is failing or flooded and its queue is full; they stay queryable in memory while they are among the newest"
                 );
             }
             return;
         }
-        queue.issued += 1;
-        let ticket = queue.issued;
-        queue
-            .writes
-            .push_back((ticket, Write::Audit { seq, at_ms, json }));
+        queue.audit.push_back(Write::Audit { seq, at_ms, json });
         drop(queue);
         self.wake.notify_one();
     }
 
     /// Records waiting for a commit.
     pub fn queued(&self) -> usize {
-        self.lock_queue().writes.len()
+        let queue = self.lock_queue();
+        queue.commands.len() + queue.audit.len()
     }
 
     /// Waits until the record with `ticket` is on disk. Fails at once when the store is
@@ -324,28 +327,37 @@ impl Store {
         }
     }
 
-    /// Up to `max` queued records, oldest first, with the last ticket among them.
-    pub(crate) fn take_writes(&self, max: usize) -> (Vec<Write>, u64) {
+    /// Up to `max_commands` queued command records, then up to `max_audit` audit entries,
+    /// each oldest first, with the last command ticket among them.
+    pub(crate) fn take_writes(&self, max_commands: usize, max_audit: usize) -> (Vec<Write>, u64) {
         let mut queue = self.lock_queue();
-        let n = queue.writes.len().min(max);
+        let n = queue.commands.len().min(max_commands);
         let mut last = 0;
-        let writes = queue
-            .writes
+        let mut writes: Vec<Write> = queue
+            .commands
             .drain(..n)
             .map(|(ticket, write)| {
                 last = ticket;
                 write
             })
             .collect();
+        let n = queue.audit.len().min(max_audit);
+        writes.extend(queue.audit.drain(..n));
         (writes, last)
     }
 
     /// Puts records back at the front after a failed commit, in their order.
     pub(crate) fn return_writes(&self, writes: Vec<Write>, last_ticket: u64) {
         let mut queue = self.lock_queue();
-        let first = last_ticket + 1 - writes.len() as u64;
-        for (i, write) in writes.into_iter().enumerate().rev() {
-            queue.writes.push_front((first + i as u64, write));
+        let mut ticket = last_ticket;
+        for write in writes.into_iter().rev() {
+            match write {
+                Write::Audit { .. } => queue.audit.push_front(write),
+                Write::Command { .. } => {
+                    queue.commands.push_front((ticket, write));
+                    ticket -= 1;
+                }
+            }
         }
     }
 
@@ -847,7 +859,7 @@ mod tests {
         let first = store.enqueue(command(1, 1));
         let second = store.enqueue(command(2, 2));
         assert_eq!(store.queued(), 2);
-        let (writes, last) = store.take_writes(10);
+        let (writes, last) = store.take_writes(10, 10);
         assert_eq!((writes.len(), last), (2, second));
         store
             .commit(&Batch {
@@ -866,7 +878,7 @@ mod tests {
         let (store, _) = Store::open(dir.path(), retain(), 10).unwrap();
         store.fail_writes(true);
         let ticket = store.enqueue(command(1, 1));
-        let (writes, last) = store.take_writes(10);
+        let (writes, last) = store.take_writes(10, 10);
         let err = store
             .commit(&Batch {
                 writes: &writes,
@@ -889,7 +901,7 @@ mod tests {
             "closed until reopened"
         );
         store.reopen().unwrap();
-        let (writes, last) = store.take_writes(10);
+        let (writes, last) = store.take_writes(10, 10);
         assert_eq!(last, ticket);
         store
             .commit(&Batch {

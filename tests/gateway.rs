@@ -30,8 +30,14 @@ async fn snapshot_on_connect_shows_every_device_and_its_state() {
 
 #[tokio::test]
 async fn a_command_drives_the_device_and_the_panel_sees_its_events_then_result() {
+    for mode in BOTH_MODES {
+        a_command_drives_the_device_then_result(mode).await;
+    }
+}
+
+async fn a_command_drives_the_device_then_result(mode: &str) {
     let proj = projector(None).await;
-    let gw = gateway(&site_toml(&[("proj", proj.local_addr(), None)], "")).await;
+    let gw = gateway(&site_toml(&[("proj", proj.local_addr(), None)], mode)).await;
     let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
     panel.until_event("proj", "online", json!(true)).await;
 
