@@ -115,7 +115,11 @@ async fn panel(addr: SocketAddr, index: usize, device: String) -> Vec<f64> {
         .unwrap();
     let mut latencies = Vec::with_capacity(COMMANDS);
     for n in 0..COMMANDS {
-        let source = if (n + index) % 2 == 0 { "hdmi1" } else { "hdmi2" };
+        let source = if (n + index) % 2 == 0 {
+            "hdmi1"
+        } else {
+            "hdmi2"
+        };
         let command = json!({"type": "command", "id": n, "device": device, "command": "input", "args": {"source": source}});
         let sent = Instant::now();
         ws.send(Message::Text(command.to_string().into()))

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 fn quiet_site() -> String {
     // A device that is never reached: the events come from the test itself.
     "[server]\nlisten = \"127.0.0.1:0\"\nping_interval = \"1s\"\n[journal]\ndurable = false\n\
-     [devices.proj]\nprofile = \"pjlink-projector\"\naddress = \"127.0.0.1:9\"\n"
+     [devices.proj]\nprofile = \"pjlink-projector\"\naddress = \"127.0.0.1:9\"\nrequired = false\n"
         .to_string()
 }
 
