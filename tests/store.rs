@@ -297,3 +297,121 @@ async fn healthz_fails_when_every_required_device_is_offline() {
     );
     gw.shutdown().await;
 }
+
+/// A tmpfs mounted for one test; unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` on a fresh directory, or says why it cannot.
+    fn mount(size: &str) -> Result<SmallDisk, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !status.success() {
+            return Err(format!("mount -t tmpfs failed ({status}); needs root"));
+        }
+        Ok(SmallDisk { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills the disk with a file until writes fail; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 16 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+        let _ = file.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_keeps_events_flowing_refuses_commands_and_recovers_when_space_returns() {
+    let disk = match SmallDisk::mount("8m") {
+        Ok(disk) => disk,
+        Err(why) => {
+            println!("SKIP a_full_disk_...: {why}");
+            return;
+        }
+    };
+    let proj = projector(None).await;
+    let extra = format!("[journal]\ndata_dir = \"{}\"\n", disk.path().display());
+    let gw = gateway(&site_toml(&[("proj", proj.local_addr(), None)], &extra)).await;
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    panel.until_event("proj", "online", json!(true)).await;
+    let store = gw.journal().store().unwrap().clone();
+    let mut health = store.watch_health();
+
+    let filler = disk.fill();
+    // Events until the disk refuses a commit: each carries 2 KiB, the disk has next to
+    // nothing left.
+    let big = "x".repeat(2048);
+    for i in 0.. {
+        if matches!(*health.borrow(), avgate::store::Health::Failing(_)) {
+            break;
+        }
+        assert!(i < 100_000, "the full disk never refused a commit");
+        let seq = gw
+            .journal()
+            .record("proj", "name", json!(format!("{big}{i}")))
+            .unwrap();
+        if i % 50 == 0 {
+            // Let the committer try.
+            tokio::time::timeout(Duration::from_millis(200), gw.journal().wait_for(seq))
+                .await
+                .ok();
+        }
+    }
+    let failing = store.health();
+    println!("full disk: {failing:?}");
+
+    // Events flow from memory; commands are refused, clearly.
+    proj.set_input("32");
+    panel.until_event("proj", "input", json!("hdmi2")).await;
+    panel
+        .command(json!("full-1"), "proj", "input", json!({"source": "hdmi1"}))
+        .await;
+    let result = panel.result(json!("full-1")).await;
+    assert_eq!(result["error"]["code"], "storage_unavailable", "{result}");
+    let (status, body) = http_request(gw.local_addr(), "/healthz", None).await;
+    assert!(
+        status.contains("200") && body.contains("degraded"),
+        "{body}"
+    );
+
+    // Space comes back: within the retry backoff the journal is on disk again.
+    std::fs::remove_file(filler).unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(40),
+        health.wait_for(|h| *h == avgate::store::Health::Ok),
+    )
+    .await
+    .expect("the store recovers once there is space")
+    .unwrap();
+    panel
+        .command(json!("full-2"), "proj", "input", json!({"source": "hdmi1"}))
+        .await;
+    assert_eq!(panel.result(json!("full-2")).await["ok"], true);
+    tokio::time::timeout(DEADLINE, gw.shutdown())
+        .await
+        .expect("shutdown completes");
+}
