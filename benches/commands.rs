@@ -115,7 +115,7 @@ async fn panel(addr: SocketAddr, index: usize, device: String) -> Vec<f64> {
         .unwrap();
     let mut latencies = Vec::with_capacity(COMMANDS);
     for n in 0..COMMANDS {
-        let source = if (n + index) % 2 == 0 {
+        let source = if (n + index).is_multiple_of(2) {
             "hdmi1"
         } else {
             "hdmi2"
