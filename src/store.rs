@@ -78,6 +78,25 @@ pub enum StoreError {
     Panicked { path: PathBuf, message: String },
 }
 
+impl StoreError {
+    /// Whether the disk (full, read-only, no permission), not the file, is at fault.
+    pub fn is_environment(&self) -> bool {
+        use std::io::ErrorKind::*;
+        match self {
+            StoreError::Database {
+                source: redb::Error::Io(e),
+                ..
+            } => {
+                matches!(
+                    e.kind(),
+                    StorageFull | QuotaExceeded | PermissionDenied | ReadOnlyFilesystem
+                )
+            }
+            _ => false,
+        }
+    }
+}
+
 /// How long and how much to keep on disk, per kind of record.
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
@@ -201,6 +220,9 @@ impl Store {
         let (db, mut recovered) = match open_checked(&path, keep_events) {
             Ok(opened) => opened,
             Err(e @ StoreError::InUse { .. }) => return Err(e),
+            // The file may be fine and the disk full or read-only: moving it aside would
+            // throw history away for nothing.
+            Err(e) if e.is_environment() => return Err(e),
             Err(e) if existed => {
                 let aside =
                     path.with_extension(format!("redb.corrupt-{}", unix_millis(SystemTime::now())));

@@ -180,7 +180,8 @@ async fn the_audit_log_pages_with_before() {
     let proj = projector(None).await;
     let gw = gateway(&site_toml(&[("proj", proj.local_addr(), None)], "")).await;
     let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
-    for i in 0..30 {
+    // Fewer refusals than are logged one by one per second: each is an entry.
+    for i in 0..15 {
         panel
             .command(json!(i), "nowhere", "power", json!({"on": true}))
             .await;
@@ -190,13 +191,13 @@ async fn the_audit_log_pages_with_before() {
         let addr = gw.local_addr();
         async move { serde_json::from_str::<Value>(&http_get(addr, &path).await).unwrap() }
     };
-    let first = get("/api/audit?limit=20".into()).await;
+    let first = get("/api/audit?limit=10".into()).await;
     let first = first.as_array().unwrap();
-    assert_eq!(first.len(), 20);
+    assert_eq!(first.len(), 10);
     let last_seq = first.last().unwrap()["seq"].as_u64().unwrap();
-    let second = get(format!("/api/audit?limit=20&before={last_seq}")).await;
+    let second = get(format!("/api/audit?limit=10&before={last_seq}")).await;
     let second = second.as_array().unwrap();
-    assert_eq!(second.len(), 10, "the rest: {second:?}");
+    assert_eq!(second.len(), 5, "the rest: {second:?}");
     assert_eq!(second[0]["seq"].as_u64().unwrap(), last_seq - 1);
     gw.shutdown().await;
 }
