@@ -143,10 +143,10 @@ async fn a_panel_flooding_refused_commands_does_not_slow_another_panels_commands
         "the witness got commands through during the flood"
     );
     // Before refused commands left the disk path, the witness waited seconds (6.2 s in a
-    // measured run). A command's own cost is a few milliseconds; allow for a loaded
-    // machine, not for queueing behind the flood.
+    // measured run; past this test's 10 s deadline here). A command's own cost is a few
+    // milliseconds; the margin is for a loaded machine, not for queueing behind the flood.
     assert!(
-        percentile(&flooded, 0.5) < percentile(&quiet, 0.5) * 5.0 + 50.0,
+        percentile(&flooded, 0.5) < percentile(&quiet, 0.5) * 5.0 + 250.0,
         "the flood moved the witness: quiet {quiet:?}, flooded {flooded:?}"
     );
 
