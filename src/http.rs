@@ -68,7 +68,8 @@ async fn index() -> Html<&'static str> {
 
 /// The status model (docs/PROTOCOL.md, "Health"): `failing` (HTTP 503) when the room is
 /// dead: every required device offline; `degraded` (200) when some required device is
-/// offline or the journal's disk cannot be written (commands are refused meanwhile);
+/// offline, the journal's disk cannot be written (commands are refused meanwhile) or its
+/// commits have stalled for more than 5 s;
 /// `ok` (200) otherwise. Devices with `required = false` are listed but never counted.
 async fn healthz(State(state): State<AppState>) -> Response {
     let snapshot = state.hub.journal.snapshot();
@@ -103,6 +104,13 @@ async fn healthz(State(state): State<AppState>) -> Response {
     if let Some(why) = &storage.failing {
         problems.push(format!(
             "journal cannot write to disk ({why}): events are served from memory, commands are refused with storage_unavailable"
+        ));
+    }
+    // A commit takes milliseconds; events waiting this long mean a hung disk.
+    if storage.oldest_uncommitted_ms > 5_000 {
+        problems.push(format!(
+            "journal commits are stalled: the oldest event has waited {} ms for the disk",
+            storage.oldest_uncommitted_ms
         ));
     }
     let status = if required > 0 && required_offline == required {

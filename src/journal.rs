@@ -136,6 +136,9 @@ pub struct Storage {
     pub uncommitted: usize,
     /// Command records and audit entries waiting for the next commit.
     pub queued: usize,
+    /// How long the oldest uncommitted event has waited, in milliseconds: a disk that
+    /// hangs rather than fails shows here.
+    pub oldest_uncommitted_ms: u64,
 }
 
 /// How the journal stores events.
@@ -739,13 +742,19 @@ impl Journal {
 
     /// How the journal's storage stands, for health checks.
     pub fn storage(&self) -> Storage {
-        let uncommitted = self.uncommitted();
+        let (uncommitted, oldest) = {
+            let inner = self.lock();
+            (inner.pending.len(), inner.pending.front().map(|p| p.ts_ms))
+        };
+        let oldest_uncommitted_ms =
+            oldest.map_or(0, |at| unix_millis(SystemTime::now()).saturating_sub(at));
         match &self.store {
             None => Storage {
                 durable: false,
                 failing: None,
                 uncommitted,
                 queued: 0,
+                oldest_uncommitted_ms,
             },
             Some(store) => Storage {
                 durable: true,
@@ -755,6 +764,7 @@ impl Journal {
                 },
                 uncommitted,
                 queued: store.queued(),
+                oldest_uncommitted_ms,
             },
         }
     }
