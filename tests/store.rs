@@ -416,3 +416,29 @@ async fn a_full_disk_keeps_events_flowing_refuses_commands_and_recovers_when_spa
         .await
         .expect("shutdown completes");
 }
+
+#[test]
+fn retention_keys_are_range_checked_at_load() {
+    let site = |journal: &str| {
+        let toml = format!("[journal]\n{journal}\n");
+        avgate::config::parse_site(std::path::Path::new("site.toml"), &toml)
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert_eq!(
+        site("retain_audit = 5000\nretain_audit_for = \"7d\"\nretain_commands = 500"),
+        None
+    );
+    let zero = site("retain_audit = 0").expect("refused");
+    assert!(
+        zero.contains("retain_audit") && zero.contains("at least 1"),
+        "{zero}"
+    );
+    let huge = site("retain_commands = 100000000").expect("refused");
+    assert!(huge.contains("at most 10000000"), "{huge}");
+    let short = site("retain_audit_for = \"10s\"").expect("refused");
+    assert!(
+        short.contains("retain_audit_for must be at least 1m"),
+        "{short}"
+    );
+}
