@@ -313,7 +313,12 @@ fn refused_without_running(outcome: Result<(), &Failure>) -> bool {
     matches!(
         outcome,
         Err(Failure {
-            code: UnknownDevice | UnknownCommand | InvalidArgs | Unauthorized | InvalidMessage,
+            code: UnknownDevice
+                | UnknownCommand
+                | InvalidArgs
+                | Unauthorized
+                | InvalidMessage
+                | StorageUnavailable,
             ..
         })
     )
