@@ -26,10 +26,7 @@ async fn main() {
     let memory_rate = ingest(&memory).await;
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let retention = Retention {
-        events: 1_000_000,
-        age: Duration::from_secs(86_400),
-    };
+    let retention = Retention::events(1_000_000, Duration::from_secs(86_400));
     let (store, recovered) = Store::open(dir.path(), retention, 10_000).expect("store");
     let durable = Arc::new(Journal::durable(
         10_000,

@@ -74,6 +74,10 @@ pub enum ErrorCode {
     OutcomeUnknown,
     /// The gateway could not record the command durably, so it did not run it.
     Internal,
+    /// The journal's disk cannot take writes now (full, failing), so the command, which
+    /// must be recorded before it runs, was not run. The gateway retries the disk by
+    /// itself; `/healthz` says when it is back.
+    StorageUnavailable,
 }
 
 impl ErrorCode {
@@ -97,6 +101,7 @@ impl ErrorCode {
             Self::ShuttingDown => "shutting_down",
             Self::OutcomeUnknown => "outcome_unknown",
             Self::Internal => "internal",
+            Self::StorageUnavailable => "storage_unavailable",
         }
     }
 }
@@ -126,6 +131,7 @@ mod tests {
             ErrorCode::Superseded,
             ErrorCode::TooLarge,
             ErrorCode::RateLimited,
+            ErrorCode::StorageUnavailable,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }

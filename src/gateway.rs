@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -19,6 +20,9 @@ use crate::journal::{Durability, Journal};
 use crate::router::Router;
 use crate::runtime;
 use crate::store::{Retention, Store};
+
+/// How long shutdown waits for tasks (the journal's last commit among them).
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A running gateway.
 pub struct Gateway {
@@ -72,7 +76,11 @@ impl Gateway {
         let devices = handles
             .into_iter()
             .zip(site.devices.iter().map(|d| d.profile.clone()));
-        let mut router = Router::new(devices.collect::<Vec<_>>(), site.commands.dedupe_window);
+        let mut router = Router::new(
+            devices.collect::<Vec<_>>(),
+            site.commands.dedupe_window,
+            journal.clone(),
+        );
         if let Some((store, commands, audit)) = store {
             router = router.with_store(store, &commands, &audit);
         }
@@ -165,10 +173,19 @@ impl Gateway {
     }
 
     /// Stops everything: devices disconnect, panels are closed, in-flight commands fail
-    /// with `shutting_down`.
+    /// with `shutting_down`, the journal commits what it has. Returns within
+    /// [`SHUTDOWN_TIMEOUT`] whatever the disk does (a task still stuck then is abandoned
+    /// with a log line; the process exits anyway).
     pub async fn shutdown(self) {
         self.shutdown.cancel();
-        self.tasks.wait().await;
+        if tokio::time::timeout(SHUTDOWN_TIMEOUT, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                "shutdown: some tasks did not stop within {SHUTDOWN_TIMEOUT:?} (a hung disk?); stopping without them"
+            );
+        }
     }
 }
 
@@ -192,6 +209,10 @@ async fn open_journal(
     let retention = Retention {
         events: settings.retain_events.max(settings.window),
         age: settings.retain_for,
+        audit: settings.retain_audit,
+        audit_age: settings.retain_audit_for,
+        commands: settings.retain_commands,
+        commands_age: site.commands.dedupe_window,
     };
     let window = settings.window;
     let (store, mut recovered) =

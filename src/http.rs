@@ -40,6 +40,9 @@ pub struct DeviceInfo {
     /// switcher's `inputs = 8`) or names (a projector's input table).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inputs: Option<serde_json::Value>,
+    /// Counted by `/healthz` when offline (the site's `required`).
+    #[serde(skip)]
+    pub required: bool,
 }
 
 impl DeviceInfo {
@@ -51,6 +54,7 @@ impl DeviceInfo {
                 name: d.name.clone(),
                 profile: d.profile.clone(),
                 inputs: panel_inputs(&d.options),
+                required: d.required,
             })
             .collect()
     }
@@ -130,18 +134,78 @@ fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({"code": code, "message": message}))).into_response()
 }
 
-async fn healthz(State(state): State<AppState>) -> Json<serde_json::Value> {
+/// The status model (docs/PROTOCOL.md, "Health"): `failing` (HTTP 503) when the room is
+/// dead: every required device offline; `degraded` (200) when some required device is
+/// offline, the journal's disk cannot be written (commands are refused meanwhile) or its
+/// commits have stalled for more than 5 s;
+/// `ok` (200) otherwise. Devices with `required = false` are listed but never counted.
+async fn healthz(State(state): State<AppState>) -> Response {
     let snapshot = state.hub.journal.snapshot();
+    let storage = state.hub.journal.storage();
     let online = snapshot.devices.values().filter(|d| d.online).count();
-    Json(json!({
-        "status": "ok",
+    let mut problems: Vec<String> = Vec::new();
+    let mut required = 0;
+    let mut required_offline = 0;
+    let mut devices = serde_json::Map::new();
+    for info in state.devices.iter() {
+        let device = snapshot.devices.get(&info.id);
+        let is_online = device.is_some_and(|d| d.online);
+        if info.required {
+            required += 1;
+            if !is_online {
+                required_offline += 1;
+                let why = device
+                    .and_then(|d| d.error.as_deref())
+                    .unwrap_or("not connected yet");
+                problems.push(format!("device {} is offline: {why}", info.id));
+            }
+        }
+        devices.insert(
+            info.id.clone(),
+            json!({
+                "online": is_online,
+                "required": info.required,
+                "error": device.and_then(|d| d.error.clone()),
+            }),
+        );
+    }
+    if let Some(why) = &storage.failing {
+        problems.push(format!(
+            "journal cannot write to disk ({why}): events are served from memory, commands are refused with storage_unavailable"
+        ));
+    }
+    // A commit takes milliseconds; events waiting this long mean a hung disk.
+    if storage.oldest_uncommitted_ms > 5_000 {
+        problems.push(format!(
+            "journal commits are stalled: the oldest event has waited {} ms for the disk",
+            storage.oldest_uncommitted_ms
+        ));
+    }
+    let status = if required > 0 && required_offline == required {
+        "failing"
+    } else if !problems.is_empty() {
+        "degraded"
+    } else {
+        "ok"
+    };
+    let code = if status == "failing" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let body = json!({
+        "status": status,
+        "problems": problems,
         "epoch": snapshot.epoch,
         "seq": snapshot.seq,
         "devices": snapshot.devices.len(),
         "devices_online": online,
-        "journal_uncommitted": state.hub.journal.uncommitted(),
+        "device_status": devices,
+        "journal": storage,
+        "journal_uncommitted": storage.uncommitted,
         "panels": state.hub.panels(),
-    }))
+    });
+    (code, Json(body)).into_response()
 }
 
 async fn api_state(State(state): State<AppState>, Caller(caller): Caller) -> Response {
@@ -174,6 +238,8 @@ struct AuditQuery {
     since: Option<String>,
     /// Most entries returned, newest first (default 100, at most 1000).
     limit: Option<usize>,
+    /// Only entries with a `seq` below this: the next page after one ending at that seq.
+    before: Option<u64>,
 }
 
 async fn api_audit(
@@ -197,14 +263,13 @@ async fn api_audit(
                 .into_response();
         }
     };
-    let limit = query.limit.unwrap_or(100).min(1000);
-    Json(
-        state
-            .hub
-            .router
-            .audit_log(query.device.as_deref(), since, limit),
-    )
-    .into_response()
+    let page = crate::audit::AuditQuery {
+        device: query.device.as_deref(),
+        since,
+        before: query.before,
+        limit: query.limit.unwrap_or(100).min(1000),
+    };
+    Json(state.hub.router.audit_log(&page).await).into_response()
 }
 
 async fn websocket(

@@ -20,18 +20,20 @@
 //! last known values are kept but listed as stale. The next reading of a stale point is
 //! always an event, even if the value is the same, so panels learn it is fresh again.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
-use crate::store::{Batch, Recovered, Store, new_epoch, unix_millis};
+use crate::store::{Batch, Health, Recovered, Store, StoreError, new_epoch, unix_millis};
 
 /// The point name that carries a device's connection state.
 pub const ONLINE: &str = "online";
@@ -122,6 +124,23 @@ struct Pending {
     ts_ms: u64,
 }
 
+/// The journal's storage as health checks see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Storage {
+    /// Configured to keep events on disk.
+    pub durable: bool,
+    /// Why the disk cannot be written now; events then flow from memory (see
+    /// [`Journal::run_committer`]) and commands are refused with `storage_unavailable`.
+    pub failing: Option<String>,
+    /// Events waiting for the next commit.
+    pub uncommitted: usize,
+    /// Command records and audit entries waiting for the next commit.
+    pub queued: usize,
+    /// How long the oldest uncommitted event has waited, in milliseconds: a disk that
+    /// hangs rather than fails shows here.
+    pub oldest_uncommitted_ms: u64,
+}
+
 /// How the journal stores events.
 pub struct Durability {
     pub store: Arc<Store>,
@@ -132,28 +151,55 @@ pub struct Durability {
 
 pub struct Journal {
     /// Identifies this series of sequence numbers; a panel's resume point is only
-    /// meaningful in the epoch it came from.
-    epoch: u64,
+    /// meaningful in the epoch it came from. Changes only when the disk fails
+    /// ([`Journal::fall_back`]).
+    epoch: AtomicU64,
     inner: Mutex<Inner>,
     /// The latest committed seq, for sessions to wait on. A watch never lags: a slow
     /// reader simply sees the newest value.
     head: watch::Sender<u64>,
     store: Option<Arc<Store>>,
-    /// Wakes the committer when events are pending.
-    wake: Notify,
     max_batch: usize,
+    /// Cancelled when the committer has stopped: nobody waits for the head any more.
+    closed: CancellationToken,
 }
 
 struct Inner {
     /// The last seq handed out (committed or not).
     assigned: u64,
     latest: BTreeMap<String, DeviceState>,
+    /// The last seq handed out for each device: what a command's result waits for.
+    device_seqs: HashMap<String, u64>,
     /// Handed out, not yet on disk, in seq order.
     pending: VecDeque<Pending>,
     committed_seq: u64,
     committed: BTreeMap<String, DeviceState>,
     window: VecDeque<Arc<Event>>,
     capacity: usize,
+    /// The disk failed: events are published as they come (under an epoch that was never
+    /// on disk) until the store is back.
+    unrecorded: bool,
+    /// After a fall back to memory, a cursor at or below this seq belongs to the old epoch
+    /// and reads a gap, so every panel gets a snapshot of the new one.
+    floor: Option<u64>,
+}
+
+/// Most command records written per commit (ahead of audit entries: panels wait for them).
+const MAX_COMMANDS_PER_COMMIT: usize = 4_096;
+/// Most audit entries written per commit: enough to keep up with any panel's pace, few
+/// enough that a commit stays short under a flood.
+const MAX_AUDIT_PER_COMMIT: usize = 512;
+/// Reopening a failed store: first retry after this, doubling up to [`REOPEN_MAX`].
+const REOPEN_FIRST: Duration = Duration::from_millis(250);
+const REOPEN_MAX: Duration = Duration::from_secs(30);
+
+/// What one commit attempt came to.
+enum Committed {
+    /// Nothing was waiting.
+    Idle,
+    /// A batch is on disk; there may be more.
+    More,
+    Failed(StoreError),
 }
 
 impl Journal {
@@ -244,25 +290,28 @@ impl Journal {
             window.pop_front();
         }
         Self {
-            epoch,
+            epoch: AtomicU64::new(epoch),
             inner: Mutex::new(Inner {
                 assigned: seq,
                 latest: state.clone(),
+                device_seqs: HashMap::new(),
                 pending: VecDeque::new(),
                 committed_seq: seq,
                 committed: state,
                 window,
                 capacity,
+                unrecorded: false,
+                floor: None,
             }),
             head: watch::channel(seq).0,
             store,
-            wake: Notify::new(),
             max_batch: max_batch.max(1),
+            closed: CancellationToken::new(),
         }
     }
 
     pub fn epoch(&self) -> u64 {
-        self.epoch
+        self.epoch.load(Ordering::SeqCst)
     }
 
     /// The latest seq panels may see.
@@ -275,23 +324,71 @@ impl Journal {
         self.head.subscribe()
     }
 
+    /// Waits until panels may see `seq` (the head reached it), or the journal stopped.
+    pub async fn wait_for(&self, seq: u64) {
+        let mut head = self.head.subscribe();
+        tokio::select! {
+            _ = head.wait_for(|h| *h >= seq) => {}
+            _ = self.closed.cancelled() => {}
+        }
+    }
+
+    /// The last seq handed out for `device` (0 if none yet). A command's outcome carries
+    /// it, so its result can wait until the events its device reported before answering
+    /// are visible.
+    pub fn device_seq(&self, device: &str) -> u64 {
+        self.lock().device_seqs.get(device).copied().unwrap_or(0)
+    }
+
+    /// The store behind this journal, if it is durable.
+    pub fn store(&self) -> Option<&Arc<Store>> {
+        self.store.as_ref()
+    }
+
     /// Records a point's value; returns its seq, or `None` when it tells nothing new.
     pub fn record(&self, device: &str, point: &str, value: Value) -> Option<u64> {
         let mut inner = self.lock();
-        self.append_if_changed(&mut inner, device, point, value)
+        let event = self.append_if_changed(&mut inner, device, point, value)?;
+        let seq = event.event.seq;
+        self.settle(&mut inner, vec![event]);
+        Some(seq)
+    }
+
+    /// Records everything one device answer reported, in order, and wakes panel writers
+    /// once for all of it. Returns each update's seq (`None`: nothing new).
+    pub fn record_all(&self, device: &str, updates: &[(String, Value)]) -> Vec<Option<u64>> {
+        let mut inner = self.lock();
+        let mut events = Vec::new();
+        let seqs = updates
+            .iter()
+            .map(|(point, value)| {
+                let event = self.append_if_changed(&mut inner, device, point, value.clone())?;
+                let seq = event.event.seq;
+                events.push(event);
+                Some(seq)
+            })
+            .collect();
+        self.settle(&mut inner, events);
+        seqs
     }
 
     /// Records a device going online or offline, with the reason when offline.
     pub fn set_online(&self, device: &str, online: bool, error: Option<String>) -> Option<u64> {
         let mut inner = self.lock();
-        let online_seq = self.append_if_changed(&mut inner, device, ONLINE, Value::Bool(online));
-        let error_seq = self.append_if_changed(
+        let online_event = self.append_if_changed(&mut inner, device, ONLINE, Value::Bool(online));
+        let error_event = self.append_if_changed(
             &mut inner,
             device,
             ERROR,
             error.map_or(Value::Null, Value::String),
         );
-        error_seq.or(online_seq)
+        let seq = error_event
+            .as_ref()
+            .or(online_event.as_ref())
+            .map(|e| e.event.seq);
+        let events = online_event.into_iter().chain(error_event).collect();
+        self.settle(&mut inner, events);
+        seq
     }
 
     fn append_if_changed(
@@ -300,7 +397,7 @@ impl Journal {
         device: &str,
         point: &str,
         value: Value,
-    ) -> Option<u64> {
+    ) -> Option<Pending> {
         let state = inner.latest.entry(device.to_string()).or_default();
         if !state.changes(point, &value) {
             return None;
@@ -308,6 +405,7 @@ impl Journal {
         state.apply(point, &value);
         inner.assigned += 1;
         let seq = inner.assigned;
+        inner.device_seqs.insert(device.to_string(), seq);
         let now = SystemTime::now();
         let frame = EventFrame {
             kind: "event",
@@ -324,23 +422,32 @@ impl Journal {
             point: point.to_string(),
             frame: text.into(),
         });
-        let pending = Pending {
+        Some(Pending {
             event,
             value,
             ts_ms: unix_millis(now),
-        };
-        if self.store.is_some() {
-            inner.pending.push_back(pending);
-            self.wake.notify_one();
-        } else {
-            self.publish(inner, std::iter::once(pending));
+        })
+    }
+
+    /// Sends new events on their way: to the committer with a working store, else
+    /// straight to panels.
+    fn settle(&self, inner: &mut Inner, events: Vec<Pending>) {
+        if events.is_empty() {
+            return;
         }
-        Some(seq)
+        match &self.store {
+            Some(store) if !inner.unrecorded => {
+                inner.pending.extend(events);
+                store.wake.notify_one();
+            }
+            _ => self.publish(inner, events.into_iter()),
+        }
     }
 
     /// Makes committed events visible: state, window, head. Called with the lock held, in
-    /// seq order, so heads are announced in order.
+    /// seq order, so heads are announced in order; panel writers wake once per call.
     fn publish(&self, inner: &mut Inner, committed: impl Iterator<Item = Pending>) {
+        let before = inner.committed_seq;
         for Pending { event, value, .. } in committed {
             inner
                 .committed
@@ -353,35 +460,157 @@ impl Journal {
             }
             inner.window.push_back(event);
         }
-        self.head.send_replace(inner.committed_seq);
+        if inner.committed_seq != before {
+            self.head.send_replace(inner.committed_seq);
+        }
     }
 
-    /// Commits pending events to the store in groups until `stop`, then commits what is
-    /// left. Each group is one disk sync, however many events it holds, so the rate of
-    /// syncs stays bounded while events flow at any rate.
+    /// Commits pending events and queued records to the store in groups until `stop`,
+    /// then commits what is left. Each group is one disk sync, however many events and
+    /// records it holds, so the rate of syncs stays bounded while events flow at any rate.
+    ///
+    /// After a storage error the journal falls back to memory ([`Journal::fall_back`]) and
+    /// the committer reopens the store with backoff until a commit succeeds again.
     pub async fn run_committer(self: Arc<Self>, stop: CancellationToken) {
         let Some(store) = self.store.clone() else {
             return;
         };
+        let mut retry: Option<(Instant, Duration)> = None;
         loop {
             let stopping = tokio::select! {
-                _ = self.wake.notified() => false,
+                _ = store.wake.notified() => false,
                 _ = stop.cancelled() => true,
+                _ = tokio::time::sleep_until(retry.map_or_else(Instant::now, |r| r.0)), if retry.is_some() => false,
             };
-            while self.commit_once(&store).await {}
+            if let Some((at, delay)) = retry {
+                if stopping {
+                    break;
+                }
+                if Instant::now() >= at {
+                    retry = match self.recover_store(&store).await {
+                        Ok(()) => None,
+                        Err(e) => {
+                            let delay = (delay * 2).min(REOPEN_MAX);
+                            warn!("{e}; next attempt in {delay:?}");
+                            Some((Instant::now() + delay, delay))
+                        }
+                    };
+                }
+                continue;
+            }
+            loop {
+                match self.commit_once(&store).await {
+                    Committed::More => continue,
+                    Committed::Idle => break,
+                    Committed::Failed(e) => {
+                        store.failed(&e);
+                        self.fall_back(&e);
+                        retry = Some((Instant::now() + REOPEN_FIRST, REOPEN_FIRST));
+                        break;
+                    }
+                }
+            }
             if stopping {
                 break;
             }
         }
+        self.closed.cancel();
     }
 
-    /// Commits up to one batch; returns whether there may be more to do.
-    async fn commit_once(&self, store: &Arc<Store>) -> bool {
+    /// The disk failed: panels must keep getting events, but nothing a panel saw may be
+    /// taken back by a restart, and the disk cannot say what was seen. So the series moves
+    /// to a new epoch that was never on disk: pending events are published under it, every
+    /// panel gets a snapshot of it, and a restart (which resumes the old epoch from disk)
+    /// gives every panel a fresh snapshot instead of replaying something else under seqs
+    /// it already saw.
+    fn fall_back(&self, why: &StoreError) {
+        let mut inner = self.lock();
+        if inner.unrecorded {
+            return;
+        }
+        let epoch = new_epoch().max(self.epoch() + 1);
+        self.epoch.store(epoch, Ordering::SeqCst);
+        inner.unrecorded = true;
+        let pending: Vec<Pending> = inner.pending.drain(..).collect();
+        self.publish(&mut inner, pending.into_iter());
+        // A panel behind this point gets the snapshot at once, one at the head with the
+        // next event (nothing it has is wrong until then).
+        inner.floor = Some(inner.committed_seq);
+        error!(
+            epoch,
+            seq = inner.committed_seq,
+            "{why}; the journal runs in memory under a new epoch until the disk is back: panels get a fresh snapshot, commands are refused with storage_unavailable"
+        );
+    }
+
+    /// Reopens the store and writes the current state as the start of the series on disk;
+    /// from then on events are committed again before panels see them.
+    async fn recover_store(&self, store: &Arc<Store>) -> Result<(), StoreError> {
+        let reopening = store.clone();
+        let reopened = tokio::task::spawn_blocking(move || reopening.reopen()).await;
+        match reopened {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(e) => {
+                return Err(StoreError::Panicked {
+                    path: store.path().to_path_buf(),
+                    message: e.to_string(),
+                });
+            }
+        }
+        let (epoch, seq, state) = {
+            let mut inner = self.lock();
+            // Events from here on wait for the disk again.
+            inner.unrecorded = false;
+            let state: Vec<(String, String)> = inner
+                .committed
+                .iter()
+                .map(|(id, s)| {
+                    let json = serde_json::to_string(s).expect("state serializes");
+                    (id.clone(), json)
+                })
+                .collect();
+            (self.epoch(), inner.committed_seq, state)
+        };
+        let (writes, last_ticket) =
+            store.take_writes(MAX_COMMANDS_PER_COMMIT, MAX_AUDIT_PER_COMMIT);
+        let writer = store.clone();
+        let anchored = tokio::task::spawn_blocking(move || {
+            let result = writer.anchor(epoch, seq, &state, &writes);
+            (result, writes)
+        })
+        .await;
+        let failure = match anchored {
+            Ok((Ok(()), _)) => {
+                store.committed(last_ticket);
+                info!(
+                    epoch,
+                    seq, "journal writable again: the series continues on disk from here"
+                );
+                store.wake.notify_one();
+                return Ok(());
+            }
+            Ok((Err(e), writes)) => {
+                store.return_writes(writes, last_ticket);
+                e
+            }
+            Err(e) => StoreError::Panicked {
+                path: store.path().to_path_buf(),
+                message: e.to_string(),
+            },
+        };
+        store.failed(&failure);
+        let mut inner = self.lock();
+        inner.unrecorded = true;
+        let pending: Vec<Pending> = inner.pending.drain(..).collect();
+        self.publish(&mut inner, pending.into_iter());
+        Err(failure)
+    }
+
+    /// Commits up to one batch of events and queued records.
+    async fn commit_once(&self, store: &Arc<Store>) -> Committed {
         let (events, state, count) = {
             let inner = self.lock();
-            if inner.pending.is_empty() {
-                return false;
-            }
             let batch: Vec<&Pending> = inner.pending.iter().take(self.max_batch).collect();
             let events: Vec<(u64, u64, String)> = batch
                 .iter()
@@ -412,6 +641,11 @@ impl Journal {
                 .collect();
             (events, state, batch.len())
         };
+        let (writes, last_ticket) =
+            store.take_writes(MAX_COMMANDS_PER_COMMIT, MAX_AUDIT_PER_COMMIT);
+        if count == 0 && writes.is_empty() {
+            return Committed::Idle;
+        }
         let writer = store.clone();
         let written = tokio::task::spawn_blocking(move || {
             let events: Vec<(u64, u64, &str)> = events
@@ -420,29 +654,33 @@ impl Journal {
                 .collect();
             let state: Vec<(&str, String)> =
                 state.iter().map(|(d, s)| (d.as_str(), s.clone())).collect();
-            writer.commit(&Batch {
+            let result = writer.commit(&Batch {
                 events: &events,
                 state: &state,
-            })
+                writes: &writes,
+            });
+            (result, writes)
         })
         .await;
         match written {
-            Ok(Ok(())) => {
+            Ok((Ok(()), _)) => {
                 let mut inner = self.lock();
                 let committed: Vec<Pending> = inner.pending.drain(..count).collect();
                 self.publish(&mut inner, committed.into_iter());
-                true
+                drop(inner);
+                store.committed(last_ticket);
+                Committed::More
             }
-            Ok(Err(e)) => {
-                // Nothing is published until it is on disk; keep the events and retry.
-                error!("{e}; events wait in memory and are retried in 1 s");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                true
+            Ok((Err(e), writes)) => {
+                // Nothing is published as committed until it is on disk; the records go
+                // back to the front of the queue for the store's return.
+                store.return_writes(writes, last_ticket);
+                Committed::Failed(e)
             }
-            Err(e) => {
-                error!("journal commit task failed: {e}");
-                false
-            }
+            Err(e) => Committed::Failed(StoreError::Panicked {
+                path: store.path().to_path_buf(),
+                message: e.to_string(),
+            }),
         }
     }
 
@@ -451,6 +689,9 @@ impl Journal {
         let inner = self.lock();
         if cursor >= inner.committed_seq {
             return Read::Events(Vec::new());
+        }
+        if inner.floor.is_some_and(|floor| cursor <= floor) {
+            return Read::Gap;
         }
         let Some(first) = inner.window.front().map(|e| e.seq) else {
             return Read::Gap;
@@ -464,7 +705,7 @@ impl Journal {
 
     /// Whether a panel that last saw `seq` of `epoch` can be brought up to date by replay.
     pub fn can_resume(&self, epoch: u64, seq: u64) -> bool {
-        if epoch != self.epoch {
+        if epoch != self.epoch() {
             return false;
         }
         let inner = self.lock();
@@ -478,7 +719,7 @@ impl Journal {
     pub fn snapshot(&self) -> Snapshot {
         let inner = self.lock();
         Snapshot {
-            epoch: self.epoch,
+            epoch: self.epoch(),
             seq: inner.committed_seq,
             devices: inner.committed.clone(),
         }
@@ -497,6 +738,35 @@ impl Journal {
     /// Events recorded but not yet on disk (0 without a store).
     pub fn uncommitted(&self) -> usize {
         self.lock().pending.len()
+    }
+
+    /// How the journal's storage stands, for health checks.
+    pub fn storage(&self) -> Storage {
+        let (uncommitted, oldest) = {
+            let inner = self.lock();
+            (inner.pending.len(), inner.pending.front().map(|p| p.ts_ms))
+        };
+        let oldest_uncommitted_ms =
+            oldest.map_or(0, |at| unix_millis(SystemTime::now()).saturating_sub(at));
+        match &self.store {
+            None => Storage {
+                durable: false,
+                failing: None,
+                uncommitted,
+                queued: 0,
+                oldest_uncommitted_ms,
+            },
+            Some(store) => Storage {
+                durable: true,
+                failing: match store.health() {
+                    Health::Ok => None,
+                    Health::Failing(why) => Some(why),
+                },
+                uncommitted,
+                queued: store.queued(),
+                oldest_uncommitted_ms,
+            },
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -625,10 +895,7 @@ mod tests {
     }
 
     fn durable(dir: &std::path::Path) -> Arc<Journal> {
-        let retention = Retention {
-            events: 10_000,
-            age: Duration::from_secs(3600),
-        };
+        let retention = Retention::events(10_000, Duration::from_secs(3600));
         let (store, recovered) = Store::open(dir, retention, 100).unwrap();
         let durability = Durability {
             store: Arc::new(store),
@@ -689,5 +956,94 @@ mod tests {
         // Lost in the "crash", and never seen by anyone: the series continues from 0.
         let restarted = durable(dir.path());
         assert_eq!(restarted.head(), 0);
+    }
+
+    #[test]
+    fn one_device_answer_is_recorded_at_once_and_each_device_knows_its_last_seq() {
+        let journal = Journal::in_memory(10, ["p".to_string(), "q".to_string()]);
+        let mut head = journal.watch();
+        head.borrow_and_update();
+        let updates = vec![
+            ("power".to_string(), json!("on")),
+            ("input".to_string(), json!("hdmi1")),
+            ("power".to_string(), json!("on")),
+        ];
+        assert_eq!(
+            journal.record_all("p", &updates),
+            vec![Some(1), Some(2), None]
+        );
+        assert!(head.has_changed().unwrap());
+        assert_eq!(
+            *head.borrow_and_update(),
+            2,
+            "one head for the whole answer"
+        );
+        journal.record("q", "power", json!("off"));
+        assert_eq!(journal.device_seq("p"), 2);
+        assert_eq!(journal.device_seq("q"), 3);
+        assert_eq!(journal.device_seq("nobody"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failing_disk_moves_events_to_a_new_epoch_in_memory_until_it_is_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = durable(dir.path());
+        let store = journal.store().unwrap().clone();
+        let stop = CancellationToken::new();
+        let committer = tokio::spawn(journal.clone().run_committer(stop.clone()));
+        let old_epoch = journal.epoch();
+
+        journal.record("p", "power", json!("on"));
+        journal.wait_for(1).await;
+        store.fail_writes(true);
+        let mut health = store.watch_health();
+        journal.record("p", "power", json!("off"));
+        health
+            .wait_for(|h| matches!(h, Health::Failing(_)))
+            .await
+            .unwrap();
+        // Events keep flowing, under an epoch that was never on disk.
+        journal.wait_for(2).await;
+        assert_ne!(journal.epoch(), old_epoch);
+        assert!(journal.storage().failing.is_some());
+        assert!(
+            matches!(journal.read_after(1, 10), Read::Gap),
+            "a panel from the old epoch gets a snapshot"
+        );
+        assert_eq!(journal.record("p", "input", json!("hdmi2")), Some(3));
+        assert_eq!(journal.head(), 3, "published without the disk");
+        assert!(
+            matches!(journal.read_after(2, 10), Read::Gap),
+            "so does one that was at the head"
+        );
+        assert!(!journal.can_resume(old_epoch, 1));
+        let new_epoch = journal.epoch();
+        let snapshot = journal.snapshot();
+        assert_eq!((snapshot.epoch, snapshot.seq), (new_epoch, 3));
+        assert_eq!(seqs(journal.read_after(3, 10)), Vec::<u64>::new());
+
+        // The disk comes back: the committer reopens it and the series goes on on disk.
+        store.fail_writes(false);
+        health.wait_for(|h| *h == Health::Ok).await.unwrap();
+        journal.record("p", "input", json!("hdmi1"));
+        journal.wait_for(4).await;
+        assert_eq!(journal.uncommitted(), 0);
+        stop.cancel();
+        committer.await.unwrap();
+        drop(journal);
+        drop(store);
+
+        let restarted = durable(dir.path());
+        assert_eq!(restarted.epoch(), new_epoch, "the new epoch is on disk");
+        assert_eq!(restarted.head(), 4);
+        assert_eq!(restarted.snapshot().devices["p"].points["input"], "hdmi1");
+        assert!(
+            restarted.can_resume(new_epoch, 4),
+            "events after the disk came back resume"
+        );
+        assert!(
+            !restarted.can_resume(new_epoch, 2),
+            "events from the time without a disk are not replayed"
+        );
     }
 }

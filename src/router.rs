@@ -8,7 +8,13 @@
 //! With a store, a command is written down as pending before it reaches the device and
 //! again with its outcome, so the ledger survives a restart: a re-sent id gets the stored
 //! outcome, or `outcome_unknown` if the gateway died while it ran, never a second run.
-//! Every command, accepted or refused, also goes to the audit log.
+//! Both records ride the journal's group commit (nothing is written before a command is
+//! checked); while the disk cannot take them, commands are refused with
+//! `storage_unavailable`. Every command, accepted or refused, also goes to the audit log.
+//!
+//! An outcome carries the seq of the last event its device reported before answering;
+//! [`outcome`] returns only once panels may see that seq, so a session that sends the
+//! `result` after it has sent every event up to the head sends it after those events.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,11 +26,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::audit::{AuditEntry, AuditLog, Record};
+use crate::audit::{ArgsSummary, AuditEntry, AuditLog, AuditQuery, Record};
 use crate::command::{ErrorCode, Failure, Outcome};
 use crate::config::Profile;
+use crate::journal::Journal;
 use crate::runtime::{DeviceHandle, Ticket};
-use crate::store::{Store, unix_millis};
+use crate::store::{Health, Store, Write, unix_millis};
 
 /// Outcomes remembered at most, whatever the window: a panel that floods the gateway with
 /// fresh ids costs bounded memory (about 200 bytes each). The oldest go first.
@@ -60,8 +67,19 @@ pub struct Origin {
     pub token: Option<String>,
 }
 
-/// Becomes `Some` when the command's outcome is known.
-pub type OutcomeWatch = watch::Receiver<Option<Outcome>>;
+/// A command's outcome and the seq of the last event its device reported before it.
+#[derive(Debug, Clone)]
+struct Settled {
+    outcome: Outcome,
+    after_seq: u64,
+}
+
+/// Becomes ready when the command's outcome is known (see [`outcome`]).
+#[derive(Clone)]
+pub struct OutcomeWatch {
+    settled: watch::Receiver<Option<Settled>>,
+    journal: Arc<Journal>,
+}
 
 pub enum Submission {
     /// Queued on the device for the first time.
@@ -85,6 +103,7 @@ struct CommandRecord {
     device: String,
     #[serde(default)]
     command: String,
+    /// The arguments, when short (see [`ArgsSummary`]).
     #[serde(default)]
     args: Map<String, Value>,
 }
@@ -109,7 +128,15 @@ impl Accepted {
             token: self.origin.token.clone(),
             device: self.device.clone(),
             command: self.command.clone(),
-            args: self.args.clone(),
+            args: ArgsSummary::of(&self.args).args,
+        }
+    }
+
+    fn write(&self, at_ms: u64, outcome: Option<Outcome>) -> Write {
+        Write::Command {
+            key: self.key.stored(),
+            first_ms: at_ms,
+            json: serde_json::to_string(&self.record(at_ms, outcome)).expect("records serialize"),
         }
     }
 }
@@ -120,6 +147,7 @@ pub struct Router {
     ledger: Mutex<Ledger>,
     audit: Arc<AuditLog>,
     store: Option<Arc<Store>>,
+    journal: Arc<Journal>,
 }
 
 #[derive(Default)]
@@ -133,6 +161,7 @@ impl Router {
     pub fn new(
         devices: impl IntoIterator<Item = (DeviceHandle, Arc<Profile>)>,
         window: Duration,
+        journal: Arc<Journal>,
     ) -> Self {
         let devices = devices
             .into_iter()
@@ -144,6 +173,7 @@ impl Router {
             ledger: Mutex::default(),
             audit: Arc::default(),
             store: None,
+            journal,
         }
     }
 
@@ -186,9 +216,11 @@ impl Router {
                 ));
                 record.outcome = Some(Err(failure));
                 let json = serde_json::to_string(&record).expect("records serialize");
-                if let Err(e) = store.put_command(stored, &json) {
-                    warn!("{e}");
-                }
+                store.enqueue(Write::Command {
+                    key: stored.clone(),
+                    first_ms: record.at_ms,
+                    json,
+                });
             }
             let outcome = record.outcome.unwrap_or(Ok(()));
             restored.push((record.at_ms, key, outcome));
@@ -201,7 +233,15 @@ impl Router {
                 continue;
             }
             let seen = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
-            ledger.remember_at(seen, key, watch::channel(Some(outcome)).1);
+            let settled = Settled {
+                outcome,
+                after_seq: 0,
+            };
+            let watch = OutcomeWatch {
+                settled: watch::channel(Some(settled)).1,
+                journal: self.journal.clone(),
+            };
+            ledger.remember_at(seen, key, watch);
         }
         drop(ledger);
         self.store = Some(store);
@@ -218,12 +258,17 @@ impl Router {
         args: Map<String, Value>,
     ) -> Result<Submission, Failure> {
         let mut ledger = lock(&self.ledger);
-        let expired = ledger.expire(self.window);
-        self.forget(expired);
+        ledger.expire(self.window);
         if let Some(seen) = ledger.outcomes.get(&key) {
             return Ok(Submission::Duplicate(seen.clone()));
         }
-        let handle = match self.check(device, command, &args) {
+        let checked = self.check(device, command, &args).and_then(|handle| {
+            match self.store.as_ref().map(|s| s.health()) {
+                Some(Health::Failing(why)) => Err(storage_unavailable(&why)),
+                _ => Ok(handle),
+            }
+        });
+        let handle = match checked {
             Ok(handle) => handle.clone(),
             Err(failure) => {
                 self.audit.record(audit_record(
@@ -238,11 +283,16 @@ impl Router {
             }
         };
         let (tx, rx) = watch::channel(None);
-        ledger.remember_at(Instant::now(), key.clone(), rx.clone());
+        let watch = OutcomeWatch {
+            settled: rx,
+            journal: self.journal.clone(),
+        };
+        ledger.remember_at(Instant::now(), key.clone(), watch.clone());
         drop(ledger);
 
         let store = self.store.clone();
         let audit = self.audit.clone();
+        let journal = self.journal.clone();
         let accepted = Accepted {
             ticket: handle.ticket(),
             key,
@@ -253,6 +303,9 @@ impl Router {
         };
         tokio::spawn(async move {
             let outcome = execute(store.as_ref(), &handle, &accepted).await;
+            // The device's events up to its answer are recorded by now: the result waits
+            // for them (see [`outcome`]).
+            let after_seq = journal.device_seq(&accepted.device);
             let Accepted {
                 key,
                 origin,
@@ -269,9 +322,9 @@ impl Router {
                 args,
                 outcome.as_ref().map(|_| ()),
             ));
-            tx.send_replace(Some(outcome));
+            tx.send_replace(Some(Settled { outcome, after_seq }));
         });
-        Ok(Submission::Accepted(rx))
+        Ok(Submission::Accepted(watch))
     }
 
     fn check(
@@ -304,23 +357,19 @@ impl Router {
         Ok(handle)
     }
 
-    /// The newest audit entries first, optionally for one device and since a time.
-    pub fn audit_log(
-        &self,
-        device: Option<&str>,
-        since: Option<SystemTime>,
-        limit: usize,
-    ) -> Vec<AuditEntry> {
-        self.audit.query(device, since, limit)
+    /// One page of the audit log, newest first.
+    pub async fn audit_log(&self, query: &AuditQuery<'_>) -> Vec<AuditEntry> {
+        self.audit.query(query).await
     }
+}
 
-    fn forget(&self, expired: Vec<CommandKey>) {
-        if let (Some(store), false) = (&self.store, expired.is_empty()) {
-            let store = store.clone();
-            let keys: Vec<String> = expired.iter().map(CommandKey::stored).collect();
-            tokio::task::spawn_blocking(move || store.remove_commands(&keys));
-        }
-    }
+fn storage_unavailable(why: &str) -> Failure {
+    Failure::new(
+        ErrorCode::StorageUnavailable,
+        format!(
+            "the command was not run because it cannot be recorded on disk ({why}); the gateway retries the disk by itself: send it again with a new id once /healthz shows the journal ok"
+        ),
+    )
 }
 
 fn audit_record<'a>(
@@ -344,20 +393,26 @@ fn audit_record<'a>(
 }
 
 /// Runs one accepted command: written down as pending first (so a crash can never lead
-/// to a silent second run), then queued on the device, then its outcome written down.
+/// to a silent second run), then queued on the device, then its outcome written down. Both
+/// records ride the journal's group commit; only the first is waited for.
 async fn execute(
     store: Option<&Arc<Store>>,
     handle: &DeviceHandle,
     accepted: &Accepted,
 ) -> Outcome {
     let at_ms = unix_millis(SystemTime::now());
-    if let Some(store) = store
-        && let Err(e) = persist(store, &accepted.key, &accepted.record(at_ms, None)).await
-    {
-        return Err(Failure::new(
-            ErrorCode::Internal,
-            format!("the command was not run because it could not be recorded: {e}"),
-        ));
+    if let Some(store) = store {
+        let ticket = store.enqueue(accepted.write(at_ms, None));
+        if let Err(health) = store.written(ticket).await {
+            let why = match health {
+                Health::Failing(why) => why,
+                Health::Ok => "the journal stopped".into(),
+            };
+            let failure = storage_unavailable(&why);
+            // Written once the disk is back, so the record never reads as pending.
+            store.enqueue(accepted.write(at_ms, Some(Err(failure.clone()))));
+            return Err(failure);
+        }
     }
     let outcome = match handle.submit(
         accepted.ticket,
@@ -373,34 +428,12 @@ async fn execute(
         }),
         Err(failure) => Err(failure),
     };
-    if let Some(store) = store
-        && let Err(e) = persist(
-            store,
-            &accepted.key,
-            &accepted.record(at_ms, Some(outcome.clone())),
-        )
-        .await
-    {
-        warn!(id = %accepted.key.id, "outcome not recorded: {e}; a re-send after a restart will report outcome_unknown");
+    if let Some(store) = store {
+        // Not waited for: if it never reaches the disk, a re-send after a restart reports
+        // outcome_unknown, never a second run.
+        store.enqueue(accepted.write(at_ms, Some(outcome.clone())));
     }
     outcome
-}
-
-async fn persist(
-    store: &Arc<Store>,
-    key: &CommandKey,
-    record: &CommandRecord,
-) -> Result<(), String> {
-    let (store, key, json) = (
-        store.clone(),
-        key.stored(),
-        serde_json::to_string(record).expect("records serialize"),
-    );
-    match tokio::task::spawn_blocking(move || store.put_command(&key, &json)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 impl Ledger {
@@ -414,20 +447,17 @@ impl Ledger {
         self.outcomes.insert(key, outcome);
     }
 
-    /// Drops what is older than the window; returns the keys dropped.
-    fn expire(&mut self, window: Duration) -> Vec<CommandKey> {
+    /// Drops what is older than the window (the store prunes its records by the same age).
+    fn expire(&mut self, window: Duration) {
         let now = Instant::now();
-        let mut expired = Vec::new();
         while let Some((seen, _)) = self.order.front() {
             if now.duration_since(*seen) < window {
                 break;
             }
             if let Some((_, key)) = self.order.pop_front() {
                 self.outcomes.remove(&key);
-                expired.push(key);
             }
         }
-        expired
     }
 }
 
@@ -435,13 +465,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Waits for a submission's outcome.
+/// Waits for a submission's outcome, and then until panels may see every event its
+/// device reported before answering: a session that sends the journal up to the head
+/// before the `result` sends the result after those events, in durable mode too.
 pub async fn outcome(mut watch: OutcomeWatch) -> Outcome {
-    match watch.wait_for(Option::is_some).await {
-        Ok(outcome) => outcome.clone().unwrap_or(Ok(())),
-        Err(_) => Err(Failure::new(
+    let settled = match watch.settled.wait_for(Option::is_some).await {
+        Ok(settled) => settled.clone(),
+        Err(_) => None,
+    };
+    let Some(Settled { outcome, after_seq }) = settled else {
+        return Err(Failure::new(
             ErrorCode::ShuttingDown,
             "the gateway stopped before the command finished",
-        )),
-    }
+        ));
+    };
+    watch.journal.wait_for(after_seq).await;
+    outcome
 }

@@ -17,7 +17,7 @@ fn quiet_site() -> String {
     // take no data for two ping intervals are dropped: long enough for fifty test panels
     // parsing megabytes each on a loaded machine.
     "[server]\nlisten = \"127.0.0.1:0\"\nping_interval = \"3s\"\n[journal]\ndurable = false\n\
-     [devices.proj]\nprofile = \"pjlink-projector\"\naddress = \"127.0.0.1:9\"\n"
+     [devices.proj]\nprofile = \"pjlink-projector\"\naddress = \"127.0.0.1:9\"\nrequired = false\n"
         .to_string()
 }
 

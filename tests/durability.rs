@@ -170,30 +170,94 @@ async fn after_kill_9_a_resuming_panel_gets_every_event_once_and_commands_do_not
     restarted.kill9().await;
 }
 
+/// Ways a journal file gets damaged: (what, how).
+type Damage = (&'static str, fn(&Path));
+
+const DAMAGES: [Damage; 3] = [
+    ("garbage over the whole file", |path| {
+        std::fs::write(path, vec![0xA5; 8192]).unwrap();
+    }),
+    ("4 KiB of random bytes in the middle", |path| {
+        let mut garbage = vec![0u8; 4096];
+        fastrand::Rng::with_seed(10).fill(&mut garbage);
+        overwrite_live_data(path, &garbage);
+    }),
+    ("64 KiB of zeros", |path| {
+        overwrite_live_data(path, &[0u8; 64 * 1024])
+    }),
+];
+
+/// Writes `bytes` over the 4 KiB page holding the middle one of the stored events (found by
+/// their text), so the damage hits live data rather than free space.
+fn overwrite_live_data(path: &Path, bytes: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let content = std::fs::read(path).unwrap();
+    let needle = b"lamp_hours";
+    let hits: Vec<usize> = content
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| w == needle)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(hits.len() > 100, "the journal holds the events");
+    let middle = hits[hits.len() / 2] as u64;
+    let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.seek(SeekFrom::Start(middle / 4096 * 4096)).unwrap();
+    file.write_all(bytes).unwrap();
+}
+
 #[tokio::test]
-async fn a_corrupt_journal_starts_a_new_epoch_with_a_clear_log_line() {
+async fn a_damaged_journal_starts_a_new_epoch_with_a_clear_log_line() {
+    for (what, damage) in DAMAGES {
+        damaged_journal_starts_a_new_epoch(what, damage).await;
+    }
+}
+
+/// A journal with a history big enough that damage in its middle hits live data: 3000
+/// events, written the way the gateway writes them. Returns its epoch.
+fn journal_with_history(data: &Path) -> u64 {
+    use avgate::store::{Batch, Retention, Store};
+    let retention = Retention::events(1_000_000, Duration::from_secs(3600));
+    let (store, recovered) = Store::open(data, retention, 10).unwrap();
+    let frame = r#"{"type":"event","seq":0,"ts":"2026-11-30T12:00:00.000Z","device":"proj","point":"lamp_hours","value":1234}"#;
+    let now = avgate::store::unix_millis(std::time::SystemTime::now());
+    for start in (1..=3_000u64).step_by(500) {
+        let events: Vec<(u64, u64, &str)> = (start..start + 500).map(|s| (s, now, frame)).collect();
+        store
+            .commit(&Batch {
+                events: &events,
+                ..Batch::default()
+            })
+            .unwrap();
+    }
+    recovered.epoch
+}
+
+async fn damaged_journal_starts_a_new_epoch(what: &str, damage: fn(&Path)) {
     let projector = projector(None).await;
     let dir = tempfile::tempdir().unwrap();
     let site = write_site(dir.path(), projector.local_addr());
-    let gateway = GatewayProcess::start(&site, dir.path().join("first.log")).await;
-    let (mut panel, welcome) = Panel::hello_to(gateway.addr, json!({"type": "hello"})).await;
-    let old_epoch = welcome["epoch"].as_u64().unwrap();
-    panel.until_event("proj", "online", json!(true)).await;
-    let last_seen = panel.at.unwrap();
-    gateway.kill9().await;
+    let old_epoch = journal_with_history(&dir.path().join("data"));
+    damage(&dir.path().join("data/journal.redb"));
 
-    std::fs::write(dir.path().join("data/journal.redb"), vec![0xA5; 8192]).unwrap();
-    let restarted = GatewayProcess::start(&site, dir.path().join("second.log")).await;
-    let hello = json!({"type": "hello", "resume": {"epoch": old_epoch, "seq": last_seen}});
+    let restarted = GatewayProcess::start(&site, dir.path().join("gateway.log")).await;
+    let hello = json!({"type": "hello", "resume": {"epoch": old_epoch, "seq": 3000}});
     let (mut panel, welcome) = Panel::hello_to(restarted.addr, hello).await;
-    assert_ne!(welcome["epoch"], old_epoch, "history was lost: a new epoch");
+    assert_ne!(
+        welcome["epoch"],
+        old_epoch,
+        "{what}: history was lost: a new epoch: {}",
+        restarted.log_text()
+    );
     assert_eq!(welcome["resumed"], false);
     assert_eq!(panel.next().await["type"], "snapshot");
     let log = restarted.log_text();
     assert!(
         log.contains("could not be read") && log.contains("moved it to"),
-        "the log says what happened: {log}"
+        "{what}: the log says what happened: {log}"
     );
+    // And the fresh journal works: the device's events flow.
+    panel.until_event("proj", "online", json!(true)).await;
     restarted.kill9().await;
 }
 

@@ -150,6 +150,15 @@ pub struct JournalSettings {
     /// Most events written per disk commit (each commit is one sync).
     #[serde(default = "default_commit_batch")]
     pub commit_batch: usize,
+    /// Audit entries kept on disk at most, and for how long.
+    #[serde(default = "default_retain_audit")]
+    pub retain_audit: usize,
+    #[serde(default = "default_retain_audit_for", with = "humantime_serde")]
+    pub retain_audit_for: Duration,
+    /// Command records (the dedupe ledger) kept on disk at most; they are kept for
+    /// `[commands] dedupe_window`.
+    #[serde(default = "default_retain_commands")]
+    pub retain_commands: usize,
 }
 
 impl Default for JournalSettings {
@@ -161,8 +170,30 @@ impl Default for JournalSettings {
             retain_events: default_retain_events(),
             retain_for: default_retain_for(),
             commit_batch: default_commit_batch(),
+            retain_audit: default_retain_audit(),
+            retain_audit_for: default_retain_audit_for(),
+            retain_commands: default_retain_commands(),
         }
     }
+}
+
+fn default_retain_audit() -> usize {
+    100_000
+}
+
+fn default_retain_audit_for() -> Duration {
+    Duration::from_secs(90 * 24 * 3600)
+}
+
+fn default_retain_commands() -> usize {
+    100_000
+}
+
+/// The most audit entries or command records a site may keep on disk.
+const MAX_RETAINED_RECORDS: usize = 10_000_000;
+
+fn default_required() -> bool {
+    true
 }
 
 fn default_durable() -> bool {
@@ -229,6 +260,9 @@ pub struct DeviceConfig {
     /// The profile's `[options]` with the device's `overrides.options` laid over them.
     pub options: avgate_drivers::Map<String, avgate_drivers::Value>,
     pub polls: Vec<Poll>,
+    /// Whether `/healthz` counts this device being offline against the site (`required =
+    /// false` for a device that may be switched off at the wall).
+    pub required: bool,
 }
 
 /// How a device is reached.
@@ -333,6 +367,9 @@ struct DeviceFile {
     serial_port: Option<Spanned<String>>,
     name: Option<String>,
     password: Option<String>,
+    /// `false`: `/healthz` does not count this device being offline.
+    #[serde(default = "default_required")]
+    required: bool,
     #[serde(default)]
     overrides: Overrides,
 }
@@ -585,6 +622,7 @@ pub fn parse_site_with(
         }
 
         devices.push(DeviceConfig {
+            required: device.required,
             name: device.name.unwrap_or_else(|| id.get_ref().clone()),
             id: id.into_inner(),
             link,
@@ -729,6 +767,24 @@ fn check_settings(
         journal.commit_batch,
         1..=1_000_000,
         "events per disk commit",
+    );
+    check.size(
+        &["journal", "retain_audit"],
+        journal.retain_audit,
+        1..=MAX_RETAINED_RECORDS,
+        "audit entries kept on disk, each up to ~2 KiB",
+    );
+    check.duration(
+        &["journal", "retain_audit_for"],
+        journal.retain_audit_for,
+        secs(60)..=secs(10 * 31_557_600),
+        "how long audit entries stay on disk",
+    );
+    check.size(
+        &["journal", "retain_commands"],
+        journal.retain_commands,
+        1..=MAX_RETAINED_RECORDS,
+        "command records kept on disk, each up to ~1.5 KiB",
     );
     check.duration(
         &["commands", "dedupe_window"],

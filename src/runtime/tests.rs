@@ -57,6 +57,7 @@ fn device(profile: Profile) -> DeviceConfig {
         command_timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(1),
         pacing: Duration::ZERO,
+        required: true,
         options: profile.options.clone(),
         polls: profile.polls.clone(),
         profile: Arc::new(profile),

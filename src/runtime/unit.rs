@@ -148,6 +148,7 @@ impl Unit {
 
     /// The device answered a request (successfully or with its own error): it is there.
     pub fn answered(&mut self) {
+        self.publish_staged();
         self.failures = 0;
         self.backoff.reset();
         self.go_online();
@@ -257,6 +258,8 @@ impl Unit {
 
     /// Ends the request in flight, if any, telling whoever waits for it.
     pub fn finish(&mut self, outcome: Result<(), Failure>) {
+        // The outcome's waiters look for the events before it: record them first.
+        self.publish_staged();
         if let Some(InFlight { job, what, .. }) = self.in_flight.take() {
             match job {
                 // The panel may have gone; its outcome is still kept by the router.
@@ -296,16 +299,23 @@ impl Unit {
         self.staged.push((point, value));
     }
 
-    /// Records the values of one answer, in the order the driver reported them.
+    /// Records the values of one answer, in the order the driver reported them, in one
+    /// go: panel writers wake once per device answer, not once per value.
     pub fn publish_staged(&mut self) {
-        for (point, value) in self.staged.drain(..) {
-            if let Some(seq) = self.journal.record(&self.config.id, &point, value) {
+        if self.staged.is_empty() {
+            return;
+        }
+        let staged = std::mem::take(&mut self.staged);
+        let seqs = self.journal.record_all(&self.config.id, &staged);
+        for ((point, _), seq) in staged.iter().zip(seqs) {
+            if let Some(seq) = seq {
                 debug!(device = %self.config.id, point, seq, "changed");
             }
         }
     }
 
-    fn go_online(&self) {
+    fn go_online(&mut self) {
+        self.publish_staged();
         if self
             .journal
             .set_online(&self.config.id, true, None)
@@ -315,7 +325,8 @@ impl Unit {
         }
     }
 
-    pub fn go_offline(&self, error: String) {
+    pub fn go_offline(&mut self, error: String) {
+        self.publish_staged();
         if self
             .journal
             .set_online(&self.config.id, false, Some(error.clone()))

@@ -34,13 +34,16 @@ pub async fn projector_at(listen: SocketAddr, password: Option<&str>) -> sim::Ha
     .expect("simulator starts")
 }
 
+/// `extra` for [`site_toml`] that keeps the journal in memory; without it a site keeps
+/// its journal on disk (the default users run), in a data directory of the test's own.
+pub const IN_MEMORY: &str = "[journal]\ndurable = false\n";
+
+/// The journal modes a test that depends on ordering runs in: on disk, then in memory.
+pub const BOTH_MODES: [&str; 2] = ["", IN_MEMORY];
+
 /// A site with one PJLink projector per `(id, address, password)`, polled quickly.
 pub fn site_toml(devices: &[(&str, SocketAddr, Option<&str>)], extra: &str) -> String {
     let mut text = format!("[server]\nlisten = \"127.0.0.1:0\"\nping_interval = \"5s\"\n{extra}\n");
-    if !extra.contains("[journal]") {
-        // Tests that need durability name their own data directory.
-        text += "[journal]\ndurable = false\n";
-    }
     for (id, addr, password) in devices {
         text += &format!("[devices.{id}]\nprofile = \"pjlink-projector\"\naddress = \"{addr}\"\n");
         if let Some(pw) = password {
@@ -53,15 +56,43 @@ pub fn site_toml(devices: &[(&str, SocketAddr, Option<&str>)], extra: &str) -> S
     text
 }
 
-pub async fn gateway(toml: &str) -> Gateway {
+/// A gateway running `toml`, as if the site file were in a fresh temporary directory: a
+/// durable journal (the default) lives there and goes away with the gateway.
+pub async fn gateway(toml: &str) -> TestGateway {
     // RUST_LOG=avgate=debug shows what the gateway did when a test fails.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let site = parse_site(Path::new("test-site.toml"), toml)
+    let dir = tempfile::tempdir().expect("temp dir");
+    let site = parse_site(&dir.path().join("test-site.toml"), toml)
         .unwrap_or_else(|e| panic!("bad test site: {e}"));
-    Gateway::start(site).await.expect("gateway starts")
+    let gateway = Gateway::start(site).await.expect("gateway starts");
+    TestGateway { gateway, dir }
+}
+
+/// A running gateway and the directory its data lives in.
+pub struct TestGateway {
+    gateway: Gateway,
+    dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TestGateway {
+    type Target = Gateway;
+    fn deref(&self) -> &Gateway {
+        &self.gateway
+    }
+}
+
+impl TestGateway {
+    pub async fn shutdown(self) {
+        self.gateway.shutdown().await;
+    }
+
+    /// The data directory (where `journal.redb` is, for a durable site).
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
 }
 
 pub struct Panel {
