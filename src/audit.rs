@@ -54,6 +54,12 @@ pub struct AuditEntry {
     /// Who the panel's token was issued to, when the site uses tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The address the command came from (the client behind a trusted proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The web page's origin, when a browser sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     /// The panel's command id.
     pub id: String,
     pub device: String,
@@ -81,6 +87,8 @@ pub struct Record<'a> {
     pub session: &'a str,
     pub client: &'a str,
     pub token: Option<&'a str>,
+    pub peer: Option<&'a str>,
+    pub origin: Option<&'a str>,
     pub id: &'a str,
     pub device: &'a str,
     pub command: &'a str,
@@ -189,6 +197,8 @@ impl AuditLog {
             session: bounded(record.session, MAX_FIELD),
             client: bounded(record.client, MAX_FIELD),
             token: record.token.map(|t| bounded(t, MAX_FIELD)),
+            peer: record.peer.map(|p| bounded(p, MAX_FIELD)),
+            origin: record.origin.map(|o| bounded(o, MAX_FIELD)),
             id: bounded(record.id, MAX_FIELD),
             device: bounded(record.device, MAX_FIELD),
             command: bounded(record.command, MAX_FIELD),
@@ -388,6 +398,8 @@ mod tests {
             session: "s",
             client,
             token: None,
+            peer: None,
+            origin: None,
             id: &id.to_string(),
             device: "proj",
             command: "self_destruct",

@@ -53,8 +53,10 @@ pub enum ErrorCode {
     DeviceError,
     /// The device does not support what was asked.
     Unsupported,
-    /// The panel's token does not allow this.
+    /// The panel has no valid token (missing, wrong, or its address is locked out).
     Unauthorized,
+    /// The panel's token is valid but its scopes do not allow this command.
+    Forbidden,
     /// The message from the panel was not JSON.
     Malformed,
     /// The message was JSON but not a message of this protocol.
@@ -93,6 +95,7 @@ impl ErrorCode {
             Self::DeviceError => "device_error",
             Self::Unsupported => "unsupported",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::Malformed => "malformed",
             Self::InvalidMessage => "invalid_message",
             Self::HelloRequired => "hello_required",

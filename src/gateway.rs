@@ -91,7 +91,8 @@ impl Gateway {
                 &site.auth,
                 site.server.ping_interval,
             )
-            .with_hello_timeout(site.server.hello_timeout),
+            .with_hello_timeout(site.server.hello_timeout)
+            .with_command_rate(site.commands.panel_rate, site.commands.panel_burst),
         );
         let web = WebPolicy::new(
             site.server

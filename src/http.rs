@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Query, Request, State, WebSocketUpgrade};
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -275,8 +275,13 @@ async fn api_audit(
 async fn websocket(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    let web_origin = headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .map(str::to_string);
     // tungstenite's defaults suit few large messages; panels are many small ones, and
     // mostly idle: both buffers are kept for the connection's life at their largest.
     upgrade
@@ -286,7 +291,7 @@ async fn websocket(
         .max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
         .on_failed_upgrade(move |e| warn!(%peer, "WebSocket upgrade failed: {e}"))
-        .on_upgrade(move |socket| hub::serve(socket, peer, state.hub, state.shutdown))
+        .on_upgrade(move |socket| hub::serve(socket, peer, web_origin, state.hub, state.shutdown))
 }
 
 /// Who is calling the JSON API: with tokens configured, `Authorization: Bearer <token>`

@@ -45,7 +45,7 @@ impl Pattern {
             && (text[at + 1..].contains('/') || at == 0 || at + 1 == text.len())
         {
             return Err(format!(
-                "pattern `{text}` must be DEVICE or DEVICE/NAME, with one `/` and both parts"
+                "pattern `{text}` must be DEVICE or DEVICE/POINT (DEVICE/COMMAND in a control scope), with one `/` and both parts"
             ));
         }
         Ok(Pattern {

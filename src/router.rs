@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use crate::audit::{ArgsSummary, AuditEntry, AuditLog, AuditQuery, Record};
+use crate::auth::Scopes;
 use crate::command::{ErrorCode, Failure, Outcome};
 use crate::config::Profile;
 use crate::journal::Journal;
@@ -34,37 +35,87 @@ use crate::runtime::{DeviceHandle, Ticket};
 use crate::store::{Health, Store, Write, unix_millis};
 
 /// Outcomes remembered at most, whatever the window: a panel that floods the gateway with
-/// fresh ids costs bounded memory (about 200 bytes each). The oldest go first.
+/// fresh ids costs bounded memory (about 200 bytes each). Past it new commands are
+/// refused, never old ones forgotten: forgetting an id within the window could let its
+/// re-send run twice.
 const MAX_REMEMBERED: usize = 100_000;
+/// Outcomes remembered at most for one panel (token name and `client`): 33 commands a
+/// second for the default ten-minute window, far beyond what a person sends. One
+/// panel's flood is refused at its own quota and never touches another panel's ids.
+const MAX_REMEMBERED_PER_PANEL: usize = 20_000;
+/// The same for all the panels of one token together, so a token cannot fill the ledger
+/// by inventing `client` names.
+const MAX_REMEMBERED_PER_TOKEN: usize = 50_000;
 
 /// Identifies a command across reconnects: who sent it and the id they gave it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CommandKey {
+    /// The name of the token the panel presented (empty on a site without tokens): two
+    /// tokens never share ids, whatever `client` names they claim.
+    pub owner: String,
     /// The panel's stable name from `hello.client`, or its session id when it gave none.
     pub client: String,
     pub id: String,
 }
 
+/// Marks a stored key that has an owner (keys from sites without tokens have none, and
+/// keep the form they always had).
+const OWNED: char = '\u{1}';
+
 impl CommandKey {
     fn stored(&self) -> String {
-        format!("{}\0{}", self.client, self.id)
+        if self.owner.is_empty() {
+            format!("{}\0{}", self.client, self.id)
+        } else {
+            format!("{OWNED}{}\0{}\0{}", self.owner, self.client, self.id)
+        }
     }
 
     fn from_stored(key: &str) -> Option<CommandKey> {
-        let (client, id) = key.split_once('\0')?;
+        let (owner, rest) = match key.strip_prefix(OWNED) {
+            Some(owned) => owned.split_once('\0')?,
+            None => ("", key),
+        };
+        let (client, id) = rest.split_once('\0')?;
         Some(CommandKey {
+            owner: owner.into(),
             client: client.into(),
             id: id.into(),
         })
     }
+
+    /// Whose quota this command counts against.
+    fn panel(&self) -> (String, String) {
+        (self.owner.clone(), self.client.clone())
+    }
 }
 
-/// Who sent a command, for the audit log.
-#[derive(Debug, Clone, Default)]
+/// Who sent a command: what it may do, and what the audit log records.
+#[derive(Debug, Clone)]
 pub struct Origin {
     pub session: String,
     /// The name the panel's token was issued to, when the site uses tokens.
     pub token: Option<String>,
+    /// What the token may control.
+    pub scopes: Arc<Scopes>,
+    /// The client's address.
+    pub peer: Option<String>,
+    /// The web page's origin, when a browser sent it.
+    pub web_origin: Option<String>,
+}
+
+impl Origin {
+    /// A command the gateway itself records (one restored after a restart): it may do
+    /// what it did, and nothing new.
+    fn restored(session: String, token: Option<String>) -> Origin {
+        Origin {
+            session,
+            token,
+            scopes: Arc::new(Scopes::parse([]).expect("no scopes parse")),
+            peer: None,
+            web_origin: None,
+        }
+    }
 }
 
 /// A command's outcome and the seq of the last event its device reported before it.
@@ -155,6 +206,9 @@ struct Ledger {
     outcomes: HashMap<CommandKey, OutcomeWatch>,
     /// Keys in the order they were first seen, for expiry.
     order: VecDeque<(Instant, CommandKey)>,
+    /// Outcomes remembered per panel (token name, `client`) and per token name.
+    per_panel: HashMap<(String, String), usize>,
+    per_token: HashMap<String, usize>,
 }
 
 impl Router {
@@ -197,15 +251,16 @@ impl Router {
             if record.outcome.is_none() {
                 // It was running when the gateway died: say so once, in the log, the audit
                 // and the ledger, so the next restart does not report it again.
-                warn!(client = %key.client, id = %key.id, "command was running when the gateway stopped: its outcome is unknown");
+                warn!(
+                    client = %crate::hub::Untrusted(&key.client),
+                    id = %crate::hub::Untrusted(&key.id),
+                    "command was running when the gateway stopped: its outcome is unknown"
+                );
                 let failure = Failure::new(
                     ErrorCode::OutcomeUnknown,
                     "the gateway stopped while this command was running, so it may or may not have reached the device; check the device's state before sending it again with a new id",
                 );
-                let origin = Origin {
-                    session: record.session.clone(),
-                    token: record.token.clone(),
-                };
+                let origin = Origin::restored(record.session.clone(), record.token.clone());
                 self.audit.record(audit_record(
                     &origin,
                     &key,
@@ -241,7 +296,7 @@ impl Router {
                 settled: watch::channel(Some(settled)).1,
                 journal: self.journal.clone(),
             };
-            ledger.remember_at(seen, key, watch);
+            ledger.restore(seen, key, watch);
         }
         drop(ledger);
         self.store = Some(store);
@@ -257,17 +312,42 @@ impl Router {
         command: &str,
         args: Map<String, Value>,
     ) -> Result<Submission, Failure> {
+        if !origin.scopes.can_control(device, command) {
+            let failure = Failure::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "this panel's token ({}) may not send `{command}` to `{device}`; ask the integrator for a token with control of it",
+                    origin.token.as_deref().unwrap_or("none")
+                ),
+            );
+            warn!(
+                token = origin.token.as_deref().unwrap_or(""),
+                peer = origin.peer.as_deref().unwrap_or(""),
+                device = %crate::hub::Untrusted(device),
+                command = %crate::hub::Untrusted(command),
+                "command refused: outside the token's control scopes"
+            );
+            self.audit.record(audit_record(
+                origin,
+                &key,
+                device,
+                command,
+                &args,
+                Err(&failure),
+            ));
+            return Err(failure);
+        }
         let mut ledger = lock(&self.ledger);
         ledger.expire(self.window);
         if let Some(seen) = ledger.outcomes.get(&key) {
             return Ok(Submission::Duplicate(seen.clone()));
         }
-        let checked = self.check(device, command, &args).and_then(|handle| {
-            match self.store.as_ref().map(|s| s.health()) {
+        let checked = self
+            .check(origin, device, command, &args)
+            .and_then(|handle| match self.store.as_ref().map(|s| s.health()) {
                 Some(Health::Failing(why)) => Err(storage_unavailable(&why)),
                 _ => Ok(handle),
-            }
-        });
+            });
         let handle = match checked {
             Ok(handle) => handle.clone(),
             Err(failure) => {
@@ -287,7 +367,18 @@ impl Router {
             settled: rx,
             journal: self.journal.clone(),
         };
-        ledger.remember_at(Instant::now(), key.clone(), watch.clone());
+        if let Err(failure) = ledger.remember(Instant::now(), key.clone(), watch.clone()) {
+            drop(ledger);
+            self.audit.record(audit_record(
+                origin,
+                &key,
+                device,
+                command,
+                &args,
+                Err(&failure),
+            ));
+            return Err(failure);
+        }
         drop(ledger);
 
         let store = self.store.clone();
@@ -329,12 +420,19 @@ impl Router {
 
     fn check(
         &self,
+        origin: &Origin,
         device: &str,
         command: &str,
         args: &Map<String, Value>,
     ) -> Result<&DeviceHandle, Failure> {
         let Some((handle, profile)) = self.devices.get(device) else {
-            let mut known: Vec<&str> = self.devices.keys().map(String::as_str).collect();
+            // Only the devices this token may see: the list must not leak the others.
+            let mut known: Vec<&str> = self
+                .devices
+                .keys()
+                .map(String::as_str)
+                .filter(|d| origin.scopes.can_see_device(d))
+                .collect();
             known.sort_unstable();
             return Err(Failure::new(
                 ErrorCode::UnknownDevice,
@@ -384,6 +482,8 @@ fn audit_record<'a>(
         session: &origin.session,
         client: &key.client,
         token: origin.token.as_deref(),
+        peer: origin.peer.as_deref(),
+        origin: origin.web_origin.as_deref(),
         id: &key.id,
         device,
         command,
@@ -437,11 +537,50 @@ async fn execute(
 }
 
 impl Ledger {
-    fn remember_at(&mut self, seen: Instant, key: CommandKey, outcome: OutcomeWatch) {
-        if self.order.len() >= MAX_REMEMBERED
-            && let Some((_, oldest)) = self.order.pop_front()
+    /// Remembers a new command, unless its panel, its token or the whole ledger already
+    /// holds as many as they may: then the command is refused, and nothing remembered is
+    /// forgotten early.
+    fn remember(
+        &mut self,
+        seen: Instant,
+        key: CommandKey,
+        outcome: OutcomeWatch,
+    ) -> Result<(), Failure> {
+        let refuse = |what: String| {
+            Failure::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "{what} within the dedupe window; wait a moment before sending more (ids are remembered so a re-sent command never runs twice)"
+                ),
+            )
+        };
+        let panel = key.panel();
+        if self.per_panel.get(&panel).copied().unwrap_or(0) >= MAX_REMEMBERED_PER_PANEL {
+            return Err(refuse(format!(
+                "this panel sent {MAX_REMEMBERED_PER_PANEL} commands"
+            )));
+        }
+        if !key.owner.is_empty()
+            && self.per_token.get(&key.owner).copied().unwrap_or(0) >= MAX_REMEMBERED_PER_TOKEN
         {
-            self.outcomes.remove(&oldest);
+            return Err(refuse(format!(
+                "the panels of this token sent {MAX_REMEMBERED_PER_TOKEN} commands"
+            )));
+        }
+        if self.order.len() >= MAX_REMEMBERED {
+            return Err(refuse(format!(
+                "the gateway holds {MAX_REMEMBERED} commands from all panels"
+            )));
+        }
+        self.restore(seen, key, outcome);
+        Ok(())
+    }
+
+    /// Remembers a command whatever the quotas (one restored from the store).
+    fn restore(&mut self, seen: Instant, key: CommandKey, outcome: OutcomeWatch) {
+        *self.per_panel.entry(key.panel()).or_default() += 1;
+        if !key.owner.is_empty() {
+            *self.per_token.entry(key.owner.clone()).or_default() += 1;
         }
         self.order.push_back((seen, key.clone()));
         self.outcomes.insert(key, outcome);
@@ -456,7 +595,20 @@ impl Ledger {
             }
             if let Some((_, key)) = self.order.pop_front() {
                 self.outcomes.remove(&key);
+                decrement(&mut self.per_panel, &key.panel());
+                if !key.owner.is_empty() {
+                    decrement(&mut self.per_token, &key.owner);
+                }
             }
+        }
+    }
+}
+
+fn decrement<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
+    if let Some(count) = counts.get_mut(key) {
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(key);
         }
     }
 }
@@ -481,4 +633,103 @@ pub async fn outcome(mut watch: OutcomeWatch) -> Outcome {
     };
     watch.journal.wait_for(after_seq).await;
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(owner: &str, client: &str, id: usize) -> CommandKey {
+        CommandKey {
+            owner: owner.into(),
+            client: client.into(),
+            id: id.to_string(),
+        }
+    }
+
+    fn done(journal: &Arc<Journal>) -> OutcomeWatch {
+        let settled = Settled {
+            outcome: Ok(()),
+            after_seq: 0,
+        };
+        OutcomeWatch {
+            settled: watch::channel(Some(settled)).1,
+            journal: journal.clone(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flood_from_one_panel_never_pushes_out_another_panels_ids() {
+        let journal = Arc::new(Journal::in_memory(10, Vec::<String>::new()));
+        let mut ledger = Ledger::default();
+        let now = Instant::now();
+        ledger
+            .remember(now, key("lobby", "lobby-panel", 7), done(&journal))
+            .unwrap();
+        let mut refused = 0;
+        for i in 0..100_000 {
+            if let Err(failure) = ledger.remember(now, key("guest", "flood", i), done(&journal)) {
+                assert_eq!(failure.code, ErrorCode::RateLimited);
+                refused += 1;
+            }
+        }
+        assert_eq!(refused, 100_000 - MAX_REMEMBERED_PER_PANEL);
+        assert!(
+            ledger
+                .outcomes
+                .contains_key(&key("lobby", "lobby-panel", 7)),
+            "the victim's id is still remembered, so its re-send is a duplicate"
+        );
+        // A token inventing client names is held at its own quota too.
+        let mut more = 0;
+        for i in 0..100_000 {
+            let client = format!("flood-{}", i / 1000);
+            if ledger
+                .remember(now, key("guest", &client, i), done(&journal))
+                .is_ok()
+            {
+                more += 1;
+            }
+        }
+        assert_eq!(more + MAX_REMEMBERED_PER_PANEL, MAX_REMEMBERED_PER_TOKEN);
+        assert!(
+            ledger
+                .outcomes
+                .contains_key(&key("lobby", "lobby-panel", 7))
+        );
+        ledger
+            .remember(now, key("lobby", "lobby-panel", 8), done(&journal))
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn quotas_free_up_as_the_window_passes() {
+        let journal = Arc::new(Journal::in_memory(10, Vec::<String>::new()));
+        let mut ledger = Ledger::default();
+        for i in 0..MAX_REMEMBERED_PER_PANEL {
+            ledger
+                .remember(Instant::now(), key("", "p", i), done(&journal))
+                .unwrap();
+        }
+        assert!(
+            ledger
+                .remember(Instant::now(), key("", "p", 0xffff_ffff), done(&journal))
+                .is_err()
+        );
+        tokio::time::advance(Duration::from_secs(601)).await;
+        ledger.expire(Duration::from_secs(600));
+        assert!(ledger.per_panel.is_empty() && ledger.outcomes.is_empty());
+        ledger
+            .remember(Instant::now(), key("", "p", 0xffff_ffff), done(&journal))
+            .unwrap();
+    }
+
+    #[test]
+    fn stored_keys_keep_their_owner_and_read_old_ones() {
+        let owned = key("lobby", "lobby-panel", 3);
+        assert_eq!(CommandKey::from_stored(&owned.stored()), Some(owned));
+        let open = key("", "lobby-panel", 4);
+        assert_eq!(open.stored(), "lobby-panel\x004");
+        assert_eq!(CommandKey::from_stored("lobby-panel\x004"), Some(open));
+    }
 }

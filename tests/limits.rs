@@ -96,9 +96,13 @@ async fn commands_in_flight_are_capped_per_connection() {
     let site = format!(
         "profile_dirs = [{:?}]\n{}",
         profiles.path(),
-        site_toml(&[("proj", projector.local_addr(), None)], "")
-            .replace("command_timeout = \"1s\"", "command_timeout = \"30s\"")
-            .replace("\"pjlink-projector\"", "\"stubborn-projector\"")
+        // A queue longer than the in-flight cap, so the cap is what refuses.
+        site_toml(
+            &[("proj", projector.local_addr(), None)],
+            "[commands]\nqueue = 1000\n"
+        )
+        .replace("command_timeout = \"1s\"", "command_timeout = \"30s\"")
+        .replace("\"pjlink-projector\"", "\"stubborn-projector\"")
     );
     let gw = gateway(&site).await;
     let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
@@ -106,7 +110,7 @@ async fn commands_in_flight_are_capped_per_connection() {
 
     // The projector stops answering: commands pile up, each waiting for its result.
     projector.inject(Fault::StallReplies(true));
-    for i in 0..32 {
+    for i in 0..avgate::hub::limits::MAX_IN_FLIGHT {
         panel
             .command(json!(i), "proj", "mute", json!({"audio": i % 2 == 0}))
             .await;
@@ -116,9 +120,9 @@ async fn commands_in_flight_are_capped_per_connection() {
         assert_eq!(accepted["id"], i);
     }
     panel
-        .command(json!(32), "proj", "mute", json!({"audio": true}))
+        .command(json!(999), "proj", "mute", json!({"audio": true}))
         .await;
-    let refused = panel.result(json!(32)).await;
+    let refused = panel.result(json!(999)).await;
     assert_eq!(refused["error"]["code"], "rate_limited", "{refused}");
 
     // Once results come, there is room again.

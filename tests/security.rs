@@ -66,6 +66,7 @@ async fn a_token_sees_only_what_its_read_scopes_cover_everywhere() {
         json!({"type": "hello", "token": LOBBY, "subscribe": ["proj-*"]}),
     )
     .await;
+    lobby.filtered = true;
     let snapshot = lobby.next().await;
     assert_eq!(snapshot["type"], "snapshot");
     let devices: Vec<&String> = snapshot["devices"].as_object().unwrap().keys().collect();
@@ -313,5 +314,153 @@ async fn wss_and_https_end_to_end_with_a_self_signed_certificate() {
         !status.contains("200"),
         "plain HTTP must not be served: {status:?}"
     );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_command_outside_the_tokens_scopes_is_forbidden_audited_and_never_reaches_the_device() {
+    let proj = projector(None).await;
+    let gw = gateway(&site_toml(
+        &[("proj-1", proj.local_addr(), None)],
+        &tokens(),
+    ))
+    .await;
+    let (mut viewer, _) = Panel::hello(&gw, json!({"type": "hello", "token": VIEWER})).await;
+    viewer.until_set("proj-1", "power").await;
+    let (mut ops, _) = Panel::hello(&gw, json!({"type": "hello", "token": OPS})).await;
+    let mutes_before = mutes(&proj);
+
+    viewer
+        .command(json!("v1"), "proj-1", "mute", json!({"audio": true}))
+        .await;
+    let refused = viewer.result(json!("v1")).await;
+    assert_eq!(refused["error"]["code"], "forbidden", "{refused}");
+    ops.command(json!("o1"), "proj-1", "power", json!({"on": true}))
+        .await;
+    let refused = ops.result(json!("o1")).await;
+    assert_eq!(
+        refused["error"]["code"], "forbidden",
+        "only mute: {refused}"
+    );
+    // Not even the list of devices leaks to a token that may not see them.
+    ops.command(json!("o2"), "nope", "mute", json!({"audio": true}))
+        .await;
+    assert_eq!(ops.result(json!("o2")).await["error"]["code"], "forbidden");
+    ops.command(json!("o3"), "proj-1", "mute", json!({"audio": true}))
+        .await;
+    assert_eq!(ops.result(json!("o3")).await["ok"], true);
+    assert_eq!(
+        mutes(&proj) - mutes_before,
+        1,
+        "only the allowed command reached the device"
+    );
+    assert!(
+        !proj
+            .commands_received()
+            .iter()
+            .any(|c| c.starts_with("%1POWR 1")),
+        "the forbidden power command never reached the device"
+    );
+
+    let (status, body) = http_with_headers(
+        gw.local_addr(),
+        "/api/audit",
+        &format!(
+            "Host: {}\r\nAuthorization: Bearer {ADMIN}\r\n",
+            gw.local_addr()
+        ),
+    )
+    .await;
+    assert!(status.contains("200"), "{status}");
+    let audit: Value = serde_json::from_str(&body).unwrap();
+    let forbidden: Vec<&Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["error"]["code"] == "forbidden")
+        .collect();
+    assert_eq!(forbidden.len(), 3, "{audit}");
+    assert!(
+        forbidden
+            .iter()
+            .any(|e| e["token"] == "viewer" && e["peer"] == "127.0.0.1")
+    );
+    assert!(
+        forbidden
+            .iter()
+            .any(|e| e["token"] == "ops" && e["command"] == "power")
+    );
+    gw.shutdown().await;
+}
+
+fn mutes(proj: &avgate_drivers::pjlink::simulator::Handle) -> usize {
+    proj.commands_received()
+        .iter()
+        .filter(|c| c.starts_with("%1AVMT ") && !c.ends_with('?'))
+        .count()
+}
+
+#[tokio::test]
+async fn two_tokens_claiming_the_same_client_and_ids_never_share_them() {
+    let proj = projector(None).await;
+    let gw = gateway(&site_toml(
+        &[("proj-1", proj.local_addr(), None)],
+        &tokens(),
+    ))
+    .await;
+    let hello = |token: &str| json!({"type": "hello", "token": token, "client": "lobby-panel"});
+    let (mut lobby, _) = Panel::hello(&gw, hello(ADMIN)).await;
+    lobby.until_set("proj-1", "power").await;
+    let (mut guest, _) = Panel::hello(&gw, hello(OPS)).await;
+    let before = mutes(&proj);
+
+    // The guest sends first, with the id the real lobby panel will use next.
+    guest
+        .command(json!("next-1"), "proj-1", "mute", json!({"audio": true}))
+        .await;
+    assert_eq!(guest.result(json!("next-1")).await["ok"], true);
+    lobby
+        .command(json!("next-1"), "proj-1", "mute", json!({"video": true}))
+        .await;
+    let accepted = lobby
+        .until("accepted", |m| {
+            m["type"] == "accepted" && m["id"] == "next-1"
+        })
+        .await;
+    assert!(
+        accepted.get("duplicate").is_none(),
+        "not pre-empted: {accepted}"
+    );
+    assert_eq!(lobby.result(json!("next-1")).await["ok"], true);
+    assert_eq!(mutes(&proj) - before, 2, "both commands ran");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn commands_beyond_the_panel_rate_are_refused_without_being_queued() {
+    let proj = projector(None).await;
+    let site = site_toml(
+        &[("proj-1", proj.local_addr(), None)],
+        "[commands]\npanel_rate = 1\npanel_burst = 3\nqueue = 100\n",
+    );
+    let gw = gateway(&site).await;
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    for i in 0..5 {
+        panel
+            .command(
+                json!(i),
+                "proj-1",
+                "input",
+                json!({"source": format!("hdmi{}", i % 2 + 1)}),
+            )
+            .await;
+    }
+    let mut codes = Vec::new();
+    while codes.len() < 5 {
+        let result = panel.until("a result", |m| m["type"] == "result").await;
+        codes.push(result["error"]["code"].as_str().unwrap_or("ok").to_string());
+    }
+    let limited = codes.iter().filter(|c| *c == "rate_limited").count();
+    assert_eq!(limited, 2, "a burst of 3, then one a second: {codes:?}");
     gw.shutdown().await;
 }

@@ -225,6 +225,12 @@ pub struct CommandSettings {
     /// Commands waiting per device before new ones are refused with `device_busy`.
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// Commands one panel connection may send per second, sustained.
+    #[serde(default = "default_panel_rate")]
+    pub panel_rate: u32,
+    /// Commands one panel connection may send at once before `panel_rate` applies.
+    #[serde(default = "default_panel_burst")]
+    pub panel_burst: u32,
 }
 
 impl Default for CommandSettings {
@@ -232,8 +238,18 @@ impl Default for CommandSettings {
         Self {
             dedupe_window: default_dedupe_window(),
             queue: default_queue(),
+            panel_rate: default_panel_rate(),
+            panel_burst: default_panel_burst(),
         }
     }
+}
+
+fn default_panel_rate() -> u32 {
+    100
+}
+
+fn default_panel_burst() -> u32 {
+    200
 }
 
 fn default_dedupe_window() -> Duration {
@@ -797,6 +813,18 @@ fn check_settings(
         commands.queue,
         1..=10_000,
         "commands waiting per device",
+    );
+    check.size(
+        &["commands", "panel_rate"],
+        commands.panel_rate,
+        1..=100_000,
+        "commands a second per panel",
+    );
+    check.size(
+        &["commands", "panel_burst"],
+        commands.panel_burst,
+        1..=100_000,
+        "commands at once per panel",
     );
 }
 

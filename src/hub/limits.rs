@@ -23,8 +23,10 @@ pub const MAX_TOKEN: usize = 256;
 pub const MAX_ARGS: usize = 4 * 1024;
 /// Deepest nesting inside `args` (an object in an object is depth 2).
 pub const MAX_ARGS_DEPTH: usize = 8;
-/// Commands per session waiting for their result at once; more get `rate_limited`.
-pub const MAX_IN_FLIGHT: usize = 32;
+/// Commands per session waiting for their result at once; more get `rate_limited`. A
+/// slider dragged at 60 Hz keeps a few dozen in flight while their records are committed
+/// and older ones are superseded; each costs a few hundred bytes.
+pub const MAX_IN_FLIGHT: usize = 128;
 /// Subscription changes (each answered with a snapshot) a session may make in a burst,
 /// and how often it earns another one after that.
 pub const RESUBSCRIBE_BURST: u32 = 5;

@@ -57,6 +57,9 @@ pub struct Hub {
     pub ping_interval: Duration,
     /// How long a new connection has to say `hello`.
     pub hello_timeout: Duration,
+    /// Commands one connection may send: `burst` at once, then one per `every`.
+    pub command_burst: u32,
+    pub command_every: Duration,
     /// Panels connected now (past `hello`).
     panels: AtomicUsize,
     /// The last whole snapshot encoded, shared by panels joining at the same seq.
@@ -78,6 +81,8 @@ impl Hub {
             lockout: Mutex::default(),
             ping_interval,
             hello_timeout: Duration::from_secs(10),
+            command_burst: 200,
+            command_every: Duration::from_millis(10),
             panels: AtomicUsize::new(0),
             snapshots: snapshot::Shared::default(),
         }
@@ -85,6 +90,13 @@ impl Hub {
 
     pub fn with_hello_timeout(mut self, hello_timeout: Duration) -> Self {
         self.hello_timeout = hello_timeout;
+        self
+    }
+
+    /// Each connection may send `burst` commands at once, then `per_second`.
+    pub fn with_command_rate(mut self, per_second: u32, burst: u32) -> Self {
+        self.command_every = Duration::from_secs(1) / per_second.max(1);
+        self.command_burst = burst.max(1);
         self
     }
 

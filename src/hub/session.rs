@@ -52,19 +52,24 @@ struct Panel {
     /// Whose token the panel presented, and what it may read and control.
     principal: Principal,
     peer: SocketAddr,
+    /// The page's origin, when a browser opened the connection (for the audit log).
+    web_origin: Option<String>,
 }
 
 /// Serves one panel until it goes away or the gateway stops.
 pub async fn serve(
     mut socket: WebSocket,
     peer: SocketAddr,
+    web_origin: Option<String>,
     hub: Arc<Hub>,
     shutdown: CancellationToken,
 ) {
     let session = format!("{:016x}", fastrand::u64(..));
-    let Some((panel, cursor, subscription)) = greet(&mut socket, &hub, session, peer).await else {
+    let Some((mut panel, cursor, subscription)) = greet(&mut socket, &hub, session, peer).await
+    else {
         return;
     };
+    panel.web_origin = web_origin;
     info!(session = %panel.session, client = %Untrusted(&panel.client), %peer, "panel connected");
     let _counted = hub.panel_connected();
 
@@ -212,6 +217,7 @@ async fn greet(
                 client,
                 principal,
                 peer,
+                web_origin: None,
             },
             cursor,
             subscription,
@@ -286,6 +292,7 @@ async fn read_loop(
 ) -> ReadEnd {
     let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
     let mut resubscribes = RateLimit::new(limits::RESUBSCRIBE_BURST, limits::RESUBSCRIBE_EVERY);
+    let mut commands = RateLimit::new(hub.command_burst, hub.command_every);
     loop {
         let message = tokio::select! {
             _ = done.cancelled() => return ReadEnd::Stopped,
@@ -308,6 +315,7 @@ async fn read_loop(
                 let state = ReaderState {
                     subscription: &mut subscription,
                     resubscribes: &mut resubscribes,
+                    commands: &mut commands,
                     in_flight: in_flight.len(),
                 };
                 handle_text(&text, hub, panel, state)
@@ -340,6 +348,8 @@ async fn read_loop(
 struct ReaderState<'a> {
     subscription: &'a mut Subscription,
     resubscribes: &'a mut RateLimit,
+    /// Commands this session may send now (`[commands] panel_rate` and `panel_burst`).
+    commands: &'a mut RateLimit,
     /// Commands of this session waiting for their outcome.
     in_flight: usize,
 }
@@ -436,7 +446,18 @@ fn handle_text(text: &str, hub: &Hub, panel: &Panel, state: ReaderState<'_>) -> 
                 );
                 return reply(result_message(&id, Err(&failure)));
             }
+            if !state.commands.allow() {
+                let failure = Failure::new(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "this connection sends commands faster than the site allows ({} at once, then one every {:?}); send it again in a moment",
+                        hub.command_burst, hub.command_every
+                    ),
+                );
+                return reply(result_message(&id, Err(&failure)));
+            }
             let key = CommandKey {
+                owner: panel.principal.dedupe_scope().to_string(),
                 client: panel.client.clone(),
                 id: key,
             };
@@ -450,6 +471,9 @@ fn handle_text(text: &str, hub: &Hub, panel: &Panel, state: ReaderState<'_>) -> 
             let origin = Origin {
                 session: panel.session.clone(),
                 token: panel.principal.name.as_deref().map(str::to_string),
+                scopes: panel.principal.scopes.clone(),
+                peer: Some(panel.peer.ip().to_string()),
+                web_origin: panel.web_origin.clone(),
             };
             match hub.router.submit(&origin, key, &device, &command, args) {
                 Err(failure) => reply(result_message(&id, Err(&failure))),
