@@ -161,8 +161,13 @@ fn print_header(bench: &Bench, quick: bool) {
     let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
     let dirty =
         git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    // Other work on the machine shows in every number; say how busy it was.
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split(' ').next().map(str::to_string))
+        .unwrap_or_else(|| "?".into());
     println!("avgate bench ({})", if quick { "quick" } else { "full" });
-    println!("machine: {cores} cores, {cpu}");
+    println!("machine: {cores} cores, {cpu}, load average {load} at the start");
     println!(
         "commit:  {commit}{}",
         if dirty {
