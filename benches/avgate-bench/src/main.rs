@@ -39,7 +39,7 @@ Before the first run:
   npm ci --prefix benches/socketio         # socket.io 4.8 (Node.js 18+); without it that column is n/a
 
 Then:
-  cargo run --release -p avgate-bench -- all            # everything, ~10 minutes on 2 cores
+  cargo run --release -p avgate-bench -- all            # everything, about 5 minutes on 2 cores
   cargo run --release -p avgate-bench -- all --quick    # small counts, under 2 minutes
   cargo run --release -p avgate-bench -- fanout         # one scenario
 
