@@ -36,7 +36,7 @@ starts fresh servers, is bounded in time and count, and ends with a table.
 
 Before the first run:
   cargo build --release -p avgate          # the bench runs target/release/avgate
-  npm ci --prefix benches/socketio         # socket.io 4.8 (Node.js 18+); without it that column is n/a
+  npm ci --prefix benches/socketio         # socket.io 4.8 (Node.js 18+); else its column is n/a
 
 Then:
   cargo run --release -p avgate-bench -- all            # everything, about 5 minutes on 2 cores
