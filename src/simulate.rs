@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use avgate_drivers::extron::simulator as extron_sim;
+use avgate_drivers::load::simulator as load_sim;
 use avgate_drivers::mdc::simulator as mdc_sim;
 use avgate_drivers::modbus::{RegisterMap, simulator as modbus_sim};
 use avgate_drivers::pjlink::simulator as pjlink_sim;
@@ -108,6 +109,27 @@ pub enum Simulator {
         /// Also serve RTU on a pseudo-terminal and print its path.
         #[arg(long)]
         pty: bool,
+    },
+    /// A load generator: publishes changing values at a set rate, for benchmarks and soak tests.
+    ///
+    /// Every event carries the next number of one counter (1, 2, 3, ...) on the next of its
+    /// points (value.0, value.1, ...) in turn, so a panel can spot a gap or a reordering
+    /// from the values alone. A site uses it with `profile = "load-generator"` and
+    /// `address` set to --listen; a panel can change the rate with the `rate` command.
+    ///
+    /// Example: avgate simulate load --rate 1000 --points 50 --listen 127.0.0.1:7010
+    Load {
+        #[arg(long, default_value = "127.0.0.1:7010")]
+        listen: SocketAddr,
+        /// Events published per second (0: quiet until a `rate` command).
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// How many points the events go to in turn (value.0 .. value.M-1).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+        points: u32,
+        /// Stop publishing after this many events (default: never).
+        #[arg(long)]
+        count: Option<u64>,
     },
 }
 
@@ -231,6 +253,29 @@ pub async fn run(simulator: Simulator) -> anyhow::Result<()> {
             if pty {
                 print_pty(sim.serve_rtu_pty())?;
             }
+            crate::cli::wait_for_stop().await;
+            sim.shutdown().await;
+        }
+        Simulator::Load {
+            listen,
+            rate,
+            points,
+            count,
+        } => {
+            let sim = load_sim::start(load_sim::Config {
+                listen,
+                points,
+                rate,
+                limit: count,
+                record_times: false,
+            })
+            .with_context(|| format!("cannot start the load generator on {listen}"))?;
+            let limit = count.map_or(String::new(), |n| format!(", {n} events in all"));
+            println!(
+                "Load generator publishing {rate} events/s over value.0 .. value.{} listening on {}{limit}",
+                points - 1,
+                sim.local_addr()
+            );
             crate::cli::wait_for_stop().await;
             sim.shutdown().await;
         }

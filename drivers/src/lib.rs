@@ -19,6 +19,7 @@
 //! driver; a driver only says what to send and what the device meant.
 
 pub mod extron;
+pub mod load;
 pub mod mdc;
 pub mod modbus;
 pub mod pjlink;
@@ -201,6 +202,7 @@ pub fn drivers() -> &'static [DriverInfo] {
         mdc::DRIVER,
         visca::DRIVER,
         modbus::DRIVER,
+        load::DRIVER,
     ]
 }
 

@@ -57,6 +57,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         "modbus-environment-sensor",
         include_str!("../../device-profiles/modbus-environment-sensor.toml"),
     ),
+    (
+        "load-generator",
+        include_str!("../../device-profiles/load-generator.toml"),
+    ),
 ];
 
 /// A checked profile.
