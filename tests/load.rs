@@ -26,7 +26,7 @@ fn generator(points: u32) -> sim::Handle {
 
 /// A panel on a gateway whose load generator is online and serving its connection (a
 /// `rate` round trip proves the generator took the connection, so no event is missed).
-async fn ready(load: &sim::Handle) -> (avgate::Gateway, Panel) {
+async fn ready(load: &sim::Handle) -> (TestGateway, Panel) {
     let gw = gateway(&site(load.local_addr())).await;
     let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
     panel.until_event("load", "online", json!(true)).await;
