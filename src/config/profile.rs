@@ -99,6 +99,20 @@ pub struct Transport {
     /// Default line settings on a serial port.
     #[serde(default)]
     pub serial: SerialSettings,
+    /// Whether the device keeps one connection open (most do) or closes it after every
+    /// reply (`"per_request"`, some projector firmware): then a close between two
+    /// requests is expected and never counts against the device.
+    #[serde(default)]
+    pub connection: Connection,
+}
+
+/// How a device treats its TCP connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Connection {
+    #[default]
+    Persistent,
+    PerRequest,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

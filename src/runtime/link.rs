@@ -11,8 +11,9 @@
 //!
 //! After a timeout or a protocol error the link is reopened, because a late reply would
 //! otherwise be taken for the answer to the next request, whoever's it is. Only the device
-//! that failed counts the failure; after [`FAILURES_BEFORE_OFFLINE`] it is offline and
-//! rests for its backoff delay while the others go on.
+//! that failed counts the failure; after [`FAILURES_BEFORE_OFFLINE`] in a row (or failing
+//! for [`FAILING_BEFORE_OFFLINE`]) it is offline and rests for its backoff delay while the
+//! others go on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,9 +28,12 @@ use tracing::{debug, warn};
 use super::backoff::AUTH_FLOOR;
 use super::transport::{self, LinkStream};
 use super::turns::{Turn, Turns};
-use super::unit::{FAILURES_BEFORE_OFFLINE, Unit, UnitState};
+#[allow(unused_imports)] // named in the module docs
+use super::unit::{FAILING_BEFORE_OFFLINE, FAILURES_BEFORE_OFFLINE};
+use super::unit::{Unit, UnitState};
 use crate::command::{ErrorCode, Failure};
 use crate::config::Link;
+use crate::config::profile::Connection;
 
 /// A session that worked at least this long before the device closed it is taken to have
 /// been closed on purpose (PJLink projectors drop idle connections): reconnect at once,
@@ -111,7 +115,7 @@ impl LinkTask {
                 },
                 Err(error) => {
                     for unit in self.awake_units() {
-                        unit.rest(error.clone(), Duration::ZERO);
+                        unit.failed_to_connect(error.clone());
                     }
                 }
             }
@@ -191,14 +195,23 @@ impl LinkTask {
                             self.turns.exchange_ended(Instant::now());
                         }
                         Output::Completed(result) => {
-                            unit.answered();
+                            // The outcome first, so a poll that reads again has cleared
+                            // its failure before the device is reported healthy.
+                            let success = result.is_ok();
                             unit.finish(result.map_err(Failure::from));
+                            unit.answered(success);
                             self.turns.exchange_ended(Instant::now());
+                            if unit.config.connection == Connection::PerRequest {
+                                // The device closes after each reply: close first, and
+                                // open a new connection for the next request.
+                                unit.state = UnitState::Idle;
+                                return LinkEnd::Reopen;
+                            }
                         }
                         // The exchange is over, so the link is free for a waiting command.
                         Output::Paused => {
-                            unit.answered();
                             unit.pause();
+                            unit.answered(true);
                             self.turns.exchange_ended(Instant::now());
                         }
                         Output::Fatal(err) => {
@@ -367,7 +380,7 @@ impl LinkTask {
         } else {
             // A device that accepts but never greets is not a passing glitch.
             unit.finish(Err(failure.clone()));
-            unit.failures += 1;
+            unit.count_failure();
             unit.rest(failure.message, Duration::ZERO);
             self.quiet_others(i);
         }
@@ -379,12 +392,10 @@ impl LinkTask {
     fn unit_failed(&mut self, i: usize, failure: Failure, floor: Option<Duration>) {
         let unit = &mut self.units[i];
         unit.finish(Err(failure.clone()));
-        unit.failures += 1;
+        let offline = unit.count_failure();
         match floor {
             Some(floor) => unit.rest(failure.message, floor),
-            None if unit.failures >= FAILURES_BEFORE_OFFLINE => {
-                unit.rest(failure.message, Duration::ZERO)
-            }
+            None if offline => unit.rest(failure.message, Duration::ZERO),
             None => {
                 debug!(device = %unit.id(), "{}; reconnecting", failure.message);
                 unit.state = UnitState::Idle;
@@ -401,19 +412,23 @@ impl LinkTask {
         }
     }
 
-    /// The link itself failed or was closed: every device on it is affected alike.
+    /// The link itself failed or was closed: every device on it is affected alike. A
+    /// close after a healthy session, or between two requests on a connect-per-request
+    /// link, is expected: reconnect quietly. Any other counts as a failure.
     fn lost(&mut self, error: &str) {
         let idle_close = self.link.closes_when_idle();
         for unit in self.awake_units() {
-            unit.finish(Err(Failure::new(ErrorCode::DeviceOffline, error)));
-            let healthy = idle_close
+            let between_requests = unit.state == UnitState::Ready && unit.in_flight.is_none();
+            let expected = idle_close
                 && unit.state == UnitState::Ready
-                && unit.session_started.elapsed() >= HEALTHY_SESSION;
-            if healthy {
+                && (unit.session_started.elapsed() >= HEALTHY_SESSION
+                    || (between_requests && unit.config.connection == Connection::PerRequest));
+            unit.finish(Err(Failure::new(ErrorCode::DeviceOffline, error)));
+            if expected {
                 debug!(device = %unit.id(), "{error}; reconnecting");
                 unit.state = UnitState::Idle;
             } else {
-                unit.rest(error.to_string(), Duration::ZERO);
+                unit.failed_to_connect(error.to_string());
             }
         }
     }

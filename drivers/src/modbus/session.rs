@@ -31,9 +31,9 @@ use serde_json::{Map, Value};
 
 use super::codec::{self, Data};
 use super::frame::{Expected, FrameError, Framing, Mbap, Operation, Reader, Reply};
-use super::map::{Point, RegisterMap};
+use super::map::{Point, RegisterMap, Table};
 use super::plan::{self, Plan, Read};
-use super::write::{self, BitUpdate, WritePlan};
+use super::write::{self, BitUpdate, Exception, WritePlan};
 use crate::{
     DeviceError, DeviceErrorKind, DriverSettings, Output, Protocol, Request, SessionError,
 };
@@ -379,7 +379,13 @@ impl Session {
                 self.job = Some(job);
                 return;
             }
-            Reply::Exception(exception) => Err(exception.device_error(&job.label)),
+            Reply::Exception(exception) => {
+                let mut error = exception.device_error(&job.label);
+                if let Operation::Read(read) = &job.operation {
+                    error.message.push_str(&read_hint(exception, read));
+                }
+                Err(error)
+            }
             Reply::Data(response) => {
                 job.advance(Some(response), self.options.read_back, &mut updates)
             }
@@ -405,6 +411,38 @@ impl Session {
             Err(error) => self.finish(Err(error)),
         }
     }
+}
+
+/// What a refused read most likely means for a new profile, and where to fix it.
+fn read_hint(exception: Exception, read: &Read) -> String {
+    match exception {
+        Exception::IllegalDataAddress => format!(
+            "; profile addresses are 0-based: the manual's 30001 is input 0 and 40001 is \
+             holding 0, so this read starts at the manual's {} (device-profiles/README.md, \
+             \"Addresses\")",
+            manual_number(read)
+        ),
+        Exception::IllegalDataValue => format!(
+            "; this read asks for {} at once: if the device takes fewer, set \
+             `max_registers_per_read` (or `max_bits_per_read`) under [options] to its limit",
+            read.count
+        ),
+        Exception::ServerDeviceFailure => "; a Modbus gateway answers 04 for a unit that is \
+            not on its bus: check `unit` and the wiring behind the gateway"
+            .to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The 1-based "Modicon" number a manual would print for the first address of `read`.
+fn manual_number(read: &Read) -> u32 {
+    let base = match read.table {
+        Table::Coil => 1,
+        Table::DiscreteInput => 10_001,
+        Table::Input => 30_001,
+        Table::Holding => 40_001,
+    };
+    base + u32::from(read.start)
 }
 
 impl Job {
