@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use avgate_drivers::{DriverInfo, DriverSettings, Map, Value};
@@ -291,6 +292,21 @@ pub struct CommandSpec {
     /// turns it on with `target` (or no target: one value for the whole device).
     #[serde(default, skip_serializing)]
     pub conflate: Option<bool>,
+    /// A check the schema cannot express, from the driver: a Modbus `write`'s value must
+    /// fit the chosen point's type and range. Runs after the schema, before the command
+    /// is accepted.
+    #[serde(skip)]
+    pub check: Option<ArgCheck>,
+}
+
+/// A driver's own argument check (see [`CommandSpec::check`]); the error names the argument.
+#[derive(Clone)]
+pub struct ArgCheck(pub Arc<dyn Fn(&Map<String, Value>) -> Result<(), String> + Send + Sync>);
+
+impl std::fmt::Debug for ArgCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ArgCheck")
+    }
 }
 
 /// Set-style commands of the shared vocabulary, with the arguments that (when a profile
@@ -428,7 +444,10 @@ impl CommandSpec {
                     .map_err(|why| format!("argument `{name}`: {why}"))?,
             }
         }
-        Ok(())
+        match &self.check {
+            Some(ArgCheck(check)) => check(args),
+            None => Ok(()),
+        }
     }
 }
 
@@ -729,6 +748,35 @@ mod tests {
         assert!(profile.point("route.3.1").is_none());
         assert!(profile.point("routes").is_none());
         assert!(profile.point("part_number").is_some());
+    }
+
+    #[test]
+    fn every_point_a_built_in_profile_can_be_sent_is_declared() {
+        for id in Profile::built_in_names() {
+            let profile = built_in(id);
+            let undeclared: Vec<&str> = profile
+                .driver_info
+                .points
+                .iter()
+                .copied()
+                .filter(|point| {
+                    let example = point.replace('*', "1");
+                    // A matrix switcher names its output in every volume and mute point
+                    // (`volume.3`); a one-output model uses the bare names.
+                    let outputs = profile.options.get("outputs").and_then(Value::as_u64);
+                    let bare = ["volume", "audio_mute", "video_mute"];
+                    let unused = match point.strip_suffix(".*") {
+                        Some(base) => outputs == Some(1) && bare.contains(&base),
+                        None => outputs > Some(1) && bare.contains(point),
+                    };
+                    !unused && profile.point(&example).is_none()
+                })
+                .collect();
+            assert!(
+                undeclared.is_empty(),
+                "{id} drops points its driver reports: {undeclared:?}"
+            );
+        }
     }
 
     #[test]

@@ -535,3 +535,80 @@ async fn a_connect_per_request_device_shows_every_value_and_never_goes_offline()
     tokio::time::sleep(Duration::from_secs(15)).await;
     assert_eq!(online_history(&running.journal, "meter"), [true]);
 }
+
+/// What was logged at WARN while a test ran (this thread only: tests run on a
+/// current-thread runtime).
+#[derive(Clone, Default)]
+struct Warnings(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Warnings {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Warnings {
+    fn capture() -> (Warnings, tracing::subscriber::DefaultGuard) {
+        let warnings = Warnings::default();
+        let writer = warnings.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (warnings, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn lines_with(&self, text: &str) -> usize {
+        let logged = String::from_utf8_lossy(&self.0.lock().expect("not poisoned")).to_string();
+        logged.lines().filter(|line| line.contains(text)).count()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_poll_is_a_warning_once_then_again_only_after_five_minutes() {
+    let (warnings, _guard) = Warnings::capture();
+    let mut running = run_link(vec![device(meter_profile())]);
+    running.controls.set(|b| b.read_exception = Some(2));
+    state_when(&running.journal, "meter", |s| s.error.is_some()).await;
+    assert_eq!(warnings.lines_with("poll failed"), 1);
+
+    // The group is polled every 10 s: many more failures, no more warnings for a while.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let mut polls = 0;
+    while running.seen.try_recv().is_ok() {
+        polls += 1;
+    }
+    assert!(polls >= 10, "{polls} polls");
+    assert_eq!(warnings.lines_with("poll failed"), 1);
+    assert_eq!(warnings.lines_with("poll still failing"), 0);
+
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    assert_eq!(warnings.lines_with("poll still failing"), 1);
+}
+
+#[test]
+fn a_point_the_profile_does_not_declare_is_a_warning_once() {
+    let (warnings, _guard) = Warnings::capture();
+    let profile = Profile::parse(
+        "bare-projector",
+        Path::new("bare-projector.toml"),
+        "name = \"bare\"\ndriver = \"pjlink\"\n[points.power]\ntype = \"string\"\n",
+    )
+    .expect("valid profile");
+    let journal = Arc::new(Journal::in_memory(16, ["meter".to_string()]));
+    let mut unit =
+        Unit::new(device(profile), journal, Arc::new(CommandQueue::new(4))).expect("driver builds");
+    unit.stage("serial_number".into(), json!("SN1"));
+    unit.stage("serial_number".into(), json!("SN1"));
+    unit.stage("power".into(), json!("on"));
+    assert_eq!(warnings.lines_with("serial_number"), 1);
+    assert_eq!(warnings.lines_with("does not declare"), 1);
+}
