@@ -43,6 +43,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::reporting::Reporting;
 use super::session::OPTION_KEYS as SESSION_KEYS;
 
 /// Most registers one read may ask for (FC 3/4 limit in the spec).
@@ -67,6 +68,9 @@ pub const MAP_KEYS: &[&str] = &[
     "max_registers_per_read",
     "max_bits_per_read",
     "max_gap",
+    "decimals",
+    "deadband",
+    "deadband_percent",
 ];
 
 /// The four Modbus data tables.
@@ -208,6 +212,10 @@ pub struct MapSpec {
     /// to a read that touches a hole: set 0 for those.
     #[serde(default = "default_max_gap")]
     pub max_gap: u16,
+    /// Defaults for every number point (see [`super::reporting`]).
+    pub decimals: Option<u8>,
+    pub deadband: Option<f64>,
+    pub deadband_percent: Option<f64>,
 }
 
 fn default_max_registers() -> u16 {
@@ -253,6 +261,10 @@ pub struct PointSpec {
     pub writable: bool,
     /// Poll group name; `default` unless given.
     pub poll: Option<String>,
+    /// Rounding and deadbands of a number point (see [`super::reporting`]).
+    pub decimals: Option<u8>,
+    pub deadband: Option<f64>,
+    pub deadband_percent: Option<f64>,
 }
 
 /// What a point holds, after defaults and checks.
@@ -363,6 +375,8 @@ pub struct RegisterMap {
     pub max_registers_per_read: u16,
     pub max_bits_per_read: u16,
     pub max_gap: u16,
+    /// Rounding and deadbands by point name, for the number points that have any.
+    pub reporting: HashMap<String, Reporting>,
 }
 
 impl RegisterMap {
@@ -537,7 +551,16 @@ impl MapSpec {
             max_registers_per_read: self.max_registers_per_read,
             max_bits_per_read: self.max_bits_per_read,
             max_gap: self.max_gap,
+            reporting: HashMap::new(),
         };
+        let defaults = Reporting {
+            decimals: self.decimals,
+            deadband: self.deadband,
+            deadband_percent: self.deadband_percent,
+        };
+        defaults
+            .check()
+            .map_err(|(field, reason)| MapError::Format(format!("`{field}`: {reason}")))?;
         let mut names = HashMap::new();
         for (index, spec) in self.points.into_iter().enumerate() {
             if spec.name.is_empty() {
@@ -546,7 +569,38 @@ impl MapSpec {
             if names.insert(spec.name.clone(), index).is_some() {
                 return Err(MapError::DuplicateName { point: spec.name });
             }
+            let own = Reporting {
+                decimals: spec.decimals,
+                deadband: spec.deadband,
+                deadband_percent: spec.deadband_percent,
+            };
             let point = spec.validate(&map)?;
+            let conversion = |field: &'static str, reason: String| MapError::Conversion {
+                point: point.name.clone(),
+                field,
+                reason,
+            };
+            own.check()
+                .map_err(|(field, reason)| conversion(field, reason))?;
+            let number = point.kind.is_number() && point.enum_map.is_empty();
+            if !number && !own.is_plain() {
+                let field = if own.decimals.is_some() {
+                    "decimals"
+                } else if own.deadband.is_some() {
+                    "deadband"
+                } else {
+                    "deadband_percent"
+                };
+                return Err(conversion(
+                    field,
+                    "only number points (not bool, string or enum) are rounded or have a deadband"
+                        .into(),
+                ));
+            }
+            let reporting = own.or(defaults);
+            if number && !reporting.is_plain() {
+                map.reporting.insert(point.name.clone(), reporting);
+            }
             map.points.push(point);
         }
         check_overlaps(&map.points)?;

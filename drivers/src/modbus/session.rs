@@ -33,6 +33,7 @@ use super::codec::{self, Data};
 use super::frame::{Expected, FrameError, Framing, Mbap, Operation, Reader, Reply};
 use super::map::{Point, RegisterMap, Table};
 use super::plan::{self, Plan, Read};
+use super::reporting::Reporter;
 use super::write::{self, BitUpdate, Exception, WritePlan};
 use crate::{
     DeviceError, DeviceErrorKind, DriverSettings, Output, Protocol, Request, SessionError,
@@ -211,6 +212,8 @@ pub struct Session {
     /// [`Protocol::resume`].
     paused: Option<Job>,
     outputs: VecDeque<Output>,
+    /// Rounding and deadbands: which readings are news.
+    reporter: Reporter,
 }
 
 /// The request in flight and the exchange it is at.
@@ -254,12 +257,13 @@ impl Session {
         Session {
             reader: Reader::new(options.framing),
             options,
-            map,
             up: false,
             transaction: 0,
             job: None,
             paused: None,
             outputs: VecDeque::new(),
+            reporter: Reporter::new(map.reporting.clone()),
+            map,
         }
     }
 
@@ -391,8 +395,13 @@ impl Session {
             }
             Reply::Written => job.advance(None, self.options.read_back, &mut updates),
         };
+        // A poll's readings are news only beyond their deadband; a write's read-back is
+        // always reported, since the command's result follows it.
+        let always = !matches!(job.task, Task::Poll { .. });
         for (point, value) in updates {
-            self.outputs.push_back(Output::Update { point, value });
+            if let Some(value) = self.reporter.admit(&point, value, always) {
+                self.outputs.push_back(Output::Update { point, value });
+            }
         }
         match outcome {
             Ok(Some((operation, label))) => {
@@ -514,6 +523,7 @@ impl Protocol for Session {
         self.job = None;
         self.paused = None;
         self.reader.clear();
+        self.reporter.reset();
         self.outputs.clear();
         self.outputs.push_back(Output::Ready);
     }
@@ -875,6 +885,57 @@ mod tests {
 
     fn voltmeter() -> Value {
         json!({ "points": [{ "name": "voltage", "table": "input", "address": 0, "scale": 0.1 }] })
+    }
+
+    #[test]
+    fn a_reading_within_the_deadband_is_no_update_and_decimals_round() {
+        // Volts × 0.01: 23000 is 230.00 V. Default one decimal; this point ±0.5 V.
+        let mut session = session(json!({
+            "decimals": 1,
+            "points": [
+                { "name": "voltage", "table": "input", "address": 0, "scale": 0.01, "deadband": 0.5 },
+                { "name": "frequency", "table": "input", "address": 1, "scale": 0.001 },
+            ]
+        }));
+        let read = |session: &mut Session, volts: u16, millihertz: u16| {
+            updates(&exchange(
+                session,
+                poll("default"),
+                &[registers(4, &[volts, millihertz])],
+            ))
+        };
+        assert_eq!(
+            read(&mut session, 23000, 49987),
+            [
+                ("voltage".to_string(), json!(230.0)),
+                ("frequency".to_string(), json!(50.0))
+            ]
+        );
+        assert_eq!(read(&mut session, 23041, 50012), [], "within both");
+        assert_eq!(
+            read(&mut session, 23062, 50061),
+            [
+                ("voltage".to_string(), json!(230.6)),
+                ("frequency".to_string(), json!(50.1))
+            ]
+        );
+        session.connected(Instant::now());
+        drain(&mut session);
+        assert_eq!(
+            read(&mut session, 23062, 50061).len(),
+            2,
+            "news after a reconnect"
+        );
+    }
+
+    #[test]
+    fn deadbands_are_for_number_points_only() {
+        let error = Session::from_options(&options(json!({ "points": [
+            { "name": "relay", "table": "coil", "address": 0, "deadband": 1 },
+        ]})))
+        .err()
+        .expect("refused");
+        assert!(error.contains("`relay`, field `deadband`"), "{error}");
     }
 
     #[test]
