@@ -396,6 +396,27 @@ impl RegisterMap {
             .filter(|(key, _)| MAP_KEYS.contains(&key.as_str()))
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect();
+        // Each point alone first, so a mistake inside one names that point.
+        if let Some(Value::Array(points)) = options.get("points") {
+            for (index, point) in points.iter().enumerate() {
+                if let Err(e) = serde_json::from_value::<PointSpec>(point.clone()) {
+                    let reason = e.to_string();
+                    let Some(name) = point.get("name").and_then(Value::as_str) else {
+                        return Err(MapError::Format(format!("point #{}: {reason}", index + 1)));
+                    };
+                    // serde names an unknown field first: `unknown field `adress`, ...`.
+                    let field = reason
+                        .strip_prefix("unknown field `")
+                        .and_then(|rest| rest.split('`').next())
+                        .map(str::to_string);
+                    return Err(MapError::PointFormat {
+                        point: name.to_string(),
+                        field,
+                        reason,
+                    });
+                }
+            }
+        }
         let spec: MapSpec = serde_json::from_value(Value::Object(map_options))
             .map_err(|e| MapError::Format(e.to_string()))?;
         spec.validate()
@@ -425,6 +446,19 @@ pub enum MapError {
     Format(String),
     #[error("modbus register map: `points` is empty")]
     NoPoints,
+    /// One point does not have a point's shape (a misspelt or missing field, a wrong type).
+    #[error("modbus point `{point}`: {reason}")]
+    PointFormat {
+        point: String,
+        /// The field the error is about, when the message names one that is there.
+        field: Option<String>,
+        reason: String,
+    },
+    /// A name panels could not subscribe to.
+    #[error(
+        "modbus point `{point}`, field `name`: point names use letters, digits, `-`, `_` and `.` only (panels subscribe by name), e.g. `{suggestion}`"
+    )]
+    BadName { point: String, suggestion: String },
     /// A map-level limit (`max_registers_per_read`, `max_bits_per_read`) out of range.
     #[error("modbus register map, field `{field}`: {value} is not in 1..={max}")]
     Limit {
@@ -487,6 +521,8 @@ impl MapError {
     pub fn point(&self) -> Option<&str> {
         match self {
             MapError::DuplicateName { point }
+            | MapError::PointFormat { point, .. }
+            | MapError::BadName { point, .. }
             | MapError::TypeTable { point, .. }
             | MapError::TooWide { point, .. }
             | MapError::Bit { point, .. }
@@ -504,6 +540,8 @@ impl MapError {
     pub fn field(&self) -> Option<&str> {
         Some(match self {
             MapError::Format(_) => return None,
+            MapError::PointFormat { field, .. } => return field.as_deref(),
+            MapError::BadName { .. } => "name",
             MapError::NoPoints => "points",
             MapError::Limit { field, .. } => field,
             MapError::BadInterval { .. } => "poll_groups",
@@ -568,6 +606,18 @@ impl MapSpec {
             }
             if names.insert(spec.name.clone(), index).is_some() {
                 return Err(MapError::DuplicateName { point: spec.name });
+            }
+            let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+            if !spec.name.chars().all(plain) {
+                let suggestion = spec
+                    .name
+                    .chars()
+                    .map(|c| if plain(c) { c } else { '_' })
+                    .collect();
+                return Err(MapError::BadName {
+                    point: spec.name,
+                    suggestion,
+                });
             }
             let own = Reporting {
                 decimals: spec.decimals,
@@ -942,7 +992,8 @@ mod tests {
         let error = map(json!([{ "name": "a", "table": "coil", "address": 0, "writeable": true }]))
             .unwrap_err();
         assert!(
-            matches!(&error, MapError::Format(m) if m.contains("writeable")),
+            matches!(&error, MapError::PointFormat { point, field: Some(field), .. }
+                if point == "a" && field == "writeable"),
             "{error}"
         );
         let error = RegisterMap::from_options(&options(json!({ "points": [], "max_regs": 3 })))
@@ -952,14 +1003,23 @@ mod tests {
             "{error}"
         );
         let error = map(json!([{ "name": "a", "table": "holdings", "address": 0 }])).unwrap_err();
-        assert!(matches!(error, MapError::Format(_)));
+        assert!(
+            matches!(&error, MapError::PointFormat { point, .. } if point == "a"),
+            "{error}"
+        );
         let error =
             map(json!([{ "name": "a", "table": "holding", "address": 0, "order": "ACBD" }]))
                 .unwrap_err();
-        assert!(matches!(error, MapError::Format(_)));
+        assert!(
+            matches!(&error, MapError::PointFormat { point, .. } if point == "a"),
+            "{error}"
+        );
         let error =
             map(json!([{ "name": "a", "table": "holding", "address": 70000 }])).unwrap_err();
-        assert!(matches!(error, MapError::Format(_)));
+        assert!(
+            matches!(&error, MapError::PointFormat { point, .. } if point == "a"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -24,10 +24,11 @@
 //! ([`super::frame::rtu_silence`]) and serialising the sessions of several units on one
 //! serial line.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
+use tracing::warn;
 
 use super::codec::{self, Data};
 use super::frame::{Expected, FrameError, Framing, Mbap, Operation, Reader, Reply};
@@ -214,6 +215,8 @@ pub struct Session {
     outputs: VecDeque<Output>,
     /// Rounding and deadbands: which readings are news.
     reporter: Reporter,
+    /// Points already warned about for implausible floats (once each).
+    implausible: HashSet<String>,
 }
 
 /// The request in flight and the exchange it is at.
@@ -263,6 +266,7 @@ impl Session {
             paused: None,
             outputs: VecDeque::new(),
             reporter: Reporter::new(map.reporting.clone()),
+            implausible: HashSet::new(),
             map,
         }
     }
@@ -369,6 +373,18 @@ impl Session {
             .push_back(Output::Fatal(SessionError::Protocol(error.to_string())));
     }
 
+    /// A float that looks like the wrong word order is a WARN, once per point.
+    fn check_plausible(&mut self, name: &str, value: &Value) {
+        let Some(point) = self.map.point(name) else {
+            return;
+        };
+        if let Some(hint) = codec::implausible(point, value)
+            && self.implausible.insert(name.to_string())
+        {
+            warn!("{hint}");
+        }
+    }
+
     fn on_reply(&mut self, now: Instant, reply: Reply) {
         let Some(mut job) = self.job.take() else {
             return;
@@ -399,6 +415,7 @@ impl Session {
         // always reported, since the command's result follows it.
         let always = !matches!(job.task, Task::Poll { .. });
         for (point, value) in updates {
+            self.check_plausible(&point, &value);
             if let Some(value) = self.reporter.admit(&point, value, always) {
                 self.outputs.push_back(Output::Update { point, value });
             }
