@@ -108,6 +108,14 @@ pub trait Protocol: Send {
 
     /// A time returned by [`Protocol::poll_timeout`] has passed.
     fn handle_timeout(&mut self, _now: Instant) {}
+
+    /// Before [`Output::Ready`]: what the session still waits for from the device, in
+    /// words for an error message (`the answer to the login`), so a device that stalls
+    /// half-way through its greeting is reported as such. `None` when the driver cannot
+    /// say.
+    fn waiting_for(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Why a request failed on the device side. The gateway maps `kind` to the error code a

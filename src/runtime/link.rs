@@ -342,7 +342,10 @@ impl LinkTask {
     fn deliver(&mut self, active: Option<usize>, data: &[u8]) {
         let now = Instant::now().into_std();
         match active {
-            Some(i) => self.units[i].protocol.received(now, data),
+            Some(i) => {
+                self.units[i].heard_since_connect = true;
+                self.units[i].protocol.received(now, data);
+            }
             None => {
                 for unit in &mut self.units {
                     if matches!(unit.state, UnitState::Ready | UnitState::Greeting { .. }) {
@@ -365,14 +368,21 @@ impl LinkTask {
                     unit.config.command_timeout
                 ),
             ),
-            None => Failure::new(
-                ErrorCode::DeviceOffline,
-                format!(
-                    "{} did not complete its greeting within {:?} of connecting",
-                    unit.id(),
-                    unit.config.connect_timeout
-                ),
-            ),
+            None => {
+                let (id, waited) = (unit.id(), unit.config.connect_timeout);
+                let message = match (unit.heard_since_connect, unit.protocol.waiting_for()) {
+                    (false, _) => format!(
+                        "{id} accepted the connection but sent nothing within {waited:?} (no greeting)"
+                    ),
+                    (true, Some(what)) => format!(
+                        "{id} began its greeting but did not send {what} within {waited:?} of connecting"
+                    ),
+                    (true, None) => format!(
+                        "{id} answered but did not finish starting its session within {waited:?} of connecting"
+                    ),
+                };
+                Failure::new(ErrorCode::DeviceOffline, message)
+            }
         };
         if unit.in_flight.is_some() {
             unit.protocol.abandon();

@@ -612,3 +612,66 @@ fn a_point_the_profile_does_not_declare_is_a_warning_once() {
     assert_eq!(warnings.lines_with("serial_number"), 1);
     assert_eq!(warnings.lines_with("does not declare"), 1);
 }
+
+/// A device that runs `script` on each connection, for one device of `profile`.
+fn run_scripted(
+    mut config: DeviceConfig,
+    script: fn(DuplexStream) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+) -> Arc<Journal> {
+    config.id = "proj".into();
+    let journal = Arc::new(Journal::in_memory(1024, ["proj".to_string()]));
+    let jobs = Arc::new(CommandQueue::new(4));
+    let unit = Unit::new(config.clone(), journal.clone(), jobs).expect("driver builds");
+    let task = LinkTask::new(
+        config.link.clone(),
+        vec![unit],
+        Arc::new(Notify::new()),
+        CancellationToken::new(),
+    )
+    .opening_with(Box::new(move |_, _| {
+        let (ours, theirs) = tokio::io::duplex(4096);
+        tokio::spawn(script(theirs));
+        Box::pin(async move { Ok(Box::new(ours) as Box<dyn LinkStream>) })
+    }));
+    tokio::spawn(task.run());
+    journal
+}
+
+fn projector() -> DeviceConfig {
+    let profile = Profile::find("pjlink-projector", &[])
+        .expect("built in")
+        .expect("valid");
+    DeviceConfig {
+        password: Some("JBMIAProjectorLink".into()),
+        ..device(profile)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_projector_that_greets_then_falls_silent_is_not_said_to_have_skipped_its_greeting() {
+    let journal = run_scripted(projector(), |mut link| {
+        Box::pin(async move {
+            let _ = link.write_all(b"PJLINK 1 498e4a67\r").await;
+            // Takes the login in and never answers it.
+            let mut sink = [0u8; 256];
+            while matches!(link.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+    });
+    let state = state_when(&journal, "proj", |s| s.error.is_some()).await;
+    let error = state.error.expect("an error");
+    assert!(error.contains("began its greeting"), "{error}");
+    assert!(error.contains("answer to the login"), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_projector_that_says_nothing_at_all_is_said_to_send_nothing() {
+    let journal = run_scripted(projector(), |mut link| {
+        Box::pin(async move {
+            let mut sink = [0u8; 256];
+            while matches!(link.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+    });
+    let state = state_when(&journal, "proj", |s| s.error.is_some()).await;
+    let error = state.error.expect("an error");
+    assert!(error.contains("sent nothing"), "{error}");
+}

@@ -49,6 +49,9 @@ pub(super) struct Unit {
     pub backoff: Backoff,
     /// When the current session started, to tell an idle close from a failure.
     pub session_started: Instant,
+    /// Whether the device sent anything since the session started (a greeting that
+    /// stalls half-way is not a device that never greeted).
+    pub heard_since_connect: bool,
     polls: Vec<PollState>,
     /// Values of the answer being taken in, recorded together by [`Unit::publish_staged`].
     staged: Vec<(String, Value)>,
@@ -148,6 +151,7 @@ impl Unit {
             online: false,
             backoff: Backoff::default(),
             session_started: Instant::now(),
+            heard_since_connect: false,
             polls,
             staged: Vec::new(),
             undeclared: BTreeSet::new(),
@@ -163,6 +167,7 @@ impl Unit {
     pub fn connect(&mut self) {
         let now = Instant::now();
         self.session_started = now;
+        self.heard_since_connect = false;
         // A new connection starts a new session: the driver forgets a paused poll.
         self.paused = None;
         self.state = UnitState::Greeting {
