@@ -68,6 +68,8 @@ pub struct Config {
     pub input: String,
     /// Start on instead of in standby.
     pub powered_on: bool,
+    /// Answer ERR3 to INPT/AVMT/INST queries in standby, as NEC and Epson projectors do.
+    pub err3_in_standby: bool,
 }
 
 impl Default for Config {
@@ -89,6 +91,7 @@ impl Default for Config {
             lamps: vec![1234],
             input: "11".into(),
             powered_on: false,
+            err3_in_standby: false,
         }
     }
 }
@@ -109,6 +112,7 @@ impl Config {
             lamps: self.lamps.clone(),
             input: self.input.clone(),
             powered_on: self.powered_on,
+            err3_in_standby: self.err3_in_standby,
         }
     }
 }
