@@ -123,7 +123,33 @@ pub enum Command {
     Home,
     /// `8x 01 04 3F 0a pp FF`.
     Preset { action: PresetAction, number: u8 },
+    /// `8x 01 06 02 VV WW 0Y 0Y 0Y 0Y 0Z 0Z 0Z 0Z FF`: to an absolute position (16-bit two's
+    /// complement, one nibble a byte). Newer Sony models take one speed and `WW` = 0.
+    PanTiltTo {
+        pan_speed: u8,
+        tilt_speed: u8,
+        pan: i16,
+        tilt: i16,
+    },
+    /// `8x 01 04 38 02|03|10 FF`: auto focus, manual focus, toggle.
+    FocusMode(FocusMode),
+    /// `8x 01 04 48 0p 0q 0r 0s FF`: manual focus position.
+    FocusTo(u16),
+    /// `8x 01 04 35 0p FF`: white balance mode (0 auto, 1 indoor, 2 outdoor, 3 one-push,
+    /// 5 manual; 4, ATW, on some models).
+    WhiteBalance(u8),
 }
+
+/// `8x 01 04 38 ...`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FocusMode {
+    Auto,
+    Manual,
+    Toggle,
+}
+
+/// Highest white balance mode code (`8x 01 04 35 0p FF`).
+pub const WHITE_BALANCE_MAX: u8 = 5;
 
 /// An inquiry (`8x 09 ...`), answered `z0 50 <data> FF`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +161,12 @@ pub enum Inquiry {
     /// `8x 09 06 12 FF` → `z0 50 0p 0p 0p 0p 0t 0t 0t 0t FF`: pan then tilt, each a 16-bit
     /// two's complement number in four nibbles (the form of Sony's EVI/SRG manuals).
     PanTilt,
+    /// `8x 09 04 38 FF` → `z0 50 02 FF` auto focus, `03` manual.
+    FocusMode,
+    /// `8x 09 04 48 FF` → `z0 50 0p 0q 0r 0s FF`.
+    Focus,
+    /// `8x 09 04 35 FF` → `z0 50 0p FF`.
+    WhiteBalance,
 }
 
 /// What a controller sends: a command or an inquiry.
@@ -195,6 +227,31 @@ impl Command {
                 };
                 vec![header, 0x01, 0x04, 0x3F, action, number]
             }
+            Command::PanTiltTo {
+                pan_speed,
+                tilt_speed,
+                pan,
+                tilt,
+            } => {
+                let mut packet = vec![header, 0x01, 0x06, 0x02, pan_speed, tilt_speed];
+                packet.extend(nibbles(pan as u16));
+                packet.extend(nibbles(tilt as u16));
+                packet
+            }
+            Command::FocusMode(mode) => {
+                let m = match mode {
+                    FocusMode::Auto => 0x02,
+                    FocusMode::Manual => 0x03,
+                    FocusMode::Toggle => 0x10,
+                };
+                vec![header, 0x01, 0x04, 0x38, m]
+            }
+            Command::FocusTo(position) => {
+                let mut packet = vec![header, 0x01, 0x04, 0x48];
+                packet.extend(nibbles(position));
+                packet
+            }
+            Command::WhiteBalance(mode) => vec![header, 0x01, 0x04, 0x35, mode],
         };
         packet.push(TERMINATOR);
         packet
@@ -208,6 +265,9 @@ impl Inquiry {
             Inquiry::Power => vec![header, 0x09, 0x04, 0x00, TERMINATOR],
             Inquiry::Zoom => vec![header, 0x09, 0x04, 0x47, TERMINATOR],
             Inquiry::PanTilt => vec![header, 0x09, 0x06, 0x12, TERMINATOR],
+            Inquiry::FocusMode => vec![header, 0x09, 0x04, 0x38, TERMINATOR],
+            Inquiry::Focus => vec![header, 0x09, 0x04, 0x48, TERMINATOR],
+            Inquiry::WhiteBalance => vec![header, 0x09, 0x04, 0x35, TERMINATOR],
         }
     }
 }
@@ -292,6 +352,39 @@ fn parse_for_camera(body: &[u8]) -> Option<Message> {
         [0x09, 0x04, 0x00] => Some(Message::Inquiry(Inquiry::Power)),
         [0x09, 0x04, 0x47] => Some(Message::Inquiry(Inquiry::Zoom)),
         [0x09, 0x06, 0x12] => Some(Message::Inquiry(Inquiry::PanTilt)),
+        [
+            0x01,
+            0x06,
+            0x02,
+            pan_speed,
+            tilt_speed,
+            p1,
+            p2,
+            p3,
+            p4,
+            t1,
+            t2,
+            t3,
+            t4,
+        ] => command(Command::PanTiltTo {
+            pan_speed,
+            tilt_speed,
+            pan: from_nibbles([p1, p2, p3, p4])? as i16,
+            tilt: from_nibbles([t1, t2, t3, t4])? as i16,
+        }),
+        [0x01, 0x04, 0x38, mode] => command(Command::FocusMode(match mode {
+            0x02 => FocusMode::Auto,
+            0x03 => FocusMode::Manual,
+            0x10 => FocusMode::Toggle,
+            _ => return None,
+        })),
+        [0x01, 0x04, 0x48, p, q, r, s] => command(Command::FocusTo(from_nibbles([p, q, r, s])?)),
+        [0x01, 0x04, 0x35, mode] if mode <= WHITE_BALANCE_MAX => {
+            command(Command::WhiteBalance(mode))
+        }
+        [0x09, 0x04, 0x38] => Some(Message::Inquiry(Inquiry::FocusMode)),
+        [0x09, 0x04, 0x48] => Some(Message::Inquiry(Inquiry::Focus)),
+        [0x09, 0x04, 0x35] => Some(Message::Inquiry(Inquiry::WhiteBalance)),
         _ => None,
     }
 }
