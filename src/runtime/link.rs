@@ -402,7 +402,8 @@ impl LinkTask {
     fn unit_failed(&mut self, i: usize, failure: Failure, floor: Option<Duration>) {
         let unit = &mut self.units[i];
         unit.finish(Err(failure.clone()));
-        let offline = unit.count_failure();
+        // A device never online yet has nothing to flap: its first failure is reported.
+        let offline = unit.count_failure() || !unit.is_online();
         match floor {
             Some(floor) => unit.rest(failure.message, floor),
             None if offline => unit.rest(failure.message, Duration::ZERO),

@@ -675,3 +675,22 @@ async fn a_projector_that_says_nothing_at_all_is_said_to_send_nothing() {
     let error = state.error.expect("an error");
     assert!(error.contains("sent nothing"), "{error}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_unit_absent_from_the_start_never_shows_online_and_says_why_at_its_first_timeout() {
+    let mut running = run_link(vec![device(meter_profile())]);
+    running.controls.set(|b| b.silent = true);
+    let first = running.seen.recv().await.expect("device running");
+    let state = state_when(&running.journal, "meter", |s| s.error.is_some()).await;
+    assert!(!state.online);
+    assert!(state.error.unwrap_or_default().contains("did not answer"));
+    assert_eq!(
+        Instant::now() - first.at,
+        Duration::from_secs(1),
+        "the first timeout"
+    );
+    assert_eq!(
+        online_history(&running.journal, "meter"),
+        Vec::<bool>::new()
+    );
+}

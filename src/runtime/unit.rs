@@ -163,6 +163,11 @@ impl Unit {
         &self.config.id
     }
 
+    /// Whether the device has answered successfully since it last went offline.
+    pub fn is_online(&self) -> bool {
+        self.online
+    }
+
     /// Starts the driver's session on a freshly opened link (or after resting).
     pub fn connect(&mut self) {
         let now = Instant::now();
