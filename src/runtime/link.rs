@@ -344,6 +344,7 @@ impl LinkTask {
         match active {
             Some(i) => {
                 self.units[i].heard_since_connect = true;
+                self.units[i].heard_since_request = true;
                 self.units[i].protocol.received(now, data);
             }
             None => {
@@ -429,11 +430,25 @@ impl LinkTask {
     fn lost(&mut self, error: &str) {
         let idle_close = self.link.closes_when_idle();
         for unit in self.awake_units() {
+            let per_request = unit.config.connection == Connection::PerRequest;
             let between_requests = unit.state == UnitState::Ready && unit.in_flight.is_none();
+            // A command whose first exchange was answered has been carried out: the device
+            // closed before the driver's read-back, which the next poll does instead.
+            // (A driver ends a request at once on an error answer.)
+            let command_done = per_request
+                && unit.heard_since_request
+                && unit.in_flight.as_ref().is_some_and(|f| f.job.is_some());
+            if command_done {
+                debug!(device = %unit.id(), "{error} after answering; the next poll reads back");
+                unit.finish(Ok(()));
+                unit.answered(true);
+                unit.state = UnitState::Idle;
+                continue;
+            }
             let expected = idle_close
                 && unit.state == UnitState::Ready
                 && (unit.session_started.elapsed() >= HEALTHY_SESSION
-                    || (between_requests && unit.config.connection == Connection::PerRequest));
+                    || (between_requests && per_request));
             unit.finish(Err(Failure::new(ErrorCode::DeviceOffline, error)));
             if expected {
                 debug!(device = %unit.id(), "{error}; reconnecting");

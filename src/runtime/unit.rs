@@ -52,6 +52,8 @@ pub(super) struct Unit {
     /// Whether the device sent anything since the session started (a greeting that
     /// stalls half-way is not a device that never greeted).
     pub heard_since_connect: bool,
+    /// Whether the device sent anything since the request in flight started.
+    pub heard_since_request: bool,
     polls: Vec<PollState>,
     /// Values of the answer being taken in, recorded together by [`Unit::publish_staged`].
     staged: Vec<(String, Value)>,
@@ -152,6 +154,7 @@ impl Unit {
             backoff: Backoff::default(),
             session_started: Instant::now(),
             heard_since_connect: false,
+            heard_since_request: false,
             polls,
             staged: Vec::new(),
             undeclared: BTreeSet::new(),
@@ -310,6 +313,7 @@ impl Unit {
             Request::Command { name, .. } => name.clone(),
             Request::Poll { query } => format!("poll {query}"),
         };
+        self.heard_since_request = false;
         match self.protocol.start(Instant::now().into_std(), &request) {
             Ok(()) => {
                 self.in_flight = Some(InFlight {
