@@ -299,9 +299,12 @@ pub struct CommandSpec {
     pub check: Option<ArgCheck>,
 }
 
-/// A driver's own argument check (see [`CommandSpec::check`]); the error names the argument.
+/// A check of a command's arguments: `Err` says what is wrong, naming the argument.
+pub type CheckArgs = dyn Fn(&Map<String, Value>) -> Result<(), String> + Send + Sync;
+
+/// A driver's own argument check (see [`CommandSpec::check`]).
 #[derive(Clone)]
-pub struct ArgCheck(pub Arc<dyn Fn(&Map<String, Value>) -> Result<(), String> + Send + Sync>);
+pub struct ArgCheck(pub Arc<CheckArgs>);
 
 impl std::fmt::Debug for ArgCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -317,8 +317,8 @@ mod tests {
             "no sync in standby"
         );
         assert_eq!(
-            ask(&mut m, Frame::new(VIDEO, 1, [])).map(|r| r.len() > 0),
-            Some(true)
+            ask(&mut m, Frame::new(VIDEO, 1, [])),
+            ack(VIDEO, &[50, 50, 50, 50, 50, 2, 0])
         );
         assert_eq!(
             ask(&mut m, Frame::new(PICTURE_ASPECT, 1, [0x18])),

@@ -947,11 +947,11 @@ mod tests {
 
     #[test]
     fn deadbands_are_for_number_points_only() {
-        let error = Session::from_options(&options(json!({ "points": [
+        let Err(error) = Session::from_options(&options(json!({ "points": [
             { "name": "relay", "table": "coil", "address": 0, "deadband": 1 },
-        ]})))
-        .err()
-        .expect("refused");
+        ]}))) else {
+            panic!("a deadband on a coil is refused");
+        };
         assert!(error.contains("`relay`, field `deadband`"), "{error}");
     }
 
