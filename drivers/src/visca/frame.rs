@@ -8,9 +8,10 @@
 //! camera it is `z0` with z = address + 8 (camera 1 answers `90`). A command
 //! (`8x 01 ...`) is answered ACK `z0 4y FF` (y = the socket it runs in), then Completion
 //! `z0 5y FF`, or an error `z0 6y ee FF`; an inquiry (`8x 09 ...`) is answered
-//! `z0 50 <data> FF` directly. Message bytes stay below `0x80`, so a byte from `0x80` on
-//! always starts a packet; [`PacketReader`] relies on that to find its way back into a
-//! stream after noise.
+//! `z0 50 <data> FF` directly. A camera's message bytes stay below `0x80`, so in replies a
+//! byte from `0x80` on always starts a packet; [`PacketReader`] relies on that to find its
+//! way back into a stream after noise. Commands may carry such bytes (preset numbers over
+//! 127), so a camera reads them up to the terminator ([`PacketReader::commands`]).
 //!
 //! Sony's VISCA over IP wraps one packet per UDP datagram in an 8-byte header: payload
 //! type, payload length and a sequence number the camera echoes ([`IpMessage`]).
@@ -70,8 +71,9 @@ pub const ZOOM_MAX: u16 = 0x4000;
 pub const PAN_SPEED_MAX: u8 = 0x18;
 /// Tilt speed range of the drive command (`WW`).
 pub const TILT_SPEED_MAX: u8 = 0x14;
-/// Highest preset number accepted (the byte must stay below `0x80`).
-pub const PRESET_MAX: u8 = 127;
+/// Highest preset number: one byte, anything but the terminator (PTZOptics and others
+/// take 0 to 254; many Sony models only 0 to 127, and refuse the rest themselves).
+pub const PRESET_MAX: u8 = 0xFE;
 
 /// Pan part of a drive (`XX` byte: 01 left, 02 right, 03 stop).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -536,6 +538,9 @@ impl Reply {
 /// reader is back in step at the next packet after any noise.
 #[derive(Debug, Default)]
 pub struct PacketReader {
+    /// Only the terminator ends a packet: a byte from `0x80` on inside one is data (a
+    /// preset number over 127), as for a camera reading commands.
+    terminator_only: bool,
     packet: Vec<u8>,
     /// Bytes thrown away since the last [`PacketReader::take_discarded`].
     discarded: usize,
@@ -547,6 +552,15 @@ impl PacketReader {
         PacketReader::default()
     }
 
+    /// A camera's reader: a packet runs to its terminator, so command bytes from `0x80`
+    /// on (presets 128 to 254) are taken as data rather than as the start of a packet.
+    pub fn commands() -> PacketReader {
+        PacketReader {
+            terminator_only: true,
+            ..PacketReader::default()
+        }
+    }
+
     pub fn push(&mut self, data: &[u8]) {
         for &byte in data {
             match byte {
@@ -555,7 +569,7 @@ impl PacketReader {
                     self.packet.push(byte);
                     self.ready.push_back(std::mem::take(&mut self.packet));
                 }
-                0x80.. => {
+                0x80.. if !self.terminator_only || self.packet.is_empty() => {
                     self.discarded += self.packet.len();
                     self.packet.clear();
                     self.packet.push(byte);
@@ -929,6 +943,29 @@ mod tests {
             );
             assert_eq!(reader.take_discarded(), 0);
         }
+    }
+
+    #[test]
+    fn a_camera_reads_preset_numbers_over_127_as_data() {
+        let mut camera = PacketReader::commands();
+        camera.push(&bytes("81 01 04 3F 02 C8 FF"));
+        let packet = camera.next_packet().expect("one packet");
+        assert_eq!(hex(&packet), "81 01 04 3F 02 C8 FF");
+        assert_eq!(
+            Message::parse(&packet),
+            Some((
+                1,
+                Some(Message::Command(Command::Preset {
+                    action: PresetAction::Recall,
+                    number: 200
+                }))
+            ))
+        );
+        assert_eq!(
+            Message::parse(&bytes("81 01 04 3F 02 FF")).and_then(|(_, m)| m),
+            None,
+            "no number"
+        );
     }
 
     #[test]

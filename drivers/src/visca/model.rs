@@ -651,6 +651,21 @@ mod tests {
     }
 
     #[test]
+    fn presets_above_127_are_stored_and_recalled() {
+        let mut m = Model::new(Settings::default());
+        m.with(1, |camera| camera.pan.position = 300);
+        assert_eq!(
+            ask(&mut m, "81 01 04 3F 01 C8 FF"),
+            ["90 41 FF", "90 51 FF"]
+        );
+        assert_eq!(m.camera(1).unwrap().presets[&200].pan, 300);
+        assert_eq!(
+            ask(&mut m, "81 01 04 3F 02 FE FF"),
+            ["90 42 FF", "90 52 FF"]
+        );
+    }
+
+    #[test]
     fn white_balance_modes_are_set_and_read() {
         let mut m = Model::new(Settings::default());
         assert_eq!(ask(&mut m, "81 09 04 35 FF"), ["90 50 00 FF"]);

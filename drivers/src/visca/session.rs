@@ -1125,7 +1125,7 @@ mod tests {
             command("pan_tilt", json!({"direction": "north"})),
             command("pan_tilt", json!({"direction": "up", "pan_speed": 0})),
             command("pan_tilt", json!({"direction": "up", "tilt_speed": 21})),
-            command("preset", json!({"action": "recall", "number": 128})),
+            command("preset", json!({"action": "recall", "number": 255})),
             command("preset", json!({"action": "reset", "number": 1})),
             command("preset", json!({"action": "set"})),
         ];

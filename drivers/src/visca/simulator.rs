@@ -435,7 +435,7 @@ async fn serve_udp_raw(
                 }
             },
         };
-        let mut reader = PacketReader::new();
+        let mut reader = PacketReader::commands();
         reader.push(&buf[..n]);
         while let Some(packet) = reader.next_packet() {
             shared.record(&packet);
@@ -508,7 +508,7 @@ async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>, mut stop: watch:
 /// Serves one byte stream (a TCP connection or a pty) until it closes.
 async fn serve_stream(shared: Arc<Shared>, mut link: Box<dyn Link>, peer: String) {
     debug!(%peer, "visca simulator: connection opened");
-    let mut reader = PacketReader::new();
+    let mut reader = PacketReader::commands();
     let mut buf = [0u8; 512];
     loop {
         let n = match link.read(&mut buf).await {
