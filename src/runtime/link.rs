@@ -275,7 +275,7 @@ impl LinkTask {
             tokio::select! {
                 _ = self.cancel.cancelled() => {
                     for unit in &mut self.units {
-                        unit.finish(Err(Failure::new(ErrorCode::ShuttingDown, "the gateway is shutting down")));
+                        unit.abort(Failure::new(ErrorCode::ShuttingDown, "the gateway is shutting down"));
                     }
                     return LinkEnd::Shutdown;
                 }
@@ -390,7 +390,7 @@ impl LinkTask {
             self.unit_failed(i, failure, None);
         } else {
             // A device that accepts but never greets is not a passing glitch.
-            unit.finish(Err(failure.clone()));
+            unit.abort(failure.clone());
             unit.count_failure();
             unit.rest(failure.message, Duration::ZERO);
             self.quiet_others(i);
@@ -402,7 +402,7 @@ impl LinkTask {
     /// reconnect quietly with the link.
     fn unit_failed(&mut self, i: usize, failure: Failure, floor: Option<Duration>) {
         let unit = &mut self.units[i];
-        unit.finish(Err(failure.clone()));
+        unit.abort(failure.clone());
         // A device never online yet has nothing to flap: its first failure is reported.
         let offline = unit.count_failure() || !unit.is_online();
         match floor {
@@ -449,7 +449,7 @@ impl LinkTask {
                 && unit.state == UnitState::Ready
                 && (unit.session_started.elapsed() >= HEALTHY_SESSION
                     || (between_requests && per_request));
-            unit.finish(Err(Failure::new(ErrorCode::DeviceOffline, error)));
+            unit.abort(Failure::new(ErrorCode::DeviceOffline, error));
             if expected {
                 debug!(device = %unit.id(), "{error}; reconnecting");
                 unit.state = UnitState::Idle;

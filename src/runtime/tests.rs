@@ -536,17 +536,18 @@ async fn a_connect_per_request_device_shows_every_value_and_never_goes_offline()
     assert_eq!(online_history(&running.journal, "meter"), [true]);
 }
 
-/// What was logged at WARN while a test ran (this thread only: tests run on a
-/// current-thread runtime).
-#[derive(Clone, Default)]
-struct Warnings(Arc<std::sync::Mutex<Vec<u8>>>);
+thread_local! {
+    /// What was logged at WARN on this thread: a test's runtime is current-thread, so
+    /// everything its tasks log lands here.
+    static WARNINGS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
-impl std::io::Write for Warnings {
+/// Writes log lines into this thread's [`WARNINGS`].
+struct ThisThread;
+
+impl std::io::Write for ThisThread {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .expect("not poisoned")
-            .extend_from_slice(bytes);
+        WARNINGS.with(|w| w.borrow_mut().extend_from_slice(bytes));
         Ok(bytes.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -554,27 +555,40 @@ impl std::io::Write for Warnings {
     }
 }
 
+/// The WARN lines logged on this thread from now on.
+struct Warnings;
+
 impl Warnings {
-    fn capture() -> (Warnings, tracing::subscriber::DefaultGuard) {
-        let warnings = Warnings::default();
-        let writer = warnings.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        (warnings, tracing::subscriber::set_default(subscriber))
+    /// One global subscriber for the whole test binary (a scoped one races with other
+    /// threads over which call sites are enabled), writing per thread.
+    fn capture() -> Warnings {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::WARN)
+                .with_ansi(false)
+                .with_writer(|| ThisThread)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in the library's tests");
+        });
+        WARNINGS.with(|w| w.borrow_mut().clear());
+        Warnings
     }
 
     fn lines_with(&self, text: &str) -> usize {
-        let logged = String::from_utf8_lossy(&self.0.lock().expect("not poisoned")).to_string();
-        logged.lines().filter(|line| line.contains(text)).count()
+        WARNINGS.with(|w| {
+            String::from_utf8_lossy(&w.borrow())
+                .lines()
+                .filter(|line| line.contains(text))
+                .count()
+        })
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_failing_poll_is_a_warning_once_then_again_only_after_five_minutes() {
-    let (warnings, _guard) = Warnings::capture();
+    let warnings = Warnings::capture();
     let mut running = run_link(vec![device(meter_profile())]);
     running.controls.set(|b| b.read_exception = Some(2));
     state_when(&running.journal, "meter", |s| s.error.is_some()).await;
@@ -596,7 +610,7 @@ async fn a_failing_poll_is_a_warning_once_then_again_only_after_five_minutes() {
 
 #[test]
 fn a_point_the_profile_does_not_declare_is_a_warning_once() {
-    let (warnings, _guard) = Warnings::capture();
+    let warnings = Warnings::capture();
     let profile = Profile::parse(
         "bare-projector",
         Path::new("bare-projector.toml"),

@@ -351,6 +351,16 @@ impl Unit {
         }
     }
 
+    /// Ends the request in flight because the session failed (a timeout, a garbled
+    /// reply, a lost link, shutdown): whoever waits for it is told, but a poll's health
+    /// is not judged by it, since the offline rule already accounts for the session.
+    pub fn abort(&mut self, failure: Failure) {
+        if let Some(InFlight { job: Some(job), .. }) = self.in_flight.take() {
+            // The panel may have gone; its outcome is still kept by the router.
+            let _ = job.reply.send(Err(failure));
+        }
+    }
+
     /// Keeps each poll's health: the first failure of a poll is a WARN, a poll that keeps
     /// failing is logged again only every [`POLL_WARN_EVERY`], and recovery is logged once.
     fn poll_finished(&mut self, index: usize, outcome: Result<(), String>) {
@@ -519,7 +529,7 @@ impl Unit {
 
     /// On shutdown: nothing more will run.
     pub fn fail_all(&mut self, code: ErrorCode, message: &str) {
-        self.finish(Err(Failure::new(code, message)));
+        self.abort(Failure::new(code, message));
         for job in self.jobs.close() {
             let _ = job.reply.send(Err(Failure::new(code, message)));
         }
