@@ -65,6 +65,9 @@ async fn pjlink_arguments_are_checked_before_acceptance() {
             ("power", json!({"on": "yes"}), "`on`"),
             ("mute", json!({"video": 1}), "`video`"),
             ("input", json!({"source": 31}), "`source`"),
+            // Within the schema, but not a name the profile maps nor an input code.
+            ("input", json!({"source": "hdmi9"}), "hdmi9"),
+            ("mute", json!({}), "`video` and/or `audio`"),
         ],
     )
     .await;
@@ -78,6 +81,9 @@ async fn extron_arguments_are_checked_before_acceptance() {
             ("route", json!({"input": "three", "output": 1}), "`input`"),
             ("route", json!({"input": 1, "output": 0}), "out of range"),
             ("volume", json!({"level": -1}), "out of range"),
+            // Within the schema, beyond this 8x8 switcher.
+            ("route", json!({"input": 9, "output": 1}), "input"),
+            ("route", json!({"input": 1, "output": 9}), "output"),
         ],
     )
     .await;
@@ -90,6 +96,7 @@ async fn samsung_mdc_arguments_are_checked_before_acceptance() {
         &[
             ("volume", json!({"level": 101}), "out of range"),
             ("power", json!({"on": null}), "missing argument `on`"),
+            ("input", json!({"source": "laserdisc"}), "laserdisc"),
         ],
     )
     .await;

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use avgate_drivers::{DriverInfo, DriverSettings, Map, Value};
@@ -292,24 +291,6 @@ pub struct CommandSpec {
     /// turns it on with `target` (or no target: one value for the whole device).
     #[serde(default, skip_serializing)]
     pub conflate: Option<bool>,
-    /// A check the schema cannot express, from the driver: a Modbus `write`'s value must
-    /// fit the chosen point's type and range. Runs after the schema, before the command
-    /// is accepted.
-    #[serde(skip)]
-    pub check: Option<ArgCheck>,
-}
-
-/// A check of a command's arguments: `Err` says what is wrong, naming the argument.
-pub type CheckArgs = dyn Fn(&Map<String, Value>) -> Result<(), String> + Send + Sync;
-
-/// A driver's own argument check (see [`CommandSpec::check`]).
-#[derive(Clone)]
-pub struct ArgCheck(pub Arc<CheckArgs>);
-
-impl std::fmt::Debug for ArgCheck {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ArgCheck")
-    }
 }
 
 /// Set-style commands of the shared vocabulary, with the arguments that (when a profile
@@ -447,10 +428,7 @@ impl CommandSpec {
                     .map_err(|why| format!("argument `{name}`: {why}"))?,
             }
         }
-        match &self.check {
-            Some(ArgCheck(check)) => check(args),
-            None => Ok(()),
-        }
+        Ok(())
     }
 }
 

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::sync::Arc;
 
 use avgate_drivers::modbus::{MapError, RegisterMap, map::Kind};
 use avgate_drivers::{Map, Value};
@@ -13,7 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::profile::{
-    ArgCheck, ArgSpec, ArgType, CommandSpec, MIN_POLL_INTERVAL, PointSpec, PointType, Poll,
+    ArgSpec, ArgType, CommandSpec, MIN_POLL_INTERVAL, PointSpec, PointType, Poll,
 };
 
 /// What a register map gives a profile.
@@ -90,7 +89,6 @@ pub fn derive(options: &Map<String, Value>, text: &str) -> Result<Derived, Vec<L
                 args,
                 target: None,
                 conflate: None,
-                check: Some(write_check(&map)),
             },
         );
     }
@@ -109,26 +107,6 @@ pub fn derive(options: &Map<String, Value>, text: &str) -> Result<Derived, Vec<L
         commands,
         polls,
     })
-}
-
-/// The driver's own encoding decides whether a value fits a point (type, range, enum
-/// name, string length), so a wrong value is refused before the command is accepted.
-fn write_check(map: &RegisterMap) -> ArgCheck {
-    let points = map.points.clone();
-    ArgCheck(Arc::new(move |args| {
-        let (Some(name), Some(value)) =
-            (args.get("point").and_then(Value::as_str), args.get("value"))
-        else {
-            return Ok(());
-        };
-        let Some(point) = points.iter().find(|p| p.name == name) else {
-            return Ok(());
-        };
-        match avgate_drivers::modbus::write::plan_write(point, value) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(format!("argument `value`: {}", e.message)),
-        }
-    }))
 }
 
 /// Poll groups set faster than [`MIN_POLL_INTERVAL`], the floor every poll is held to,

@@ -195,6 +195,7 @@ fn run_link(configs: Vec<DeviceConfig>) -> Running {
             jobs: jobs.clone(),
             profile: config.profile.clone(),
             wake: wake.clone(),
+            checker: None,
         });
         units.push(Unit::new(config.clone(), journal.clone(), jobs).expect("driver builds"));
     }

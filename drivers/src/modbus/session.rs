@@ -535,6 +535,10 @@ impl Job {
 }
 
 impl Protocol for Session {
+    fn check(&self, request: &Request) -> Result<(), DeviceError> {
+        self.begin(request).map(|_| ())
+    }
+
     fn connected(&mut self, _now: Instant) {
         self.up = true;
         self.job = None;

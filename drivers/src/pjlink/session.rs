@@ -557,6 +557,10 @@ impl Session {
 }
 
 impl Protocol for Session {
+    fn check(&self, request: &Request) -> Result<(), DeviceError> {
+        self.plan(request).map(|_| ())
+    }
+
     fn waiting_for(&self) -> Option<String> {
         match self.phase {
             Phase::Greeting => Some("its greeting (`PJLINK 0` or `PJLINK 1 <seed>`)".into()),

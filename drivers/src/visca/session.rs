@@ -418,6 +418,10 @@ impl Session {
 }
 
 impl Protocol for Session {
+    fn check(&self, request: &Request) -> Result<(), DeviceError> {
+        self.plan(request).map(|_| ())
+    }
+
     fn connected(&mut self, now: Instant) {
         self.phase = Phase::Handshake;
         self.packets.clear();
