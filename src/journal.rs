@@ -85,7 +85,7 @@ impl DeviceState {
             ONLINE => {
                 self.online = value.as_bool().unwrap_or(false);
                 if !self.online {
-                    self.stale = self.points.keys().cloned().collect();
+                    self.stale.extend(self.points.keys().cloned());
                 }
             }
             ERROR => self.error = value.as_str().map(str::to_string),
@@ -370,6 +370,21 @@ impl Journal {
             .collect();
         self.settle(&mut inner, events);
         seqs
+    }
+
+    /// Lists the points a device declares but has not reported yet as stale (unknown: in
+    /// `stale`, absent from `points`), so panels see every point, read or not.
+    pub fn expect_points(&self, device: &str, points: impl IntoIterator<Item = String>) {
+        let mut inner = self.lock();
+        let points: Vec<String> = points.into_iter().collect();
+        let Inner {
+            latest, committed, ..
+        } = &mut *inner;
+        for state in [latest, committed] {
+            let state = state.entry(device.to_string()).or_default();
+            let unread = points.iter().filter(|p| !state.points.contains_key(*p));
+            state.stale.extend(unread.cloned());
+        }
     }
 
     /// Records a device going online or offline, with the reason when offline.

@@ -452,6 +452,7 @@ impl Router {
         };
         spec.check_args(args)
             .map_err(|why| Failure::new(ErrorCode::InvalidArgs, format!("{command}: {why}")))?;
+        handle.check(command, args)?;
         Ok(handle)
     }
 

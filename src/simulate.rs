@@ -39,6 +39,14 @@ pub enum Simulator {
         /// The projector's name (NAME answer).
         #[arg(long, default_value = "avgate simulator")]
         name: String,
+        /// Answer ERR3 to input, mute and input-list queries in standby, as NEC and Epson
+        /// projectors do.
+        #[arg(long)]
+        err3_in_standby: bool,
+        /// Close the connection after every reply, as some projector firmware does (drive
+        /// it with `connection = "per_request"`).
+        #[arg(long)]
+        close_after_reply: bool,
     },
     /// An Extron SIS matrix switcher on Telnet, and optionally on a pseudo-terminal.
     ///
@@ -89,6 +97,10 @@ pub enum Simulator {
         /// Also serve raw serial VISCA on a pseudo-terminal and print its path.
         #[arg(long)]
         pty: bool,
+        /// Speak bare VISCA in UDP datagrams, without Sony's header, as many non-Sony
+        /// cameras do (drive it with `framing = "udp"`).
+        #[arg(long)]
+        raw: bool,
     },
     /// A Modbus device built from a profile's register map, on Modbus TCP (and RTU).
     ///
@@ -143,6 +155,8 @@ pub async fn run(simulator: Simulator) -> anyhow::Result<()> {
             cool_down,
             class,
             name,
+            err3_in_standby,
+            close_after_reply,
         } => {
             let sim = pjlink_sim::start(pjlink_sim::Config {
                 listen,
@@ -155,6 +169,8 @@ pub async fn run(simulator: Simulator) -> anyhow::Result<()> {
                     pjlink_sim::Class::One
                 },
                 name,
+                err3_in_standby,
+                close_after_reply,
                 ..pjlink_sim::Config::default()
             })
             .await
@@ -214,16 +230,25 @@ pub async fn run(simulator: Simulator) -> anyhow::Result<()> {
             listen,
             cameras,
             pty,
+            raw,
         } => {
-            let sim = visca_sim::start_udp(visca_sim::Config {
+            let config = visca_sim::Config {
                 listen,
                 cameras,
                 ..visca_sim::Config::default()
-            })
-            .await
-            .with_context(|| format!("cannot start the VISCA simulator on {listen}"))?;
+            };
+            let (sim, framing) = if raw {
+                (
+                    visca_sim::start_udp_raw(config).await,
+                    "bare VISCA over UDP",
+                )
+            } else {
+                (visca_sim::start_udp(config).await, "VISCA over IP, UDP")
+            };
+            let sim =
+                sim.with_context(|| format!("cannot start the VISCA simulator on {listen}"))?;
             println!(
-                "Sony VISCA camera simulator listening on {} (VISCA over IP, UDP)",
+                "Sony VISCA camera simulator listening on {} ({framing})",
                 sim.local_addr()
             );
             if pty {

@@ -19,6 +19,29 @@ fn camera(name: &str, profile: &str, link: &str, extra_options: &str) -> String 
 }
 
 #[tokio::test]
+async fn a_camera_speaking_bare_visca_over_udp_is_driven_without_sonys_header() {
+    let cam = sim::start_udp_raw(sim::Config::default()).await.unwrap();
+    let site = format!(
+        "{TOP}{}",
+        camera(
+            "cam",
+            "sony-visca-camera",
+            &format!("address = \"{}\"", cam.local_addr()),
+            "options = { framing = \"udp\" }\n"
+        )
+    );
+    let gw = gateway(&site).await;
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    panel.until_event("cam", "online", json!(true)).await;
+    panel
+        .command(json!(1), "cam", "zoom_to", json!({"position": 4000}))
+        .await;
+    assert_eq!(panel.result(json!(1)).await["ok"], true);
+    cam.settle();
+    panel.until_event("cam", "zoom", json!(4000)).await;
+}
+
+#[tokio::test]
 async fn a_camera_over_ip_moves_once_even_when_a_reply_is_lost() {
     let cam = sim::start_udp(sim::Config::default()).await.unwrap();
     let site = format!(

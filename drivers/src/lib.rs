@@ -109,6 +109,22 @@ pub trait Protocol: Send {
 
     /// A time returned by [`Protocol::poll_timeout`] has passed.
     fn handle_timeout(&mut self, _now: Instant) {}
+
+    /// Whether `request` can be expressed, without touching the session: the same
+    /// argument checks [`Protocol::start`] makes (an input name the profile does not map,
+    /// an output the switcher lacks), so the gateway can refuse a command before
+    /// accepting it.
+    fn check(&self, _request: &Request) -> Result<(), DeviceError> {
+        Ok(())
+    }
+
+    /// Before [`Output::Ready`]: what the session still waits for from the device, in
+    /// words for an error message (`the answer to the login`), so a device that stalls
+    /// half-way through its greeting is reported as such. `None` when the driver cannot
+    /// say.
+    fn waiting_for(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Why a request failed on the device side. The gateway maps `kind` to the error code a

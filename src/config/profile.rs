@@ -103,6 +103,20 @@ pub struct Transport {
     /// Default line settings on a serial port.
     #[serde(default)]
     pub serial: SerialSettings,
+    /// Whether the device keeps one connection open (most do) or closes it after every
+    /// reply (`"per_request"`, some projector firmware): then a close between two
+    /// requests is expected and never counts against the device.
+    #[serde(default)]
+    pub connection: Connection,
+}
+
+/// How a device treats its TCP connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Connection {
+    #[default]
+    Persistent,
+    PerRequest,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -719,6 +733,35 @@ mod tests {
         assert!(profile.point("route.3.1").is_none());
         assert!(profile.point("routes").is_none());
         assert!(profile.point("part_number").is_some());
+    }
+
+    #[test]
+    fn every_point_a_built_in_profile_can_be_sent_is_declared() {
+        for id in Profile::built_in_names() {
+            let profile = built_in(id);
+            let undeclared: Vec<&str> = profile
+                .driver_info
+                .points
+                .iter()
+                .copied()
+                .filter(|point| {
+                    let example = point.replace('*', "1");
+                    // A matrix switcher names its output in every volume and mute point
+                    // (`volume.3`); a one-output model uses the bare names.
+                    let outputs = profile.options.get("outputs").and_then(Value::as_u64);
+                    let bare = ["volume", "audio_mute", "video_mute"];
+                    let unused = match point.strip_suffix(".*") {
+                        Some(base) => outputs == Some(1) && bare.contains(&base),
+                        None => outputs > Some(1) && bare.contains(point),
+                    };
+                    !unused && profile.point(&example).is_none()
+                })
+                .collect();
+            assert!(
+                undeclared.is_empty(),
+                "{id} drops points its driver reports: {undeclared:?}"
+            );
+        }
     }
 
     #[test]

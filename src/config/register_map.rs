@@ -240,6 +240,36 @@ mod tests {
     }
 
     #[test]
+    fn a_point_name_with_a_space_is_refused_at_its_name() {
+        let error = parse(
+            "[[options.points]]\nname = \"grid frequency\"\ntable = \"input\"\naddress = 0\n",
+        )
+        .unwrap_err();
+        assert!(
+            error.starts_with("m.toml:6:1:")
+                && error.contains("`grid frequency`")
+                && error.contains("`grid_frequency`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_typo_inside_a_point_names_the_point_and_its_line() {
+        let error = parse(
+            "[[options.points]]\nname = \"ok\"\ntable = \"coil\"\naddress = 0\n\
+             [[options.points]]\nname = \"volts\"\ntable = \"input\"\nadress = 1\n",
+        )
+        .unwrap_err();
+        // Line 12: `adress = 1` of the point `volts`.
+        assert!(
+            error.starts_with("m.toml:12:1:")
+                && error.contains("modbus point `volts`")
+                && error.contains("unknown field `adress`"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn poll_groups_are_held_to_the_poll_floor() {
         let point =
             "[[options.points]]\nname = \"a\"\ntable = \"coil\"\naddress = 0\npoll = \"fast\"\n";

@@ -273,6 +273,8 @@ pub struct DeviceConfig {
     pub connect_timeout: Duration,
     /// See [`Timing::pacing`](crate::config::profile::Timing::pacing).
     pub pacing: Duration,
+    /// See [`Transport::connection`](crate::config::profile::Transport::connection).
+    pub connection: crate::config::profile::Connection,
     /// The profile's `[options]` with the device's `overrides.options` laid over them.
     pub options: avgate_drivers::Map<String, avgate_drivers::Value>,
     pub polls: Vec<Poll>,
@@ -399,6 +401,7 @@ struct Overrides {
     connect_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pacing: Option<Duration>,
+    connection: Option<crate::config::profile::Connection>,
     /// Driver options replacing the profile's, key by key (a display's id on a shared
     /// line, say).
     options: Option<Spanned<toml::Table>>,
@@ -652,6 +655,10 @@ pub fn parse_site_with(
                 .connect_timeout
                 .unwrap_or(profile.timing.connect_timeout),
             pacing,
+            connection: device
+                .overrides
+                .connection
+                .unwrap_or(profile.transport.connection),
             options,
             polls,
             profile,

@@ -11,8 +11,9 @@
 //!
 //! After a timeout or a protocol error the link is reopened, because a late reply would
 //! otherwise be taken for the answer to the next request, whoever's it is. Only the device
-//! that failed counts the failure; after [`FAILURES_BEFORE_OFFLINE`] it is offline and
-//! rests for its backoff delay while the others go on.
+//! that failed counts the failure; after [`FAILURES_BEFORE_OFFLINE`] in a row (or failing
+//! for [`FAILING_BEFORE_OFFLINE`]) it is offline and rests for its backoff delay while the
+//! others go on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,9 +28,12 @@ use tracing::{debug, warn};
 use super::backoff::AUTH_FLOOR;
 use super::transport::{self, LinkStream};
 use super::turns::{Turn, Turns};
-use super::unit::{FAILURES_BEFORE_OFFLINE, Unit, UnitState};
+#[allow(unused_imports)] // named in the module docs
+use super::unit::{FAILING_BEFORE_OFFLINE, FAILURES_BEFORE_OFFLINE};
+use super::unit::{Unit, UnitState};
 use crate::command::{ErrorCode, Failure};
 use crate::config::Link;
+use crate::config::profile::Connection;
 
 /// A session that worked at least this long before the device closed it is taken to have
 /// been closed on purpose (PJLink projectors drop idle connections): reconnect at once,
@@ -111,7 +115,7 @@ impl LinkTask {
                 },
                 Err(error) => {
                     for unit in self.awake_units() {
-                        unit.rest(error.clone(), Duration::ZERO);
+                        unit.failed_to_connect(error.clone());
                     }
                 }
             }
@@ -191,14 +195,23 @@ impl LinkTask {
                             self.turns.exchange_ended(Instant::now());
                         }
                         Output::Completed(result) => {
-                            unit.answered();
+                            // The outcome first, so a poll that reads again has cleared
+                            // its failure before the device is reported healthy.
+                            let success = result.is_ok();
                             unit.finish(result.map_err(Failure::from));
+                            unit.answered(success);
                             self.turns.exchange_ended(Instant::now());
+                            if unit.config.connection == Connection::PerRequest {
+                                // The device closes after each reply: close first, and
+                                // open a new connection for the next request.
+                                unit.state = UnitState::Idle;
+                                return LinkEnd::Reopen;
+                            }
                         }
                         // The exchange is over, so the link is free for a waiting command.
                         Output::Paused => {
-                            unit.answered();
                             unit.pause();
+                            unit.answered(true);
                             self.turns.exchange_ended(Instant::now());
                         }
                         Output::Fatal(err) => {
@@ -262,7 +275,7 @@ impl LinkTask {
             tokio::select! {
                 _ = self.cancel.cancelled() => {
                     for unit in &mut self.units {
-                        unit.finish(Err(Failure::new(ErrorCode::ShuttingDown, "the gateway is shutting down")));
+                        unit.abort(Failure::new(ErrorCode::ShuttingDown, "the gateway is shutting down"));
                     }
                     return LinkEnd::Shutdown;
                 }
@@ -329,7 +342,11 @@ impl LinkTask {
     fn deliver(&mut self, active: Option<usize>, data: &[u8]) {
         let now = Instant::now().into_std();
         match active {
-            Some(i) => self.units[i].protocol.received(now, data),
+            Some(i) => {
+                self.units[i].heard_since_connect = true;
+                self.units[i].heard_since_request = true;
+                self.units[i].protocol.received(now, data);
+            }
             None => {
                 for unit in &mut self.units {
                     if matches!(unit.state, UnitState::Ready | UnitState::Greeting { .. }) {
@@ -352,22 +369,29 @@ impl LinkTask {
                     unit.config.command_timeout
                 ),
             ),
-            None => Failure::new(
-                ErrorCode::DeviceOffline,
-                format!(
-                    "{} did not complete its greeting within {:?} of connecting",
-                    unit.id(),
-                    unit.config.connect_timeout
-                ),
-            ),
+            None => {
+                let (id, waited) = (unit.id(), unit.config.connect_timeout);
+                let message = match (unit.heard_since_connect, unit.protocol.waiting_for()) {
+                    (false, _) => format!(
+                        "{id} accepted the connection but sent nothing within {waited:?} (no greeting)"
+                    ),
+                    (true, Some(what)) => format!(
+                        "{id} began its greeting but did not send {what} within {waited:?} of connecting"
+                    ),
+                    (true, None) => format!(
+                        "{id} answered but did not finish starting its session within {waited:?} of connecting"
+                    ),
+                };
+                Failure::new(ErrorCode::DeviceOffline, message)
+            }
         };
         if unit.in_flight.is_some() {
             unit.protocol.abandon();
             self.unit_failed(i, failure, None);
         } else {
             // A device that accepts but never greets is not a passing glitch.
-            unit.finish(Err(failure.clone()));
-            unit.failures += 1;
+            unit.abort(failure.clone());
+            unit.count_failure();
             unit.rest(failure.message, Duration::ZERO);
             self.quiet_others(i);
         }
@@ -378,13 +402,12 @@ impl LinkTask {
     /// reconnect quietly with the link.
     fn unit_failed(&mut self, i: usize, failure: Failure, floor: Option<Duration>) {
         let unit = &mut self.units[i];
-        unit.finish(Err(failure.clone()));
-        unit.failures += 1;
+        unit.abort(failure.clone());
+        // A device never online yet has nothing to flap: its first failure is reported.
+        let offline = unit.count_failure() || !unit.is_online();
         match floor {
             Some(floor) => unit.rest(failure.message, floor),
-            None if unit.failures >= FAILURES_BEFORE_OFFLINE => {
-                unit.rest(failure.message, Duration::ZERO)
-            }
+            None if offline => unit.rest(failure.message, Duration::ZERO),
             None => {
                 debug!(device = %unit.id(), "{}; reconnecting", failure.message);
                 unit.state = UnitState::Idle;
@@ -401,19 +424,37 @@ impl LinkTask {
         }
     }
 
-    /// The link itself failed or was closed: every device on it is affected alike.
+    /// The link itself failed or was closed: every device on it is affected alike. A
+    /// close after a healthy session, or between two requests on a connect-per-request
+    /// link, is expected: reconnect quietly. Any other counts as a failure.
     fn lost(&mut self, error: &str) {
         let idle_close = self.link.closes_when_idle();
         for unit in self.awake_units() {
-            unit.finish(Err(Failure::new(ErrorCode::DeviceOffline, error)));
-            let healthy = idle_close
+            let per_request = unit.config.connection == Connection::PerRequest;
+            let between_requests = unit.state == UnitState::Ready && unit.in_flight.is_none();
+            // A command whose first exchange was answered has been carried out: the device
+            // closed before the driver's read-back, which the next poll does instead.
+            // (A driver ends a request at once on an error answer.)
+            let command_done = per_request
+                && unit.heard_since_request
+                && unit.in_flight.as_ref().is_some_and(|f| f.job.is_some());
+            if command_done {
+                debug!(device = %unit.id(), "{error} after answering; the next poll reads back");
+                unit.finish(Ok(()));
+                unit.answered(true);
+                unit.state = UnitState::Idle;
+                continue;
+            }
+            let expected = idle_close
                 && unit.state == UnitState::Ready
-                && unit.session_started.elapsed() >= HEALTHY_SESSION;
-            if healthy {
+                && (unit.session_started.elapsed() >= HEALTHY_SESSION
+                    || (between_requests && per_request));
+            unit.abort(Failure::new(ErrorCode::DeviceOffline, error));
+            if expected {
                 debug!(device = %unit.id(), "{error}; reconnecting");
                 unit.state = UnitState::Idle;
             } else {
-                unit.rest(error.to_string(), Duration::ZERO);
+                unit.failed_to_connect(error.to_string());
             }
         }
     }

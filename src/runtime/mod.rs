@@ -26,7 +26,7 @@ mod tests;
 
 use std::sync::Arc;
 
-use avgate_drivers::{Map, Value};
+use avgate_drivers::{DriverSettings, Map, Protocol, Request, Value};
 use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -43,11 +43,33 @@ pub struct DeviceHandle {
     profile: Arc<Profile>,
     /// The link task's doorbell: it may be busy with another device on the same link.
     wake: Arc<Notify>,
+    /// A driver session of this device's own, never connected, that checks commands'
+    /// arguments as the live one would (with this device's options).
+    checker: Option<Arc<std::sync::Mutex<Box<dyn Protocol>>>>,
 }
 
 impl DeviceHandle {
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Whether the driver can carry out `command` with `args` (the names and ranges the
+    /// device's options give: an input name, an output number), so that a command it
+    /// cannot is refused before it is accepted. The profile's schema is checked first,
+    /// by the router.
+    pub fn check(&self, command: &str, args: &Map<String, Value>) -> Result<(), Failure> {
+        let Some(checker) = &self.checker else {
+            return Ok(());
+        };
+        let request = Request::Command {
+            name: command.to_string(),
+            args: args.clone(),
+        };
+        let checker = checker.lock().unwrap_or_else(|e| e.into_inner());
+        checker.check(&request).map_err(|e| {
+            let failure = Failure::from(e);
+            Failure::new(failure.code, format!("{command}: {}", failure.message))
+        })
     }
 
     /// A command's place in line. Take it when the command is accepted, in the order
@@ -102,6 +124,17 @@ impl DeviceHandle {
     }
 }
 
+/// A never-connected driver session for checking `config`'s commands; `None` if the
+/// driver refuses the settings (the device then fails to start anyway).
+fn checker(config: &DeviceConfig) -> Option<Arc<std::sync::Mutex<Box<dyn Protocol>>>> {
+    let settings = DriverSettings {
+        options: config.options.clone(),
+        password: config.password.clone(),
+    };
+    let session = (config.profile.driver_info.build)(&settings).ok()?;
+    Some(Arc::new(std::sync::Mutex::new(session)))
+}
+
 /// Starts one task per link for `devices`; devices with the same link (several addressed
 /// devices on one serial port, say) share a task. Returns their handles in `devices` order.
 pub fn spawn_links(
@@ -131,6 +164,7 @@ pub fn spawn_links(
                 jobs: jobs.clone(),
                 profile: config.profile.clone(),
                 wake: wake.clone(),
+                checker: checker(&config),
             });
             match unit::Unit::new(config, journal.clone(), jobs) {
                 Ok(unit) => units.push(unit),

@@ -17,7 +17,7 @@ use super::queue::CommandQueue;
 use super::unit::Unit;
 use super::{DeviceHandle, transport::LinkStream};
 use crate::config::{DeviceConfig, Link, Profile};
-use crate::journal::Journal;
+use crate::journal::{DeviceState, Journal, ONLINE, Read};
 
 /// How long the simulated device takes over each request.
 const PER_REQUEST: Duration = Duration::from_millis(5);
@@ -58,6 +58,7 @@ fn device(profile: Profile) -> DeviceConfig {
         connect_timeout: Duration::from_secs(1),
         pacing: Duration::ZERO,
         required: true,
+        connection: profile.transport.connection,
         options: profile.options.clone(),
         polls: profile.polls.clone(),
         profile: Arc::new(profile),
@@ -82,14 +83,50 @@ struct Seen {
     address: u16,
 }
 
+/// How the in-memory device misbehaves; tests change it while it runs.
+#[derive(Debug, Clone, Copy, Default)]
+struct Behaviour {
+    /// Reads are answered with this Modbus exception code.
+    read_exception: Option<u8>,
+    /// Requests are taken in but never answered.
+    silent: bool,
+    /// The connection is closed right after each reply (connect-per-request firmware).
+    close_after_reply: bool,
+}
+
+/// The in-memory device's controls: its behaviour, and a way to drop its connection.
+#[derive(Clone, Default)]
+struct Controls {
+    behaviour: Arc<std::sync::Mutex<Behaviour>>,
+    drop_connection: Arc<Notify>,
+}
+
+impl Controls {
+    fn set(&self, change: impl FnOnce(&mut Behaviour)) {
+        change(&mut self.behaviour.lock().expect("not poisoned"));
+    }
+
+    fn get(&self) -> Behaviour {
+        *self.behaviour.lock().expect("not poisoned")
+    }
+}
+
 /// Modbus TCP devices at the far end of `link`, any unit id: each request takes
 /// [`PER_REQUEST`]; they keep the holding registers written to them and report every
-/// request.
-async fn slow_device(mut link: DuplexStream, seen: mpsc::UnboundedSender<Seen>) {
+/// request, and behave as `controls` say.
+async fn slow_device(
+    mut link: DuplexStream,
+    seen: mpsc::UnboundedSender<Seen>,
+    controls: Controls,
+) {
     let mut holding = std::collections::HashMap::<(u8, u16), u16>::new();
     loop {
         let mut header = [0u8; 7];
-        if link.read_exact(&mut header).await.is_err() {
+        let read = tokio::select! {
+            read = link.read_exact(&mut header) => read,
+            _ = controls.drop_connection.notified() => return,
+        };
+        if read.is_err() {
             return;
         }
         let length = usize::from(u16::from_be_bytes([header[4], header[5]]));
@@ -106,9 +143,14 @@ async fn slow_device(mut link: DuplexStream, seen: mpsc::UnboundedSender<Seen>) 
             function,
             address,
         });
+        let behaviour = controls.get();
+        if behaviour.silent {
+            continue;
+        }
         tokio::time::sleep(PER_REQUEST).await;
-        let answer = match function {
-            3 => {
+        let answer = match (function, behaviour.read_exception) {
+            (3, Some(code)) => vec![3 | 0x80, code],
+            (3, None) => {
                 let mut answer = vec![3, (2 * word) as u8];
                 for register in address..address + word {
                     let value = holding.get(&(unit, register)).copied().unwrap_or(0);
@@ -116,25 +158,33 @@ async fn slow_device(mut link: DuplexStream, seen: mpsc::UnboundedSender<Seen>) 
                 }
                 answer
             }
-            6 => {
+            (6, _) => {
                 holding.insert((unit, address), word);
                 pdu.clone()
             }
-            other => vec![other | 0x80, 1],
+            (other, _) => vec![other | 0x80, 1],
         };
         let mut frame = header[..4].to_vec();
         frame.extend(((answer.len() + 1) as u16).to_be_bytes());
         frame.push(header[6]);
         frame.extend(answer);
-        if link.write_all(&frame).await.is_err() {
+        if link.write_all(&frame).await.is_err() || behaviour.close_after_reply {
             return;
         }
     }
 }
 
+/// A running link task under test.
+struct Running {
+    handles: Vec<DeviceHandle>,
+    seen: mpsc::UnboundedReceiver<Seen>,
+    journal: Arc<Journal>,
+    controls: Controls,
+}
+
 /// One link task for `configs` (devices on one link) whose link is an in-memory pipe to
 /// [`slow_device`].
-fn start_link(configs: Vec<DeviceConfig>) -> (Vec<DeviceHandle>, mpsc::UnboundedReceiver<Seen>) {
+fn run_link(configs: Vec<DeviceConfig>) -> Running {
     let ids = configs.iter().map(|c| c.id.clone());
     let journal = Arc::new(Journal::in_memory(1024, ids));
     let wake = Arc::new(Notify::new());
@@ -146,20 +196,37 @@ fn start_link(configs: Vec<DeviceConfig>) -> (Vec<DeviceHandle>, mpsc::Unbounded
             jobs: jobs.clone(),
             profile: config.profile.clone(),
             wake: wake.clone(),
+            checker: None,
         });
         units.push(Unit::new(config.clone(), journal.clone(), jobs).expect("driver builds"));
     }
     let (seen_tx, seen) = mpsc::unbounded_channel();
+    let controls = Controls::default();
+    let device_controls = controls.clone();
     let link = configs[0].link.clone();
     let task = LinkTask::new(link, units, wake, CancellationToken::new()).opening_with(Box::new(
         move |_, _| {
             let (ours, theirs) = tokio::io::duplex(4096);
-            tokio::spawn(slow_device(theirs, seen_tx.clone()));
+            tokio::spawn(slow_device(
+                theirs,
+                seen_tx.clone(),
+                device_controls.clone(),
+            ));
             Box::pin(async move { Ok(Box::new(ours) as Box<dyn LinkStream>) })
         },
     ));
     tokio::spawn(task.run());
-    (handles, seen)
+    Running {
+        handles,
+        seen,
+        journal,
+        controls,
+    }
+}
+
+fn start_link(configs: Vec<DeviceConfig>) -> (Vec<DeviceHandle>, mpsc::UnboundedReceiver<Seen>) {
+    let running = run_link(configs);
+    (running.handles, running.seen)
 }
 
 fn start(config: DeviceConfig) -> (DeviceHandle, mpsc::UnboundedReceiver<Seen>) {
@@ -279,4 +346,367 @@ async fn a_command_for_one_unit_goes_between_two_reads_of_another_units_poll() {
     assert_eq!((read_back.unit, read_back.address), (1, 90));
     let resumed = seen.recv().await.expect("device running");
     assert_eq!((resumed.unit, resumed.address), (2, 30));
+}
+
+/// The device's state in the journal once `done` holds, checked at every change.
+async fn state_when(
+    journal: &Journal,
+    id: &str,
+    done: impl Fn(&DeviceState) -> bool,
+) -> DeviceState {
+    let mut head = journal.watch();
+    let wait = async {
+        loop {
+            let state = journal.snapshot().devices[id].clone();
+            if done(&state) {
+                return state;
+            }
+            head.changed().await.expect("journal alive");
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(600), wait)
+        .await
+        .unwrap_or_else(|_| panic!("{id}: {:?}", journal.snapshot().devices[id]))
+}
+
+/// Every `online` value recorded for `id`, in order.
+fn online_history(journal: &Journal, id: &str) -> Vec<bool> {
+    let Read::Events(events) = journal.read_after(0, 100_000) else {
+        panic!("the window holds everything");
+    };
+    events
+        .iter()
+        .filter(|e| e.device == id && e.point == ONLINE)
+        .map(|e| {
+            let frame: Value = serde_json::from_str(e.frame.as_str()).expect("json");
+            frame["value"].as_bool().expect("a bool")
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_point_never_read_is_listed_stale_until_its_first_reading() {
+    let running = run_link(vec![device(meter_profile())]);
+    let before = running.journal.snapshot().devices["meter"].clone();
+    assert!(before.points.is_empty());
+    let declared: Vec<String> = (0..READS_PER_POLL - 1)
+        .map(|i| format!("r{i}"))
+        .chain(["level".to_string()])
+        .collect();
+    for point in &declared {
+        assert!(before.stale.contains(point), "{point} unknown: {before:?}");
+    }
+
+    let read = state_when(&running.journal, "meter", |s| s.stale.is_empty()).await;
+    assert_eq!(read.points.len(), declared.len(), "{read:?}");
+    assert!(read.online);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_device_whose_every_read_fails_is_not_online_and_says_why() {
+    // Addresses written the manual's way: the meter refuses every one.
+    let running = run_link(vec![device(meter_profile())]);
+    running.controls.set(|b| b.read_exception = Some(2));
+
+    let failing = state_when(&running.journal, "meter", |s| s.error.is_some()).await;
+    let error = failing.error.expect("an error");
+    assert!(!failing.online, "no successful answer yet: {error}");
+    assert!(error.starts_with("every poll fails: "), "{error}");
+    assert!(error.contains("illegal data address (02)"), "{error}");
+    assert!(error.contains("30001 is input 0"), "{error}");
+    assert_eq!(
+        online_history(&running.journal, "meter"),
+        Vec::<bool>::new()
+    );
+
+    // Fixed at the device: the next poll reads and clears the error.
+    running.controls.set(|b| b.read_exception = None);
+    let healthy = state_when(&running.journal, "meter", |s| s.online).await;
+    assert_eq!(healthy.error, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connected_device_whose_reads_start_failing_stays_online_with_the_reason() {
+    let running = run_link(vec![device(meter_profile())]);
+    state_when(&running.journal, "meter", |s| s.online).await;
+    // A read bigger than the meter takes.
+    running.controls.set(|b| b.read_exception = Some(3));
+    let failing = state_when(&running.journal, "meter", |s| s.error.is_some()).await;
+    assert!(failing.online);
+    let error = failing.error.expect("an error");
+    assert!(error.contains("max_registers_per_read"), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn offline_after_three_failures_in_a_row_not_two() {
+    let mut running = run_link(vec![device(meter_profile())]);
+    state_when(&running.journal, "meter", |s| s.online).await;
+    while running.seen.try_recv().is_ok() {}
+    running.controls.set(|b| b.silent = true);
+
+    let first = running.seen.recv().await.expect("device running");
+    running
+        .seen
+        .recv()
+        .await
+        .expect("retried after one timeout");
+    running
+        .seen
+        .recv()
+        .await
+        .expect("retried after two timeouts");
+    assert!(
+        running.journal.snapshot().devices["meter"].online,
+        "two failures are not enough"
+    );
+    let offline = state_when(&running.journal, "meter", |s| !s.online).await;
+    let failing_for = Instant::now() - first.at;
+    assert_eq!(failing_for, 3 * Duration::from_secs(1), "the third timeout");
+    assert!(
+        offline
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("did not answer"),
+        "{offline:?}"
+    );
+    assert_eq!(online_history(&running.journal, "meter"), [true, false]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn offline_after_failing_for_ten_seconds_even_with_fewer_failures() {
+    // A device with a long timeout fails slowly: two failures take 22 s.
+    let timeout = Duration::from_secs(11);
+    let mut running = run_link(vec![DeviceConfig {
+        command_timeout: timeout,
+        ..device(meter_profile())
+    }]);
+    state_when(&running.journal, "meter", |s| s.online).await;
+    while running.seen.try_recv().is_ok() {}
+    running.controls.set(|b| b.silent = true);
+
+    let first = running.seen.recv().await.expect("device running");
+    running
+        .seen
+        .recv()
+        .await
+        .expect("retried after one timeout");
+    state_when(&running.journal, "meter", |s| !s.online).await;
+    assert_eq!(Instant::now() - first.at, 2 * timeout);
+    assert!(
+        running.seen.try_recv().is_err(),
+        "offline at the second failure, without a third attempt"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_drops_a_moment_apart_do_not_flap_the_device_offline() {
+    let mut running = run_link(vec![device(meter_profile())]);
+    state_when(&running.journal, "meter", |s| s.online).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    while running.seen.try_recv().is_ok() {}
+
+    running.controls.drop_connection.notify_one();
+    running.seen.recv().await.expect("reconnected and re-read");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while running.seen.try_recv().is_ok() {}
+    running.controls.drop_connection.notify_one();
+    running.seen.recv().await.expect("reconnected and re-read");
+
+    assert_eq!(online_history(&running.journal, "meter"), [true]);
+    assert!(running.journal.snapshot().devices["meter"].online);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connect_per_request_device_shows_every_value_and_never_goes_offline() {
+    let profile = Profile::parse(
+        "one-shot-meter",
+        Path::new("one-shot-meter.toml"),
+        "name = \"one-shot meter\"\ndriver = \"modbus\"\n\
+         [transport]\nconnection = \"per_request\"\n\
+         [options]\npoll_groups = { fast = \"1s\", slow = \"5s\" }\n\
+         [[options.points]]\nname = \"a\"\ntable = \"holding\"\naddress = 0\npoll = \"fast\"\n\
+         [[options.points]]\nname = \"b\"\ntable = \"holding\"\naddress = 100\npoll = \"slow\"\n",
+    )
+    .expect("valid profile");
+    let running = run_link(vec![device(profile)]);
+    running.controls.set(|b| b.close_after_reply = true);
+
+    let read = state_when(&running.journal, "meter", |s| s.stale.is_empty()).await;
+    assert_eq!(read.points.len(), 2, "{read:?}");
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    assert_eq!(online_history(&running.journal, "meter"), [true]);
+}
+
+thread_local! {
+    /// What was logged at WARN on this thread: a test's runtime is current-thread, so
+    /// everything its tasks log lands here.
+    static WARNINGS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Writes log lines into this thread's [`WARNINGS`].
+struct ThisThread;
+
+impl std::io::Write for ThisThread {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        WARNINGS.with(|w| w.borrow_mut().extend_from_slice(bytes));
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The WARN lines logged on this thread from now on.
+struct Warnings;
+
+impl Warnings {
+    /// One global subscriber for the whole test binary (a scoped one races with other
+    /// threads over which call sites are enabled), writing per thread.
+    fn capture() -> Warnings {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::WARN)
+                .with_ansi(false)
+                .with_writer(|| ThisThread)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber in the library's tests");
+        });
+        WARNINGS.with(|w| w.borrow_mut().clear());
+        Warnings
+    }
+
+    fn lines_with(&self, text: &str) -> usize {
+        WARNINGS.with(|w| {
+            String::from_utf8_lossy(&w.borrow())
+                .lines()
+                .filter(|line| line.contains(text))
+                .count()
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_poll_is_a_warning_once_then_again_only_after_five_minutes() {
+    let warnings = Warnings::capture();
+    let mut running = run_link(vec![device(meter_profile())]);
+    running.controls.set(|b| b.read_exception = Some(2));
+    state_when(&running.journal, "meter", |s| s.error.is_some()).await;
+    assert_eq!(warnings.lines_with("poll failed"), 1);
+
+    // The group is polled every 10 s: many more failures, no more warnings for a while.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let mut polls = 0;
+    while running.seen.try_recv().is_ok() {
+        polls += 1;
+    }
+    assert!(polls >= 10, "{polls} polls");
+    assert_eq!(warnings.lines_with("poll failed"), 1);
+    assert_eq!(warnings.lines_with("poll still failing"), 0);
+
+    tokio::time::sleep(Duration::from_secs(200)).await;
+    assert_eq!(warnings.lines_with("poll still failing"), 1);
+}
+
+#[test]
+fn a_point_the_profile_does_not_declare_is_a_warning_once() {
+    let warnings = Warnings::capture();
+    let profile = Profile::parse(
+        "bare-projector",
+        Path::new("bare-projector.toml"),
+        "name = \"bare\"\ndriver = \"pjlink\"\n[points.power]\ntype = \"string\"\n",
+    )
+    .expect("valid profile");
+    let journal = Arc::new(Journal::in_memory(16, ["meter".to_string()]));
+    let mut unit =
+        Unit::new(device(profile), journal, Arc::new(CommandQueue::new(4))).expect("driver builds");
+    unit.stage("serial_number".into(), json!("SN1"));
+    unit.stage("serial_number".into(), json!("SN1"));
+    unit.stage("power".into(), json!("on"));
+    assert_eq!(warnings.lines_with("serial_number"), 1);
+    assert_eq!(warnings.lines_with("does not declare"), 1);
+}
+
+/// A device that runs `script` on each connection, for one device of `profile`.
+fn run_scripted(
+    mut config: DeviceConfig,
+    script: fn(DuplexStream) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+) -> Arc<Journal> {
+    config.id = "proj".into();
+    let journal = Arc::new(Journal::in_memory(1024, ["proj".to_string()]));
+    let jobs = Arc::new(CommandQueue::new(4));
+    let unit = Unit::new(config.clone(), journal.clone(), jobs).expect("driver builds");
+    let task = LinkTask::new(
+        config.link.clone(),
+        vec![unit],
+        Arc::new(Notify::new()),
+        CancellationToken::new(),
+    )
+    .opening_with(Box::new(move |_, _| {
+        let (ours, theirs) = tokio::io::duplex(4096);
+        tokio::spawn(script(theirs));
+        Box::pin(async move { Ok(Box::new(ours) as Box<dyn LinkStream>) })
+    }));
+    tokio::spawn(task.run());
+    journal
+}
+
+fn projector() -> DeviceConfig {
+    let profile = Profile::find("pjlink-projector", &[])
+        .expect("built in")
+        .expect("valid");
+    DeviceConfig {
+        password: Some("JBMIAProjectorLink".into()),
+        ..device(profile)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_projector_that_greets_then_falls_silent_is_not_said_to_have_skipped_its_greeting() {
+    let journal = run_scripted(projector(), |mut link| {
+        Box::pin(async move {
+            let _ = link.write_all(b"PJLINK 1 498e4a67\r").await;
+            // Takes the login in and never answers it.
+            let mut sink = [0u8; 256];
+            while matches!(link.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+    });
+    let state = state_when(&journal, "proj", |s| s.error.is_some()).await;
+    let error = state.error.expect("an error");
+    assert!(error.contains("began its greeting"), "{error}");
+    assert!(error.contains("answer to the login"), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_projector_that_says_nothing_at_all_is_said_to_send_nothing() {
+    let journal = run_scripted(projector(), |mut link| {
+        Box::pin(async move {
+            let mut sink = [0u8; 256];
+            while matches!(link.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+    });
+    let state = state_when(&journal, "proj", |s| s.error.is_some()).await;
+    let error = state.error.expect("an error");
+    assert!(error.contains("sent nothing"), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_unit_absent_from_the_start_never_shows_online_and_says_why_at_its_first_timeout() {
+    let mut running = run_link(vec![device(meter_profile())]);
+    running.controls.set(|b| b.silent = true);
+    let first = running.seen.recv().await.expect("device running");
+    let state = state_when(&running.journal, "meter", |s| s.error.is_some()).await;
+    assert!(!state.online);
+    assert!(state.error.unwrap_or_default().contains("did not answer"));
+    assert_eq!(
+        Instant::now() - first.at,
+        Duration::from_secs(1),
+        "the first timeout"
+    );
+    assert_eq!(
+        online_history(&running.journal, "meter"),
+        Vec::<bool>::new()
+    );
 }

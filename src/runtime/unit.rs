@@ -1,6 +1,7 @@
 //! One device on a link: its protocol session, its queue, its polls, its health, and what
 //! it reports to the journal.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,11 +15,22 @@ use super::shape::Shape;
 use super::turns::Wants;
 use crate::command::{ErrorCode, Failure};
 use crate::config::DeviceConfig;
+use crate::config::profile::Connection;
 use crate::journal::Journal;
 
-/// Consecutive failed sessions (an unanswered request, a garbled reply) before the device
-/// is declared offline. One lost or garbled reply only costs a quiet reconnect.
-pub(super) const FAILURES_BEFORE_OFFLINE: u32 = 2;
+/// The offline rule, part one: consecutive failures (an unanswered request, a garbled
+/// reply, a connection that dies before the session proved healthy) before the device is
+/// declared offline. Fewer only cost a quiet reconnect, so a glitch or two never flaps a
+/// device offline.
+pub(super) const FAILURES_BEFORE_OFFLINE: u32 = 3;
+
+/// The offline rule, part two: a device that has kept failing this long since its first
+/// failure in a row is offline at its next failure, however few there were (a device with
+/// a long timeout fails slowly).
+pub(super) const FAILING_BEFORE_OFFLINE: Duration = Duration::from_secs(10);
+
+/// A poll that keeps failing is logged at WARN again at most this often.
+const POLL_WARN_EVERY: Duration = Duration::from_secs(300);
 
 pub(super) struct Unit {
     pub config: DeviceConfig,
@@ -26,17 +38,28 @@ pub(super) struct Unit {
     pub jobs: Arc<CommandQueue>,
     pub state: UnitState,
     pub in_flight: Option<InFlight>,
-    /// The poll the driver paused between two exchanges (what it reads), to resume when
-    /// no command is waiting.
-    paused: Option<String>,
-    /// Failed sessions in a row; reset when the device answers a request.
+    /// The poll the driver paused between two exchanges (its index in `polls`), to resume
+    /// when no command is waiting.
+    paused: Option<usize>,
+    /// Failures in a row; reset when the device answers a request.
     pub failures: u32,
+    /// When the first of those failures happened.
+    failing_since: Option<Instant>,
+    /// Whether the journal shows the device online: set by a successful answer.
+    online: bool,
     pub backoff: Backoff,
     /// When the current session started, to tell an idle close from a failure.
     pub session_started: Instant,
+    /// Whether the device sent anything since the session started (a greeting that
+    /// stalls half-way is not a device that never greeted).
+    pub heard_since_connect: bool,
+    /// Whether the device sent anything since the request in flight started.
+    pub heard_since_request: bool,
     polls: Vec<PollState>,
     /// Values of the answer being taken in, recorded together by [`Unit::publish_staged`].
     staged: Vec<(String, Value)>,
+    /// Points the driver reported that the profile does not declare, warned about once.
+    undeclared: BTreeSet<String>,
     journal: Arc<Journal>,
     /// The outputs and inputs the device is declared with, to drop points beyond them.
     shape: Shape,
@@ -60,12 +83,24 @@ struct PollState {
     query: String,
     every: Duration,
     due: Instant,
+    /// Set while the poll's latest attempt failed.
+    failing: Option<PollFailure>,
+}
+
+/// A poll that is failing: why, and when that was last logged at WARN.
+struct PollFailure {
+    reason: String,
+    last_warned: Instant,
+    /// Failures since the last WARN.
+    unlogged: u32,
 }
 
 /// The request on the wire and who is waiting for it.
 pub(super) struct InFlight {
     pub what: String,
     pub job: Option<Job>,
+    /// The poll it is (its index in `polls`), when it is one.
+    pub poll: Option<usize>,
     pub deadline: Instant,
 }
 
@@ -97,9 +132,19 @@ impl Unit {
                 query: p.query.clone(),
                 every: p.every,
                 due: Instant::now(),
+                failing: None,
             })
             .collect();
         let shape = Shape::of(&config.options);
+        // Every declared point is unknown until the device is read: panels see it listed as
+        // stale rather than not at all.
+        let declared = config
+            .profile
+            .points
+            .keys()
+            .filter(|name| !name.ends_with('*'))
+            .cloned();
+        journal.expect_points(&config.id, declared);
         Ok(Unit {
             config,
             protocol,
@@ -108,10 +153,15 @@ impl Unit {
             in_flight: None,
             paused: None,
             failures: 0,
+            failing_since: None,
+            online: false,
             backoff: Backoff::default(),
             session_started: Instant::now(),
+            heard_since_connect: false,
+            heard_since_request: false,
             polls,
             staged: Vec::new(),
+            undeclared: BTreeSet::new(),
             journal,
             shape,
         })
@@ -121,10 +171,16 @@ impl Unit {
         &self.config.id
     }
 
+    /// Whether the device has answered successfully since it last went offline.
+    pub fn is_online(&self) -> bool {
+        self.online
+    }
+
     /// Starts the driver's session on a freshly opened link (or after resting).
     pub fn connect(&mut self) {
         let now = Instant::now();
         self.session_started = now;
+        self.heard_since_connect = false;
         // A new connection starts a new session: the driver forgets a paused poll.
         self.paused = None;
         self.state = UnitState::Greeting {
@@ -136,22 +192,39 @@ impl Unit {
     /// The driver finished its greeting.
     pub fn ready(&mut self) {
         self.state = UnitState::Ready;
-        for poll in &mut self.polls {
-            poll.due = Instant::now();
-        }
-        // A device that greets but has stopped answering stays offline until it answers
-        // something.
-        if self.failures < FAILURES_BEFORE_OFFLINE {
-            self.go_online();
+        // A new connection re-reads everything, since the device may have changed while
+        // nobody listened; a connect-per-request device gets a new connection for every
+        // request, so its polls keep their schedule (else only the first would ever run).
+        if self.config.connection == Connection::Persistent {
+            for poll in &mut self.polls {
+                poll.due = Instant::now();
+            }
         }
     }
 
-    /// The device answered a request (successfully or with its own error): it is there.
-    pub fn answered(&mut self) {
+    /// The device answered a request, successfully or with its own error: the link to it
+    /// works. Only a successful answer brings it online (a Modbus gateway answering for a
+    /// unit missing from its bus is not the unit).
+    pub fn answered(&mut self, success: bool) {
+        // The answer's values go in before anything it leads to.
         self.publish_staged();
         self.failures = 0;
+        self.failing_since = None;
         self.backoff.reset();
-        self.go_online();
+        if success && !self.online {
+            self.online = true;
+            self.report_health();
+        }
+    }
+
+    /// Counts a failure of the device's session; returns whether the offline rule now
+    /// says offline ([`FAILURES_BEFORE_OFFLINE`] in a row, or failing for
+    /// [`FAILING_BEFORE_OFFLINE`]).
+    pub fn count_failure(&mut self) -> bool {
+        let now = Instant::now();
+        self.failures += 1;
+        let since = *self.failing_since.get_or_insert(now);
+        self.failures >= FAILURES_BEFORE_OFFLINE || now - since >= FAILING_BEFORE_OFFLINE
     }
 
     /// What this device could start now, for the link's turn order.
@@ -172,17 +245,18 @@ impl Unit {
                 name: job.command.clone(),
                 args: job.args.clone(),
             };
-            self.start(request, Some(job));
+            self.start(request, Some(job), None);
         }
     }
 
     /// Starts the most overdue poll, rescheduled from now.
     pub fn start_poll(&mut self, now: Instant) {
-        let Some(poll) = self
+        let Some((index, poll)) = self
             .polls
             .iter_mut()
-            .filter(|p| p.due <= now)
-            .min_by_key(|p| p.due)
+            .enumerate()
+            .filter(|(_, p)| p.due <= now)
+            .min_by_key(|(_, p)| p.due)
         else {
             return;
         };
@@ -190,15 +264,21 @@ impl Unit {
         let request = Request::Poll {
             query: poll.query.clone(),
         };
-        self.start(request, None);
+        self.start(request, None, Some(index));
     }
 
     /// The driver paused the poll in flight between two exchanges.
     pub fn pause(&mut self) {
         match self.in_flight.take() {
             Some(InFlight {
-                what, job: None, ..
-            }) => self.paused = Some(what),
+                job: None,
+                poll: Some(poll),
+                ..
+            }) => {
+                // Its exchange went through: the poll reads.
+                self.poll_finished(poll, Ok(()));
+                self.paused = Some(poll);
+            }
             // Commands never pause; carry on rather than lose whoever waits for it.
             Some(command) => {
                 warn!(device = %self.config.id, "{} paused; resuming it", command.what);
@@ -211,11 +291,12 @@ impl Unit {
 
     /// Carries on with the paused poll, with a fresh timeout for its next exchange.
     pub fn resume(&mut self) {
-        if let Some(what) = self.paused.take() {
+        if let Some(poll) = self.paused.take() {
             let now = Instant::now();
             self.in_flight = Some(InFlight {
-                what,
+                what: format!("poll {}", self.polls[poll].query),
                 job: None,
+                poll: Some(poll),
                 deadline: now + self.config.command_timeout,
             });
             self.protocol.resume(now.into_std());
@@ -234,16 +315,18 @@ impl Unit {
     }
 
     /// Hands a request to the driver; a request it cannot express fails at once.
-    fn start(&mut self, request: Request, job: Option<Job>) {
+    fn start(&mut self, request: Request, job: Option<Job>, poll: Option<usize>) {
         let what = match &request {
             Request::Command { name, .. } => name.clone(),
             Request::Poll { query } => format!("poll {query}"),
         };
+        self.heard_since_request = false;
         match self.protocol.start(Instant::now().into_std(), &request) {
             Ok(()) => {
                 self.in_flight = Some(InFlight {
                     what,
                     job,
+                    poll,
                     deadline: Instant::now() + self.config.command_timeout,
                 });
             }
@@ -251,7 +334,12 @@ impl Unit {
                 Some(job) => {
                     let _ = job.reply.send(Err(e.into()));
                 }
-                None => warn!(device = %self.config.id, "{what} cannot be sent: {e}"),
+                None => {
+                    warn!(device = %self.config.id, "{what} cannot be sent: {e}");
+                    if let Some(poll) = poll {
+                        self.poll_finished(poll, Err(e.message));
+                    }
+                }
             },
         }
     }
@@ -260,18 +348,114 @@ impl Unit {
     pub fn finish(&mut self, outcome: Result<(), Failure>) {
         // The outcome's waiters look for the events before it: record them first.
         self.publish_staged();
-        if let Some(InFlight { job, what, .. }) = self.in_flight.take() {
-            match job {
+        if let Some(InFlight { job, poll, .. }) = self.in_flight.take() {
+            match (job, poll) {
                 // The panel may have gone; its outcome is still kept by the router.
-                Some(job) => {
+                (Some(job), _) => {
                     let _ = job.reply.send(outcome);
                 }
-                None => {
-                    if let Err(e) = outcome {
-                        debug!(device = %self.config.id, query = %what, "poll failed: {}", e.message);
-                    }
-                }
+                (None, Some(poll)) => self.poll_finished(poll, outcome.map_err(|e| e.message)),
+                (None, None) => {}
             }
+        }
+    }
+
+    /// Ends the request in flight because the session failed (a timeout, a garbled
+    /// reply, a lost link, shutdown): whoever waits for it is told, but a poll's health
+    /// is not judged by it, since the offline rule already accounts for the session.
+    pub fn abort(&mut self, failure: Failure) {
+        self.publish_staged();
+        if let Some(InFlight { job: Some(job), .. }) = self.in_flight.take() {
+            // The panel may have gone; its outcome is still kept by the router.
+            let _ = job.reply.send(Err(failure));
+        }
+    }
+
+    /// Keeps each poll's health: the first failure of a poll is a WARN, a poll that keeps
+    /// failing is logged again only every [`POLL_WARN_EVERY`], and recovery is logged once.
+    fn poll_finished(&mut self, index: usize, outcome: Result<(), String>) {
+        let now = Instant::now();
+        let device = &self.config.id;
+        let poll = &mut self.polls[index];
+        match (outcome, &mut poll.failing) {
+            (Ok(()), None) => return,
+            (Ok(()), Some(_)) => {
+                info!(device = %device, query = %poll.query, "poll reads again");
+                poll.failing = None;
+            }
+            (Err(reason), None) => {
+                warn!(device = %device, query = %poll.query, "poll failed: {reason}");
+                poll.failing = Some(PollFailure {
+                    reason,
+                    last_warned: now,
+                    unlogged: 0,
+                });
+            }
+            (Err(reason), Some(failing)) => {
+                failing.unlogged += 1;
+                if now - failing.last_warned >= POLL_WARN_EVERY || reason != failing.reason {
+                    warn!(
+                        device = %device,
+                        query = %poll.query,
+                        "poll still failing ({} more times since last logged): {reason}",
+                        failing.unlogged
+                    );
+                    failing.last_warned = now;
+                    failing.unlogged = 0;
+                } else {
+                    debug!(device = %device, query = %poll.query, "poll failed again: {reason}");
+                }
+                failing.reason = reason;
+            }
+        }
+        self.report_health();
+    }
+
+    /// Why the device is not healthy although it may be connected: every one of its polls
+    /// failed its latest attempt.
+    fn poll_error(&self) -> Option<String> {
+        if self.polls.is_empty() || self.polls.iter().any(|p| p.failing.is_none()) {
+            return None;
+        }
+        let reasons: Vec<&str> = self
+            .polls
+            .iter()
+            .filter_map(|p| p.failing.as_ref().map(|f| f.reason.as_str()))
+            .collect();
+        Some(format!("every poll fails: {}", reasons.join("; ")))
+    }
+
+    /// Tells the journal where the device stands: online or not, and the error that
+    /// explains what is wrong (`null` when nothing is).
+    fn report_health(&self) {
+        let error = self.poll_error();
+        if !self.online && error.is_none() {
+            // Offline for a reason already recorded (or never connected yet).
+            return;
+        }
+        if self
+            .journal
+            .set_online(&self.config.id, self.online, error.clone())
+            .is_some()
+        {
+            match error {
+                Some(error) => warn!(device = %self.config.id, online = self.online, "{error}"),
+                None => info!(device = %self.config.id, "online"),
+            }
+        }
+    }
+
+    /// The link could not be opened, or died before the session proved healthy: offline
+    /// when the offline rule says so, else a quiet retry after the backoff delay, still
+    /// online (its commands wait for the retry).
+    pub fn failed_to_connect(&mut self, error: String) {
+        if self.count_failure() || !self.online {
+            self.rest(error, Duration::ZERO);
+        } else {
+            debug!(device = %self.config.id, "{error}; retrying");
+            self.state = UnitState::Resting {
+                until: Instant::now() + self.backoff.next(),
+            };
         }
     }
 
@@ -286,11 +470,20 @@ impl Unit {
     }
 
     /// Holds a value the driver reported until the rest of its answer is in. Only points
-    /// the profile declares are kept; anything else the driver reports is noise for this
-    /// model and stays out of the panel protocol.
+    /// the profile declares are kept; anything else stays out of the panel protocol, with
+    /// a WARN the first time each point shows up (the profile is likely missing it).
     pub fn stage(&mut self, point: String, value: Value) {
         if self.config.profile.point(&point).is_none() {
-            debug!(device = %self.config.id, point, %value, "not in the profile; ignored");
+            if self.undeclared.insert(point.clone()) {
+                warn!(
+                    device = %self.config.id,
+                    point,
+                    %value,
+                    "the driver reports a point profile `{}` does not declare; ignored \
+                     (declare it under [points] to publish it)",
+                    self.config.profile.id
+                );
+            }
             return;
         }
         if !self.shape.admits(&self.config.id, &point, &value) {
@@ -314,18 +507,8 @@ impl Unit {
         }
     }
 
-    fn go_online(&mut self) {
-        self.publish_staged();
-        if self
-            .journal
-            .set_online(&self.config.id, true, None)
-            .is_some()
-        {
-            info!(device = %self.config.id, "online");
-        }
-    }
-
     pub fn go_offline(&mut self, error: String) {
+        self.online = false;
         self.publish_staged();
         if self
             .journal
@@ -342,6 +525,10 @@ impl Unit {
         let UnitState::Resting { until } = self.state else {
             return;
         };
+        if self.online {
+            // A quiet retry: the device is expected back at once.
+            return;
+        }
         while let Some(job) = self.jobs.pop() {
             let why = self
                 .journal
@@ -362,7 +549,7 @@ impl Unit {
 
     /// On shutdown: nothing more will run.
     pub fn fail_all(&mut self, code: ErrorCode, message: &str) {
-        self.finish(Err(Failure::new(code, message)));
+        self.abort(Failure::new(code, message));
         for job in self.jobs.close() {
             let _ = job.reply.send(Err(Failure::new(code, message)));
         }

@@ -127,6 +127,18 @@ pub enum Command {
     PartNumber,
     /// `Esc n CV CR`: verbose mode (3 = verbose + tagged).
     Verbose(u8),
+    /// `Esc CV CR`: which verbose mode is on, answered with its digit.
+    ReadVerbose,
+    /// `I`: the information request (`V8X4 A8X4` on a matrix).
+    Information,
+    /// `n.`: recall global preset n.
+    RecallPreset(u16),
+    /// `n,`: save the current ties as global preset n.
+    SavePreset(u16),
+    /// `nX`: front-panel lock mode (0 off, 1 complete lock, 2 basic lock).
+    Lock(u8),
+    /// `X`: which front-panel lock mode is on.
+    ReadLock,
 }
 
 impl Command {
@@ -154,6 +166,12 @@ impl Command {
             Command::Firmware => "Q".into(),
             Command::PartNumber => "N".into(),
             Command::Verbose(mode) => return format!("\x1b{mode}CV\r").into_bytes(),
+            Command::ReadVerbose => return b"\x1bCV\r".to_vec(),
+            Command::Information => "I".into(),
+            Command::RecallPreset(n) => format!("{n}."),
+            Command::SavePreset(n) => format!("{n},"),
+            Command::Lock(mode) => format!("{mode}X"),
+            Command::ReadLock => "X".into(),
         };
         text.into_bytes()
     }
@@ -169,6 +187,7 @@ impl Command {
         {
             return match body {
                 [mode @ b'0'..=b'9', b'C', b'V'] => Some(Command::Verbose(mode - b'0')),
+                [b'C', b'V'] => Some(Command::ReadVerbose),
                 _ => None,
             };
         }
@@ -240,6 +259,14 @@ impl Command {
             }),
             (b'Q', None, true) => Some(Command::Firmware),
             (b'N', None, true) => Some(Command::PartNumber),
+            (b'I', None, true) => Some(Command::Information),
+            (b'.', None, false) => Some(Command::RecallPreset(number(first)?)),
+            (b',', None, false) => Some(Command::SavePreset(number(first)?)),
+            (b'X', None, true) => Some(Command::ReadLock),
+            (b'X', None, false) => match first {
+                [mode @ b'0'..=b'2'] => Some(Command::Lock(mode - b'0')),
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -653,8 +680,29 @@ impl CommandReader {
             return Ok(None);
         };
         let (end, keep) = if first == ESC || first.eq_ignore_ascii_case(&b'W') {
-            match self.buf.iter().position(|&b| b == b'\r' || b == b'\n') {
-                Some(end) => (end, end),
+            // A byte no Esc or W command carries (another Esc, a control character,
+            // non-ASCII) means line noise: the command so far is cut there and refused
+            // (E10), so the commands after the noise are answered, not swallowed until a
+            // line end.
+            let noise = |(i, &b): (usize, &u8)| {
+                i > 0 && (b == ESC || b >= 0x7F || (b < 0x20 && !matches!(b, b'\r' | b'\n')))
+            };
+            let cut = self.buf.iter().enumerate().find_map(|(i, b)| {
+                if matches!(b, b'\r' | b'\n') {
+                    Some((i, false))
+                } else {
+                    noise((i, b)).then_some((i, true))
+                }
+            });
+            match cut {
+                Some((end, false)) => (end, end),
+                // A new Esc starts the next command; other noise is dropped.
+                Some((end, true)) if self.buf[end] == ESC => {
+                    let command = self.buf[..end].to_vec();
+                    self.buf.drain(..end);
+                    return Ok(Some(command));
+                }
+                Some((end, true)) => (end, end),
                 None => return self.wait(),
             }
         } else {
@@ -839,7 +887,7 @@ mod tests {
             b"1*2Z",
             b"+V",
             b"*!",
-            b"X",
+            b"9X",
             b"\x1b3XX",
             b"",
         ] {

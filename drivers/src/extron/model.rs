@@ -47,12 +47,21 @@ pub struct State {
 pub struct Model {
     settings: Settings,
     outputs: Vec<OutputState>,
+    /// Global presets: the video and audio ties of every output.
+    presets: std::collections::BTreeMap<u16, Vec<(u16, u16)>>,
+    /// Front-panel lock mode (`X`): 0 off, 1 complete, 2 basic.
+    lock: u8,
 }
+
+/// Highest global preset number.
+pub const PRESET_MAX: u16 = 32;
 
 const INVALID_INPUT: ErrorCode = ErrorCode(1);
 const INVALID_COMMAND: ErrorCode = ErrorCode(10);
 const INVALID_OUTPUT: ErrorCode = ErrorCode(12);
 const INVALID_VALUE: ErrorCode = ErrorCode(13);
+/// E11: a preset number out of range, or one never saved.
+const INVALID_PRESET: ErrorCode = ErrorCode(11);
 
 impl Model {
     pub fn new(settings: Settings) -> Model {
@@ -63,6 +72,8 @@ impl Model {
         Model {
             outputs: vec![output; usize::from(settings.outputs.max(1))],
             settings,
+            presets: std::collections::BTreeMap::new(),
+            lock: 0,
         }
     }
 
@@ -78,10 +89,51 @@ impl Model {
 
     /// Answers one command; anything it does not know gets E10, as a unit does.
     pub fn answer(&mut self, command: &[u8]) -> Response {
+        self.answer_tagged(command, false)
+    }
+
+    /// Answers one command in a verbose mode that tags query answers (2 and 3): a read
+    /// answers with the same prefix a set does (`Out02 Vol30`, not `30`).
+    pub fn answer_tagged(&mut self, command: &[u8], tagged: bool) -> Response {
         match Command::parse(command, self.single_output()) {
+            Some(command) if tagged => self.tagged(&command).unwrap_or_else(error),
             Some(command) => self.apply(&command).unwrap_or_else(error),
             None => error(INVALID_COMMAND),
         }
+    }
+
+    fn tagged(&mut self, command: &Command) -> Result<Response, ErrorCode> {
+        Ok(match *command {
+            Command::ReadTie { output, kind } => {
+                let state = self.output(output)?;
+                let input = if kind == TieKind::Audio {
+                    state.audio
+                } else {
+                    state.video
+                };
+                Response::Tie {
+                    output,
+                    input,
+                    kind,
+                }
+            }
+            Command::ReadVolume { output } => Response::Volume {
+                output,
+                level: i32::from(self.output(self.target(output)?)?.volume),
+            },
+            Command::ReadAudioMute { output } => Response::AudioMute {
+                output,
+                on: self.output(self.target(output)?)?.audio_mute,
+            },
+            Command::ReadVideoMute { output } => Response::VideoMute {
+                output,
+                on: self.output(self.target(output)?)?.video_mute,
+            },
+            Command::Firmware => Response::Other(format!("Ver{}", self.settings.firmware)),
+            Command::PartNumber => Response::Other(format!("Pno{}", self.settings.part_number)),
+            Command::ReadLock => Response::Other(format!("Exe{}", self.lock)),
+            _ => return self.apply(command),
+        })
     }
 
     /// Carries out a parsed command. Sets answer with the verbose-mode report of the new
@@ -126,6 +178,52 @@ impl Model {
             Command::Firmware => Ok(Response::Other(self.settings.firmware.clone())),
             Command::PartNumber => Ok(Response::Other(self.settings.part_number.clone())),
             Command::Verbose(mode) => Ok(Response::Verbose(mode)),
+            // The simulator answers it from the connection's mode; a bare model has none.
+            Command::ReadVerbose => Ok(bare(0)),
+            Command::Information if self.single_output() => {
+                let state = self.outputs[0];
+                Ok(Response::Other(format!(
+                    "In{} Vid In{} Aud Ausw0 Vmt{} Amt{}",
+                    state.video,
+                    state.audio,
+                    u8::from(state.video_mute),
+                    u8::from(state.audio_mute)
+                )))
+            }
+            Command::Information => {
+                let (inputs, outputs) = (self.settings.inputs, self.outputs.len());
+                Ok(Response::Other(format!(
+                    "V{inputs}X{outputs} A{inputs}X{outputs} Exe{}",
+                    self.lock
+                )))
+            }
+            Command::SavePreset(number) => {
+                self.check_preset(number)?;
+                let ties = self.outputs.iter().map(|o| (o.video, o.audio)).collect();
+                self.presets.insert(number, ties);
+                Ok(Response::Other(format!("Spr{number:02}")))
+            }
+            Command::RecallPreset(number) => {
+                self.check_preset(number)?;
+                let ties = self.presets.get(&number).ok_or(INVALID_PRESET)?.clone();
+                for (state, (video, audio)) in self.outputs.iter_mut().zip(ties) {
+                    (state.video, state.audio) = (video, audio);
+                }
+                Ok(Response::Other(format!("Rpr{number:02}")))
+            }
+            Command::Lock(mode) => {
+                self.lock = mode;
+                Ok(Response::Other(format!("Exe{mode}")))
+            }
+            Command::ReadLock => Ok(bare(self.lock)),
+        }
+    }
+
+    fn check_preset(&self, number: u16) -> Result<(), ErrorCode> {
+        if (1..=PRESET_MAX).contains(&number) {
+            Ok(())
+        } else {
+            Err(INVALID_PRESET)
         }
     }
 
@@ -248,6 +346,39 @@ mod tests {
         assert_eq!(ask(&mut m, "\x1b3CV"), "Vrb3");
         assert_eq!(ask(&mut m, "Q"), "1.05");
         assert_eq!(ask(&mut m, "N"), "60-1071-01");
+    }
+
+    #[test]
+    fn information_presets_and_front_panel_lock() {
+        let mut m = Model::new(settings(4));
+        assert_eq!(ask(&mut m, "I"), "V12X4 A12X4 Exe0");
+        ask(&mut m, "3*2!");
+        assert_eq!(ask(&mut m, "5,"), "Spr05");
+        ask(&mut m, "7*2!");
+        assert_eq!(ask(&mut m, "5."), "Rpr05");
+        assert_eq!(ask(&mut m, "2!"), "3", "the preset's tie is back");
+        assert_eq!(ask(&mut m, "6."), "E11", "never saved");
+        assert_eq!(ask(&mut m, "99,"), "E11");
+        assert_eq!(ask(&mut m, "1X"), "Exe1");
+        assert_eq!(ask(&mut m, "X"), "1");
+        assert_eq!(ask(&mut m, "I"), "V12X4 A12X4 Exe1");
+        assert_eq!(ask(&mut m, "7X"), "E10");
+        let mut scaler = Model::new(settings(1));
+        ask(&mut scaler, "3*1!");
+        assert_eq!(ask(&mut scaler, "I"), "In3 Vid In3 Aud Ausw0 Vmt0 Amt0");
+    }
+
+    #[test]
+    fn tagged_modes_answer_reads_with_the_set_prefix() {
+        let mut m = Model::new(settings(4));
+        ask(&mut m, "7*2%");
+        let tagged = |m: &mut Model, c: &str| m.answer_tagged(c.as_bytes(), true).to_string();
+        assert_eq!(tagged(&mut m, "2%"), "Out02 In07 Vid");
+        assert_eq!(tagged(&mut m, "2V"), "Out02 Vol50");
+        assert_eq!(tagged(&mut m, "2Z"), "Amt02*0");
+        assert_eq!(tagged(&mut m, "Q"), "Ver1.05");
+        assert_eq!(tagged(&mut m, "N"), "Pno60-1071-01");
+        assert_eq!(ask(&mut m, "2V"), "50", "untagged modes answer bare");
     }
 
     #[test]

@@ -666,6 +666,10 @@ impl Session {
 }
 
 impl Protocol for Session {
+    fn check(&self, request: &Request) -> Result<(), DeviceError> {
+        self.plan(request).map(|_| ())
+    }
+
     fn connected(&mut self, now: Instant) {
         self.phase = Phase::Banner;
         self.lines.clear();

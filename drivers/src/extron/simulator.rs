@@ -432,7 +432,8 @@ impl Connection {
                         self.verbose = mode;
                         Response::Verbose(mode)
                     }
-                    _ => lock(&shared.model).answer(command),
+                    Some(Command::ReadVerbose) => Response::Other(self.verbose.to_string()),
+                    _ => lock(&shared.model).answer_tagged(command, matches!(self.verbose, 2 | 3)),
                 };
                 response.encode()
             }
@@ -590,14 +591,26 @@ mod tests {
         assert_eq!(client.ask(b"\x1b3CV\r").await.as_deref(), Some("Vrb3"));
         assert_eq!(client.ask(b"1*2!").await.as_deref(), Some("Out02 In01 All"));
         assert_eq!(client.ask(b"2*40V").await.as_deref(), Some("Out02 Vol40"));
-        assert_eq!(client.ask(b"2$").await.as_deref(), Some("1"));
+        // Verbose 3 tags query answers like the set's.
+        assert_eq!(client.ask(b"2$").await.as_deref(), Some("Out02 In01 Aud"));
+        assert_eq!(client.ask(b"\x1bCV\r").await.as_deref(), Some("3"));
+        assert_eq!(client.ask(b"\x1b0CV\r").await.as_deref(), Some("Vrb0"));
+        assert_eq!(
+            client.ask(b"2$").await.as_deref(),
+            Some("1"),
+            "bare in mode 0"
+        );
+        assert_eq!(client.ask(b"\x1b3CV\r").await.as_deref(), Some("Vrb3"));
         assert_eq!(client.ask(b"99*1!").await.as_deref(), Some("E01"));
         // (The manual's `ZZZ!` vector is cut as `Z` `Z` `Z` `!` on this stream parser,
         // since `Z` alone is a mute read; the model answers `ZZZ!` as one command E10.)
         assert_eq!(client.ask(b"1*2X").await.as_deref(), Some("E10"));
         assert_eq!(
             sim.commands_received(),
-            ["\\x1b3CV", "1*2!", "2*40V", "2$", "99*1!", "1*2X"]
+            [
+                "\\x1b3CV", "1*2!", "2*40V", "2$", "\\x1bCV", "\\x1b0CV", "2$", "\\x1b3CV",
+                "99*1!", "1*2X"
+            ]
         );
         let output = sim.state().outputs[1];
         assert_eq!((output.video, output.audio, output.volume), (1, 1, 40));
@@ -650,7 +663,7 @@ mod tests {
         sim.inject(Fault::DropNextReply);
         client.send(b"1*2!").await;
         // The tie was carried out; only its reply was lost.
-        assert_eq!(client.ask(b"2%").await.as_deref(), Some("1"));
+        assert_eq!(client.ask(b"2%").await.as_deref(), Some("Out02 In01 Vid"));
         sim.shutdown().await;
     }
 
@@ -687,16 +700,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn line_noise_is_refused_and_the_next_command_answered() {
+        let sim = start(Config::default()).await.unwrap();
+        let mut client = Client::ready(sim.local_addr(), None, 0).await;
+        // An Esc cut short by noise is refused, as is the stray byte after it (any byte
+        // that is no command is), and the tie after them is carried out at once.
+        client.send(b"\x1b\x02\xfe").await;
+        assert_eq!(client.line().await.as_deref(), Some("E10"));
+        assert_eq!(client.line().await.as_deref(), Some("E10"));
+        assert_eq!(client.ask(b"1*2!").await.as_deref(), Some("Out02 In01 All"));
+        sim.shutdown().await;
+    }
+
+    #[tokio::test]
     async fn delayed_replies() {
         let sim = start(Config::default()).await.unwrap();
         let mut client = Client::ready(sim.local_addr(), None, 3).await;
         sim.inject(Fault::DelayReplies(Duration::from_millis(200)));
         let sent = Instant::now();
-        assert_eq!(client.ask(b"Q").await.as_deref(), Some("1.05"));
+        assert_eq!(client.ask(b"Q").await.as_deref(), Some("Ver1.05"));
         assert!(sent.elapsed() >= Duration::from_millis(200));
         sim.inject(Fault::DelayReplies(Duration::ZERO));
         let sent = Instant::now();
-        assert_eq!(client.ask(b"N").await.as_deref(), Some("60-0000-01"));
+        assert_eq!(client.ask(b"N").await.as_deref(), Some("Pno60-0000-01"));
         assert!(sent.elapsed() < Duration::from_millis(200));
         sim.shutdown().await;
     }
@@ -716,7 +742,7 @@ mod tests {
         .await
         .unwrap();
         let mut client = Client::ready(addr, None, 3).await;
-        assert_eq!(client.ask(b"Q").await.as_deref(), Some("1.05"));
+        assert_eq!(client.ask(b"Q").await.as_deref(), Some("Ver1.05"));
         restarted.shutdown().await;
     }
 

@@ -6,9 +6,11 @@
 //! answer at all, as on a real chain; the broadcast id 0xFE is carried out by every
 //! display and answered by none.
 //!
-//! Each display knows STATUS (0x00) and reads and writes power (0x11), volume (0x12),
-//! mute (0x13) and input source (0x14). Everything else, and any value out of range, gets
-//! a NAK. Samsung's NAK error codes are not confirmed (PROTOCOLS.md §8), so the two this
+//! Each display knows STATUS (0x00), reads and writes power (0x11), volume (0x12), mute
+//! (0x13), input source (0x14) and picture aspect (0x15), and answers the serial number
+//! (0x0B), software version (0x0E), model name (0x8A), model number (0x10), error status
+//! (0x0D) and video settings (0x04) queries. Everything else, and any value out of range,
+//! gets a NAK. Samsung's NAK error codes are not confirmed (PROTOCOLS.md §8), so the two this
 //! model sends, [`NAK_UNSUPPORTED`] and [`NAK_BAD_VALUE`], are its own choice.
 
 use std::collections::BTreeMap;
@@ -186,8 +188,43 @@ impl Model {
     }
 }
 
+/// Read-only identity and health queries (python-samsung-mdc's names), answered with
+/// what a display of the QM series reports. Strings run to the end of the data.
+pub const SERIAL_NUMBER: u8 = 0x0B;
+pub const SOFTWARE_VERSION: u8 = 0x0E;
+pub const MODEL_NAME: u8 = 0x8A;
+/// Species (2: LCD), model code, TV support (0: none).
+pub const MODEL_NUMBER: u8 = 0x10;
+/// Lamp, temperature, brightness sensor and no-sync errors (0: fine), the temperature in
+/// °C, the fan error.
+pub const DISPLAY_STATUS: u8 = 0x0D;
+/// Contrast, brightness, sharpness, colour, tint, colour tone, colour temperature.
+pub const VIDEO: u8 = 0x04;
+/// The picture aspect, read and written.
+pub const PICTURE_ASPECT: u8 = 0x15;
+
+/// What the model's displays report for [`SERIAL_NUMBER`], [`SOFTWARE_VERSION`] and
+/// [`MODEL_NAME`].
+pub const SIM_SERIAL_NUMBER: &str = "0K1F3CAM200123T";
+pub const SIM_SOFTWARE_VERSION: &str = "S-KTM4WWC-1010.3";
+pub const SIM_MODEL_NAME: &str = "QM55R";
+
 /// One display carries out one frame: the ACK data, or a NAK code.
 fn execute(state: &mut DisplayState, frame: &Frame) -> Result<Vec<u8>, u8> {
+    match (frame.cmd, frame.data.as_slice()) {
+        (SERIAL_NUMBER, []) => return Ok(SIM_SERIAL_NUMBER.as_bytes().to_vec()),
+        (SOFTWARE_VERSION, []) => return Ok(SIM_SOFTWARE_VERSION.as_bytes().to_vec()),
+        (MODEL_NAME, []) => return Ok(SIM_MODEL_NAME.as_bytes().to_vec()),
+        (MODEL_NUMBER, []) => return Ok(vec![0x02, 0x01, 0x00]),
+        (DISPLAY_STATUS, []) => return Ok(vec![0, 0, 0, u8::from(!state.power), 38, 0]),
+        (VIDEO, []) => return Ok(vec![50, 50, 50, 50, 50, 2, 0]),
+        (PICTURE_ASPECT, []) => return Ok(vec![state.aspect]),
+        (PICTURE_ASPECT, [aspect]) => {
+            state.aspect = *aspect;
+            return Ok(vec![*aspect]);
+        }
+        _ => {}
+    }
     match Command::from_frame(frame).ok_or(NAK_UNSUPPORTED)? {
         Command::Status => Ok(state.status().encode()),
         Command::Get(setting) => Ok(vec![state.get(setting)]),
@@ -244,6 +281,54 @@ mod tests {
             ask(&mut m, Command::Get(Setting::Volume).frame(1)).as_deref(),
             Some("AA FF 01 03 41 12 32 88")
         );
+    }
+
+    #[test]
+    fn identity_error_status_video_and_aspect_queries_are_answered() {
+        let mut m = Model::new(&[1], DisplayState::default());
+        let ack = |cmd: u8, data: &[u8]| {
+            Some(hex(&Reply::Ack {
+                id: 1,
+                cmd,
+                data: data.to_vec(),
+            }
+            .encode()))
+        };
+        assert_eq!(
+            ask(&mut m, Frame::new(SERIAL_NUMBER, 1, [])),
+            ack(SERIAL_NUMBER, b"0K1F3CAM200123T")
+        );
+        assert_eq!(
+            ask(&mut m, Frame::new(SOFTWARE_VERSION, 1, [])),
+            ack(SOFTWARE_VERSION, b"S-KTM4WWC-1010.3")
+        );
+        assert_eq!(
+            ask(&mut m, Frame::new(MODEL_NAME, 1, [])).as_deref(),
+            Some("AA FF 01 07 41 8A 51 4D 35 35 52 2C"),
+            "the vector for QM55R"
+        );
+        assert_eq!(
+            ask(&mut m, Frame::new(MODEL_NUMBER, 1, [])),
+            ack(MODEL_NUMBER, &[2, 1, 0])
+        );
+        assert_eq!(
+            ask(&mut m, Frame::new(DISPLAY_STATUS, 1, [])),
+            ack(DISPLAY_STATUS, &[0, 0, 0, 1, 38, 0]),
+            "no sync in standby"
+        );
+        assert_eq!(
+            ask(&mut m, Frame::new(VIDEO, 1, [])),
+            ack(VIDEO, &[50, 50, 50, 50, 50, 2, 0])
+        );
+        assert_eq!(
+            ask(&mut m, Frame::new(PICTURE_ASPECT, 1, [0x18])),
+            ack(PICTURE_ASPECT, &[0x18])
+        );
+        assert_eq!(
+            ask(&mut m, Frame::new(PICTURE_ASPECT, 1, [])),
+            ack(PICTURE_ASPECT, &[0x18])
+        );
+        assert_eq!(m.state(1).unwrap().aspect, 0x18);
     }
 
     #[test]

@@ -490,6 +490,10 @@ impl Session {
 }
 
 impl Protocol for Session {
+    fn check(&self, request: &Request) -> Result<(), DeviceError> {
+        self.plan(request).map(|_| ())
+    }
+
     fn connected(&mut self, _now: Instant) {
         self.up = true;
         self.reader.clear();

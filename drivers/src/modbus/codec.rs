@@ -209,6 +209,44 @@ pub fn decode(point: &Point, data: Data<'_>) -> Result<Value, CodecError> {
     Ok(present(point, raw))
 }
 
+/// Why a float reading looks like the wrong word order rather than a measurement (NaN or
+/// infinite, subnormal, or of an absurd magnitude), as a hint for the integrator; `None`
+/// when it looks plausible. Copying a CDAB meter's profile for an ABCD meter gives values
+/// like `2.4175e-41`.
+pub fn implausible(point: &Point, value: &Value) -> Option<String> {
+    let smallest_normal = match point.kind {
+        Kind::F32 => f64::from(f32::MIN_POSITIVE),
+        Kind::F64 => f64::MIN_POSITIVE,
+        _ => return None,
+    };
+    let what = match value.as_f64() {
+        None if value.is_null() => "not a number (NaN or infinite)".to_string(),
+        None => return None,
+        Some(v) => {
+            let raw = ((v - point.offset) / point.scale).abs();
+            if raw != 0.0 && raw < smallest_normal {
+                format!("{v:e}, a subnormal float")
+            } else if raw > 1e15 || (raw != 0.0 && raw < 1e-20) {
+                format!("{v:e}, an absurd magnitude")
+            } else {
+                return None;
+            }
+        }
+    };
+    let order = match point.order {
+        WordOrder::Abcd => "ABCD",
+        WordOrder::Cdab => "CDAB",
+        WordOrder::Badc => "BADC",
+        WordOrder::Dcba => "DCBA",
+    };
+    Some(format!(
+        "point `{}` read {what}: the word order is probably wrong (it has order = \"{order}\"; \
+         try the others of ABCD, CDAB, BADC, DCBA: a profile copied from another meter keeps \
+         that meter's order)",
+        point.name
+    ))
+}
+
 /// Applies enum names, scale and offset to a raw value.
 fn present(point: &Point, raw: Raw) -> Value {
     let integer = match raw {
@@ -690,6 +728,44 @@ mod tests {
         assert_eq!(
             encode_raw(Kind::U32, WordOrder::Abcd, &Raw::Signed(1)),
             None
+        );
+    }
+
+    #[test]
+    fn a_float_read_in_the_wrong_word_order_gets_a_hint_naming_the_order() {
+        // 230 V as an ABCD meter sends it, decoded by a profile copied from a CDAB one:
+        // 2.4178e-41.
+        let volts = Point {
+            order: WordOrder::Cdab,
+            ..point(Kind::F32)
+        };
+        let words = split(u64::from(230.0f32.to_bits()), 2);
+        let misread = decode(&volts, Data::Registers(&words)).unwrap();
+        assert_eq!(misread, json!(2.4178e-41));
+        let hint = implausible(&volts, &misread).expect("implausible");
+        assert!(hint.contains("subnormal"), "{hint}");
+        assert!(
+            hint.contains("word order") && hint.contains("CDAB"),
+            "{hint}"
+        );
+        // 230.1 V misread the same way is merely tiny.
+        let words = split(u64::from(230.1f32.to_bits()), 2);
+        let misread = decode(&volts, Data::Registers(&words)).unwrap();
+        assert!(implausible(&volts, &misread).is_some(), "{misread}");
+
+        assert!(implausible(&volts, &Value::Null).unwrap().contains("NaN"));
+        assert!(
+            implausible(&volts, &json!(3.2e21))
+                .unwrap()
+                .contains("absurd")
+        );
+        for plausible in [json!(230.1), json!(0.0), json!(-1e-3), json!(9.9e14)] {
+            assert_eq!(implausible(&volts, &plausible), None, "{plausible}");
+        }
+        assert_eq!(
+            implausible(&point(Kind::U32), &json!(1e20)),
+            None,
+            "floats only"
         );
     }
 

@@ -43,6 +43,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::reporting::Reporting;
 use super::session::OPTION_KEYS as SESSION_KEYS;
 
 /// Most registers one read may ask for (FC 3/4 limit in the spec).
@@ -67,6 +68,9 @@ pub const MAP_KEYS: &[&str] = &[
     "max_registers_per_read",
     "max_bits_per_read",
     "max_gap",
+    "decimals",
+    "deadband",
+    "deadband_percent",
 ];
 
 /// The four Modbus data tables.
@@ -208,6 +212,10 @@ pub struct MapSpec {
     /// to a read that touches a hole: set 0 for those.
     #[serde(default = "default_max_gap")]
     pub max_gap: u16,
+    /// Defaults for every number point (see [`super::reporting`]).
+    pub decimals: Option<u8>,
+    pub deadband: Option<f64>,
+    pub deadband_percent: Option<f64>,
 }
 
 fn default_max_registers() -> u16 {
@@ -253,6 +261,10 @@ pub struct PointSpec {
     pub writable: bool,
     /// Poll group name; `default` unless given.
     pub poll: Option<String>,
+    /// Rounding and deadbands of a number point (see [`super::reporting`]).
+    pub decimals: Option<u8>,
+    pub deadband: Option<f64>,
+    pub deadband_percent: Option<f64>,
 }
 
 /// What a point holds, after defaults and checks.
@@ -363,6 +375,8 @@ pub struct RegisterMap {
     pub max_registers_per_read: u16,
     pub max_bits_per_read: u16,
     pub max_gap: u16,
+    /// Rounding and deadbands by point name, for the number points that have any.
+    pub reporting: HashMap<String, Reporting>,
 }
 
 impl RegisterMap {
@@ -382,6 +396,27 @@ impl RegisterMap {
             .filter(|(key, _)| MAP_KEYS.contains(&key.as_str()))
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect();
+        // Each point alone first, so a mistake inside one names that point.
+        if let Some(Value::Array(points)) = options.get("points") {
+            for (index, point) in points.iter().enumerate() {
+                if let Err(e) = serde_json::from_value::<PointSpec>(point.clone()) {
+                    let reason = e.to_string();
+                    let Some(name) = point.get("name").and_then(Value::as_str) else {
+                        return Err(MapError::Format(format!("point #{}: {reason}", index + 1)));
+                    };
+                    // serde names an unknown field first: `unknown field `adress`, ...`.
+                    let field = reason
+                        .strip_prefix("unknown field `")
+                        .and_then(|rest| rest.split('`').next())
+                        .map(str::to_string);
+                    return Err(MapError::PointFormat {
+                        point: name.to_string(),
+                        field,
+                        reason,
+                    });
+                }
+            }
+        }
         let spec: MapSpec = serde_json::from_value(Value::Object(map_options))
             .map_err(|e| MapError::Format(e.to_string()))?;
         spec.validate()
@@ -411,6 +446,19 @@ pub enum MapError {
     Format(String),
     #[error("modbus register map: `points` is empty")]
     NoPoints,
+    /// One point does not have a point's shape (a misspelt or missing field, a wrong type).
+    #[error("modbus point `{point}`: {reason}")]
+    PointFormat {
+        point: String,
+        /// The field the error is about, when the message names one that is there.
+        field: Option<String>,
+        reason: String,
+    },
+    /// A name panels could not subscribe to.
+    #[error(
+        "modbus point `{point}`, field `name`: point names use letters, digits, `-`, `_` and `.` only (panels subscribe by name), e.g. `{suggestion}`"
+    )]
+    BadName { point: String, suggestion: String },
     /// A map-level limit (`max_registers_per_read`, `max_bits_per_read`) out of range.
     #[error("modbus register map, field `{field}`: {value} is not in 1..={max}")]
     Limit {
@@ -473,6 +521,8 @@ impl MapError {
     pub fn point(&self) -> Option<&str> {
         match self {
             MapError::DuplicateName { point }
+            | MapError::PointFormat { point, .. }
+            | MapError::BadName { point, .. }
             | MapError::TypeTable { point, .. }
             | MapError::TooWide { point, .. }
             | MapError::Bit { point, .. }
@@ -490,6 +540,8 @@ impl MapError {
     pub fn field(&self) -> Option<&str> {
         Some(match self {
             MapError::Format(_) => return None,
+            MapError::PointFormat { field, .. } => return field.as_deref(),
+            MapError::BadName { .. } => "name",
             MapError::NoPoints => "points",
             MapError::Limit { field, .. } => field,
             MapError::BadInterval { .. } => "poll_groups",
@@ -537,7 +589,16 @@ impl MapSpec {
             max_registers_per_read: self.max_registers_per_read,
             max_bits_per_read: self.max_bits_per_read,
             max_gap: self.max_gap,
+            reporting: HashMap::new(),
         };
+        let defaults = Reporting {
+            decimals: self.decimals,
+            deadband: self.deadband,
+            deadband_percent: self.deadband_percent,
+        };
+        defaults
+            .check()
+            .map_err(|(field, reason)| MapError::Format(format!("`{field}`: {reason}")))?;
         let mut names = HashMap::new();
         for (index, spec) in self.points.into_iter().enumerate() {
             if spec.name.is_empty() {
@@ -546,7 +607,50 @@ impl MapSpec {
             if names.insert(spec.name.clone(), index).is_some() {
                 return Err(MapError::DuplicateName { point: spec.name });
             }
+            let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+            if !spec.name.chars().all(plain) {
+                let suggestion = spec
+                    .name
+                    .chars()
+                    .map(|c| if plain(c) { c } else { '_' })
+                    .collect();
+                return Err(MapError::BadName {
+                    point: spec.name,
+                    suggestion,
+                });
+            }
+            let own = Reporting {
+                decimals: spec.decimals,
+                deadband: spec.deadband,
+                deadband_percent: spec.deadband_percent,
+            };
             let point = spec.validate(&map)?;
+            let conversion = |field: &'static str, reason: String| MapError::Conversion {
+                point: point.name.clone(),
+                field,
+                reason,
+            };
+            own.check()
+                .map_err(|(field, reason)| conversion(field, reason))?;
+            let number = point.kind.is_number() && point.enum_map.is_empty();
+            if !number && !own.is_plain() {
+                let field = if own.decimals.is_some() {
+                    "decimals"
+                } else if own.deadband.is_some() {
+                    "deadband"
+                } else {
+                    "deadband_percent"
+                };
+                return Err(conversion(
+                    field,
+                    "only number points (not bool, string or enum) are rounded or have a deadband"
+                        .into(),
+                ));
+            }
+            let reporting = own.or(defaults);
+            if number && !reporting.is_plain() {
+                map.reporting.insert(point.name.clone(), reporting);
+            }
             map.points.push(point);
         }
         check_overlaps(&map.points)?;
@@ -888,7 +992,8 @@ mod tests {
         let error = map(json!([{ "name": "a", "table": "coil", "address": 0, "writeable": true }]))
             .unwrap_err();
         assert!(
-            matches!(&error, MapError::Format(m) if m.contains("writeable")),
+            matches!(&error, MapError::PointFormat { point, field: Some(field), .. }
+                if point == "a" && field == "writeable"),
             "{error}"
         );
         let error = RegisterMap::from_options(&options(json!({ "points": [], "max_regs": 3 })))
@@ -898,14 +1003,23 @@ mod tests {
             "{error}"
         );
         let error = map(json!([{ "name": "a", "table": "holdings", "address": 0 }])).unwrap_err();
-        assert!(matches!(error, MapError::Format(_)));
+        assert!(
+            matches!(&error, MapError::PointFormat { point, .. } if point == "a"),
+            "{error}"
+        );
         let error =
             map(json!([{ "name": "a", "table": "holding", "address": 0, "order": "ACBD" }]))
                 .unwrap_err();
-        assert!(matches!(error, MapError::Format(_)));
+        assert!(
+            matches!(&error, MapError::PointFormat { point, .. } if point == "a"),
+            "{error}"
+        );
         let error =
             map(json!([{ "name": "a", "table": "holding", "address": 70000 }])).unwrap_err();
-        assert!(matches!(error, MapError::Format(_)));
+        assert!(
+            matches!(&error, MapError::PointFormat { point, .. } if point == "a"),
+            "{error}"
+        );
     }
 
     #[test]

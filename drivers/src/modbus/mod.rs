@@ -78,6 +78,7 @@ pub mod frame;
 pub mod map;
 pub mod model;
 pub mod plan;
+pub mod reporting;
 pub mod session;
 pub mod simulator;
 pub mod write;

@@ -24,16 +24,18 @@
 //! ([`super::frame::rtu_silence`]) and serialising the sessions of several units on one
 //! serial line.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
+use tracing::warn;
 
 use super::codec::{self, Data};
 use super::frame::{Expected, FrameError, Framing, Mbap, Operation, Reader, Reply};
-use super::map::{Point, RegisterMap};
+use super::map::{Point, RegisterMap, Table};
 use super::plan::{self, Plan, Read};
-use super::write::{self, BitUpdate, WritePlan};
+use super::reporting::Reporter;
+use super::write::{self, BitUpdate, Exception, WritePlan};
 use crate::{
     DeviceError, DeviceErrorKind, DriverSettings, Output, Protocol, Request, SessionError,
 };
@@ -211,6 +213,10 @@ pub struct Session {
     /// [`Protocol::resume`].
     paused: Option<Job>,
     outputs: VecDeque<Output>,
+    /// Rounding and deadbands: which readings are news.
+    reporter: Reporter,
+    /// Points already warned about for implausible floats (once each).
+    implausible: HashSet<String>,
 }
 
 /// The request in flight and the exchange it is at.
@@ -254,12 +260,14 @@ impl Session {
         Session {
             reader: Reader::new(options.framing),
             options,
-            map,
             up: false,
             transaction: 0,
             job: None,
             paused: None,
             outputs: VecDeque::new(),
+            reporter: Reporter::new(map.reporting.clone()),
+            implausible: HashSet::new(),
+            map,
         }
     }
 
@@ -365,6 +373,18 @@ impl Session {
             .push_back(Output::Fatal(SessionError::Protocol(error.to_string())));
     }
 
+    /// A float that looks like the wrong word order is a WARN, once per point.
+    fn check_plausible(&mut self, name: &str, value: &Value) {
+        let Some(point) = self.map.point(name) else {
+            return;
+        };
+        if let Some(hint) = codec::implausible(point, value)
+            && self.implausible.insert(name.to_string())
+        {
+            warn!("{hint}");
+        }
+    }
+
     fn on_reply(&mut self, now: Instant, reply: Reply) {
         let Some(mut job) = self.job.take() else {
             return;
@@ -379,14 +399,26 @@ impl Session {
                 self.job = Some(job);
                 return;
             }
-            Reply::Exception(exception) => Err(exception.device_error(&job.label)),
+            Reply::Exception(exception) => {
+                let mut error = exception.device_error(&job.label);
+                if let Operation::Read(read) = &job.operation {
+                    error.message.push_str(&read_hint(exception, read));
+                }
+                Err(error)
+            }
             Reply::Data(response) => {
                 job.advance(Some(response), self.options.read_back, &mut updates)
             }
             Reply::Written => job.advance(None, self.options.read_back, &mut updates),
         };
+        // A poll's readings are news only beyond their deadband; a write's read-back is
+        // always reported, since the command's result follows it.
+        let always = !matches!(job.task, Task::Poll { .. });
         for (point, value) in updates {
-            self.outputs.push_back(Output::Update { point, value });
+            self.check_plausible(&point, &value);
+            if let Some(value) = self.reporter.admit(&point, value, always) {
+                self.outputs.push_back(Output::Update { point, value });
+            }
         }
         match outcome {
             Ok(Some((operation, label))) => {
@@ -405,6 +437,38 @@ impl Session {
             Err(error) => self.finish(Err(error)),
         }
     }
+}
+
+/// What a refused read most likely means for a new profile, and where to fix it.
+fn read_hint(exception: Exception, read: &Read) -> String {
+    match exception {
+        Exception::IllegalDataAddress => format!(
+            "; profile addresses are 0-based: the manual's 30001 is input 0 and 40001 is \
+             holding 0, so this read starts at the manual's {} (device-profiles/README.md, \
+             \"Addresses\")",
+            manual_number(read)
+        ),
+        Exception::IllegalDataValue => format!(
+            "; this read asks for {} at once: if the device takes fewer, set \
+             `max_registers_per_read` (or `max_bits_per_read`) under [options] to its limit",
+            read.count
+        ),
+        Exception::ServerDeviceFailure => "; a Modbus gateway answers 04 for a unit that is \
+            not on its bus: check `unit` and the wiring behind the gateway"
+            .to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The 1-based "Modicon" number a manual would print for the first address of `read`.
+fn manual_number(read: &Read) -> u32 {
+    let base = match read.table {
+        Table::Coil => 1,
+        Table::DiscreteInput => 10_001,
+        Table::Input => 30_001,
+        Table::Holding => 40_001,
+    };
+    base + u32::from(read.start)
 }
 
 impl Job {
@@ -471,11 +535,16 @@ impl Job {
 }
 
 impl Protocol for Session {
+    fn check(&self, request: &Request) -> Result<(), DeviceError> {
+        self.begin(request).map(|_| ())
+    }
+
     fn connected(&mut self, _now: Instant) {
         self.up = true;
         self.job = None;
         self.paused = None;
         self.reader.clear();
+        self.reporter.reset();
         self.outputs.clear();
         self.outputs.push_back(Output::Ready);
     }
@@ -837,6 +906,57 @@ mod tests {
 
     fn voltmeter() -> Value {
         json!({ "points": [{ "name": "voltage", "table": "input", "address": 0, "scale": 0.1 }] })
+    }
+
+    #[test]
+    fn a_reading_within_the_deadband_is_no_update_and_decimals_round() {
+        // Volts × 0.01: 23000 is 230.00 V. Default one decimal; this point ±0.5 V.
+        let mut session = session(json!({
+            "decimals": 1,
+            "points": [
+                { "name": "voltage", "table": "input", "address": 0, "scale": 0.01, "deadband": 0.5 },
+                { "name": "frequency", "table": "input", "address": 1, "scale": 0.001 },
+            ]
+        }));
+        let read = |session: &mut Session, volts: u16, millihertz: u16| {
+            updates(&exchange(
+                session,
+                poll("default"),
+                &[registers(4, &[volts, millihertz])],
+            ))
+        };
+        assert_eq!(
+            read(&mut session, 23000, 49987),
+            [
+                ("voltage".to_string(), json!(230.0)),
+                ("frequency".to_string(), json!(50.0))
+            ]
+        );
+        assert_eq!(read(&mut session, 23041, 50012), [], "within both");
+        assert_eq!(
+            read(&mut session, 23062, 50061),
+            [
+                ("voltage".to_string(), json!(230.6)),
+                ("frequency".to_string(), json!(50.1))
+            ]
+        );
+        session.connected(Instant::now());
+        drain(&mut session);
+        assert_eq!(
+            read(&mut session, 23062, 50061).len(),
+            2,
+            "news after a reconnect"
+        );
+    }
+
+    #[test]
+    fn deadbands_are_for_number_points_only() {
+        let Err(error) = Session::from_options(&options(json!({ "points": [
+            { "name": "relay", "table": "coil", "address": 0, "deadband": 1 },
+        ]}))) else {
+            panic!("a deadband on a coil is refused");
+        };
+        assert!(error.contains("`relay`, field `deadband`"), "{error}");
     }
 
     #[test]

@@ -204,7 +204,8 @@ impl fmt::Display for Reply {
 }
 
 /// `%` + class digit + 4 alphanumeric bytes, then the rest of the line.
-fn split_header(line: &[u8]) -> Option<(Class, String, &[u8])> {
+/// `%`, the class digit and a 4-character body at the start of `line`, and what follows.
+pub fn split_header(line: &[u8]) -> Option<(Class, String, &[u8])> {
     let (head, rest) = line.split_at_checked(6)?;
     let [b'%', class, body @ ..] = head else {
         return None;

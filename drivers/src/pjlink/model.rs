@@ -39,7 +39,15 @@ pub struct Settings {
     pub input: String,
     /// Whether the projector starts on (no warm-up) rather than in standby.
     pub powered_on: bool,
+    /// Answer ERR3 to input, mute and input-list queries in standby, as many projectors
+    /// do (NEC, Epson); others answer them normally.
+    pub err3_in_standby: bool,
 }
+
+/// Class 2 answers that need no state of their own.
+const RECOMMENDED_RESOLUTION: &str = "1920x1080";
+const LAMP_MODEL: &str = "LMP-SIM1";
+const FILTER_MODEL: &str = "FLT-SIM1";
 
 /// A snapshot of the projector's state, for tests to assert on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +78,11 @@ pub struct Model {
     input: String,
     mute: Mute,
     lamp_hours: Vec<u32>,
+    /// Lamp-on time counted so far, and since when the lamp has been lit: lamp hours
+    /// (and filter hours) grow while it is.
+    lit_before: Duration,
+    lit_since: Option<Instant>,
+    frozen: bool,
     error_status: [u8; 6],
 }
 
@@ -86,6 +99,9 @@ impl Model {
             input: settings.input.clone(),
             mute: Mute::default(),
             lamp_hours: settings.lamps.clone(),
+            lit_before: Duration::ZERO,
+            lit_since: None,
+            frozen: false,
             error_status: [0; 6],
             settings,
         }
@@ -109,6 +125,8 @@ impl Model {
     /// Power on or off, from the remote or the front panel: refused mid-transition, as
     /// real projectors do (ERR3).
     pub fn switch_power(&mut self, now: Instant, on: bool) -> Result<(), ErrorCode> {
+        // The lamp's lit time is counted up to the switch, and from it.
+        self.lit(now);
         self.power = match (self.power(now), on) {
             (PowerState::Warming | PowerState::Cooling, _) => return Err(ErrorCode::Unavailable),
             (PowerState::Off, true) => Power::Warming {
@@ -119,6 +137,7 @@ impl Model {
             },
             (PowerState::On, true) | (PowerState::Off, false) => self.power,
         };
+        self.lit(now);
         Ok(())
     }
 
@@ -154,20 +173,60 @@ impl Model {
         }
     }
 
-    /// Lamps are lit while warming up and on.
+    /// Lamps are lit while warming up and on, and count their hours meanwhile.
     fn lamps(&mut self, now: Instant) -> Vec<Lamp> {
-        let on = matches!(self.power(now), PowerState::On | PowerState::Warming);
+        let on = self.lit(now);
+        let grown = self.lit_hours(now);
         self.lamp_hours
             .iter()
-            .map(|&hours| Lamp { hours, on })
+            .map(|&hours| Lamp {
+                hours: hours.saturating_add(grown),
+                on,
+            })
             .collect()
     }
 
-    /// Answers one command line (digest already checked and removed). Returns `None` for
-    /// a line that is not a command at all, which a projector ignores.
+    /// Whether the lamp is lit at `now`, keeping the lit-time count up to date.
+    fn lit(&mut self, now: Instant) -> bool {
+        let on = matches!(self.power(now), PowerState::On | PowerState::Warming);
+        match (on, self.lit_since) {
+            (true, None) => self.lit_since = Some(now),
+            (false, Some(since)) => {
+                self.lit_before += now.saturating_duration_since(since);
+                self.lit_since = None;
+            }
+            _ => {}
+        }
+        on
+    }
+
+    /// Whole hours the lamp has been lit since the model started.
+    fn lit_hours(&mut self, now: Instant) -> u32 {
+        self.lit(now);
+        let lit = self.lit_before
+            + self
+                .lit_since
+                .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+        u32::try_from(lit.as_secs() / 3600).unwrap_or(u32::MAX)
+    }
+
+    /// Answers one command line (digest already checked and removed). A line with a
+    /// command header but no space before its parameter (`%1POWR?`) is an undefined
+    /// command (ERR1), one with a space but a parameter of bad characters is out of
+    /// parameter (ERR2), as projectors answer. Returns `None` for a line without even a
+    /// header, which a projector ignores.
     pub fn answer_line(&mut self, now: Instant, line: &[u8]) -> Option<Reply> {
-        let command = Command::parse(line).ok()?;
-        Some(self.answer(now, &command))
+        match Command::parse(line) {
+            Ok(command) => Some(self.answer(now, &command)),
+            Err(_) => {
+                let (class, body, rest) = frame::split_header(line)?;
+                let code = match rest.first() {
+                    Some(b' ') => ErrorCode::OutOfParameter,
+                    _ => ErrorCode::Undefined,
+                };
+                Some(Reply::new(class, &body, code.as_str().to_string()))
+            }
+        }
     }
 
     /// Answers one command.
@@ -194,7 +253,10 @@ impl Model {
                     .collect()
             }),
             "LAMP" => self.lamp(now, param),
-            "INST" => query(param, || self.settings.inputs.join(" ")),
+            "INST" => {
+                self.refuse_query_in_standby(now)?;
+                query(param, || self.settings.inputs.join(" "))
+            }
             "NAME" => query(param, || self.settings.name.clone()),
             "INF1" => query(param, || self.settings.manufacturer.clone()),
             "INF2" => query(param, || self.settings.product.clone()),
@@ -203,6 +265,21 @@ impl Model {
             "SNUM" => query(param, || self.settings.serial_number.clone()),
             "SVER" => query(param, || self.settings.software_version.clone()),
             "INNM" => self.innm(param),
+            "IRES" => {
+                let on = self.power(now) == PowerState::On;
+                // `-` is "no signal": nothing is shown in standby.
+                query(param, || {
+                    if on { RECOMMENDED_RESOLUTION } else { "-" }.into()
+                })
+            }
+            "RRES" => query(param, || RECOMMENDED_RESOLUTION.into()),
+            "FILT" => {
+                let hours = self.lit_hours(now);
+                query(param, || hours.to_string())
+            }
+            "RLMP" => query(param, || LAMP_MODEL.into()),
+            "RFIL" => query(param, || FILTER_MODEL.into()),
+            "FREZ" => self.frez(now, param),
             _ => Err(ErrorCode::Undefined),
         }
     }
@@ -213,7 +290,9 @@ impl Model {
         const CLASS_1: &[&str] = &[
             "POWR", "INPT", "AVMT", "ERST", "LAMP", "INST", "NAME", "INF1", "INF2", "INFO", "CLSS",
         ];
-        const CLASS_2: &[&str] = &["INPT", "INST", "SNUM", "SVER", "INNM"];
+        const CLASS_2: &[&str] = &[
+            "INPT", "INST", "SNUM", "SVER", "INNM", "IRES", "RRES", "FILT", "RLMP", "RFIL", "FREZ",
+        ];
         let body = command.body.as_str();
         match command.class {
             Class::One => CLASS_1.contains(&body),
@@ -231,8 +310,35 @@ impl Model {
         self.switch_power(now, on).map(|()| ok())
     }
 
+    /// In standby, a projector set up like NEC's or Epson's refuses the queries about
+    /// what it shows.
+    fn refuse_query_in_standby(&mut self, now: Instant) -> Result<(), ErrorCode> {
+        if self.settings.err3_in_standby && self.power(now) == PowerState::Off {
+            return Err(ErrorCode::Unavailable);
+        }
+        Ok(())
+    }
+
+    /// FREZ (class 2): freeze the picture; only while on.
+    fn frez(&mut self, now: Instant, param: &str) -> Answer {
+        if param == "?" {
+            return Ok(if self.frozen { "1" } else { "0" }.into());
+        }
+        let frozen = match param {
+            "1" => true,
+            "0" => false,
+            _ => return Err(ErrorCode::OutOfParameter),
+        };
+        if self.power(now) != PowerState::On {
+            return Err(ErrorCode::Unavailable);
+        }
+        self.frozen = frozen;
+        Ok(ok())
+    }
+
     fn inpt(&mut self, now: Instant, class: Class, param: &str) -> Answer {
         if param == "?" {
+            self.refuse_query_in_standby(now)?;
             return Ok(self.input.clone());
         }
         if !frame::is_input_code(param, class) || !self.settings.inputs.iter().any(|i| i == param) {
@@ -245,6 +351,7 @@ impl Model {
 
     fn avmt(&mut self, now: Instant, param: &str) -> Answer {
         if param == "?" {
+            self.refuse_query_in_standby(now)?;
             return Ok(self.mute.code().to_string());
         }
         let (target, on) = match param.as_bytes() {
@@ -370,6 +477,7 @@ mod tests {
             lamps: vec![1234],
             input: "11".into(),
             powered_on: false,
+            err3_in_standby: false,
         }
     }
 
@@ -378,6 +486,65 @@ mod tests {
             .answer_line(now, line.as_bytes())
             .map(|r| r.to_string())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_malformed_line_gets_err1_or_err2_as_from_a_projector() {
+        let t0 = Instant::now();
+        let mut model = Model::new(settings());
+        assert_eq!(ask(&mut model, t0, "%1POWR?"), "%1POWR=ERR1");
+        assert_eq!(ask(&mut model, t0, "%1POWR\t?"), "%1POWR=ERR1");
+        assert_eq!(ask(&mut model, t0, "%1INPT \u{7}"), "%1INPT=ERR2");
+        assert_eq!(ask(&mut model, t0, "hello"), "", "no header: ignored");
+    }
+
+    #[test]
+    fn lamp_hours_grow_while_the_lamp_is_lit_and_only_then() {
+        let t0 = Instant::now();
+        let hour = Duration::from_secs(3600);
+        let mut model = Model::new(Settings {
+            powered_on: true,
+            ..settings()
+        });
+        assert_eq!(ask(&mut model, t0, "%1LAMP ?"), "%1LAMP=1234 1");
+        assert_eq!(ask(&mut model, t0 + 2 * hour, "%1LAMP ?"), "%1LAMP=1236 1");
+        assert_eq!(ask(&mut model, t0 + 2 * hour, "%1POWR 0"), "%1POWR=OK");
+        assert_eq!(ask(&mut model, t0 + 9 * hour, "%1LAMP ?"), "%1LAMP=1236 0");
+    }
+
+    #[test]
+    fn a_strict_projector_refuses_input_and_mute_queries_in_standby() {
+        let t0 = Instant::now();
+        let mut model = Model::new(Settings {
+            err3_in_standby: true,
+            ..settings()
+        });
+        assert_eq!(ask(&mut model, t0, "%1POWR ?"), "%1POWR=0");
+        assert_eq!(ask(&mut model, t0, "%1INPT ?"), "%1INPT=ERR3");
+        assert_eq!(ask(&mut model, t0, "%1AVMT ?"), "%1AVMT=ERR3");
+        assert_eq!(ask(&mut model, t0, "%1INST ?"), "%1INST=ERR3");
+        let mut lenient = Model::new(settings());
+        assert_eq!(ask(&mut lenient, t0, "%1INPT ?"), "%1INPT=11");
+    }
+
+    #[test]
+    fn class_2_answers_its_resolution_filter_lamp_model_and_freeze_commands() {
+        let t0 = Instant::now();
+        let mut model = Model::new(Settings {
+            class: Class::Two,
+            powered_on: true,
+            ..settings()
+        });
+        assert_eq!(ask(&mut model, t0, "%2IRES ?"), "%2IRES=1920x1080");
+        assert_eq!(ask(&mut model, t0, "%2RRES ?"), "%2RRES=1920x1080");
+        assert_eq!(ask(&mut model, t0, "%2FILT ?"), "%2FILT=0");
+        assert_eq!(ask(&mut model, t0, "%2RLMP ?"), "%2RLMP=LMP-SIM1");
+        assert_eq!(ask(&mut model, t0, "%2RFIL ?"), "%2RFIL=FLT-SIM1");
+        assert_eq!(ask(&mut model, t0, "%2FREZ 1"), "%2FREZ=OK");
+        assert_eq!(ask(&mut model, t0, "%2FREZ ?"), "%2FREZ=1");
+        assert_eq!(ask(&mut model, t0, "%2FREZ 7"), "%2FREZ=ERR2");
+        let mut class_one = Model::new(settings());
+        assert_eq!(ask(&mut class_one, t0, "%2IRES ?"), "%2IRES=ERR1");
     }
 
     #[test]

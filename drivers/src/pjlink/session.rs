@@ -277,6 +277,8 @@ pub struct Session {
     /// The queries a paused poll has still to send, on [`Protocol::resume`].
     paused: Option<VecDeque<Step>>,
     outputs: VecDeque<Output>,
+    /// The power state last read on this connection, to say what an ERR3 means.
+    power: Option<PowerState>,
 }
 
 impl Session {
@@ -289,6 +291,7 @@ impl Session {
             request: None,
             paused: None,
             outputs: VecDeque::new(),
+            power: None,
         }
     }
 
@@ -366,6 +369,9 @@ impl Session {
         match self.outcome(&flight.sent, &reply) {
             Err(e) => self.complete(Err(e)),
             Ok(updates) => {
+                if flight.sent.expect == Expect::Report(Query::Power) {
+                    self.power = PowerState::parse(&reply.value);
+                }
                 let updates = updates.into_iter().map(|(point, value)| Output::Update {
                     point: point.into(),
                     value,
@@ -396,7 +402,7 @@ impl Session {
             if code == ErrorCode::Undefined && step.expect == Expect::Report(Query::Lamps) {
                 return Ok(Vec::new());
             }
-            return Err(projector_error(code, &step.command));
+            return Err(projector_error(code, &step.command, self.power));
         }
         match step.expect {
             Expect::Ok if reply.value.eq_ignore_ascii_case("OK") => Ok(Vec::new()),
@@ -551,6 +557,20 @@ impl Session {
 }
 
 impl Protocol for Session {
+    fn check(&self, request: &Request) -> Result<(), DeviceError> {
+        self.plan(request).map(|_| ())
+    }
+
+    fn waiting_for(&self) -> Option<String> {
+        match self.phase {
+            Phase::Greeting => Some("its greeting (`PJLINK 0` or `PJLINK 1 <seed>`)".into()),
+            Phase::LoggingIn => Some(
+                "an answer to the login (the first command, sent with the password digest)".into(),
+            ),
+            Phase::Ready | Phase::Down => None,
+        }
+    }
+
     fn connected(&mut self, _now: Instant) {
         self.phase = Phase::Greeting;
         self.lines.clear();
@@ -558,6 +578,7 @@ impl Protocol for Session {
         self.request = None;
         self.paused = None;
         self.outputs.clear();
+        self.power = None;
     }
 
     fn received(&mut self, _now: Instant, data: &[u8]) {
@@ -695,7 +716,9 @@ fn nonsense(command: &Command, value: &str, expected: &str) -> DeviceError {
     )
 }
 
-fn projector_error(code: ErrorCode, command: &Command) -> DeviceError {
+/// What an error code means for `command`, given the power state last read (ERR3 means
+/// different things warming up, in standby and when on).
+fn projector_error(code: ErrorCode, command: &Command, power: Option<PowerState>) -> DeviceError {
     let header = command.header();
     let (kind, message) = match code {
         ErrorCode::Undefined => (
@@ -711,8 +734,23 @@ fn projector_error(code: ErrorCode, command: &Command) -> DeviceError {
         ),
         ErrorCode::Unavailable => (
             DeviceErrorKind::Busy,
-            "projector is unavailable right now (warming up or cooling down); try again shortly"
-                .to_string(),
+            match power {
+                Some(PowerState::Warming) => format!(
+                    "projector is warming up and refused {header} (ERR3); try again when it is on"
+                ),
+                Some(PowerState::Cooling) => format!(
+                    "projector is cooling down and refused {header} (ERR3); try again when it is off"
+                ),
+                Some(PowerState::Off) => format!(
+                    "projector is in standby and refused {header} (ERR3); many projectors only take it when on"
+                ),
+                Some(PowerState::On) => format!(
+                    "projector is on but refused {header} as unavailable for now (ERR3: busy, or not possible in its current mode); try again shortly"
+                ),
+                None => format!(
+                    "projector refused {header} as unavailable for now (ERR3); its power state has not been read yet"
+                ),
+            },
         ),
         ErrorCode::Failure => (
             DeviceErrorKind::Failed,
@@ -1096,7 +1134,7 @@ mod tests {
             (
                 "ERR3",
                 DeviceErrorKind::Busy,
-                "projector is unavailable right now",
+                "projector refused %1POWR as unavailable for now (ERR3)",
             ),
             (
                 "ERR4",
@@ -1113,6 +1151,32 @@ mod tests {
             assert!(got_message.contains(message), "{code}: {got_message}");
             // The session stays usable: the projector said no, the stream is in step.
             assert_eq!(start(&mut s, poll("power")), [tx(b"%1POWR ?\r")]);
+        }
+    }
+
+    #[test]
+    fn err3_says_what_the_projector_was_doing() {
+        for (power, says) in [
+            ("0", "in standby and refused %1INPT"),
+            ("1", "on but refused %1INPT"),
+            ("2", "cooling down and refused %1INPT"),
+            ("3", "warming up and refused %1INPT"),
+        ] {
+            let mut s = ready(json!({}));
+            poll_reply(
+                &mut s,
+                "power",
+                b"%1POWR ?\r",
+                format!("%1POWR={power}\r").as_bytes(),
+            );
+            start(&mut s, command("input", json!({"source": "31"})));
+            let (kind, message) = failed_with(&feed(&mut s, b"%1INPT=ERR3\r"));
+            assert_eq!(kind, DeviceErrorKind::Busy);
+            assert!(message.contains(says), "power {power}: {message}");
+            assert!(
+                power == "2" || power == "3" || !message.contains("warming"),
+                "{message}"
+            );
         }
     }
 

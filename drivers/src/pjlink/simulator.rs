@@ -68,6 +68,10 @@ pub struct Config {
     pub input: String,
     /// Start on instead of in standby.
     pub powered_on: bool,
+    /// Answer ERR3 to INPT/AVMT/INST queries in standby, as NEC and Epson projectors do.
+    pub err3_in_standby: bool,
+    /// Close the connection after every reply, as some projector firmware does.
+    pub close_after_reply: bool,
 }
 
 impl Default for Config {
@@ -89,6 +93,8 @@ impl Default for Config {
             lamps: vec![1234],
             input: "11".into(),
             powered_on: false,
+            err3_in_standby: false,
+            close_after_reply: false,
         }
     }
 }
@@ -109,6 +115,7 @@ impl Config {
             lamps: self.lamps.clone(),
             input: self.input.clone(),
             powered_on: self.powered_on,
+            err3_in_standby: self.err3_in_standby,
         }
     }
 }
@@ -141,6 +148,7 @@ struct Pending {
 struct Shared {
     password: Option<String>,
     idle_timeout: Duration,
+    close_after_reply: bool,
     model: Mutex<Model>,
     pending: Mutex<Pending>,
     /// `true` while replies are stalled; connections wait for it to clear.
@@ -161,6 +169,7 @@ pub async fn start(config: Config) -> io::Result<Handle> {
     let shared = Arc::new(Shared {
         password: config.password.clone(),
         idle_timeout: config.idle_timeout,
+        close_after_reply: config.close_after_reply,
         model: Mutex::new(Model::new(config.projector())),
         pending: Mutex::new(Pending::default()),
         stalled: watch::Sender::new(false),
@@ -308,6 +317,9 @@ impl Connection {
             };
             idle_deadline = Instant::now() + self.shared.idle_timeout;
             match self.respond(&line).await {
+                Action::Reply(bytes) if self.shared.close_after_reply => {
+                    return self.send(&bytes).await;
+                }
                 Action::Reply(bytes) => self.send(&bytes).await?,
                 Action::Nothing => {}
                 Action::ReplyAndClose(bytes) => return self.send(&bytes).await,

@@ -8,9 +8,10 @@
 //! camera it is `z0` with z = address + 8 (camera 1 answers `90`). A command
 //! (`8x 01 ...`) is answered ACK `z0 4y FF` (y = the socket it runs in), then Completion
 //! `z0 5y FF`, or an error `z0 6y ee FF`; an inquiry (`8x 09 ...`) is answered
-//! `z0 50 <data> FF` directly. Message bytes stay below `0x80`, so a byte from `0x80` on
-//! always starts a packet; [`PacketReader`] relies on that to find its way back into a
-//! stream after noise.
+//! `z0 50 <data> FF` directly. A camera's message bytes stay below `0x80`, so in replies a
+//! byte from `0x80` on always starts a packet; [`PacketReader`] relies on that to find its
+//! way back into a stream after noise. Commands may carry such bytes (preset numbers over
+//! 127), so a camera reads them up to the terminator ([`PacketReader::commands`]).
 //!
 //! Sony's VISCA over IP wraps one packet per UDP datagram in an 8-byte header: payload
 //! type, payload length and a sequence number the camera echoes ([`IpMessage`]).
@@ -70,8 +71,9 @@ pub const ZOOM_MAX: u16 = 0x4000;
 pub const PAN_SPEED_MAX: u8 = 0x18;
 /// Tilt speed range of the drive command (`WW`).
 pub const TILT_SPEED_MAX: u8 = 0x14;
-/// Highest preset number accepted (the byte must stay below `0x80`).
-pub const PRESET_MAX: u8 = 127;
+/// Highest preset number: one byte, anything but the terminator (PTZOptics and others
+/// take 0 to 254; many Sony models only 0 to 127, and refuse the rest themselves).
+pub const PRESET_MAX: u8 = 0xFE;
 
 /// Pan part of a drive (`XX` byte: 01 left, 02 right, 03 stop).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +125,33 @@ pub enum Command {
     Home,
     /// `8x 01 04 3F 0a pp FF`.
     Preset { action: PresetAction, number: u8 },
+    /// `8x 01 06 02 VV WW 0Y 0Y 0Y 0Y 0Z 0Z 0Z 0Z FF`: to an absolute position (16-bit two's
+    /// complement, one nibble a byte). Newer Sony models take one speed and `WW` = 0.
+    PanTiltTo {
+        pan_speed: u8,
+        tilt_speed: u8,
+        pan: i16,
+        tilt: i16,
+    },
+    /// `8x 01 04 38 02|03|10 FF`: auto focus, manual focus, toggle.
+    FocusMode(FocusMode),
+    /// `8x 01 04 48 0p 0q 0r 0s FF`: manual focus position.
+    FocusTo(u16),
+    /// `8x 01 04 35 0p FF`: white balance mode (0 auto, 1 indoor, 2 outdoor, 3 one-push,
+    /// 5 manual; 4, ATW, on some models).
+    WhiteBalance(u8),
 }
+
+/// `8x 01 04 38 ...`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FocusMode {
+    Auto,
+    Manual,
+    Toggle,
+}
+
+/// Highest white balance mode code (`8x 01 04 35 0p FF`).
+pub const WHITE_BALANCE_MAX: u8 = 5;
 
 /// An inquiry (`8x 09 ...`), answered `z0 50 <data> FF`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +163,12 @@ pub enum Inquiry {
     /// `8x 09 06 12 FF` → `z0 50 0p 0p 0p 0p 0t 0t 0t 0t FF`: pan then tilt, each a 16-bit
     /// two's complement number in four nibbles (the form of Sony's EVI/SRG manuals).
     PanTilt,
+    /// `8x 09 04 38 FF` → `z0 50 02 FF` auto focus, `03` manual.
+    FocusMode,
+    /// `8x 09 04 48 FF` → `z0 50 0p 0q 0r 0s FF`.
+    Focus,
+    /// `8x 09 04 35 FF` → `z0 50 0p FF`.
+    WhiteBalance,
 }
 
 /// What a controller sends: a command or an inquiry.
@@ -195,6 +229,31 @@ impl Command {
                 };
                 vec![header, 0x01, 0x04, 0x3F, action, number]
             }
+            Command::PanTiltTo {
+                pan_speed,
+                tilt_speed,
+                pan,
+                tilt,
+            } => {
+                let mut packet = vec![header, 0x01, 0x06, 0x02, pan_speed, tilt_speed];
+                packet.extend(nibbles(pan as u16));
+                packet.extend(nibbles(tilt as u16));
+                packet
+            }
+            Command::FocusMode(mode) => {
+                let m = match mode {
+                    FocusMode::Auto => 0x02,
+                    FocusMode::Manual => 0x03,
+                    FocusMode::Toggle => 0x10,
+                };
+                vec![header, 0x01, 0x04, 0x38, m]
+            }
+            Command::FocusTo(position) => {
+                let mut packet = vec![header, 0x01, 0x04, 0x48];
+                packet.extend(nibbles(position));
+                packet
+            }
+            Command::WhiteBalance(mode) => vec![header, 0x01, 0x04, 0x35, mode],
         };
         packet.push(TERMINATOR);
         packet
@@ -208,6 +267,9 @@ impl Inquiry {
             Inquiry::Power => vec![header, 0x09, 0x04, 0x00, TERMINATOR],
             Inquiry::Zoom => vec![header, 0x09, 0x04, 0x47, TERMINATOR],
             Inquiry::PanTilt => vec![header, 0x09, 0x06, 0x12, TERMINATOR],
+            Inquiry::FocusMode => vec![header, 0x09, 0x04, 0x38, TERMINATOR],
+            Inquiry::Focus => vec![header, 0x09, 0x04, 0x48, TERMINATOR],
+            Inquiry::WhiteBalance => vec![header, 0x09, 0x04, 0x35, TERMINATOR],
         }
     }
 }
@@ -292,6 +354,39 @@ fn parse_for_camera(body: &[u8]) -> Option<Message> {
         [0x09, 0x04, 0x00] => Some(Message::Inquiry(Inquiry::Power)),
         [0x09, 0x04, 0x47] => Some(Message::Inquiry(Inquiry::Zoom)),
         [0x09, 0x06, 0x12] => Some(Message::Inquiry(Inquiry::PanTilt)),
+        [
+            0x01,
+            0x06,
+            0x02,
+            pan_speed,
+            tilt_speed,
+            p1,
+            p2,
+            p3,
+            p4,
+            t1,
+            t2,
+            t3,
+            t4,
+        ] => command(Command::PanTiltTo {
+            pan_speed,
+            tilt_speed,
+            pan: from_nibbles([p1, p2, p3, p4])? as i16,
+            tilt: from_nibbles([t1, t2, t3, t4])? as i16,
+        }),
+        [0x01, 0x04, 0x38, mode] => command(Command::FocusMode(match mode {
+            0x02 => FocusMode::Auto,
+            0x03 => FocusMode::Manual,
+            0x10 => FocusMode::Toggle,
+            _ => return None,
+        })),
+        [0x01, 0x04, 0x48, p, q, r, s] => command(Command::FocusTo(from_nibbles([p, q, r, s])?)),
+        [0x01, 0x04, 0x35, mode] if mode <= WHITE_BALANCE_MAX => {
+            command(Command::WhiteBalance(mode))
+        }
+        [0x09, 0x04, 0x38] => Some(Message::Inquiry(Inquiry::FocusMode)),
+        [0x09, 0x04, 0x48] => Some(Message::Inquiry(Inquiry::Focus)),
+        [0x09, 0x04, 0x35] => Some(Message::Inquiry(Inquiry::WhiteBalance)),
         _ => None,
     }
 }
@@ -443,6 +538,9 @@ impl Reply {
 /// reader is back in step at the next packet after any noise.
 #[derive(Debug, Default)]
 pub struct PacketReader {
+    /// Only the terminator ends a packet: a byte from `0x80` on inside one is data (a
+    /// preset number over 127), as for a camera reading commands.
+    terminator_only: bool,
     packet: Vec<u8>,
     /// Bytes thrown away since the last [`PacketReader::take_discarded`].
     discarded: usize,
@@ -454,6 +552,15 @@ impl PacketReader {
         PacketReader::default()
     }
 
+    /// A camera's reader: a packet runs to its terminator, so command bytes from `0x80`
+    /// on (presets 128 to 254) are taken as data rather than as the start of a packet.
+    pub fn commands() -> PacketReader {
+        PacketReader {
+            terminator_only: true,
+            ..PacketReader::default()
+        }
+    }
+
     pub fn push(&mut self, data: &[u8]) {
         for &byte in data {
             match byte {
@@ -462,7 +569,7 @@ impl PacketReader {
                     self.packet.push(byte);
                     self.ready.push_back(std::mem::take(&mut self.packet));
                 }
-                0x80.. => {
+                0x80.. if !self.terminator_only || self.packet.is_empty() => {
                     self.discarded += self.packet.len();
                     self.packet.clear();
                     self.packet.push(byte);
@@ -836,6 +943,29 @@ mod tests {
             );
             assert_eq!(reader.take_discarded(), 0);
         }
+    }
+
+    #[test]
+    fn a_camera_reads_preset_numbers_over_127_as_data() {
+        let mut camera = PacketReader::commands();
+        camera.push(&bytes("81 01 04 3F 02 C8 FF"));
+        let packet = camera.next_packet().expect("one packet");
+        assert_eq!(hex(&packet), "81 01 04 3F 02 C8 FF");
+        assert_eq!(
+            Message::parse(&packet),
+            Some((
+                1,
+                Some(Message::Command(Command::Preset {
+                    action: PresetAction::Recall,
+                    number: 200
+                }))
+            ))
+        );
+        assert_eq!(
+            Message::parse(&bytes("81 01 04 3F 02 FF")).and_then(|(_, m)| m),
+            None,
+            "no number"
+        );
     }
 
     #[test]

@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::frame::{
-    self, Command, ErrorCode, Inquiry, IpMessage, Message, Pan, PayloadType, PresetAction, Reply,
-    Tilt, Zoom,
+    self, Command, ErrorCode, FocusMode, Inquiry, IpMessage, Message, Pan, PayloadType,
+    PresetAction, Reply, Tilt, Zoom,
 };
 
 /// Pan range of the modelled head, camera units (about ±170° on Sony EVI heads).
@@ -160,6 +160,10 @@ struct Camera {
     pan: Axis,
     tilt: Axis,
     presets: BTreeMap<u8, Position>,
+    focus_auto: bool,
+    /// Manual focus position, `0x1000` (far) to `0xF000` (near) on Sony's scale.
+    focus: u16,
+    white_balance: u8,
     /// The socket the next command runs in (1 or 2).
     next_socket: u8,
 }
@@ -176,6 +180,9 @@ impl Camera {
                 TILT_LIMIT.into(),
             ),
             presets: BTreeMap::new(),
+            focus_auto: true,
+            focus: 0x1000,
+            white_balance: 0,
             next_socket: 1,
         }
     }
@@ -279,8 +286,41 @@ impl Camera {
                 }
                 PresetAction::Recall => self.recall(number),
             },
+            Command::PanTiltTo {
+                pan_speed,
+                tilt_speed,
+                pan,
+                tilt,
+            } => {
+                // One speed for both on newer models (`WW` = 0).
+                let tilt_speed = if tilt_speed == 0 {
+                    pan_speed
+                } else {
+                    tilt_speed
+                };
+                self.pan
+                    .go_to(pan.into(), PAN_TILT_RATE * i32::from(pan_speed.max(1)));
+                self.tilt
+                    .go_to(tilt.into(), PAN_TILT_RATE * i32::from(tilt_speed.max(1)));
+            }
+            Command::FocusMode(mode) => {
+                self.focus_auto = match mode {
+                    FocusMode::Auto => true,
+                    FocusMode::Manual => false,
+                    FocusMode::Toggle => !self.focus_auto,
+                }
+            }
+            Command::FocusTo(position) => self.focus = position,
+            Command::WhiteBalance(mode) => self.white_balance = mode,
             Command::IfClear | Command::IfClearAll | Command::AddressSet => {}
         }
+    }
+
+    /// Why the camera refuses a command in its current state, if it does: manual focus
+    /// while in auto focus is not executable, as on Sony cameras.
+    fn refuses(&self, command: Command) -> bool {
+        (!self.power && needs_power(command))
+            || (self.focus_auto && matches!(command, Command::FocusTo(_)))
     }
 
     fn inquire(&self, inquiry: Inquiry) -> Vec<u8> {
@@ -293,6 +333,9 @@ impl Camera {
                 data.extend(frame::nibbles(position.tilt as u16));
                 data
             }
+            Inquiry::FocusMode => vec![if self.focus_auto { 0x02 } else { 0x03 }],
+            Inquiry::Focus => frame::nibbles(self.focus).to_vec(),
+            Inquiry::WhiteBalance => vec![self.white_balance],
         }
     }
 
@@ -420,7 +463,7 @@ impl Model {
             })],
             Some(Message::Command(command)) => {
                 let socket = camera.take_socket();
-                if !camera.power && needs_power(command) {
+                if camera.refuses(command) {
                     return vec![error(socket, ErrorCode::NOT_EXECUTABLE)];
                 }
                 camera.execute(command);
@@ -568,6 +611,67 @@ mod tests {
         assert_eq!(ask(&mut m, "81 01 06 01 05 05 01 03 FF"), ["90 61 41 FF"]);
         assert_eq!(m.camera(1).unwrap().zoom, 0, "standby: nothing moved");
         assert_eq!(ask(&mut m, "90 41 FF"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn absolute_pan_tilt_moves_to_the_position_and_reports_it() {
+        let mut m = Model::new(Settings::default());
+        // Pan +45° (0x0288), tilt −3 units, on the computed vector's speeds.
+        let answer = ask(&mut m, "81 01 06 02 18 14 00 02 08 08 0F 0F 0F 0D FF");
+        assert_eq!(answer, ["90 41 FF", "90 51 FF"]);
+        m.settle();
+        let camera = m.camera(1).unwrap();
+        assert_eq!((camera.pan, camera.tilt), (0x0288, -3));
+        assert_eq!(
+            ask(&mut m, "81 09 06 12 FF"),
+            ["90 50 00 02 08 08 0F 0F 0F 0D FF"]
+        );
+        // Newer models: one speed, second byte 00.
+        ask(&mut m, "81 01 06 02 10 00 0F 0D 07 08 00 00 00 00 FF");
+        m.settle();
+        assert_eq!(m.camera(1).unwrap().pan, -0x0288);
+    }
+
+    #[test]
+    fn focus_is_auto_until_set_manual_and_then_takes_a_position() {
+        let mut m = Model::new(Settings::default());
+        assert_eq!(ask(&mut m, "81 09 04 38 FF"), ["90 50 02 FF"]);
+        assert_eq!(
+            ask(&mut m, "81 01 04 48 02 00 00 00 FF"),
+            ["90 61 41 FF"],
+            "manual focus while in auto is not executable"
+        );
+        assert_eq!(ask(&mut m, "81 01 04 38 03 FF"), ["90 42 FF", "90 52 FF"]);
+        assert_eq!(
+            ask(&mut m, "81 01 04 48 02 00 00 00 FF"),
+            ["90 41 FF", "90 51 FF"]
+        );
+        assert_eq!(ask(&mut m, "81 09 04 48 FF"), ["90 50 02 00 00 00 FF"]);
+        assert_eq!(ask(&mut m, "81 09 04 38 FF"), ["90 50 03 FF"]);
+    }
+
+    #[test]
+    fn presets_above_127_are_stored_and_recalled() {
+        let mut m = Model::new(Settings::default());
+        m.with(1, |camera| camera.pan.position = 300);
+        assert_eq!(
+            ask(&mut m, "81 01 04 3F 01 C8 FF"),
+            ["90 41 FF", "90 51 FF"]
+        );
+        assert_eq!(m.camera(1).unwrap().presets[&200].pan, 300);
+        assert_eq!(
+            ask(&mut m, "81 01 04 3F 02 FE FF"),
+            ["90 42 FF", "90 52 FF"]
+        );
+    }
+
+    #[test]
+    fn white_balance_modes_are_set_and_read() {
+        let mut m = Model::new(Settings::default());
+        assert_eq!(ask(&mut m, "81 09 04 35 FF"), ["90 50 00 FF"]);
+        assert_eq!(ask(&mut m, "81 01 04 35 02 FF"), ["90 41 FF", "90 51 FF"]);
+        assert_eq!(ask(&mut m, "81 09 04 35 FF"), ["90 50 02 FF"]);
+        assert_eq!(ask(&mut m, "81 01 04 35 09 FF"), ["90 60 02 FF"]);
     }
 
     #[test]

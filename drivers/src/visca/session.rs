@@ -14,6 +14,8 @@
 //!   camera answers. No resends: without sequence numbers a resend could run twice.
 //! - `tcp`: bare packets on a TCP socket (PTZOptics-style port 5678, or a serial device
 //!   server), otherwise as `serial`.
+//! - `udp`: bare packets in UDP datagrams, no Sony header (HuddleCam, Avonic and other
+//!   non-Sony cameras), otherwise as `serial`.
 //!
 //! A command completes on its Completion (`z0 5y FF`); the ACK (`z0 4y FF`) before it only
 //! says the camera took it. An error (`z0 6y ee FF`) fails it. An inquiry completes on
@@ -70,6 +72,10 @@ pub enum Framing {
     Ip,
     /// Bare packets on a TCP socket.
     Tcp,
+    /// Bare packets in UDP datagrams, without Sony's header: cameras of other vendors
+    /// (HuddleCam on 52381, Avonic on 1259). Like `tcp`, but lost datagrams are not
+    /// resent: without sequence numbers a resend could run twice.
+    Udp,
 }
 
 /// The driver's settings, checked once when the profile is loaded.
@@ -105,9 +111,10 @@ impl Options {
             Some(Value::String(f)) if f == "ip" => Framing::Ip,
             Some(Value::String(f)) if f == "serial" => Framing::Serial,
             Some(Value::String(f)) if f == "tcp" => Framing::Tcp,
+            Some(Value::String(f)) if f == "udp" => Framing::Udp,
             Some(other) => {
                 return Err(format!(
-                    "`framing` must be \"ip\" (Sony VISCA over IP), \"serial\" or \"tcp\" (bare VISCA), got {other}"
+                    "`framing` must be \"ip\" (Sony VISCA over IP), \"serial\", \"tcp\" or \"udp\" (bare VISCA), got {other}"
                 ));
             }
         };
@@ -411,6 +418,10 @@ impl Session {
 }
 
 impl Protocol for Session {
+    fn check(&self, request: &Request) -> Result<(), DeviceError> {
+        self.plan(request).map(|_| ())
+    }
+
     fn connected(&mut self, now: Instant) {
         self.phase = Phase::Handshake;
         self.packets.clear();
@@ -1118,7 +1129,7 @@ mod tests {
             command("pan_tilt", json!({"direction": "north"})),
             command("pan_tilt", json!({"direction": "up", "pan_speed": 0})),
             command("pan_tilt", json!({"direction": "up", "tilt_speed": 21})),
-            command("preset", json!({"action": "recall", "number": 128})),
+            command("preset", json!({"action": "recall", "number": 255})),
             command("preset", json!({"action": "reset", "number": 1})),
             command("preset", json!({"action": "set"})),
         ];
@@ -1177,7 +1188,7 @@ mod tests {
             check(json!({"baud": 9600})),
             "unknown option `baud` for sony-visca; expected: framing, address, resend_interval_ms"
         );
-        assert!(check(json!({"framing": "udp"})).contains("`framing` must be \"ip\""));
+        assert!(check(json!({"framing": "pigeon"})).contains("`framing` must be \"ip\""));
         assert!(check(json!({"framing": "serial", "address": 8})).contains("1 to 7"));
         assert!(check(json!({"framing": "ip", "address": 2})).contains("always 1"));
         assert!(check(json!({"resend_interval_ms": 5})).contains("20 to 5000"));

@@ -394,6 +394,71 @@ fn is_ack(packet: &[u8]) -> bool {
     matches!(Reply::parse(packet), Reply::Ack { .. })
 }
 
+/// Starts a camera speaking bare VISCA in UDP datagrams on `config.listen`, without
+/// Sony's header, as PTZ cameras of other vendors do (HuddleCam on 52381, Avonic on 1259).
+pub async fn start_udp_raw(config: Config) -> io::Result<Handle> {
+    let shared = shared(&config);
+    let socket = bind_reusable_udp(config.listen)?;
+    let local_addr = socket.local_addr()?;
+    let stop = watch::Sender::new(false);
+    let task = tokio::spawn(serve_udp_raw(
+        Arc::clone(&shared),
+        Arc::new(socket),
+        stop.subscribe(),
+    ));
+    debug!(%local_addr, "visca simulator listening (raw VISCA over UDP)");
+    Ok(Handle {
+        shared,
+        server: Arc::new(Server::Udp {
+            local_addr,
+            stop,
+            task: Mutex::new(Some(task)),
+        }),
+    })
+}
+
+/// Each datagram carries bare packets; each reply goes back in a datagram of its own.
+async fn serve_udp_raw(
+    shared: Arc<Shared>,
+    socket: Arc<UdpSocket>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut buf = [0u8; 2048];
+    loop {
+        let (n, peer) = tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            received = socket.recv_from(&mut buf) => match received {
+                Ok(received) => received,
+                Err(e) => {
+                    debug!(error = %e, "visca simulator: receive failed");
+                    continue;
+                }
+            },
+        };
+        let mut reader = PacketReader::commands();
+        reader.push(&buf[..n]);
+        while let Some(packet) = reader.next_packet() {
+            shared.record(&packet);
+            let replies = shared
+                .carry_out(&packet)
+                .into_iter()
+                .map(|reply| {
+                    let ack = is_ack(&reply);
+                    (reply, ack)
+                })
+                .collect();
+            let (replies, delay) = shared.outgoing(replies);
+            time::sleep(delay).await;
+            for reply in replies {
+                debug!(%peer, reply = %frame::hex(&reply), "visca simulator ->");
+                if let Err(e) = socket.send_to(&reply, peer).await {
+                    debug!(%peer, error = %e, "visca simulator: send failed");
+                }
+            }
+        }
+    }
+}
+
 async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>, mut stop: watch::Receiver<bool>) {
     let mut peers: HashMap<SocketAddr, IpPeer> = HashMap::new();
     let mut buf = [0u8; 2048];
@@ -443,7 +508,7 @@ async fn serve_udp(shared: Arc<Shared>, socket: Arc<UdpSocket>, mut stop: watch:
 /// Serves one byte stream (a TCP connection or a pty) until it closes.
 async fn serve_stream(shared: Arc<Shared>, mut link: Box<dyn Link>, peer: String) {
     debug!(%peer, "visca simulator: connection opened");
-    let mut reader = PacketReader::new();
+    let mut reader = PacketReader::commands();
     let mut buf = [0u8; 512];
     loop {
         let n = match link.read(&mut buf).await {
