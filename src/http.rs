@@ -136,7 +136,7 @@ fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
 
 /// The status model (docs/PROTOCOL.md, "Health"): `failing` (HTTP 503) when the room is
 /// dead: every required device offline; `degraded` (200) when some required device is
-/// offline, the journal's disk cannot be written (commands are refused meanwhile) or its
+/// offline or failing (online with an `error`), the journal's disk cannot be written (commands are refused meanwhile) or its
 /// commits have stalled for more than 5 s;
 /// `ok` (200) otherwise. Devices with `required = false` are listed but never counted.
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -158,6 +158,9 @@ async fn healthz(State(state): State<AppState>) -> Response {
                     .and_then(|d| d.error.as_deref())
                     .unwrap_or("not connected yet");
                 problems.push(format!("device {} is offline: {why}", info.id));
+            } else if let Some(why) = device.and_then(|d| d.error.as_deref()) {
+                // Connected, but failing: every poll refused, say.
+                problems.push(format!("device {} is failing: {why}", info.id));
             }
         }
         devices.insert(

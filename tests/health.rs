@@ -57,4 +57,16 @@ async fn a_device_whose_every_read_fails_is_not_shown_healthy() {
         json!(["humidity", "temperature"]),
         "the points are listed as unknown, not absent"
     );
+    // A monitoring probe on the status code alone sees the dead room.
+    let (status, body) = http_request(gw.local_addr(), "/healthz", None).await;
+    assert!(status.contains("503"), "{status}: {body}");
+    let health: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "failing");
+    assert!(
+        health["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("every poll fails"),
+        "{health}"
+    );
 }
