@@ -245,11 +245,11 @@ impl Default for CommandSettings {
 }
 
 fn default_panel_rate() -> u32 {
-    100
+    500
 }
 
 fn default_panel_burst() -> u32 {
-    200
+    1000
 }
 
 fn default_dedupe_window() -> Duration {

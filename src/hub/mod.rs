@@ -81,8 +81,8 @@ impl Hub {
             lockout: Mutex::default(),
             ping_interval,
             hello_timeout: Duration::from_secs(10),
-            command_burst: 200,
-            command_every: Duration::from_millis(10),
+            command_burst: 1000,
+            command_every: Duration::from_millis(2),
             panels: AtomicUsize::new(0),
             snapshots: snapshot::Shared::default(),
         }
