@@ -15,6 +15,7 @@ use crate::config::Site;
 use crate::http::{self, AppState, DeviceInfo};
 use crate::hub::Hub;
 use crate::journal::{Durability, Journal};
+use crate::metrics::{Access, Exporter, UPKEEP_EVERY};
 use crate::router::Router;
 use crate::runtime;
 use crate::store::{Retention, Store};
@@ -73,10 +74,15 @@ impl Gateway {
             )
             .with_hello_timeout(site.server.hello_timeout),
         );
+        let metrics = Arc::new(Exporter::install());
+        metrics.register_site(&site.devices);
+        tasks.spawn(upkeep(metrics.clone(), shutdown.clone()));
         let state = AppState {
             hub,
             devices: Arc::new(DeviceInfo::from_site(&site)),
             shutdown: shutdown.clone(),
+            metrics,
+            metrics_access: Arc::new(Access::new(&site.metrics)),
         };
         let limits = accept::Limits {
             max_connections: site.server.max_connections,
@@ -114,6 +120,17 @@ impl Gateway {
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         self.tasks.wait().await;
+    }
+}
+
+/// Keeps the exporter's histograms folded, so they do not grow between scrapes.
+async fn upkeep(metrics: Arc<Exporter>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(UPKEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => metrics.run_upkeep(),
+        }
     }
 }
 

@@ -24,6 +24,9 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     pub devices: Arc<Vec<DeviceInfo>>,
     pub shutdown: CancellationToken,
+    pub metrics: Arc<crate::metrics::Exporter>,
+    /// Who may read `/metrics`; see [`crate::metrics::Access::with_credential`].
+    pub metrics_access: Arc<crate::metrics::Access>,
 }
 
 /// What panels need to know about a device to draw it.
@@ -55,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/devices", get(api_devices))
         .route("/api/audit", get(api_audit))
         .route("/ws", get(websocket))
+        .route("/metrics", get(crate::metrics::serve))
         .with_state(state)
 }
 
@@ -159,12 +163,15 @@ fn refuse_without_bearer(state: &AppState, headers: &HeaderMap) -> Option<Respon
         .and_then(|v| v.strip_prefix("Bearer "));
     match state.hub.authorize(token) {
         Some(_) => None,
-        None => Some(
+        None => {
+            metrics::counter!(crate::metrics::AUTH_FAILURES, "surface" => "http").increment(1);
+            Some(
             (
                 StatusCode::UNAUTHORIZED,
                 Json(json!({"code": "unauthorized", "message": "send Authorization: Bearer <token>"})),
             )
                 .into_response(),
-        ),
+            )
+        }
     }
 }

@@ -413,6 +413,7 @@ impl Journal {
             (events, state, batch.len())
         };
         let writer = store.clone();
+        let started = std::time::Instant::now();
         let written = tokio::task::spawn_blocking(move || {
             let events: Vec<(u64, u64, &str)> = events
                 .iter()
@@ -428,6 +429,8 @@ impl Journal {
         .await;
         match written {
             Ok(Ok(())) => {
+                metrics::histogram!(crate::metrics::JOURNAL_COMMIT_DURATION)
+                    .record(started.elapsed().as_secs_f64());
                 let mut inner = self.lock();
                 let committed: Vec<Pending> = inner.pending.drain(..count).collect();
                 self.publish(&mut inner, committed.into_iter());

@@ -20,6 +20,7 @@
 //! - [`hub`]: WebSocket sessions: hello, snapshot or replay, a cursor into the journal.
 //! - [`accept`]: the accept loop: connection caps, header deadline, TCP_NODELAY.
 //! - [`http`]: the axum server: `/ws`, `/api/*`, `/healthz` and the status page.
+//! - [`metrics`]: the Prometheus metrics and who may read `/metrics`.
 //! - [`command`]: command outcomes and the error codes panels see.
 //! - [`gateway`]: wires the parts together and shuts them down as one.
 //! - [`demo`]: the simulated demo room; [`cli`]: the `avgate` command; [`simulate`]:
@@ -35,6 +36,7 @@ pub mod gateway;
 pub mod http;
 pub mod hub;
 pub mod journal;
+pub mod metrics;
 pub mod router;
 pub mod runtime;
 pub mod simulate;

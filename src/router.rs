@@ -221,11 +221,13 @@ impl Router {
         let expired = ledger.expire(self.window);
         self.forget(expired);
         if let Some(seen) = ledger.outcomes.get(&key) {
+            metrics::counter!(crate::metrics::COMMANDS_DEDUPLICATED).increment(1);
             return Ok(Submission::Duplicate(seen.clone()));
         }
         let handle = match self.check(device, command, &args) {
             Ok(handle) => handle.clone(),
             Err(failure) => {
+                crate::metrics::command_finished(failure.code.as_str());
                 self.audit.record(audit_record(
                     origin,
                     &key,
@@ -253,6 +255,10 @@ impl Router {
         };
         tokio::spawn(async move {
             let outcome = execute(store.as_ref(), &handle, &accepted).await;
+            crate::metrics::command_finished(match &outcome {
+                Ok(_) => "ok",
+                Err(failure) => failure.code.as_str(),
+            });
             let Accepted {
                 key,
                 origin,

@@ -24,6 +24,8 @@ pub struct Site {
     /// Panel tokens; empty means panels need none.
     pub auth: Vec<AuthToken>,
     pub devices: Vec<DeviceConfig>,
+    /// Who may scrape `/metrics`.
+    pub metrics: crate::metrics::MetricsSettings,
     pub source: PathBuf,
 }
 
@@ -283,6 +285,8 @@ struct SiteFile {
     commands: CommandSettings,
     #[serde(default)]
     auth: AuthFile,
+    #[serde(default)]
+    metrics: crate::metrics::MetricsSettings,
     #[serde(default)]
     devices: BTreeMap<Spanned<String>, DeviceFile>,
 }
@@ -584,6 +588,7 @@ pub fn parse_site(path: &Path, text: &str) -> Result<Site, ConfigErrors> {
         commands: file.commands,
         auth,
         devices,
+        metrics: file.metrics,
         source: path.to_path_buf(),
     })
 }

@@ -89,6 +89,14 @@ pub async fn serve(
     done.cancel();
     let write_end = writer.await;
     let session = &panel.session;
+    let reason = match (&read_end, &write_end) {
+        (ReadEnd::Closed, _) => "closed",
+        (ReadEnd::Failed(_), _) => "read_failed",
+        (ReadEnd::Stopped, _) if shutdown.is_cancelled() => "shutdown",
+        (ReadEnd::Stopped, Ok(_)) => "unresponsive",
+        (ReadEnd::Stopped, Err(_)) => "writer_failed",
+    };
+    metrics::counter!(crate::metrics::PANELS_DROPPED, "reason" => reason).increment(1);
     match read_end {
         ReadEnd::Closed => info!(session, %peer, "panel disconnected: it closed the connection"),
         ReadEnd::Failed(why) => {
@@ -155,6 +163,8 @@ async fn greet(
         };
         let Some(holder) = hub.authorize(token.as_deref()) else {
             info!(%peer, "panel refused: missing or wrong token");
+            metrics::counter!(crate::metrics::PANEL_SESSIONS, "outcome" => "refused").increment(1);
+            metrics::counter!(crate::metrics::AUTH_FAILURES, "surface" => "websocket").increment(1);
             let failure = Failure::new(
                 ErrorCode::Unauthorized,
                 "missing or wrong token; ask the integrator for this panel's token",
@@ -188,6 +198,8 @@ async fn greet(
                 (snapshot.seq, snapshot.seq, Some(snapshot))
             }
         };
+        let outcome = if resumed { "resumed" } else { "snapshot" };
+        metrics::counter!(crate::metrics::PANEL_SESSIONS, "outcome" => outcome).increment(1);
         let welcome = ServerMessage::Welcome {
             session: &session,
             epoch: journal.epoch(),

@@ -48,6 +48,8 @@ type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send
 
 pub(super) struct LinkTask {
     link: Link,
+    /// The link as metrics and logs name it.
+    label: String,
     open: Opener,
     units: Vec<Unit>,
     /// Rung when a command is queued for any device here.
@@ -81,6 +83,7 @@ impl LinkTask {
             turns: Turns::new(max(|u| u.config.pacing)),
             connect_timeout: max(|u| u.config.connect_timeout),
             write_timeout: max(|u| u.config.command_timeout),
+            label: link.to_string(),
             link,
             units,
             wake,
@@ -181,6 +184,11 @@ impl LinkTask {
                             self.lost(&error);
                             return LinkEnd::Reopen;
                         }
+                        crate::metrics::link_bytes(
+                            crate::metrics::LINK_BYTES_OUT,
+                            &self.label,
+                            bytes.len(),
+                        );
                         continue;
                     }
                     let unit = &mut self.units[i];
@@ -275,7 +283,10 @@ impl LinkTask {
                         self.lost(&error);
                         return LinkEnd::Reopen;
                     }
-                    Ok(n) => self.deliver(active, &buf[..n]),
+                    Ok(n) => {
+                        crate::metrics::link_bytes(crate::metrics::LINK_BYTES_IN, &self.label, n);
+                        self.deliver(active, &buf[..n]);
+                    }
                     Err(e) => {
                         self.lost(&format!("link {} failed: {e}", self.link));
                         return LinkEnd::Reopen;

@@ -84,6 +84,8 @@ impl DeviceHandle {
         };
         match self.jobs.push(job) {
             Ok(()) => {
+                metrics::gauge!(crate::metrics::DEVICE_QUEUE_DEPTH, "device" => self.id.to_string())
+                    .set(self.jobs.len() as f64);
                 self.wake.notify_one();
                 Ok(outcome)
             }

@@ -10,8 +10,8 @@ use tracing::{debug, info, warn};
 
 use super::backoff::Backoff;
 use super::queue::{CommandQueue, Job};
-use super::turns::Wants;
 use super::shape::Shape;
+use super::turns::Wants;
 use crate::command::{ErrorCode, Failure};
 use crate::config::DeviceConfig;
 use crate::journal::Journal;
@@ -40,6 +40,8 @@ pub(super) struct Unit {
     journal: Arc<Journal>,
     /// The outputs and inputs the device is declared with, to drop points beyond them.
     shape: Shape,
+    /// Whether a session was started before: the next one is a reconnect.
+    connected_before: bool,
 }
 
 /// Where a device stands on its link.
@@ -67,6 +69,8 @@ pub(super) struct InFlight {
     pub what: String,
     pub job: Option<Job>,
     pub deadline: Instant,
+    /// When the exchange started, for the duration metrics.
+    pub started: Instant,
 }
 
 impl Unit {
@@ -114,6 +118,7 @@ impl Unit {
             staged: Vec::new(),
             journal,
             shape,
+            connected_before: false,
         })
     }
 
@@ -124,6 +129,11 @@ impl Unit {
     /// Starts the driver's session on a freshly opened link (or after resting).
     pub fn connect(&mut self) {
         let now = Instant::now();
+        if self.connected_before {
+            metrics::counter!(crate::metrics::DEVICE_RECONNECTS, "device" => self.config.id.clone())
+                .increment(1);
+        }
+        self.connected_before = true;
         self.session_started = now;
         // A new connection starts a new session: the driver forgets a paused poll.
         self.paused = None;
@@ -166,7 +176,9 @@ impl Unit {
 
     /// Starts the panel command that has waited longest.
     pub fn start_command(&mut self) {
-        if let Some(job) = self.jobs.pop() {
+        let job = self.jobs.pop();
+        self.report_queue_depth();
+        if let Some(job) = job {
             let request = Request::Command {
                 name: job.command.clone(),
                 args: job.args.clone(),
@@ -216,6 +228,7 @@ impl Unit {
                 what,
                 job: None,
                 deadline: now + self.config.command_timeout,
+                started: now,
             });
             self.protocol.resume(now.into_std());
         }
@@ -240,10 +253,12 @@ impl Unit {
         };
         match self.protocol.start(Instant::now().into_std(), &request) {
             Ok(()) => {
+                let now = Instant::now();
                 self.in_flight = Some(InFlight {
                     what,
                     job,
-                    deadline: Instant::now() + self.config.command_timeout,
+                    deadline: now + self.config.command_timeout,
+                    started: now,
                 });
             }
             Err(e) => match job {
@@ -257,7 +272,21 @@ impl Unit {
 
     /// Ends the request in flight, if any, telling whoever waits for it.
     pub fn finish(&mut self, outcome: Result<(), Failure>) {
-        if let Some(InFlight { job, what, .. }) = self.in_flight.take() {
+        if let Some(InFlight {
+            job, what, started, ..
+        }) = self.in_flight.take()
+        {
+            let name = match job {
+                Some(_) => crate::metrics::DEVICE_COMMAND_DURATION,
+                None => crate::metrics::DEVICE_POLL_DURATION,
+            };
+            metrics::histogram!(name, "device" => self.config.id.clone())
+                .record(started.elapsed().as_secs_f64());
+            if let Err(failure) = &outcome
+                && failure.code != ErrorCode::ShuttingDown
+            {
+                crate::metrics::device_error(&self.config.id, failure.code.as_str());
+            }
             match job {
                 // The panel may have gone; its outcome is still kept by the router.
                 Some(job) => {
@@ -325,6 +354,12 @@ impl Unit {
         }
     }
 
+    /// Publishes how many commands wait, after the queue changed.
+    pub fn report_queue_depth(&self) {
+        metrics::gauge!(crate::metrics::DEVICE_QUEUE_DEPTH, "device" => self.config.id.clone())
+            .set(self.jobs.len() as f64);
+    }
+
     /// Fails every queued command at once: the device is resting and nobody knows when it
     /// will be back.
     pub fn refuse_waiting(&mut self) {
@@ -332,6 +367,7 @@ impl Unit {
             return;
         };
         while let Some(job) = self.jobs.pop() {
+            self.report_queue_depth();
             let why = self
                 .journal
                 .device_error(&self.config.id)
