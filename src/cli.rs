@@ -72,6 +72,18 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Write the systemd unit (Type=notify-reload, watchdog, hardening) and say what next.
+    ///
+    /// The unit runs /usr/bin/avgate as user `avgate` with /etc/avgate/site.toml and
+    /// /var/lib/avgate; see docs/OPERATIONS.md. `--print` writes it to stdout instead.
+    InstallUnit {
+        /// Where to write the unit.
+        #[arg(long, default_value = "/etc/systemd/system/avgate.service")]
+        path: PathBuf,
+        /// Print the unit instead of writing it.
+        #[arg(long)]
+        print: bool,
+    },
     /// Run a device simulator on its own, to develop panels or test against.
     #[command(subcommand)]
     Simulate(Simulator),
@@ -98,8 +110,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 gateway.local_addr(),
                 gateway.local_addr()
             );
-            wait_for_stop().await;
+            let supervised = crate::systemd::supervise(&gateway, &config).await;
             gateway.shutdown().await;
+            supervised?;
+        }
+        Command::InstallUnit { path, print } => {
+            if print {
+                print!("{}", crate::systemd::UNIT);
+                return Ok(());
+            }
+            std::fs::write(&path, crate::systemd::UNIT).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot write {}: {e}; run as root, or use --print and put it in place yourself",
+                    path.display()
+                )
+            })?;
+            println!("wrote {}", path.display());
+            println!(
+                "next: install the binary as /usr/bin/avgate, create the `avgate` user (in group dialout),"
+            );
+            println!(
+                "      put the site in /etc/avgate/site.toml, then: systemctl daemon-reload && systemctl enable --now avgate"
+            );
         }
         Command::CheckConfig { file } => match load_site(&file) {
             Ok(site) => {

@@ -16,14 +16,16 @@ use crate::http::{self, AppState, DeviceInfo};
 use crate::hub::Hub;
 use crate::journal::{Durability, Journal};
 use crate::metrics::{Access, Exporter, UPKEEP_EVERY};
+use crate::reload::{Links, Live, ReloadError, Spawner, Summary, Swap};
 use crate::router::Router;
-use crate::runtime;
+use crate::runtime::{self, DeviceHandle};
 use crate::store::{Retention, Store};
 
 /// A running gateway.
 pub struct Gateway {
     addr: SocketAddr,
     journal: Arc<Journal>,
+    live: Arc<Live>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -41,27 +43,19 @@ impl Gateway {
         let tasks = TaskTracker::new();
         let ids = site.devices.iter().map(|d| d.id.clone());
         // One descriptor per link at most: devices sharing a line or address share it.
-        let links = {
-            let mut keys: Vec<String> = site.devices.iter().map(|d| d.link.owner_key()).collect();
-            keys.sort_unstable();
-            keys.dedup();
-            keys.len()
-        };
+        let links = runtime::group_by_link(&site.devices).len();
         let (journal, store) = open_journal(&site, ids).await?;
         if store.is_some() {
             tasks.spawn(journal.clone().run_committer(shutdown.clone()));
         }
-        let handles = runtime::spawn_links(
-            &site.devices,
-            journal.clone(),
-            site.commands.queue,
-            shutdown.child_token(),
-            &tasks,
-        );
-        let devices = handles
-            .into_iter()
-            .zip(site.devices.iter().map(|d| d.profile.clone()));
-        let mut router = Router::new(devices.collect::<Vec<_>>(), site.commands.dedupe_window);
+        let spawner = Spawner {
+            journal: journal.clone(),
+            queue: site.commands.queue,
+            cancel: shutdown.child_token(),
+            tracker: tasks.clone(),
+        };
+        let running = Links::start(&site.devices, &spawner);
+        let mut router = Router::new(running.routes(), site.commands.dedupe_window);
         if let Some((store, commands, audit)) = store {
             router = router.with_store(store, &commands, &audit);
         }
@@ -77,12 +71,20 @@ impl Gateway {
         let metrics = Arc::new(Exporter::install());
         metrics.register_site(&site.devices);
         tasks.spawn(upkeep(metrics.clone(), shutdown.clone()));
+        let live = Arc::new(Live {
+            journal: journal.clone(),
+            hub: hub.clone(),
+            devices: Arc::new(Swap::new(DeviceInfo::from_site(&site))),
+            metrics_access: Arc::new(Swap::new(Access::new(&site.metrics))),
+            spawner,
+            current: tokio::sync::Mutex::new((running, site.clone())),
+        });
         let state = AppState {
             hub,
-            devices: Arc::new(DeviceInfo::from_site(&site)),
+            devices: live.devices.clone(),
             shutdown: shutdown.clone(),
             metrics,
-            metrics_access: Arc::new(Access::new(&site.metrics)),
+            metrics_access: live.metrics_access.clone(),
         };
         let limits = accept::Limits {
             max_connections: site.server.max_connections,
@@ -102,6 +104,7 @@ impl Gateway {
         Ok(Gateway {
             addr,
             journal,
+            live,
             shutdown,
             tasks,
         })
@@ -115,11 +118,110 @@ impl Gateway {
         &self.journal
     }
 
+    /// Applies the site file at `path` if it passes the check; see [`crate::reload`].
+    pub async fn reload(&self, path: &std::path::Path) -> Result<Summary, ReloadError> {
+        self.live.reload(path).await
+    }
+
+    /// Devices online, devices in all, panels connected: for a status line.
+    pub fn status(&self) -> Status {
+        let snapshot = self.journal.snapshot();
+        let devices = snapshot
+            .devices
+            .iter()
+            .filter(|(id, _)| !id.starts_with('@'));
+        let (online, total) = devices.fold((0, 0), |(on, all), (_, d)| {
+            (on + usize::from(d.online), all + 1)
+        });
+        Status {
+            devices_online: online,
+            devices: total,
+            panels: self.live.hub.panels(),
+        }
+    }
+
+    /// Whether the parts that must keep moving do: see [`Liveness`].
+    pub async fn liveness(&self) -> Liveness {
+        let probes = self.live.current.lock().await.0.probes();
+        Liveness {
+            journal: self.journal.clone(),
+            probes,
+        }
+    }
+
     /// Stops everything: devices disconnect, panels are closed, in-flight commands fail
     /// with `shutting_down`.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         self.tasks.wait().await;
+    }
+}
+
+/// How the gateway is doing, in numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    pub devices_online: usize,
+    pub devices: usize,
+    pub panels: usize,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} devices online, {} panel(s) connected",
+            self.devices_online, self.devices, self.panels
+        )
+    }
+}
+
+/// A check, repeated, that the journal committer and every link task still make
+/// progress: between two calls of [`Liveness::check`] each link task must have taken a
+/// turn of its loop (it is rung at every call, so an idle one turns too), and a journal
+/// with events waiting for the disk must have committed some.
+pub struct Liveness {
+    journal: Arc<Journal>,
+    probes: Vec<(String, DeviceHandle)>,
+}
+
+/// What a [`Liveness`] check remembers from the previous one.
+#[derive(Default)]
+pub struct Marks {
+    turns: std::collections::HashMap<String, u64>,
+    head: Option<(u64, usize)>,
+}
+
+impl Liveness {
+    /// Compares with `marks` (from the previous check) and updates them. Returns what
+    /// is stuck, if anything.
+    pub fn check(&self, marks: &mut Marks) -> Result<(), String> {
+        let mut stuck = Vec::new();
+        let mut turns = std::collections::HashMap::new();
+        for (link, handle) in &self.probes {
+            let now = handle.probe();
+            if marks.turns.get(link).is_some_and(|&before| before == now) {
+                stuck.push(format!("link {link} has not turned since the last check"));
+            }
+            turns.insert(link.clone(), now);
+        }
+        marks.turns = turns;
+        let head = (self.journal.head(), self.journal.uncommitted());
+        if let Some((before, waiting)) = marks.head
+            && waiting > 0
+            && head.1 > 0
+            && head.0 == before
+        {
+            stuck.push(format!(
+                "the journal has committed nothing since the last check ({} events waiting)",
+                head.1
+            ));
+        }
+        marks.head = Some(head);
+        if stuck.is_empty() {
+            Ok(())
+        } else {
+            Err(stuck.join("; "))
+        }
     }
 }
 

@@ -22,11 +22,12 @@ const INDEX_HTML: &str = include_str!("web/index.html");
 #[derive(Clone)]
 pub struct AppState {
     pub hub: Arc<Hub>,
-    pub devices: Arc<Vec<DeviceInfo>>,
+    /// The panel pages' device list; a reload replaces it.
+    pub devices: Arc<crate::reload::Swap<Vec<DeviceInfo>>>,
     pub shutdown: CancellationToken,
     pub metrics: Arc<crate::metrics::Exporter>,
     /// Who may read `/metrics`; see [`crate::metrics::Access::with_credential`].
-    pub metrics_access: Arc<crate::metrics::Access>,
+    pub metrics_access: Arc<crate::reload::Swap<crate::metrics::Access>>,
 }
 
 /// What panels need to know about a device to draw it.
@@ -91,7 +92,7 @@ async fn api_devices(State(state): State<AppState>, headers: HeaderMap) -> Respo
     if let Some(refused) = refuse_without_bearer(&state, &headers) {
         return refused;
     }
-    Json(state.devices.as_ref()).into_response()
+    Json(state.devices.load()).into_response()
 }
 
 #[derive(serde::Deserialize)]

@@ -22,7 +22,9 @@
 //! - [`http`]: the axum server: `/ws`, `/api/*`, `/healthz` and the status page.
 //! - [`metrics`]: the Prometheus metrics and who may read `/metrics`.
 //! - [`command`]: command outcomes and the error codes panels see.
+//! - [`reload`]: applying a changed site file to the running gateway (SIGHUP).
 //! - [`gateway`]: wires the parts together and shuts them down as one.
+//! - [`systemd`]: readiness, reload, watchdog and status notifications to systemd.
 //! - [`demo`]: the simulated demo room; [`cli`]: the `avgate` command; [`simulate`]:
 //!   `avgate simulate`, one device simulator on its own.
 
@@ -37,9 +39,11 @@ pub mod http;
 pub mod hub;
 pub mod journal;
 pub mod metrics;
+pub mod reload;
 pub mod router;
 pub mod runtime;
 pub mod simulate;
 pub mod store;
+pub mod systemd;
 
 pub use gateway::Gateway;

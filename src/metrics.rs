@@ -148,6 +148,9 @@ impl Exporter {
         }
         counter!(COMMANDS, "outcome" => "ok").absolute(0);
         counter!(COMMANDS_DEDUPLICATED).absolute(0);
+        for result in ["applied", "rejected"] {
+            counter!(RELOADS, "result" => result).absolute(0);
+        }
         for surface in ["websocket", "http"] {
             counter!(AUTH_FAILURES, "surface" => surface).absolute(0);
         }
@@ -254,7 +257,7 @@ pub async fn serve(
 ) -> axum::response::Response {
     use axum::http::{StatusCode, header};
     use axum::response::IntoResponse;
-    if !state.metrics_access.allows(peer.ip(), &headers) {
+    if !state.metrics_access.load().allows(peer.ip(), &headers) {
         let message = format!(
             "{} may not read metrics; add its network to [metrics] allow in the site file",
             peer.ip()
@@ -274,6 +277,11 @@ pub async fn serve(
         text,
     )
         .into_response()
+}
+
+/// Counts a reload by its result: `applied` or `rejected`.
+pub fn reloaded(result: &'static str) {
+    counter!(RELOADS, "result" => result).increment(1);
 }
 
 /// Counts a finished panel command.

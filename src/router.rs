@@ -115,7 +115,8 @@ impl Accepted {
 }
 
 pub struct Router {
-    devices: HashMap<String, (DeviceHandle, Arc<Profile>)>,
+    /// Replaced whole by a reload ([`Router::replace_devices`]).
+    devices: Mutex<Arc<Devices>>,
     window: Duration,
     ledger: Mutex<Ledger>,
     audit: Arc<AuditLog>,
@@ -129,6 +130,8 @@ struct Ledger {
     order: VecDeque<(Instant, CommandKey)>,
 }
 
+type Devices = HashMap<String, (DeviceHandle, Arc<Profile>)>;
+
 impl Router {
     pub fn new(
         devices: impl IntoIterator<Item = (DeviceHandle, Arc<Profile>)>,
@@ -139,12 +142,22 @@ impl Router {
             .map(|(h, p)| (h.id().to_string(), (h, p)))
             .collect();
         Self {
-            devices,
+            devices: Mutex::new(Arc::new(devices)),
             window,
             ledger: Mutex::default(),
             audit: Arc::default(),
             store: None,
         }
+    }
+
+    /// Routes commands to `devices` from now on; commands already queued stay where they
+    /// are. The ledger is kept, so a re-sent id is still answered from it.
+    pub fn replace_devices(&self, devices: impl IntoIterator<Item = (DeviceHandle, Arc<Profile>)>) {
+        let devices = devices
+            .into_iter()
+            .map(|(h, p)| (h.id().to_string(), (h, p)))
+            .collect();
+        *lock(&self.devices) = Arc::new(devices);
     }
 
     /// Keeps the ledger and the audit log in `store`, starting from what it held.
@@ -225,7 +238,7 @@ impl Router {
             return Ok(Submission::Duplicate(seen.clone()));
         }
         let handle = match self.check(device, command, &args) {
-            Ok(handle) => handle.clone(),
+            Ok(handle) => handle,
             Err(failure) => {
                 crate::metrics::command_finished(failure.code.as_str());
                 self.audit.record(audit_record(
@@ -285,9 +298,10 @@ impl Router {
         device: &str,
         command: &str,
         args: &Map<String, Value>,
-    ) -> Result<&DeviceHandle, Failure> {
-        let Some((handle, profile)) = self.devices.get(device) else {
-            let mut known: Vec<&str> = self.devices.keys().map(String::as_str).collect();
+    ) -> Result<DeviceHandle, Failure> {
+        let devices = lock(&self.devices).clone();
+        let Some((handle, profile)) = devices.get(device) else {
+            let mut known: Vec<&str> = devices.keys().map(String::as_str).collect();
             known.sort_unstable();
             return Err(Failure::new(
                 ErrorCode::UnknownDevice,
@@ -307,7 +321,7 @@ impl Router {
         };
         spec.check_args(args)
             .map_err(|why| Failure::new(ErrorCode::InvalidArgs, format!("{command}: {why}")))?;
-        Ok(handle)
+        Ok(handle.clone())
     }
 
     /// The newest audit entries first, optionally for one device and since a time.

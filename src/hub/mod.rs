@@ -17,8 +17,8 @@ pub mod subscription;
 pub mod wire;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::AuthToken;
@@ -46,8 +46,9 @@ pub const BATCH: usize = 256;
 pub struct Hub {
     pub journal: Arc<Journal>,
     pub router: Router,
-    /// Token → the name it was issued to. Empty: panels need no token.
-    tokens: HashMap<String, String>,
+    /// Token → the name it was issued to. Empty: panels need no token. Replaced whole by
+    /// a reload.
+    tokens: Mutex<Arc<HashMap<String, String>>>,
     pub ping_interval: Duration,
     /// How long a new connection has to say `hello`.
     pub hello_timeout: Duration,
@@ -64,14 +65,10 @@ impl Hub {
         tokens: &[AuthToken],
         ping_interval: Duration,
     ) -> Self {
-        let tokens = tokens
-            .iter()
-            .map(|t| (t.token.clone(), t.name.clone()))
-            .collect();
         Self {
             journal,
             router,
-            tokens,
+            tokens: Mutex::new(token_map(tokens)),
             ping_interval,
             hello_timeout: Duration::from_secs(10),
             panels: AtomicUsize::new(0),
@@ -112,19 +109,41 @@ impl Hub {
     }
 
     pub fn auth_required(&self) -> bool {
-        !self.tokens.is_empty()
+        !self.current_tokens().is_empty()
     }
 
     /// Who a token belongs to: `Some(None)` when no token is needed, `None` when the
     /// token is missing or wrong.
-    pub fn authorize(&self, token: Option<&str>) -> Option<Option<&str>> {
-        if self.tokens.is_empty() {
+    pub fn authorize(&self, token: Option<&str>) -> Option<Option<String>> {
+        let tokens = self.current_tokens();
+        if tokens.is_empty() {
             return Some(None);
         }
         token
-            .and_then(|t| self.tokens.get(t))
-            .map(|name| Some(name.as_str()))
+            .and_then(|t| tokens.get(t))
+            .map(|name| Some(name.clone()))
     }
+
+    /// Checks tokens against `tokens` from now on; sessions already past `hello` stay.
+    pub fn replace_tokens(&self, tokens: &[AuthToken]) {
+        *self.tokens.lock().unwrap_or_else(|p| p.into_inner()) = token_map(tokens);
+    }
+
+    fn current_tokens(&self) -> Arc<HashMap<String, String>> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+fn token_map(tokens: &[AuthToken]) -> Arc<HashMap<String, String>> {
+    Arc::new(
+        tokens
+            .iter()
+            .map(|t| (t.token.clone(), t.name.clone()))
+            .collect(),
+    )
 }
 
 /// Keeps a panel counted for as long as its session lives.

@@ -177,8 +177,8 @@ async fn greet(
             let _ = socket.send(Message::Close(Some(close))).await;
             return None;
         };
-        if let Some(holder) = holder {
-            debug!(%peer, token = holder, "token accepted");
+        if let Some(holder) = &holder {
+            debug!(%peer, token = %holder, "token accepted");
         }
         let subscription = match patterns.as_deref().map(Subscription::new) {
             None => Subscription::default(),
@@ -221,7 +221,7 @@ async fn greet(
             Panel {
                 session,
                 client,
-                token: holder.map(str::to_string),
+                token: holder,
                 peer,
             },
             cursor,

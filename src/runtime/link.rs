@@ -15,6 +15,7 @@
 //! rests for its backoff delay while the others go on.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use avgate_drivers::{Output, SessionError};
@@ -59,6 +60,8 @@ pub(super) struct LinkTask {
     turns: Turns,
     connect_timeout: Duration,
     write_timeout: Duration,
+    /// Counts turns of the task's loops, for the watchdog (see `DeviceHandle::probe`).
+    turns_taken: Arc<AtomicU64>,
 }
 
 /// Why an open link was given up.
@@ -84,11 +87,22 @@ impl LinkTask {
             connect_timeout: max(|u| u.config.connect_timeout),
             write_timeout: max(|u| u.config.command_timeout),
             label: link.to_string(),
+            turns_taken: Arc::default(),
             link,
             units,
             wake,
             cancel,
         }
+    }
+
+    /// Counts the loop's turns in `counter`.
+    pub(super) fn counting_turns(mut self, counter: Arc<AtomicU64>) -> LinkTask {
+        self.turns_taken = counter;
+        self
+    }
+
+    fn turn(&self) {
+        self.turns_taken.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Opens the link with `open` instead of the real transport.
@@ -100,6 +114,7 @@ impl LinkTask {
 
     pub(super) async fn run(mut self) {
         loop {
+            self.turn();
             if !self.wait_for_a_device().await {
                 break;
             }
@@ -134,6 +149,7 @@ impl LinkTask {
     /// once meanwhile. Returns false on shutdown.
     async fn wait_for_a_device(&mut self) -> bool {
         loop {
+            self.turn();
             let now = Instant::now();
             let mut next_wake: Option<Instant> = None;
             for unit in &mut self.units {
@@ -163,6 +179,7 @@ impl LinkTask {
             unit.state = UnitState::Idle;
         }
         loop {
+            self.turn();
             // Act on everything the drivers have to say before waiting again.
             for i in 0..self.units.len() {
                 while let Some(output) = self.units[i].protocol.poll_output() {

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use avgate_drivers::{Map, Value};
@@ -137,6 +138,7 @@ fn start_link(configs: Vec<DeviceConfig>) -> (Vec<DeviceHandle>, mpsc::Unbounded
     let ids = configs.iter().map(|c| c.id.clone());
     let journal = Arc::new(Journal::in_memory(1024, ids));
     let wake = Arc::new(Notify::new());
+    let alive = Arc::new(AtomicU64::new(0));
     let (mut handles, mut units) = (Vec::new(), Vec::new());
     for config in &configs {
         let jobs = Arc::new(CommandQueue::new(32));
@@ -145,18 +147,19 @@ fn start_link(configs: Vec<DeviceConfig>) -> (Vec<DeviceHandle>, mpsc::Unbounded
             jobs: jobs.clone(),
             profile: config.profile.clone(),
             wake: wake.clone(),
+            alive: alive.clone(),
         });
         units.push(Unit::new(config.clone(), journal.clone(), jobs).expect("driver builds"));
     }
     let (seen_tx, seen) = mpsc::unbounded_channel();
     let link = configs[0].link.clone();
-    let task = LinkTask::new(link, units, wake, CancellationToken::new()).opening_with(Box::new(
-        move |_, _| {
+    let task = LinkTask::new(link, units, wake, CancellationToken::new())
+        .counting_turns(alive)
+        .opening_with(Box::new(move |_, _| {
             let (ours, theirs) = tokio::io::duplex(4096);
             tokio::spawn(slow_device(theirs, seen_tx.clone()));
             Box::pin(async move { Ok(Box::new(ours) as Box<dyn LinkStream>) })
-        },
-    ));
+        }));
     tokio::spawn(task.run());
     (handles, seen)
 }
@@ -278,4 +281,18 @@ async fn a_command_for_one_unit_goes_between_two_reads_of_another_units_poll() {
     assert_eq!((read_back.unit, read_back.address), (1, 90));
     let resumed = seen.recv().await.expect("device running");
     assert_eq!((resumed.unit, resumed.address), (2, 30));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_link_task_turns_when_probed_so_the_watchdog_can_tell_it_is_alive() {
+    let (meter, mut seen) = start(device(meter_profile()));
+    // Mid-request: the task waits for the device, with no timer due for a while.
+    seen.recv().await.expect("device running");
+    let before = meter.probe();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let after = meter.probe();
+    assert!(
+        after > before,
+        "the probe woke the task: {before} -> {after}"
+    );
 }
