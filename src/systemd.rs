@@ -50,7 +50,8 @@ pub async fn supervise(gateway: &Gateway, config: &Path) -> anyhow::Result<()> {
     // timer only refreshes the status line.
     let watchdog = sd_notify::watchdog_enabled();
     let mut watchdog_tick = tokio::time::interval(watchdog.map_or(STATUS_EVERY, |d| d / 2));
-    let mut status_tick = tokio::time::interval(STATUS_EVERY);
+    let mut status_tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + STATUS_EVERY, STATUS_EVERY);
     let mut marks = Marks::default();
     loop {
         tokio::select! {
