@@ -20,6 +20,7 @@ use crate::reload::{Links, Live, ReloadError, Spawner, Summary, Swap};
 use crate::router::Router;
 use crate::runtime::{self, DeviceHandle};
 use crate::store::{Retention, Store};
+use crate::trace::Traces;
 
 /// A running gateway.
 pub struct Gateway {
@@ -48,8 +49,10 @@ impl Gateway {
         if store.is_some() {
             tasks.spawn(journal.clone().run_committer(shutdown.clone()));
         }
+        let traces = Arc::new(Traces::default());
         let spawner = Spawner {
             journal: journal.clone(),
+            traces: traces.clone(),
             queue: site.commands.queue,
             cancel: shutdown.child_token(),
             tracker: tasks.clone(),
@@ -85,6 +88,7 @@ impl Gateway {
             shutdown: shutdown.clone(),
             metrics,
             metrics_access: live.metrics_access.clone(),
+            traces,
         };
         let limits = accept::Limits {
             max_connections: site.server.max_connections,

@@ -28,6 +28,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Exporter>,
     /// Who may read `/metrics`; see [`crate::metrics::Access::with_credential`].
     pub metrics_access: Arc<crate::reload::Swap<crate::metrics::Access>>,
+    /// Wire traces by device (`/api/trace`).
+    pub traces: Arc<crate::trace::Traces>,
 }
 
 /// What panels need to know about a device to draw it.
@@ -60,6 +62,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/audit", get(api_audit))
         .route("/ws", get(websocket))
         .route("/metrics", get(crate::metrics::serve))
+        .route(
+            "/api/trace",
+            get(crate::trace::api_read).post(crate::trace::api_start),
+        )
         .with_state(state)
 }
 
@@ -154,7 +160,7 @@ async fn websocket(
 }
 
 /// When the site has tokens, the JSON API wants one too, as `Authorization: Bearer ...`.
-fn refuse_without_bearer(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn refuse_without_bearer(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     if !state.hub.auth_required() {
         return None;
     }

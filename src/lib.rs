@@ -25,6 +25,7 @@
 //! - [`reload`]: applying a changed site file to the running gateway (SIGHUP).
 //! - [`gateway`]: wires the parts together and shuts them down as one.
 //! - [`systemd`]: readiness, reload, watchdog and status notifications to systemd.
+//! - [`trace`]: wire traces of a device's bytes, on for a limited time, credentials hidden.
 //! - [`demo`]: the simulated demo room; [`cli`]: the `avgate` command; [`simulate`]:
 //!   `avgate simulate`, one device simulator on its own.
 
@@ -45,5 +46,6 @@ pub mod runtime;
 pub mod simulate;
 pub mod store;
 pub mod systemd;
+pub mod trace;
 
 pub use gateway::Gateway;

@@ -23,6 +23,7 @@ use crate::hub::Hub;
 use crate::journal::Journal;
 use crate::metrics::{self, Access};
 use crate::runtime::{self, DeviceHandle};
+use crate::trace::Traces;
 
 /// The pseudo-device whose events are about the site itself. `@` cannot appear in a
 /// device id, so it never collides with one.
@@ -121,6 +122,7 @@ impl Links {
 /// Starts link tasks under the gateway's shutdown.
 pub struct Spawner {
     pub journal: Arc<Journal>,
+    pub traces: Arc<Traces>,
     pub queue: usize,
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
@@ -132,6 +134,7 @@ impl Spawner {
         let (handles, task) = runtime::spawn_link(
             &devices,
             self.journal.clone(),
+            &self.traces,
             self.queue,
             cancel.clone(),
             &self.tracker,

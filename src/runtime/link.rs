@@ -31,6 +31,7 @@ use super::turns::{Turn, Turns};
 use super::unit::{FAILURES_BEFORE_OFFLINE, Unit, UnitState};
 use crate::command::{ErrorCode, Failure};
 use crate::config::Link;
+use crate::trace::Direction;
 
 /// A session that worked at least this long before the device closed it is taken to have
 /// been closed on purpose (PJLink projectors drop idle connections): reconnect at once,
@@ -196,6 +197,7 @@ impl LinkTask {
                         }
                     };
                     if let Output::Transmit(bytes) = &output {
+                        self.units[i].trace(Direction::Tx, bytes);
                         let sent = write(&mut writer, bytes, &self.link, self.write_timeout).await;
                         if let Err(error) = sent {
                             self.lost(&error);
@@ -357,10 +359,14 @@ impl LinkTask {
     fn deliver(&mut self, active: Option<usize>, data: &[u8]) {
         let now = Instant::now().into_std();
         match active {
-            Some(i) => self.units[i].protocol.received(now, data),
+            Some(i) => {
+                self.units[i].trace(Direction::Rx, data);
+                self.units[i].protocol.received(now, data);
+            }
             None => {
                 for unit in &mut self.units {
                     if matches!(unit.state, UnitState::Ready | UnitState::Greeting { .. }) {
+                        unit.trace(Direction::Rx, data);
                         unit.protocol.received(now, data);
                     }
                 }

@@ -35,6 +35,7 @@ use tokio_util::task::TaskTracker;
 use crate::command::{ErrorCode, Failure, Outcome};
 use crate::config::{DeviceConfig, Profile};
 use crate::journal::Journal;
+use crate::trace::Traces;
 
 /// The only way into a device task.
 #[derive(Clone)]
@@ -115,30 +116,6 @@ impl DeviceHandle {
     }
 }
 
-/// Starts one task per link for `devices`; devices with the same link (several addressed
-/// devices on one serial port, say) share a task. Returns their handles in `devices` order.
-pub fn spawn_links(
-    devices: &[DeviceConfig],
-    journal: Arc<Journal>,
-    queue: usize,
-    cancel: CancellationToken,
-    tracker: &TaskTracker,
-) -> Vec<DeviceHandle> {
-    let mut handles: Vec<Option<DeviceHandle>> = vec![None; devices.len()];
-    for (_, members) in group_by_link(devices) {
-        let group: Vec<DeviceConfig> = members.iter().map(|&i| devices[i].clone()).collect();
-        let (group_handles, _) =
-            spawn_link(&group, journal.clone(), queue, cancel.clone(), tracker);
-        for (i, handle) in members.into_iter().zip(group_handles) {
-            handles[i] = Some(handle);
-        }
-    }
-    handles
-        .into_iter()
-        .map(|h| h.expect("every device has a handle"))
-        .collect()
-}
-
 /// The indexes of `devices` by the link they share (see [`crate::config::Link::owner_key`]),
 /// in the order links first appear.
 pub fn group_by_link(devices: &[DeviceConfig]) -> Vec<(String, Vec<usize>)> {
@@ -159,6 +136,7 @@ pub fn group_by_link(devices: &[DeviceConfig]) -> Vec<(String, Vec<usize>)> {
 pub fn spawn_link(
     devices: &[DeviceConfig],
     journal: Arc<Journal>,
+    traces: &Traces,
     queue: usize,
     cancel: CancellationToken,
     tracker: &TaskTracker,
@@ -177,7 +155,10 @@ pub fn spawn_link(
             alive: alive.clone(),
         });
         match unit::Unit::new(config.clone(), journal.clone(), jobs) {
-            Ok(unit) => units.push(unit),
+            Ok(mut unit) => {
+                unit.tap = traces.tap(&config.id);
+                units.push(unit);
+            }
             // Profiles are checked at load, so this only happens with a broken build;
             // the device's queue closes and its commands fail as shutting down.
             Err(why) => {

@@ -15,6 +15,7 @@ use super::turns::Wants;
 use crate::command::{ErrorCode, Failure};
 use crate::config::DeviceConfig;
 use crate::journal::Journal;
+use crate::trace::{self, Direction, Tap};
 
 /// Consecutive failed sessions (an unanswered request, a garbled reply) before the device
 /// is declared offline. One lost or garbled reply only costs a quiet reconnect.
@@ -42,6 +43,8 @@ pub(super) struct Unit {
     shape: Shape,
     /// Whether a session was started before: the next one is a reconnect.
     connected_before: bool,
+    /// The device's wire trace switch and frames (see [`crate::trace`]).
+    pub tap: Arc<Tap>,
 }
 
 /// Where a device stands on its link.
@@ -119,11 +122,20 @@ impl Unit {
             journal,
             shape,
             connected_before: false,
+            tap: Arc::default(),
         })
     }
 
     pub fn id(&self) -> &str {
         &self.config.id
+    }
+
+    /// Adds `bytes` to the device's wire trace, if one is on, with credentials hidden.
+    pub fn trace(&self, dir: Direction, bytes: &[u8]) {
+        if self.tap.is_on(&self.config.id) {
+            let shown = trace::redact(self.protocol.redact(bytes), self.config.password.as_deref());
+            self.tap.record(dir, &shown);
+        }
     }
 
     /// Starts the driver's session on a freshly opened link (or after resting).
