@@ -59,6 +59,7 @@ impl Gateway {
         };
         let running = Links::start(&site.devices, &spawner);
         let mut router = Router::new(running.routes(), site.commands.dedupe_window);
+        let history = store.as_ref().map(|(store, _, _)| store.clone());
         if let Some((store, commands, audit)) = store {
             router = router.with_store(store, &commands, &audit);
         }
@@ -89,6 +90,7 @@ impl Gateway {
             metrics,
             metrics_access: live.metrics_access.clone(),
             traces,
+            history,
         };
         let limits = accept::Limits {
             max_connections: site.server.max_connections,

@@ -30,6 +30,8 @@ pub struct AppState {
     pub metrics_access: Arc<crate::reload::Swap<crate::metrics::Access>>,
     /// Wire traces by device (`/api/trace`).
     pub traces: Arc<crate::trace::Traces>,
+    /// The durable store, for `/api/history`; none with an in-memory journal.
+    pub history: Option<Arc<crate::store::Store>>,
 }
 
 /// What panels need to know about a device to draw it.
@@ -56,12 +58,14 @@ impl DeviceInfo {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(index))
+        .route("/status", get(index))
         .route("/healthz", get(healthz))
         .route("/api/state", get(api_state))
         .route("/api/devices", get(api_devices))
         .route("/api/audit", get(api_audit))
         .route("/ws", get(websocket))
         .route("/metrics", get(crate::metrics::serve))
+        .route("/api/history", get(crate::history::api))
         .route(
             "/api/trace",
             get(crate::trace::api_read).post(crate::trace::api_start),

@@ -21,6 +21,7 @@
 //! - [`accept`]: the accept loop: connection caps, header deadline, TCP_NODELAY.
 //! - [`http`]: the axum server: `/ws`, `/api/*`, `/healthz` and the status page.
 //! - [`metrics`]: the Prometheus metrics and who may read `/metrics`.
+//! - [`history`]: `GET /api/history`, past events read back from the store.
 //! - [`command`]: command outcomes and the error codes panels see.
 //! - [`reload`]: applying a changed site file to the running gateway (SIGHUP).
 //! - [`gateway`]: wires the parts together and shuts them down as one.
@@ -36,6 +37,7 @@ pub mod command;
 pub mod config;
 pub mod demo;
 pub mod gateway;
+pub mod history;
 pub mod http;
 pub mod hub;
 pub mod journal;
