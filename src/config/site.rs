@@ -225,7 +225,8 @@ impl Link {
     pub fn owner_key(&self) -> String {
         match self {
             Link::Tcp { .. } => format!("tcp://{self}"),
-            Link::Udp { .. } => format!("udp://{self}"),
+            Link::Udp { host, port } if host.contains(':') => format!("udp://[{host}]:{port}"),
+            Link::Udp { host, port } => format!("udp://{host}:{port}"),
             Link::Serial { path, .. } => format!("serial://{}", path.display()),
         }
     }

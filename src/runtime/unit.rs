@@ -339,9 +339,13 @@ impl Unit {
 
     /// Records the values of one answer, in the order the driver reported them.
     pub fn publish_staged(&mut self) {
+        let logging = tracing::enabled!(tracing::Level::DEBUG);
         for (point, value) in self.staged.drain(..) {
+            // A copy only when it will be logged: the journal takes the value.
+            let shown = logging.then(|| value.clone());
             if let Some(seq) = self.journal.record(&self.config.id, &point, value) {
-                debug!(device = %self.config.id, point, seq, "changed");
+                let value = shown.unwrap_or_default();
+                debug!(device = %self.config.id, point, seq, %value, "changed");
             }
         }
     }
