@@ -280,3 +280,98 @@ async fn open_journal(
     let journal = Arc::new(Journal::durable(window, ids, durability));
     Ok((journal, Some((store, commands, audit))))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::parse_site;
+    use crate::trace::Traces;
+
+    #[tokio::test]
+    async fn a_committer_that_stops_committing_fails_the_liveness_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let retention = Retention {
+            events: 100,
+            age: Duration::from_secs(3600),
+        };
+        let (store, recovered) = Store::open(dir.path(), retention, 100).unwrap();
+        let durability = Durability {
+            store: Arc::new(store),
+            recovered,
+            max_batch: 10,
+        };
+        let journal = Arc::new(Journal::durable(100, ["proj".to_string()], durability));
+        let liveness = Liveness {
+            journal: journal.clone(),
+            probes: Vec::new(),
+        };
+        let mut marks = Marks::default();
+        assert_eq!(liveness.check(&mut marks), Ok(()));
+        // An event waits for the disk, and no committer runs.
+        journal.record("proj", "power", serde_json::json!("on"));
+        assert_eq!(
+            liveness.check(&mut marks),
+            Ok(()),
+            "one check sees no lack of progress"
+        );
+        let stuck = liveness.check(&mut marks).unwrap_err();
+        assert!(stuck.contains("committed nothing"), "{stuck}");
+
+        // Once the committer runs, the next check passes again.
+        let stop = CancellationToken::new();
+        let committer = tokio::spawn(journal.clone().run_committer(stop.clone()));
+        let mut head = journal.watch();
+        head.wait_for(|seq| *seq > 0).await.unwrap();
+        assert_eq!(liveness.check(&mut marks), Ok(()));
+        stop.cancel();
+        committer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_link_task_that_is_gone_fails_the_liveness_check() {
+        let site = parse_site(
+            Path::new("test.toml"),
+            "[devices.proj]\nprofile = \"pjlink-projector\"\naddress = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let journal = Arc::new(Journal::in_memory(100, ["proj".to_string()]));
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let (handles, task) = runtime::spawn_link(
+            &site.devices,
+            journal.clone(),
+            &Traces::default(),
+            8,
+            cancel.clone(),
+            &tracker,
+        );
+        let liveness = Liveness {
+            journal,
+            probes: vec![("127.0.0.1:1".into(), handles[0].clone())],
+        };
+        let mut marks = Marks::default();
+        liveness.check(&mut marks).unwrap();
+        // The probe rang the task; it turns, so the next check passes.
+        let ready = async {
+            loop {
+                tokio::task::yield_now().await;
+                if handles[0].probe() > marks.turns["127.0.0.1:1"] {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), ready)
+            .await
+            .unwrap();
+        liveness.check(&mut marks).unwrap();
+
+        cancel.cancel();
+        task.unwrap().await.unwrap();
+        liveness.check(&mut marks).unwrap_or_default();
+        let stuck = liveness.check(&mut marks).unwrap_err();
+        assert!(stuck.contains("has not turned"), "{stuck}");
+    }
+}
