@@ -131,17 +131,17 @@ impl Gateway {
 
     /// Devices online, devices in all, panels connected: for a status line.
     pub fn status(&self) -> Status {
+        // The site's devices, not the journal's: a device just added by a reload has no
+        // state yet, and one just removed keeps its last.
+        let devices = self.live.devices.load();
         let snapshot = self.journal.snapshot();
-        let devices = snapshot
-            .devices
+        let online = devices
             .iter()
-            .filter(|(id, _)| !id.starts_with('@'));
-        let (online, total) = devices.fold((0, 0), |(on, all), (_, d)| {
-            (on + usize::from(d.online), all + 1)
-        });
+            .filter(|d| snapshot.devices.get(&d.id).is_some_and(|s| s.online))
+            .count();
         Status {
             devices_online: online,
-            devices: total,
+            devices: devices.len(),
             panels: self.live.hub.panels(),
         }
     }
