@@ -91,6 +91,14 @@ impl Access {
         }
     }
 
+    /// The same credential check with the networks of `settings` (a reload).
+    pub fn renewed(&self, settings: &MetricsSettings) -> Access {
+        Access {
+            allow: settings.allow.clone(),
+            credential: self.credential.clone(),
+        }
+    }
+
     /// Also lets in a request whose headers `check` accepts, from any address.
     pub fn with_credential(mut self, check: CredentialCheck) -> Access {
         self.credential = Some(check);
@@ -321,6 +329,17 @@ mod tests {
         assert!(!with_token.allows("192.168.1.5".parse().unwrap(), &headers));
         headers.insert("authorization", "Bearer m".parse().unwrap());
         assert!(with_token.allows("192.168.1.5".parse().unwrap(), &headers));
+
+        // A reload changes the networks and keeps the credential check.
+        let reloaded = with_token.renewed(&MetricsSettings {
+            allow: vec!["192.168.1.0/24".parse().unwrap()],
+        });
+        assert!(reloaded.allows(
+            "192.168.1.5".parse().unwrap(),
+            &axum::http::HeaderMap::new()
+        ));
+        assert!(!reloaded.allows("10.1.2.3".parse().unwrap(), &axum::http::HeaderMap::new()));
+        assert!(reloaded.allows("172.16.0.1".parse().unwrap(), &headers));
     }
 
     #[test]

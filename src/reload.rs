@@ -190,7 +190,8 @@ impl Live {
         self.hub.router.replace_devices(links.routes());
         self.hub.replace_tokens(&site.auth);
         self.devices.store(DeviceInfo::from_site(&site));
-        self.metrics_access.store(Access::new(&site.metrics));
+        let access = self.metrics_access.load().renewed(&site.metrics);
+        self.metrics_access.store(access);
         for device in &site.devices {
             metrics::register_device(device);
         }
