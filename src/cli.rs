@@ -72,6 +72,38 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Show the bytes going to and from a device, from a running gateway.
+    ///
+    /// Switches the device's wire trace on for the given time (it switches itself off
+    /// then) and prints every frame, timestamped, as text and hex. Passwords and PJLink
+    /// digests are hidden before the gateway keeps a frame.
+    ///
+    /// Example: avgate trace proj-left --for 10m
+    Trace {
+        /// The device id, as in the site file.
+        device: String,
+        /// How long to trace (at most 1h).
+        #[arg(long = "for", default_value = "10m", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// The gateway's address (its [server] listen).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        gateway: SocketAddr,
+        /// A token, when the site has tokens.
+        #[arg(long, env = "AVGATE_TOKEN")]
+        token: Option<String>,
+    },
+    /// Write the systemd unit (Type=notify-reload, watchdog, hardening) and say what next.
+    ///
+    /// The unit runs /usr/bin/avgate as user `avgate` with /etc/avgate/site.toml and
+    /// /var/lib/avgate; see docs/OPERATIONS.md. `--print` writes it to stdout instead.
+    InstallUnit {
+        /// Where to write the unit.
+        #[arg(long, default_value = "/etc/systemd/system/avgate.service")]
+        path: PathBuf,
+        /// Print the unit instead of writing it.
+        #[arg(long)]
+        print: bool,
+    },
     /// Run a device simulator on its own, to develop panels or test against.
     #[command(subcommand)]
     Simulate(Simulator),
@@ -120,8 +152,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 gateway.url(),
                 gateway.ws_url()
             );
-            wait_for_stop().await;
+            let supervised = crate::systemd::supervise(&gateway, &config).await;
             gateway.shutdown().await;
+            supervised?;
+        }
+        Command::Trace {
+            device,
+            duration,
+            gateway,
+            token,
+        } => crate::trace::follow(gateway, token.as_deref(), &device, duration).await?,
+        Command::InstallUnit { path, print } => {
+            if print {
+                print!("{}", crate::systemd::UNIT);
+                return Ok(());
+            }
+            std::fs::write(&path, crate::systemd::UNIT).map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot write {}: {e}; run as root, or use --print and put it in place yourself",
+                    path.display()
+                )
+            })?;
+            println!("wrote {}", path.display());
+            println!(
+                "next: install the binary as /usr/bin/avgate, create the `avgate` user (in group dialout),"
+            );
+            println!(
+                "      put the site in /etc/avgate/site.toml, then: systemctl daemon-reload && systemctl enable --now avgate"
+            );
         }
         Command::CheckConfig { file } => match load_site(&file) {
             Ok(site) => {

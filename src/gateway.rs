@@ -17,9 +17,12 @@ use crate::config::Site;
 use crate::http::{self, AppState, DeviceInfo};
 use crate::hub::Hub;
 use crate::journal::{Durability, Journal};
+use crate::metrics::{Access, Exporter, UPKEEP_EVERY};
+use crate::reload::{Links, Live, ReloadError, Spawner, Summary, Swap};
 use crate::router::Router;
-use crate::runtime;
+use crate::runtime::{self, DeviceHandle};
 use crate::store::{Retention, Store};
+use crate::trace::Traces;
 
 /// How long shutdown waits for tasks (the journal's last commit among them).
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,6 +33,7 @@ pub struct Gateway {
     /// Serving HTTPS and wss://.
     tls: bool,
     journal: Arc<Journal>,
+    live: Arc<Live>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -56,31 +60,26 @@ impl Gateway {
         let tasks = TaskTracker::new();
         let ids = site.devices.iter().map(|d| d.id.clone());
         // One descriptor per link at most: devices sharing a line or address share it.
-        let links = {
-            let mut keys: Vec<String> = site.devices.iter().map(|d| d.link.owner_key()).collect();
-            keys.sort_unstable();
-            keys.dedup();
-            keys.len()
-        };
+        let links = runtime::group_by_link(&site.devices).len();
         let (journal, store) = open_journal(&site, ids).await?;
         if store.is_some() {
             tasks.spawn(journal.clone().run_committer(shutdown.clone()));
         }
-        let handles = runtime::spawn_links(
-            &site.devices,
-            journal.clone(),
-            site.commands.queue,
-            shutdown.child_token(),
-            &tasks,
-        );
-        let devices = handles
-            .into_iter()
-            .zip(site.devices.iter().map(|d| d.profile.clone()));
+        let traces = Arc::new(Traces::default());
+        let spawner = Spawner {
+            journal: journal.clone(),
+            traces: traces.clone(),
+            queue: site.commands.queue,
+            cancel: shutdown.child_token(),
+            tracker: tasks.clone(),
+        };
+        let running = Links::start(&site.devices, &spawner);
         let mut router = Router::new(
-            devices.collect::<Vec<_>>(),
+            running.routes(),
             site.commands.dedupe_window,
             journal.clone(),
         );
+        let history = store.as_ref().map(|(store, _, _)| store.clone());
         if let Some((store, commands, audit)) = store {
             router = router.with_store(store, &commands, &audit);
         }
@@ -103,11 +102,43 @@ impl Gateway {
             site.server.allowed_hosts.clone(),
             site.server.trusted_proxies.clone(),
         );
+        let metrics = Arc::new(Exporter::install());
+        metrics.register_site(&site.devices);
+        tasks.spawn(upkeep(metrics.clone(), shutdown.clone()));
+        let live = Arc::new(Live {
+            journal: journal.clone(),
+            hub: hub.clone(),
+            devices: Arc::new(Swap::new(DeviceInfo::from_site(&site))),
+            metrics_access: Arc::new(Swap::new(Access::new(&site.metrics).with_credential({
+                // A token with the `metrics` scope scrapes from anywhere; wrong ones count
+                // towards the address's lockout like any other.
+                let hub = Arc::downgrade(&hub);
+                Arc::new(move |peer, headers: &axum::http::HeaderMap| {
+                    let token = headers
+                        .get(axum::http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("Bearer "));
+                    token.is_some()
+                        && hub.upgrade().is_some_and(|hub| {
+                            hub.auth_required()
+                                && hub
+                                    .authenticate(peer, token)
+                                    .is_ok_and(|p| p.scopes.has_metrics())
+                        })
+                })
+            }))),
+            spawner,
+            current: tokio::sync::Mutex::new((running, site.clone())),
+        });
         let state = AppState {
             hub,
             web: Arc::new(web),
-            devices: Arc::new(DeviceInfo::from_site(&site)),
+            devices: live.devices.clone(),
             shutdown: shutdown.clone(),
+            metrics,
+            metrics_access: live.metrics_access.clone(),
+            traces,
+            history,
         };
         let limits = accept::Limits {
             max_connections: site.server.max_connections,
@@ -148,6 +179,7 @@ impl Gateway {
             addr,
             tls: site.server.tls.is_some(),
             journal,
+            live,
             shutdown,
             tasks,
         })
@@ -173,6 +205,37 @@ impl Gateway {
         &self.journal
     }
 
+    /// Applies the site file at `path` if it passes the check; see [`crate::reload`].
+    pub async fn reload(&self, path: &std::path::Path) -> Result<Summary, ReloadError> {
+        self.live.reload(path).await
+    }
+
+    /// Devices online, devices in all, panels connected: for a status line.
+    pub fn status(&self) -> Status {
+        // The site's devices, not the journal's: a device just added by a reload has no
+        // state yet, and one just removed keeps its last.
+        let devices = self.live.devices.load();
+        let snapshot = self.journal.snapshot();
+        let online = devices
+            .iter()
+            .filter(|d| snapshot.devices.get(&d.id).is_some_and(|s| s.online))
+            .count();
+        Status {
+            devices_online: online,
+            devices: devices.len(),
+            panels: self.live.hub.panels(),
+        }
+    }
+
+    /// Whether the parts that must keep moving do: see [`Liveness`].
+    pub async fn liveness(&self) -> Liveness {
+        let probes = self.live.current.lock().await.0.probes();
+        Liveness {
+            journal: self.journal.clone(),
+            probes,
+        }
+    }
+
     /// Stops everything: devices disconnect, panels are closed, in-flight commands fail
     /// with `shutting_down`, the journal commits what it has. Returns within
     /// [`SHUTDOWN_TIMEOUT`] whatever the disk does (a task still stuck then is abandoned
@@ -186,6 +249,85 @@ impl Gateway {
             warn!(
                 "shutdown: some tasks did not stop within {SHUTDOWN_TIMEOUT:?} (a hung disk?); stopping without them"
             );
+        }
+    }
+}
+
+/// How the gateway is doing, in numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    pub devices_online: usize,
+    pub devices: usize,
+    pub panels: usize,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} devices online, {} panel(s) connected",
+            self.devices_online, self.devices, self.panels
+        )
+    }
+}
+
+/// A check, repeated, that the journal committer and every link task still make
+/// progress: between two calls of [`Liveness::check`] each link task must have taken a
+/// turn of its loop (it is rung at every call, so an idle one turns too), and a journal
+/// with events waiting for the disk must have committed some.
+pub struct Liveness {
+    journal: Arc<Journal>,
+    probes: Vec<(String, DeviceHandle)>,
+}
+
+/// What a [`Liveness`] check remembers from the previous one.
+#[derive(Default)]
+pub struct Marks {
+    turns: std::collections::HashMap<String, u64>,
+    head: Option<(u64, usize)>,
+}
+
+impl Liveness {
+    /// Compares with `marks` (from the previous check) and updates them. Returns what
+    /// is stuck, if anything.
+    pub fn check(&self, marks: &mut Marks) -> Result<(), String> {
+        let mut stuck = Vec::new();
+        let mut turns = std::collections::HashMap::new();
+        for (link, handle) in &self.probes {
+            let now = handle.probe();
+            if marks.turns.get(link).is_some_and(|&before| before == now) {
+                stuck.push(format!("link {link} has not turned since the last check"));
+            }
+            turns.insert(link.clone(), now);
+        }
+        marks.turns = turns;
+        let head = (self.journal.head(), self.journal.uncommitted());
+        if let Some((before, waiting)) = marks.head
+            && waiting > 0
+            && head.1 > 0
+            && head.0 == before
+        {
+            stuck.push(format!(
+                "the journal has committed nothing since the last check ({} events waiting)",
+                head.1
+            ));
+        }
+        marks.head = Some(head);
+        if stuck.is_empty() {
+            Ok(())
+        } else {
+            Err(stuck.join("; "))
+        }
+    }
+}
+
+/// Keeps the exporter's histograms folded, so they do not grow between scrapes.
+async fn upkeep(metrics: Arc<Exporter>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(UPKEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => metrics.run_upkeep(),
         }
     }
 }
@@ -231,4 +373,96 @@ async fn open_journal(
     };
     let journal = Arc::new(Journal::durable(window, ids, durability));
     Ok((journal, Some((store, commands, audit))))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::parse_site;
+    use crate::trace::Traces;
+
+    #[tokio::test]
+    async fn a_committer_that_stops_committing_fails_the_liveness_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let retention = Retention::events(100, Duration::from_secs(3600));
+        let (store, recovered) = Store::open(dir.path(), retention, 100).unwrap();
+        let durability = Durability {
+            store: Arc::new(store),
+            recovered,
+            max_batch: 10,
+        };
+        let journal = Arc::new(Journal::durable(100, ["proj".to_string()], durability));
+        let liveness = Liveness {
+            journal: journal.clone(),
+            probes: Vec::new(),
+        };
+        let mut marks = Marks::default();
+        assert_eq!(liveness.check(&mut marks), Ok(()));
+        // An event waits for the disk, and no committer runs.
+        journal.record("proj", "power", serde_json::json!("on"));
+        assert_eq!(
+            liveness.check(&mut marks),
+            Ok(()),
+            "one check sees no lack of progress"
+        );
+        let stuck = liveness.check(&mut marks).unwrap_err();
+        assert!(stuck.contains("committed nothing"), "{stuck}");
+
+        // Once the committer runs, the next check passes again.
+        let stop = CancellationToken::new();
+        let committer = tokio::spawn(journal.clone().run_committer(stop.clone()));
+        let mut head = journal.watch();
+        head.wait_for(|seq| *seq > 0).await.unwrap();
+        assert_eq!(liveness.check(&mut marks), Ok(()));
+        stop.cancel();
+        committer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_link_task_that_is_gone_fails_the_liveness_check() {
+        let site = parse_site(
+            Path::new("test.toml"),
+            "[devices.proj]\nprofile = \"pjlink-projector\"\naddress = \"127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let journal = Arc::new(Journal::in_memory(100, ["proj".to_string()]));
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let (handles, task) = runtime::spawn_link(
+            &site.devices,
+            journal.clone(),
+            &Traces::default(),
+            8,
+            cancel.clone(),
+            &tracker,
+        );
+        let liveness = Liveness {
+            journal,
+            probes: vec![("127.0.0.1:1".into(), handles[0].clone())],
+        };
+        let mut marks = Marks::default();
+        liveness.check(&mut marks).unwrap();
+        // The probe rang the task; it turns, so the next check passes.
+        let ready = async {
+            loop {
+                tokio::task::yield_now().await;
+                if handles[0].probe() > marks.turns["127.0.0.1:1"] {
+                    break;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), ready)
+            .await
+            .unwrap();
+        liveness.check(&mut marks).unwrap();
+
+        cancel.cancel();
+        task.unwrap().await.unwrap();
+        liveness.check(&mut marks).unwrap_or_default();
+        let stuck = liveness.check(&mut marks).unwrap_err();
+        assert!(stuck.contains("has not turned"), "{stuck}");
+    }
 }

@@ -26,8 +26,16 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     /// Which pages, names and proxies browsers' requests are checked against.
     pub web: Arc<WebPolicy>,
-    pub devices: Arc<Vec<DeviceInfo>>,
+    /// The panel pages' device list; a reload replaces it.
+    pub devices: Arc<crate::reload::Swap<Vec<DeviceInfo>>>,
     pub shutdown: CancellationToken,
+    pub metrics: Arc<crate::metrics::Exporter>,
+    /// Who may read `/metrics`; see [`crate::metrics::Access::with_credential`].
+    pub metrics_access: Arc<crate::reload::Swap<crate::metrics::Access>>,
+    /// Wire traces by device (`/api/trace`).
+    pub traces: Arc<crate::trace::Traces>,
+    /// The durable store, for `/api/history`; none with an in-memory journal.
+    pub history: Option<Arc<crate::store::Store>>,
 }
 
 /// What panels need to know about a device to draw it.
@@ -77,6 +85,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/devices", get(api_devices))
         .route("/api/audit", get(api_audit))
         .route("/ws", get(websocket))
+        .route("/metrics", get(crate::metrics::serve))
+        .route("/api/history", get(crate::history::api))
+        .route(
+            "/api/trace",
+            get(crate::trace::api_read).post(crate::trace::api_start),
+        )
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
@@ -147,7 +161,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
     let mut required = 0;
     let mut required_offline = 0;
     let mut devices = serde_json::Map::new();
-    for info in state.devices.iter() {
+    for info in state.devices.load().iter() {
         let device = snapshot.devices.get(&info.id);
         let is_online = device.is_some_and(|d| d.online);
         if info.required {
@@ -225,8 +239,8 @@ async fn api_state(State(state): State<AppState>, Caller(caller): Caller) -> Res
 }
 
 async fn api_devices(State(state): State<AppState>, Caller(caller): Caller) -> Response {
-    let visible: Vec<&DeviceInfo> = state
-        .devices
+    let devices = state.devices.load();
+    let visible: Vec<&DeviceInfo> = devices
         .iter()
         .filter(|d| caller.scopes.can_see_device(&d.id))
         .collect();
@@ -319,15 +333,18 @@ impl FromRequestParts<AppState> for Caller {
             .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
         match state.hub.authenticate(peer, token) {
             Ok(principal) => Ok(Caller(principal)),
-            Err(refused) => Err((
+            Err(refused) => Err({
+                metrics::counter!(crate::metrics::AUTH_FAILURES, "surface" => "http").increment(1);
+                (
                 StatusCode::UNAUTHORIZED,
                 Json(json!({"code": "unauthorized", "message": format!("{}; send Authorization: Bearer <token>", refused.message())})),
             )
-                .into_response()),
+                .into_response()
+            }),
         }
     }
 }
 
-fn forbidden(message: &str) -> Response {
+pub(crate) fn forbidden(message: &str) -> Response {
     refuse(StatusCode::FORBIDDEN, "forbidden", message)
 }

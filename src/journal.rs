@@ -662,6 +662,7 @@ impl Journal {
             return Committed::Idle;
         }
         let writer = store.clone();
+        let started = std::time::Instant::now();
         let written = tokio::task::spawn_blocking(move || {
             let events: Vec<(u64, u64, &str)> = events
                 .iter()
@@ -679,6 +680,8 @@ impl Journal {
         .await;
         match written {
             Ok((Ok(()), _)) => {
+                metrics::histogram!(crate::metrics::JOURNAL_COMMIT_DURATION)
+                    .record(started.elapsed().as_secs_f64());
                 let mut inner = self.lock();
                 let committed: Vec<Pending> = inner.pending.drain(..count).collect();
                 self.publish(&mut inner, committed.into_iter());

@@ -21,8 +21,13 @@
 //! - [`accept`]: the accept loop: connection caps, header deadline, TCP_NODELAY.
 //! - [`http`]: the axum server: `/ws`, `/api/*` and `/healthz`.
 //! - [`web`]: what browsers load: the room page, `/avgate.js`, panel pages, the status page.
+//! - [`metrics`]: the Prometheus metrics and who may read `/metrics`.
+//! - [`history`]: `GET /api/history`, past events read back from the store.
 //! - [`command`]: command outcomes and the error codes panels see.
+//! - [`reload`]: applying a changed site file to the running gateway (SIGHUP).
 //! - [`gateway`]: wires the parts together and shuts them down as one.
+//! - [`systemd`]: readiness, reload, watchdog and status notifications to systemd.
+//! - [`trace`]: wire traces of a device's bytes, on for a limited time, credentials hidden.
 //! - [`demo`]: the simulated demo room; [`cli`]: the `avgate` command; [`simulate`]:
 //!   `avgate simulate`, one device simulator on its own.
 
@@ -34,15 +39,20 @@ pub mod command;
 pub mod config;
 pub mod demo;
 pub mod gateway;
+pub mod history;
 pub mod http;
 pub mod hub;
 pub mod journal;
+pub mod metrics;
 pub mod pattern;
+pub mod reload;
 pub mod router;
 pub mod runtime;
 pub mod simulate;
 pub mod store;
+pub mod systemd;
 pub mod tls;
+pub mod trace;
 pub mod web;
 
 pub use gateway::Gateway;

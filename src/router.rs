@@ -193,7 +193,8 @@ impl Accepted {
 }
 
 pub struct Router {
-    devices: HashMap<String, (DeviceHandle, Arc<Profile>)>,
+    /// Replaced whole by a reload ([`Router::replace_devices`]).
+    devices: Mutex<Arc<Devices>>,
     window: Duration,
     ledger: Mutex<Ledger>,
     audit: Arc<AuditLog>,
@@ -211,6 +212,8 @@ struct Ledger {
     per_token: HashMap<String, usize>,
 }
 
+type Devices = HashMap<String, (DeviceHandle, Arc<Profile>)>;
+
 impl Router {
     pub fn new(
         devices: impl IntoIterator<Item = (DeviceHandle, Arc<Profile>)>,
@@ -222,13 +225,23 @@ impl Router {
             .map(|(h, p)| (h.id().to_string(), (h, p)))
             .collect();
         Self {
-            devices,
+            devices: Mutex::new(Arc::new(devices)),
             window,
             ledger: Mutex::default(),
             audit: Arc::default(),
             store: None,
             journal,
         }
+    }
+
+    /// Routes commands to `devices` from now on; commands already queued stay where they
+    /// are. The ledger is kept, so a re-sent id is still answered from it.
+    pub fn replace_devices(&self, devices: impl IntoIterator<Item = (DeviceHandle, Arc<Profile>)>) {
+        let devices = devices
+            .into_iter()
+            .map(|(h, p)| (h.id().to_string(), (h, p)))
+            .collect();
+        *lock(&self.devices) = Arc::new(devices);
     }
 
     /// Keeps the ledger and the audit log in `store`, starting from what it held.
@@ -340,6 +353,7 @@ impl Router {
         let mut ledger = lock(&self.ledger);
         ledger.expire(self.window);
         if let Some(seen) = ledger.outcomes.get(&key) {
+            metrics::counter!(crate::metrics::COMMANDS_DEDUPLICATED).increment(1);
             return Ok(Submission::Duplicate(seen.clone()));
         }
         let checked = self
@@ -349,8 +363,9 @@ impl Router {
                 _ => Ok(handle),
             });
         let handle = match checked {
-            Ok(handle) => handle.clone(),
+            Ok(handle) => handle,
             Err(failure) => {
+                crate::metrics::command_finished(failure.code.as_str());
                 self.audit.record(audit_record(
                     origin,
                     &key,
@@ -394,6 +409,10 @@ impl Router {
         };
         tokio::spawn(async move {
             let outcome = execute(store.as_ref(), &handle, &accepted).await;
+            crate::metrics::command_finished(match &outcome {
+                Ok(_) => "ok",
+                Err(failure) => failure.code.as_str(),
+            });
             // The device's events up to its answer are recorded by now: the result waits
             // for them (see [`outcome`]).
             let after_seq = journal.device_seq(&accepted.device);
@@ -424,11 +443,11 @@ impl Router {
         device: &str,
         command: &str,
         args: &Map<String, Value>,
-    ) -> Result<&DeviceHandle, Failure> {
-        let Some((handle, profile)) = self.devices.get(device) else {
+    ) -> Result<DeviceHandle, Failure> {
+        let devices = lock(&self.devices).clone();
+        let Some((handle, profile)) = devices.get(device) else {
             // Only the devices this token may see: the list must not leak the others.
-            let mut known: Vec<&str> = self
-                .devices
+            let mut known: Vec<&str> = devices
                 .keys()
                 .map(String::as_str)
                 .filter(|d| origin.scopes.can_see_device(d))
@@ -453,7 +472,7 @@ impl Router {
         spec.check_args(args)
             .map_err(|why| Failure::new(ErrorCode::InvalidArgs, format!("{command}: {why}")))?;
         handle.check(command, args)?;
-        Ok(handle)
+        Ok(handle.clone())
     }
 
     /// One page of the audit log, newest first.

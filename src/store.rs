@@ -547,6 +547,37 @@ impl Store {
         read().map_err(|source| self.error(source))
     }
 
+    /// Visits stored events newest first, starting below seq `before` (all when `None`),
+    /// as (seq, milliseconds since the Unix epoch, the event's JSON), until `visit`
+    /// returns false. Read-only: it runs beside the writer without blocking it.
+    pub fn scan_events_back(
+        &self,
+        before: Option<u64>,
+        mut visit: impl FnMut(u64, u64, &str) -> bool,
+    ) -> Result<(), StoreError> {
+        let db = self.lock_db();
+        let Some(db) = db.as_ref() else {
+            return Err(StoreError::Closed {
+                path: self.path.clone(),
+            });
+        };
+        let mut scan = || -> Result<(), redb::Error> {
+            let txn = db.begin_read()?;
+            let Ok(events) = txn.open_table(EVENTS) else {
+                return Ok(());
+            };
+            for row in events.range(..before.unwrap_or(u64::MAX))?.rev() {
+                let (seq, value) = row?;
+                let (ts, frame) = value.value();
+                if !visit(seq.value(), ts, frame) {
+                    break;
+                }
+            }
+            Ok(())
+        };
+        scan().map_err(|source| self.error(source))
+    }
+
     fn error(&self, source: redb::Error) -> StoreError {
         StoreError::Database {
             path: self.path.clone(),

@@ -125,6 +125,14 @@ pub trait Protocol: Send {
     fn waiting_for(&self) -> Option<String> {
         None
     }
+
+    /// `frame` (bytes this session sent or received) as a wire trace may show it, with
+    /// whatever credential the protocol carries in it hidden (a PJLink digest, say). The
+    /// runtime also hides the configured password wherever it appears; a driver whose
+    /// protocol derives secrets from it overrides this.
+    fn redact<'a>(&self, frame: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        std::borrow::Cow::Borrowed(frame)
+    }
 }
 
 /// Why a request failed on the device side. The gateway maps `kind` to the error code a

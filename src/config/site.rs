@@ -31,6 +31,8 @@ pub struct Site {
     pub devices: Vec<DeviceConfig>,
     /// Panel pages served at `/panel/NAME`.
     pub panels: Vec<Panel>,
+    /// Who may scrape `/metrics`.
+    pub metrics: crate::metrics::MetricsSettings,
     pub source: PathBuf,
 }
 
@@ -309,7 +311,8 @@ impl Link {
     pub fn owner_key(&self) -> String {
         match self {
             Link::Tcp { .. } => format!("tcp://{self}"),
-            Link::Udp { .. } => format!("udp://{self}"),
+            Link::Udp { host, port } if host.contains(':') => format!("udp://[{host}]:{port}"),
+            Link::Udp { host, port } => format!("udp://{host}:{port}"),
             Link::Serial { path, .. } => format!("serial://{}", path.display()),
         }
     }
@@ -369,6 +372,8 @@ struct SiteFile {
     commands: CommandSettings,
     #[serde(default)]
     auth: AuthFile,
+    #[serde(default)]
+    metrics: crate::metrics::MetricsSettings,
     #[serde(default)]
     devices: BTreeMap<Spanned<String>, DeviceFile>,
     #[serde(default)]
@@ -715,6 +720,7 @@ pub fn parse_site_with(
         warnings,
         devices,
         panels,
+        metrics: file.metrics,
         source: path.to_path_buf(),
     })
 }

@@ -50,8 +50,8 @@ pub const BATCH: usize = 256;
 pub struct Hub {
     pub journal: Arc<Journal>,
     pub router: Router,
-    /// The site's tokens. Empty: panels need none.
-    tokens: TokenBook,
+    /// The site's tokens (none: panels need none). Replaced whole by a reload.
+    tokens: Mutex<Arc<TokenBook>>,
     /// Failed token attempts per peer address.
     lockout: Mutex<Lockout>,
     pub ping_interval: Duration,
@@ -73,11 +73,10 @@ impl Hub {
         tokens: &[AuthToken],
         ping_interval: Duration,
     ) -> Self {
-        let tokens = TokenBook::new(tokens);
         Self {
             journal,
             router,
-            tokens,
+            tokens: Mutex::new(Arc::new(TokenBook::new(tokens))),
             lockout: Mutex::default(),
             ping_interval,
             hello_timeout: Duration::from_secs(10),
@@ -128,13 +127,27 @@ impl Hub {
     }
 
     pub fn auth_required(&self) -> bool {
-        !self.tokens.is_open()
+        !self.current_tokens().is_open()
+    }
+
+    /// Checks tokens against `tokens` from now on (a reload); sessions already past
+    /// `hello` keep the principal they were given.
+    pub fn replace_tokens(&self, tokens: &[AuthToken]) {
+        *self.tokens.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(TokenBook::new(tokens));
+    }
+
+    fn current_tokens(&self) -> Arc<TokenBook> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Who a token belongs to, for a request from `peer`. Failures count towards locking
     /// the address out; while it is locked out nothing it sends is even checked.
     pub fn authenticate(&self, peer: IpAddr, token: Option<&str>) -> Result<Principal, Refused> {
-        if self.tokens.is_open() {
+        let tokens = self.current_tokens();
+        if tokens.is_open() {
             return Ok(Principal::open());
         }
         let now = Instant::now();
@@ -142,7 +155,7 @@ impl Hub {
         if let Attempt::Locked { retry_in } = lockout.check(peer, now) {
             return Err(Refused::LockedOut { retry_in });
         }
-        match self.tokens.verify(token) {
+        match tokens.verify(token) {
             Some(principal) => Ok(principal),
             None => {
                 if lockout.failed(peer, now) {

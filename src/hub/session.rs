@@ -95,6 +95,14 @@ pub async fn serve(
     done.cancel();
     let write_end = writer.await;
     let session = &panel.session;
+    let reason = match (&read_end, &write_end) {
+        (ReadEnd::Closed, _) => "closed",
+        (ReadEnd::Failed(_), _) => "read_failed",
+        (ReadEnd::Stopped, _) if shutdown.is_cancelled() => "shutdown",
+        (ReadEnd::Stopped, Ok(_)) => "unresponsive",
+        (ReadEnd::Stopped, Err(_)) => "writer_failed",
+    };
+    metrics::counter!(crate::metrics::PANELS_DROPPED, "reason" => reason).increment(1);
     match read_end {
         ReadEnd::Closed => info!(session, %peer, "panel disconnected: it closed the connection"),
         ReadEnd::Failed(why) => {
@@ -163,6 +171,10 @@ async fn greet(
             Ok(principal) => principal,
             Err(refused) => {
                 info!(%peer, "panel refused: {}", refused.message());
+                metrics::counter!(crate::metrics::PANEL_SESSIONS, "outcome" => "refused")
+                    .increment(1);
+                metrics::counter!(crate::metrics::AUTH_FAILURES, "surface" => "websocket")
+                    .increment(1);
                 let failure = Failure::new(ErrorCode::Unauthorized, refused.message());
                 let _ = socket.send(error_message(&failure, None)).await;
                 let close = CloseFrame {
@@ -194,6 +206,8 @@ async fn greet(
                 (snapshot.seq, snapshot.seq, Some(snapshot))
             }
         };
+        let outcome = if resumed { "resumed" } else { "snapshot" };
+        metrics::counter!(crate::metrics::PANEL_SESSIONS, "outcome" => outcome).increment(1);
         let welcome = ServerMessage::Welcome {
             session: &session,
             epoch: journal.epoch(),

@@ -16,6 +16,7 @@
 //! others go on.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use avgate_drivers::{Output, SessionError};
@@ -34,6 +35,7 @@ use super::unit::{Unit, UnitState};
 use crate::command::{ErrorCode, Failure};
 use crate::config::Link;
 use crate::config::profile::Connection;
+use crate::trace::Direction;
 
 /// A session that worked at least this long before the device closed it is taken to have
 /// been closed on purpose (PJLink projectors drop idle connections): reconnect at once,
@@ -52,6 +54,8 @@ type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send
 
 pub(super) struct LinkTask {
     link: Link,
+    /// The link as metrics and logs name it.
+    label: String,
     open: Opener,
     units: Vec<Unit>,
     /// Rung when a command is queued for any device here.
@@ -61,6 +65,8 @@ pub(super) struct LinkTask {
     turns: Turns,
     connect_timeout: Duration,
     write_timeout: Duration,
+    /// Counts turns of the task's loops, for the watchdog (see `DeviceHandle::probe`).
+    turns_taken: Arc<AtomicU64>,
 }
 
 /// Why an open link was given up.
@@ -85,11 +91,23 @@ impl LinkTask {
             turns: Turns::new(max(|u| u.config.pacing)),
             connect_timeout: max(|u| u.config.connect_timeout),
             write_timeout: max(|u| u.config.command_timeout),
+            label: link.to_string(),
+            turns_taken: Arc::default(),
             link,
             units,
             wake,
             cancel,
         }
+    }
+
+    /// Counts the loop's turns in `counter`.
+    pub(super) fn counting_turns(mut self, counter: Arc<AtomicU64>) -> LinkTask {
+        self.turns_taken = counter;
+        self
+    }
+
+    fn turn(&self) {
+        self.turns_taken.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Opens the link with `open` instead of the real transport.
@@ -101,6 +119,7 @@ impl LinkTask {
 
     pub(super) async fn run(mut self) {
         loop {
+            self.turn();
             if !self.wait_for_a_device().await {
                 break;
             }
@@ -135,6 +154,7 @@ impl LinkTask {
     /// once meanwhile. Returns false on shutdown.
     async fn wait_for_a_device(&mut self) -> bool {
         loop {
+            self.turn();
             let now = Instant::now();
             let mut next_wake: Option<Instant> = None;
             for unit in &mut self.units {
@@ -164,6 +184,7 @@ impl LinkTask {
             unit.state = UnitState::Idle;
         }
         loop {
+            self.turn();
             // Act on everything the drivers have to say before waiting again.
             for i in 0..self.units.len() {
                 while let Some(output) = self.units[i].protocol.poll_output() {
@@ -180,11 +201,17 @@ impl LinkTask {
                         }
                     };
                     if let Output::Transmit(bytes) = &output {
+                        self.units[i].trace(Direction::Tx, bytes);
                         let sent = write(&mut writer, bytes, &self.link, self.write_timeout).await;
                         if let Err(error) = sent {
                             self.lost(&error);
                             return LinkEnd::Reopen;
                         }
+                        crate::metrics::link_bytes(
+                            crate::metrics::LINK_BYTES_OUT,
+                            &self.label,
+                            bytes.len(),
+                        );
                         continue;
                     }
                     let unit = &mut self.units[i];
@@ -288,7 +315,10 @@ impl LinkTask {
                         self.lost(&error);
                         return LinkEnd::Reopen;
                     }
-                    Ok(n) => self.deliver(active, &buf[..n]),
+                    Ok(n) => {
+                        crate::metrics::link_bytes(crate::metrics::LINK_BYTES_IN, &self.label, n);
+                        self.deliver(active, &buf[..n]);
+                    }
                     Err(e) => {
                         self.lost(&format!("link {} failed: {e}", self.link));
                         return LinkEnd::Reopen;
@@ -345,11 +375,13 @@ impl LinkTask {
             Some(i) => {
                 self.units[i].heard_since_connect = true;
                 self.units[i].heard_since_request = true;
+                self.units[i].trace(Direction::Rx, data);
                 self.units[i].protocol.received(now, data);
             }
             None => {
                 for unit in &mut self.units {
                     if matches!(unit.state, UnitState::Ready | UnitState::Greeting { .. }) {
+                        unit.trace(Direction::Rx, data);
                         unit.protocol.received(now, data);
                     }
                 }

@@ -25,6 +25,7 @@ pub use queue::{Job, Ticket};
 mod tests;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use avgate_drivers::{DriverSettings, Map, Protocol, Request, Value};
 use tokio::sync::{Notify, oneshot};
@@ -34,6 +35,7 @@ use tokio_util::task::TaskTracker;
 use crate::command::{ErrorCode, Failure, Outcome};
 use crate::config::{DeviceConfig, Profile};
 use crate::journal::Journal;
+use crate::trace::Traces;
 
 /// The only way into a device task.
 #[derive(Clone)]
@@ -46,6 +48,8 @@ pub struct DeviceHandle {
     /// A driver session of this device's own, never connected, that checks commands'
     /// arguments as the live one would (with this device's options).
     checker: Option<Arc<std::sync::Mutex<Box<dyn Protocol>>>>,
+    /// Turns of the link task's loop, to tell a live task from a wedged one.
+    alive: Arc<AtomicU64>,
 }
 
 impl DeviceHandle {
@@ -70,6 +74,14 @@ impl DeviceHandle {
             let failure = Failure::from(e);
             Failure::new(failure.code, format!("{command}: {}", failure.message))
         })
+    }
+
+    /// Rings the link task and returns how many turns its loop has taken so far: a task
+    /// that is alive has taken more by the next probe, even on an idle link.
+    pub fn probe(&self) -> u64 {
+        let turns = self.alive.load(Ordering::Relaxed);
+        self.wake.notify_one();
+        turns
     }
 
     /// A command's place in line. Take it when the command is accepted, in the order
@@ -106,6 +118,8 @@ impl DeviceHandle {
         };
         match self.jobs.push(job) {
             Ok(()) => {
+                metrics::gauge!(crate::metrics::DEVICE_QUEUE_DEPTH, "device" => self.id.to_string())
+                    .set(self.jobs.len() as f64);
                 self.wake.notify_one();
                 Ok(outcome)
             }
@@ -135,15 +149,9 @@ fn checker(config: &DeviceConfig) -> Option<Arc<std::sync::Mutex<Box<dyn Protoco
     Some(Arc::new(std::sync::Mutex::new(session)))
 }
 
-/// Starts one task per link for `devices`; devices with the same link (several addressed
-/// devices on one serial port, say) share a task. Returns their handles in `devices` order.
-pub fn spawn_links(
-    devices: &[DeviceConfig],
-    journal: Arc<Journal>,
-    queue: usize,
-    cancel: CancellationToken,
-    tracker: &TaskTracker,
-) -> Vec<DeviceHandle> {
+/// The indexes of `devices` by the link they share (see [`crate::config::Link::owner_key`]),
+/// in the order links first appear.
+pub fn group_by_link(devices: &[DeviceConfig]) -> Vec<(String, Vec<usize>)> {
     let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
     for (i, device) in devices.iter().enumerate() {
         let key = device.link.owner_key();
@@ -152,40 +160,53 @@ pub fn spawn_links(
             None => groups.push((key, vec![i])),
         }
     }
-    let mut handles: Vec<Option<DeviceHandle>> = vec![None; devices.len()];
-    for (key, members) in groups {
-        let wake = Arc::new(Notify::new());
-        let mut units = Vec::new();
-        for &i in &members {
-            let config = devices[i].clone();
-            let jobs = Arc::new(CommandQueue::new(queue));
-            handles[i] = Some(DeviceHandle {
-                id: config.id.as_str().into(),
-                jobs: jobs.clone(),
-                profile: config.profile.clone(),
-                wake: wake.clone(),
-                checker: checker(&config),
-            });
-            match unit::Unit::new(config, journal.clone(), jobs) {
-                Ok(unit) => units.push(unit),
-                // Profiles are checked at load, so this only happens with a broken build;
-                // the device's queue closes and its commands fail as shutting down.
-                Err(why) => {
-                    journal.set_online(&devices[i].id, false, Some(why.clone()));
-                    tracing::error!(device = %devices[i].id, "{why}");
-                }
+    groups
+}
+
+/// Starts the task for one link and `devices`, which all share it. Returns their handles
+/// in order, and the task (none when no device could start), which ends once `cancel`
+/// is cancelled and its devices' commands are answered.
+pub fn spawn_link(
+    devices: &[DeviceConfig],
+    journal: Arc<Journal>,
+    traces: &Traces,
+    queue: usize,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) -> (Vec<DeviceHandle>, Option<tokio::task::JoinHandle<()>>) {
+    let wake = Arc::new(Notify::new());
+    let alive = Arc::new(AtomicU64::new(0));
+    let mut units = Vec::new();
+    let mut handles = Vec::new();
+    for config in devices {
+        let jobs = Arc::new(CommandQueue::new(queue));
+        handles.push(DeviceHandle {
+            id: config.id.as_str().into(),
+            jobs: jobs.clone(),
+            profile: config.profile.clone(),
+            wake: wake.clone(),
+            alive: alive.clone(),
+            checker: checker(config),
+        });
+        match unit::Unit::new(config.clone(), journal.clone(), jobs) {
+            Ok(mut unit) => {
+                unit.tap = traces.tap(&config.id);
+                units.push(unit);
+            }
+            // Profiles are checked at load, so this only happens with a broken build;
+            // the device's queue closes and its commands fail as shutting down.
+            Err(why) => {
+                journal.set_online(&config.id, false, Some(why.clone()));
+                tracing::error!(device = %config.id, "{why}");
             }
         }
-        if units.is_empty() {
-            continue;
-        }
-        let span = tracing::info_span!("link", %key);
-        let link = devices[members[0]].link.clone();
-        let task = link::LinkTask::new(link, units, wake, cancel.clone());
-        tracker.spawn(tracing::Instrument::instrument(task.run(), span));
     }
-    handles
-        .into_iter()
-        .map(|h| h.expect("every device has a handle"))
-        .collect()
+    if units.is_empty() {
+        return (handles, None);
+    }
+    let link = devices[0].link.clone();
+    let span = tracing::info_span!("link", link = %link);
+    let task = link::LinkTask::new(link, units, wake, cancel).counting_turns(alive);
+    let task = tracker.spawn(tracing::Instrument::instrument(task.run(), span));
+    (handles, Some(task))
 }

@@ -129,6 +129,11 @@ impl CommandQueue {
         self.lock().jobs.is_empty()
     }
 
+    /// Commands waiting now.
+    pub fn len(&self) -> usize {
+        self.lock().jobs.len()
+    }
+
     /// Refuses every later command and hands back the waiting ones.
     pub fn close(&self) -> Vec<Job> {
         let mut state = self.lock();

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use avgate_drivers::{Map, Value};
@@ -188,6 +189,7 @@ fn run_link(configs: Vec<DeviceConfig>) -> Running {
     let ids = configs.iter().map(|c| c.id.clone());
     let journal = Arc::new(Journal::in_memory(1024, ids));
     let wake = Arc::new(Notify::new());
+    let alive = Arc::new(AtomicU64::new(0));
     let (mut handles, mut units) = (Vec::new(), Vec::new());
     for config in &configs {
         let jobs = Arc::new(CommandQueue::new(32));
@@ -197,6 +199,7 @@ fn run_link(configs: Vec<DeviceConfig>) -> Running {
             profile: config.profile.clone(),
             wake: wake.clone(),
             checker: None,
+            alive: alive.clone(),
         });
         units.push(Unit::new(config.clone(), journal.clone(), jobs).expect("driver builds"));
     }
@@ -204,8 +207,9 @@ fn run_link(configs: Vec<DeviceConfig>) -> Running {
     let controls = Controls::default();
     let device_controls = controls.clone();
     let link = configs[0].link.clone();
-    let task = LinkTask::new(link, units, wake, CancellationToken::new()).opening_with(Box::new(
-        move |_, _| {
+    let task = LinkTask::new(link, units, wake, CancellationToken::new())
+        .counting_turns(alive)
+        .opening_with(Box::new(move |_, _| {
             let (ours, theirs) = tokio::io::duplex(4096);
             tokio::spawn(slow_device(
                 theirs,
@@ -213,8 +217,7 @@ fn run_link(configs: Vec<DeviceConfig>) -> Running {
                 device_controls.clone(),
             ));
             Box::pin(async move { Ok(Box::new(ours) as Box<dyn LinkStream>) })
-        },
-    ));
+        }));
     tokio::spawn(task.run());
     Running {
         handles,
@@ -708,5 +711,19 @@ async fn a_unit_absent_from_the_start_never_shows_online_and_says_why_at_its_fir
     assert_eq!(
         online_history(&running.journal, "meter"),
         Vec::<bool>::new()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_link_task_turns_when_probed_so_the_watchdog_can_tell_it_is_alive() {
+    let (meter, mut seen) = start(device(meter_profile()));
+    // Mid-request: the task waits for the device, with no timer due for a while.
+    seen.recv().await.expect("device running");
+    let before = meter.probe();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let after = meter.probe();
+    assert!(
+        after > before,
+        "the probe woke the task: {before} -> {after}"
     );
 }

@@ -17,6 +17,7 @@ use crate::command::{ErrorCode, Failure};
 use crate::config::DeviceConfig;
 use crate::config::profile::Connection;
 use crate::journal::Journal;
+use crate::trace::{self, Direction, Tap};
 
 /// The offline rule, part one: consecutive failures (an unanswered request, a garbled
 /// reply, a connection that dies before the session proved healthy) before the device is
@@ -63,6 +64,10 @@ pub(super) struct Unit {
     journal: Arc<Journal>,
     /// The outputs and inputs the device is declared with, to drop points beyond them.
     shape: Shape,
+    /// Whether a session was started before: the next one is a reconnect.
+    connected_before: bool,
+    /// The device's wire trace switch and frames (see [`crate::trace`]).
+    pub tap: Arc<Tap>,
 }
 
 /// Where a device stands on its link.
@@ -102,6 +107,8 @@ pub(super) struct InFlight {
     /// The poll it is (its index in `polls`), when it is one.
     pub poll: Option<usize>,
     pub deadline: Instant,
+    /// When the exchange started, for the duration metrics.
+    pub started: Instant,
 }
 
 impl Unit {
@@ -164,6 +171,8 @@ impl Unit {
             undeclared: BTreeSet::new(),
             journal,
             shape,
+            connected_before: false,
+            tap: Arc::default(),
         })
     }
 
@@ -176,9 +185,22 @@ impl Unit {
         self.online
     }
 
+    /// Adds `bytes` to the device's wire trace, if one is on, with credentials hidden.
+    pub fn trace(&self, dir: Direction, bytes: &[u8]) {
+        if self.tap.is_on(&self.config.id) {
+            let shown = trace::redact(self.protocol.redact(bytes), self.config.password.as_deref());
+            self.tap.record(dir, &shown);
+        }
+    }
+
     /// Starts the driver's session on a freshly opened link (or after resting).
     pub fn connect(&mut self) {
         let now = Instant::now();
+        if self.connected_before {
+            metrics::counter!(crate::metrics::DEVICE_RECONNECTS, "device" => self.config.id.clone())
+                .increment(1);
+        }
+        self.connected_before = true;
         self.session_started = now;
         self.heard_since_connect = false;
         // A new connection starts a new session: the driver forgets a paused poll.
@@ -240,7 +262,9 @@ impl Unit {
 
     /// Starts the panel command that has waited longest.
     pub fn start_command(&mut self) {
-        if let Some(job) = self.jobs.pop() {
+        let job = self.jobs.pop();
+        self.report_queue_depth();
+        if let Some(job) = job {
             let request = Request::Command {
                 name: job.command.clone(),
                 args: job.args.clone(),
@@ -298,6 +322,7 @@ impl Unit {
                 job: None,
                 poll: Some(poll),
                 deadline: now + self.config.command_timeout,
+                started: now,
             });
             self.protocol.resume(now.into_std());
         }
@@ -323,11 +348,13 @@ impl Unit {
         self.heard_since_request = false;
         match self.protocol.start(Instant::now().into_std(), &request) {
             Ok(()) => {
+                let now = Instant::now();
                 self.in_flight = Some(InFlight {
                     what,
                     job,
                     poll,
-                    deadline: Instant::now() + self.config.command_timeout,
+                    deadline: now + self.config.command_timeout,
+                    started: now,
                 });
             }
             Err(e) => match job {
@@ -348,7 +375,21 @@ impl Unit {
     pub fn finish(&mut self, outcome: Result<(), Failure>) {
         // The outcome's waiters look for the events before it: record them first.
         self.publish_staged();
-        if let Some(InFlight { job, poll, .. }) = self.in_flight.take() {
+        if let Some(InFlight {
+            job, poll, started, ..
+        }) = self.in_flight.take()
+        {
+            let name = match job {
+                Some(_) => crate::metrics::DEVICE_COMMAND_DURATION,
+                None => crate::metrics::DEVICE_POLL_DURATION,
+            };
+            metrics::histogram!(name, "device" => self.config.id.clone())
+                .record(started.elapsed().as_secs_f64());
+            if let Err(failure) = &outcome
+                && failure.code != ErrorCode::ShuttingDown
+            {
+                crate::metrics::device_error(&self.config.id, failure.code.as_str());
+            }
             match (job, poll) {
                 // The panel may have gone; its outcome is still kept by the router.
                 (Some(job), _) => {
@@ -500,9 +541,9 @@ impl Unit {
         }
         let staged = std::mem::take(&mut self.staged);
         let seqs = self.journal.record_all(&self.config.id, &staged);
-        for ((point, _), seq) in staged.iter().zip(seqs) {
+        for ((point, value), seq) in staged.iter().zip(seqs) {
             if let Some(seq) = seq {
-                debug!(device = %self.config.id, point, seq, "changed");
+                debug!(device = %self.config.id, point, seq, %value, "changed");
             }
         }
     }
@@ -519,6 +560,12 @@ impl Unit {
         }
     }
 
+    /// Publishes how many commands wait, after the queue changed.
+    pub fn report_queue_depth(&self) {
+        metrics::gauge!(crate::metrics::DEVICE_QUEUE_DEPTH, "device" => self.config.id.clone())
+            .set(self.jobs.len() as f64);
+    }
+
     /// Fails every queued command at once: the device is resting and nobody knows when it
     /// will be back.
     pub fn refuse_waiting(&mut self) {
@@ -530,6 +577,7 @@ impl Unit {
             return;
         }
         while let Some(job) = self.jobs.pop() {
+            self.report_queue_depth();
             let why = self
                 .journal
                 .device_error(&self.config.id)

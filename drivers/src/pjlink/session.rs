@@ -571,6 +571,19 @@ impl Protocol for Session {
         }
     }
 
+    /// The digest that opens an authenticated connection's first command is as good as
+    /// the password for that connection.
+    fn redact<'a>(&self, frame: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        match frame::split_digest(frame) {
+            (Some(digest), rest) => {
+                let mut shown = vec![b'*'; digest.len()];
+                shown.extend_from_slice(rest);
+                std::borrow::Cow::Owned(shown)
+            }
+            (None, _) => std::borrow::Cow::Borrowed(frame),
+        }
+    }
+
     fn connected(&mut self, _now: Instant) {
         self.phase = Phase::Greeting;
         self.lines.clear();

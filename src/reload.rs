@@ -1,0 +1,314 @@
+//! Reloading the site file without a restart (SIGHUP, `systemctl reload`).
+//!
+//! A reload reads and checks the whole file first, exactly as `avgate check-config` does,
+//! and changes nothing if anything is wrong. Otherwise it compares devices by id and
+//! restarts only the links whose devices were added, removed or changed (devices sharing
+//! a serial line or a gateway address share one task, so they restart together); every
+//! other device keeps its connection. Tokens, the panel pages (`/api/devices`) and the
+//! metrics networks are swapped whole. The reload is recorded in the journal as a
+//! `devices` event of [`SITE`], which connected panels receive like any other event.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::{ConfigErrors, DeviceConfig, Profile, Site, load_site};
+use crate::http::DeviceInfo;
+use crate::hub::Hub;
+use crate::journal::Journal;
+use crate::metrics::{self, Access};
+use crate::runtime::{self, DeviceHandle};
+use crate::trace::Traces;
+
+/// The pseudo-device whose events are about the site itself. `@` cannot appear in a
+/// device id, so it never collides with one.
+pub const SITE: &str = "@site";
+
+/// A value replaced whole by a reload; readers take whichever is current.
+pub struct Swap<T>(Mutex<Arc<T>>);
+
+impl<T> Swap<T> {
+    pub fn new(value: T) -> Swap<T> {
+        Swap(Mutex::new(Arc::new(value)))
+    }
+
+    pub fn load(&self) -> Arc<T> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn store(&self, value: T) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(value);
+    }
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The site file does not pass the check; each error names file:line:column.
+    #[error("the site file has problems; nothing was changed:\n{0}")]
+    Invalid(ConfigErrors),
+    /// The check could not run to its end.
+    #[error("checking the site file failed: {0}")]
+    CheckFailed(String),
+}
+
+/// What a reload did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    /// Devices restarted only because they share a link with a changed one.
+    pub restarted_with_link: Vec<String>,
+    /// Sections that changed but take effect only after a restart.
+    pub needs_restart: Vec<&'static str>,
+}
+
+/// The running link tasks, by link.
+pub struct Links {
+    running: Vec<RunningLink>,
+}
+
+struct RunningLink {
+    key: String,
+    devices: Vec<DeviceConfig>,
+    handles: Vec<DeviceHandle>,
+    cancel: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Links {
+    /// Starts a task for every link of `devices`.
+    pub fn start(devices: &[DeviceConfig], spawner: &Spawner) -> Links {
+        let running = runtime::group_by_link(devices)
+            .into_iter()
+            .map(|(key, members)| {
+                let group: Vec<DeviceConfig> =
+                    members.iter().map(|&i| devices[i].clone()).collect();
+                spawner.spawn(key, group)
+            })
+            .collect();
+        Links { running }
+    }
+
+    /// Every device's handle and profile, for the router.
+    pub fn routes(&self) -> Vec<(DeviceHandle, Arc<Profile>)> {
+        self.running
+            .iter()
+            .flat_map(|link| {
+                link.handles
+                    .iter()
+                    .cloned()
+                    .zip(link.devices.iter().map(|d| d.profile.clone()))
+            })
+            .collect()
+    }
+
+    /// One handle per running link, to probe its task (see [`DeviceHandle::probe`]).
+    pub fn probes(&self) -> Vec<(String, DeviceHandle)> {
+        self.running
+            .iter()
+            .filter(|link| link.task.is_some())
+            .filter_map(|link| Some((link.key.clone(), link.handles.first()?.clone())))
+            .collect()
+    }
+}
+
+/// Starts link tasks under the gateway's shutdown.
+pub struct Spawner {
+    pub journal: Arc<Journal>,
+    pub traces: Arc<Traces>,
+    pub queue: usize,
+    pub cancel: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+impl Spawner {
+    fn spawn(&self, key: String, devices: Vec<DeviceConfig>) -> RunningLink {
+        let cancel = self.cancel.child_token();
+        let (handles, task) = runtime::spawn_link(
+            &devices,
+            self.journal.clone(),
+            &self.traces,
+            self.queue,
+            cancel.clone(),
+            &self.tracker,
+        );
+        RunningLink {
+            key,
+            devices,
+            handles,
+            cancel,
+            task,
+        }
+    }
+}
+
+/// Everything a reload may touch.
+pub struct Live {
+    pub journal: Arc<Journal>,
+    pub hub: Arc<Hub>,
+    pub devices: Arc<Swap<Vec<DeviceInfo>>>,
+    pub metrics_access: Arc<Swap<Access>>,
+    pub spawner: Spawner,
+    /// The links and the site they run; one reload at a time holds it.
+    pub current: tokio::sync::Mutex<(Links, Site)>,
+}
+
+impl Live {
+    /// Reads and checks `path`; if it passes, applies it (see the module docs).
+    pub async fn reload(&self, path: &Path) -> Result<Summary, ReloadError> {
+        let owned = path.to_path_buf();
+        let checked = tokio::task::spawn_blocking(move || load_site(&owned))
+            .await
+            .map_err(|e| ReloadError::CheckFailed(e.to_string()))?;
+        let mut site = match checked {
+            Ok(site) => site,
+            Err(errors) => {
+                metrics::reloaded("rejected");
+                return Err(ReloadError::Invalid(errors));
+            }
+        };
+        let mut current = self.current.lock().await;
+        let (links, running_site) = &mut *current;
+        // Where the gateway listens and keeps its journal was settled at start (and may
+        // have come from the command line); a reload does not move them.
+        let needs_restart = restart_only_changes(running_site, &site);
+        site.server.listen = running_site.server.listen;
+        site.journal = running_site.journal.clone();
+
+        let summary = self.apply_devices(links, &site).await;
+        let summary = Summary {
+            needs_restart,
+            ..summary
+        };
+        self.hub.router.replace_devices(links.routes());
+        self.hub.replace_tokens(&site.auth);
+        self.devices.store(DeviceInfo::from_site(&site));
+        let access = self.metrics_access.load().renewed(&site.metrics);
+        self.metrics_access.store(access);
+        for device in &site.devices {
+            metrics::register_device(device);
+        }
+        let ids: Vec<&str> = site.devices.iter().map(|d| d.id.as_str()).collect();
+        self.journal.record(
+            SITE,
+            "devices",
+            json!({
+                "devices": ids,
+                "added": summary.added,
+                "removed": summary.removed,
+                "changed": summary.changed,
+                "at": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            }),
+        );
+        for section in &summary.needs_restart {
+            warn!("[{section}] changed; it takes effect when the gateway restarts");
+        }
+        info!(
+            added = ?summary.added,
+            removed = ?summary.removed,
+            changed = ?summary.changed,
+            restarted_with_link = ?summary.restarted_with_link,
+            "site reloaded from {}",
+            path.display()
+        );
+        metrics::reloaded("applied");
+        *running_site = site;
+        Ok(summary)
+    }
+
+    /// Stops the links whose devices changed and starts them as `site` has them; the
+    /// rest keep running untouched.
+    async fn apply_devices(&self, links: &mut Links, site: &Site) -> Summary {
+        let old: Vec<&DeviceConfig> = links.running.iter().flat_map(|l| &l.devices).collect();
+        let find_old = |id: &str| old.iter().find(|d| d.id == id).copied();
+        let mut summary = Summary::default();
+        for device in &site.devices {
+            match find_old(&device.id) {
+                None => summary.added.push(device.id.clone()),
+                Some(was) if !same_device(was, device) => summary.changed.push(device.id.clone()),
+                Some(_) => {}
+            }
+        }
+        for was in &old {
+            if !site.devices.iter().any(|d| d.id == was.id) {
+                summary.removed.push(was.id.clone());
+            }
+        }
+
+        let groups = runtime::group_by_link(&site.devices);
+        let mut keep: Vec<RunningLink> = Vec::new();
+        let mut start: Vec<(String, Vec<DeviceConfig>)> = Vec::new();
+        let mut old_links = std::mem::take(&mut links.running);
+        for (key, members) in groups {
+            let group: Vec<DeviceConfig> =
+                members.iter().map(|&i| site.devices[i].clone()).collect();
+            let unchanged = old_links.iter().position(|l| {
+                l.key == key
+                    && l.devices.len() == group.len()
+                    && l.devices.iter().zip(&group).all(|(a, b)| same_device(a, b))
+            });
+            match unchanged {
+                Some(i) => keep.push(old_links.swap_remove(i)),
+                None => start.push((key, group)),
+            }
+        }
+        // Whatever is left is stopped before its replacement starts: a serial port opens
+        // for one owner at a time.
+        for link in &old_links {
+            link.cancel.cancel();
+        }
+        for link in old_links {
+            if let Some(task) = link.task {
+                let _ = task.await;
+            }
+        }
+        for id in &summary.removed {
+            self.journal
+                .set_online(id, false, Some("removed from the site by a reload".into()));
+        }
+        for (key, group) in start {
+            for device in &group {
+                let named = |list: &Vec<String>| list.contains(&device.id);
+                if !named(&summary.added) && !named(&summary.changed) {
+                    summary.restarted_with_link.push(device.id.clone());
+                }
+            }
+            keep.push(self.spawner.spawn(key, group));
+        }
+        links.running = keep;
+        summary
+    }
+}
+
+/// Whether a device is configured exactly as before, its profile included. Every part of
+/// a device's configuration is plain data with a stable `Debug` form (maps are ordered),
+/// which spares each of them a hand-written comparison that could forget a field.
+fn same_device(a: &DeviceConfig, b: &DeviceConfig) -> bool {
+    format!("{a:?}") == format!("{b:?}")
+}
+
+/// The sections a reload cannot apply to a running gateway.
+fn restart_only_changes(running: &Site, new: &Site) -> Vec<&'static str> {
+    let mut sections = Vec::new();
+    let mut server = new.server.clone();
+    server.listen = running.server.listen;
+    if format!("{:?}", running.server) != format!("{server:?}") {
+        sections.push("server");
+    }
+    let mut journal = new.journal.clone();
+    journal.data_dir = running.journal.data_dir.clone();
+    if format!("{:?}", running.journal) != format!("{journal:?}") {
+        sections.push("journal");
+    }
+    if format!("{:?}", running.commands) != format!("{:?}", new.commands) {
+        sections.push("commands");
+    }
+    sections
+}
