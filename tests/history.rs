@@ -96,7 +96,11 @@ async fn when_the_projector_went_offline_is_answered_from_the_journal() {
 #[tokio::test]
 async fn without_a_durable_journal_history_says_what_to_change() {
     let sim = projector(None).await;
-    let gw = gateway(&site_toml(&[("proj", sim.local_addr(), None)], common::IN_MEMORY)).await;
+    let gw = gateway(&site_toml(
+        &[("proj", sim.local_addr(), None)],
+        common::IN_MEMORY,
+    ))
+    .await;
     let (status, body) = http_request(gw.local_addr(), "/api/history?device=proj", None).await;
     assert!(
         status.contains("409") && body.contains("durable = true"),

@@ -297,6 +297,9 @@ async fn run(
                 }
                 Output::Update { point, value } => updates.push((point, value)),
                 Output::Completed(result) => return Run { updates, result },
+                // A poll group pauses between reads so a command could go first; with
+                // none waiting here, it carries on at once.
+                Output::Paused => session.resume(Instant::now()),
                 other => panic!("unexpected {other:?} during {request:?}"),
             }
         }
