@@ -105,10 +105,12 @@ impl Gateway {
         let metrics = Arc::new(Exporter::install());
         metrics.register_site(&site.devices);
         tasks.spawn(upkeep(metrics.clone(), shutdown.clone()));
+        let panels = Arc::new(Swap::new(site.panels.clone()));
         let live = Arc::new(Live {
             journal: journal.clone(),
             hub: hub.clone(),
             devices: Arc::new(Swap::new(DeviceInfo::from_site(&site))),
+            panels: panels.clone(),
             metrics_access: Arc::new(Swap::new(Access::new(&site.metrics).with_credential({
                 // A token with the `metrics` scope scrapes from anywhere; wrong ones count
                 // towards the address's lockout like any other.
@@ -164,10 +166,7 @@ impl Gateway {
         };
         tasks.spawn(accept::serve(
             listener,
-            http::router(state).merge(crate::web::router(
-                site.panels.clone(),
-                site.server.ping_interval,
-            )),
+            http::router(state).merge(crate::web::router(panels, site.server.ping_interval)),
             limits,
             tls,
             shutdown.clone(),

@@ -154,6 +154,8 @@ pub struct Live {
     pub journal: Arc<Journal>,
     pub hub: Arc<Hub>,
     pub devices: Arc<Swap<Vec<DeviceInfo>>>,
+    /// The panel pages served at `/panel/NAME`.
+    pub panels: Arc<Swap<Vec<crate::config::Panel>>>,
     pub metrics_access: Arc<Swap<Access>>,
     pub spawner: Spawner,
     /// The links and the site they run; one reload at a time holds it.
@@ -190,6 +192,7 @@ impl Live {
         self.hub.router.replace_devices(links.routes());
         self.hub.replace_tokens(&site.auth);
         self.devices.store(DeviceInfo::from_site(&site));
+        self.panels.store(site.panels.clone());
         let access = self.metrics_access.load().renewed(&site.metrics);
         self.metrics_access.store(access);
         for device in &site.devices {

@@ -144,3 +144,44 @@ async fn changing_one_address_reconnects_only_that_device_and_panels_stay() {
     );
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panel_pages_are_swapped_by_a_reload() {
+    let proj = projector(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("site.toml");
+    let page = |title: &str| {
+        format!(
+            "title = \"{title}\"\n[[pages]]\nid = \"main\"\ntitle = \"Main\"\n[[pages.widgets]]\ntype = \"display_power\"\ndevice = \"proj\"\nlabel = \"Projector\"\n"
+        )
+    };
+    std::fs::write(dir.path().join("lobby.toml"), page("Lobby")).unwrap();
+    std::fs::write(dir.path().join("lecture.toml"), page("Lecture hall")).unwrap();
+    let site = |panel: &str| {
+        format!(
+            "{}[panels.{panel}]\nfile = \"{panel}.toml\"\n",
+            site_toml(&[("proj", proj.local_addr(), None)], "")
+        )
+    };
+    std::fs::write(&path, site("lobby")).unwrap();
+    let gw = Gateway::start(load_site(&path).unwrap()).await.unwrap();
+    assert!(
+        http_get(gw.local_addr(), "/panel/lobby")
+            .await
+            .contains("Lobby")
+    );
+
+    std::fs::write(&path, site("lecture")).unwrap();
+    gw.reload(&path).await.expect("the new file is valid");
+    assert!(
+        http_get(gw.local_addr(), "/panel/lecture")
+            .await
+            .contains("Lecture hall")
+    );
+    let (status, body) = common::http_request(gw.local_addr(), "/panel/lobby", None).await;
+    assert!(
+        status.contains("404"),
+        "the old page is gone: {status} {body}"
+    );
+    gw.shutdown().await;
+}

@@ -17,6 +17,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 
 use crate::config::{Panel, PanelContent, PanelPage};
+use crate::reload::Swap;
 
 const ROOM_HTML: &str = include_str!("room.html");
 const STATUS_HTML: &str = include_str!("status.html");
@@ -34,20 +35,21 @@ const PING_LINE: &str = "const GATEWAY_PING_MS = 15000;";
 
 #[derive(Clone)]
 struct Pages {
-    panels: Arc<Vec<Panel>>,
+    /// The site's panel pages; a reload replaces them.
+    panels: Arc<Swap<Vec<Panel>>>,
     /// avgate.js with this gateway's ping interval written in.
     avgate_js: Arc<str>,
 }
 
 /// The browser-facing routes; merge into the gateway's router.
-pub fn router(panels: Vec<Panel>, ping_interval: Duration) -> Router {
+pub fn router(panels: Arc<Swap<Vec<Panel>>>, ping_interval: Duration) -> Router {
     let avgate_js = AVGATE_JS.replacen(
         PING_LINE,
         &format!("const GATEWAY_PING_MS = {};", ping_interval.as_millis()),
         1,
     );
     let pages = Pages {
-        panels: Arc::new(panels),
+        panels,
         avgate_js: avgate_js.into(),
     };
     Router::new()
@@ -102,13 +104,13 @@ fn not_found(what: String) -> Response {
     (StatusCode::NOT_FOUND, what).into_response()
 }
 
-fn find<'a>(pages: &'a Pages, name: &str) -> Option<&'a Panel> {
-    pages.panels.iter().find(|p| p.name == name)
+fn find(pages: &Pages, name: &str) -> Option<Panel> {
+    pages.panels.load().iter().find(|p| p.name == name).cloned()
 }
 
 async fn panel_page(State(pages): State<Pages>, UrlPath(name): UrlPath<String>) -> Response {
-    match find(&pages, &name).map(|p| &p.content) {
-        Some(PanelContent::Page(page)) => Html(page_html(page)).into_response(),
+    match find(&pages, &name).map(|p| p.content) {
+        Some(PanelContent::Page(page)) => Html(page_html(&page)).into_response(),
         Some(PanelContent::Dir(_)) => {
             Redirect::permanent(&format!("/panel/{name}/")).into_response()
         }
@@ -117,7 +119,8 @@ async fn panel_page(State(pages): State<Pages>, UrlPath(name): UrlPath<String>) 
 }
 
 fn no_such_panel(pages: &Pages, name: &str) -> String {
-    let names: Vec<&str> = pages.panels.iter().map(|p| p.name.as_str()).collect();
+    let panels = pages.panels.load();
+    let names: Vec<&str> = panels.iter().map(|p| p.name.as_str()).collect();
     format!(
         "no panel `{name}` in this site; it has: {} (add [panels.{name}] to the site file)",
         if names.is_empty() {
@@ -174,7 +177,7 @@ async fn panel_dir_file(
 }
 
 async fn serve_dir_file(pages: &Pages, name: &str, file: &str) -> Response {
-    let dir = match find(pages, name).map(|p| &p.content) {
+    let dir = match find(pages, name).map(|p| p.content) {
         Some(PanelContent::Dir(dir)) => dir,
         Some(PanelContent::Page(_)) => {
             return not_found(format!(
@@ -183,7 +186,7 @@ async fn serve_dir_file(pages: &Pages, name: &str, file: &str) -> Response {
         }
         None => return not_found(no_such_panel(pages, name)),
     };
-    let Some(path) = inside(dir, file) else {
+    let Some(path) = inside(&dir, file) else {
         return (
             StatusCode::BAD_REQUEST,
             "only plain paths inside the panel directory",
