@@ -238,6 +238,15 @@ fn site_file(load: SocketAddr, setup: AvgateSetup) -> String {
     format!(
         r#"[server]
 listen = "127.0.0.1:0"
+# Every bench panel comes from 127.0.0.1: one address for thousands of panels, as behind
+# a reverse proxy.
+max_connections = 20000
+max_connections_per_peer = 20000
+
+[commands]
+# The bench's command scenarios send as fast as the gateway answers.
+panel_rate = 100000
+panel_burst = 100000
 
 [journal]
 durable = {durable}
