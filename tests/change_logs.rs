@@ -3,35 +3,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::*;
 use serde_json::json;
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_change_is_logged_with_its_value_under_its_link() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("avgate=debug")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let captured = CapturedLog::install("avgate=debug");
 
     let sim = projector(None).await;
     let gateway = gateway(&site_toml(&[("proj", sim.local_addr(), None)], "")).await;
@@ -39,7 +16,7 @@ async fn a_change_is_logged_with_its_value_under_its_link() {
     panel.until_event("proj", "power", json!("off")).await;
     gateway.shutdown().await;
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     let change = log
         .lines()
         .find(|l| l.contains("changed") && l.contains("point=\"power\""))

@@ -4,25 +4,8 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::*;
 use serde_json::json;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const PLAIN: &str = "plain-secret-AAAA1111";
 const HASHED: &str = "hashed-secret-BBBB2222";
@@ -31,13 +14,7 @@ const DEVICE_PASSWORD: &str = "projector-pw-DDDD4444";
 
 #[tokio::test]
 async fn secrets_stay_out_of_logs_the_api_and_the_audit_log() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("avgate=debug,avgate_drivers=debug")
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let captured = CapturedLog::install("avgate=debug,avgate_drivers=debug");
 
     let proj = projector(Some(DEVICE_PASSWORD)).await;
     let tokens = format!(
@@ -76,7 +53,7 @@ async fn secrets_stay_out_of_logs_the_api_and_the_audit_log() {
     lobby.close().await;
     gw.shutdown().await;
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     assert!(
         log.contains("token accepted"),
         "debug logging was on:\n{log}"

@@ -339,3 +339,37 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     assert!(status.starts_with("HTTP/1.1 200"), "{status}: {body}");
     body
 }
+
+/// Everything the process logs, as the text format writes it, for tests that read the log.
+/// Such a test installs the process's one subscriber, so it sits alone in its file.
+#[derive(Clone, Default)]
+pub struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLog {
+    /// Installs a text subscriber at `filter` writing here; returns the log.
+    pub fn install(filter: &str) -> CapturedLog {
+        let captured = CapturedLog::default();
+        let writer = captured.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        captured
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).expect("the log is UTF-8")
+    }
+}
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
