@@ -65,6 +65,19 @@ impl Gateway {
         if store.is_some() {
             tasks.spawn(journal.clone().run_committer(shutdown.clone()));
         }
+        if let Some(mqtt) = &site.mqtt {
+            let data_dir = site
+                .journal
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| "avgate-data".into());
+            tasks.spawn(crate::mqtt::run(
+                Arc::new(mqtt.clone()),
+                journal.clone(),
+                data_dir,
+                shutdown.clone(),
+            ));
+        }
         let traces = Arc::new(Traces::default());
         let spawner = Spawner {
             journal: journal.clone(),

@@ -44,6 +44,7 @@ pub mod http;
 pub mod hub;
 pub mod journal;
 pub mod metrics;
+pub mod mqtt;
 pub mod pattern;
 pub mod reload;
 pub mod router;
