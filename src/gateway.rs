@@ -65,19 +65,6 @@ impl Gateway {
         if store.is_some() {
             tasks.spawn(journal.clone().run_committer(shutdown.clone()));
         }
-        if let Some(mqtt) = &site.mqtt {
-            let data_dir = site
-                .journal
-                .data_dir
-                .clone()
-                .unwrap_or_else(|| "avgate-data".into());
-            tasks.spawn(crate::mqtt::run(
-                Arc::new(mqtt.clone()),
-                journal.clone(),
-                data_dir,
-                shutdown.clone(),
-            ));
-        }
         let traces = Arc::new(Traces::default());
         let spawner = Spawner {
             journal: journal.clone(),
@@ -106,6 +93,20 @@ impl Gateway {
             .with_hello_timeout(site.server.hello_timeout)
             .with_command_rate(site.commands.panel_rate, site.commands.panel_burst),
         );
+        if let Some(mqtt) = &site.mqtt {
+            let data_dir = site
+                .journal
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| "avgate-data".into());
+            tasks.spawn(crate::mqtt::run(
+                Arc::new(mqtt.clone()),
+                journal.clone(),
+                hub.clone(),
+                data_dir,
+                shutdown.clone(),
+            ));
+        }
         let web = WebPolicy::new(
             site.server
                 .allowed_origins

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use avgate_drivers::pjlink::simulator::PowerState;
 use common::*;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
@@ -348,5 +349,126 @@ async fn a_broker_back_without_its_state_gets_the_whole_state_again() {
     let counter = envelope(&seen[topic]);
     assert_eq!(counter["value"], 7, "{counter}");
     assert_eq!(seen["avgate/room-101/proj/availability"], b"online");
+    gw.shutdown().await;
+}
+
+/// A site whose bridge takes commands as the `[[auth.tokens]]` entry `identity`.
+fn commands_site(
+    projector: std::net::SocketAddr,
+    broker: &str,
+    data_dir: &Path,
+    identity: &str,
+) -> String {
+    let extra = format!(
+        "[journal]\ndata_dir = \"{}\"\n\
+         [[auth.tokens]]\nname = \"bms\"\ntoken = \"bms-secret-1\"\nscopes = [\"read\", \"control:proj\"]\n\
+         [[auth.tokens]]\nname = \"viewer\"\ntoken = \"viewer-secret-1\"\nscopes = [\"read\"]\n\
+         [mqtt]\nbroker = \"{broker}\"\nsite = \"room-101\"\ncommands = true\nidentity = \"{identity}\"\n",
+        data_dir.display()
+    );
+    site_toml(&[("proj", projector, None)], &extra)
+}
+
+/// Publishes `payload` to `topic` at QoS 1 from a client of its own, and waits for the
+/// broker's PUBACK.
+async fn publish_once(port: u16, topic: &str, payload: &str) {
+    let (client, mut eventloop) =
+        AsyncClient::new(MqttOptions::new("sender", "127.0.0.1", port), 8);
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload)
+        .await
+        .unwrap();
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Event::Incoming(Packet::PubAck(_)) =
+                eventloop.poll().await.expect("broker reachable")
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the broker acknowledges the command");
+}
+
+#[tokio::test]
+async fn a_command_over_mqtt_drives_the_device_and_reports_its_outcome() {
+    let Some(binary) = mosquitto("a_command_over_mqtt_drives_the_device_and_reports_its_outcome")
+    else {
+        return;
+    };
+    let broker = Broker::start(binary, false).await;
+    let proj = projector(None).await;
+    let data = tempfile::tempdir().unwrap();
+    let gw = gateway(&commands_site(
+        proj.local_addr(),
+        &broker.url(),
+        data.path(),
+        "bms",
+    ))
+    .await;
+    let mut results = Observer::start(broker.port, "results", "avgate/room-101/#", false).await;
+    results
+        .until("avgate/room-101/proj/availability", |p| p == b"online")
+        .await;
+    // The bridge subscribed once it was connected, before its first publish.
+    publish_once(
+        broker.port,
+        "avgate/room-101/proj/power/set",
+        r#"{"on": true}"#,
+    )
+    .await;
+    let result = envelope(
+        &results
+            .until("avgate/room-101/proj/power/result", |_| true)
+            .await,
+    );
+    assert_eq!(result["ok"], true, "{result}");
+    assert_ne!(proj.state().power, PowerState::Off);
+
+    publish_once(broker.port, "avgate/room-101/proj/power/set", "not json").await;
+    let result = envelope(
+        &results
+            .until("avgate/room-101/proj/power/result", |_| true)
+            .await,
+    );
+    assert_eq!(result["ok"], false, "{result}");
+    assert_eq!(result["error"]["code"], "invalid_message", "{result}");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bridge_identity_without_control_scope_is_refused() {
+    let Some(binary) = mosquitto("a_bridge_identity_without_control_scope_is_refused") else {
+        return;
+    };
+    let broker = Broker::start(binary, false).await;
+    let proj = projector(None).await;
+    let data = tempfile::tempdir().unwrap();
+    let gw = gateway(&commands_site(
+        proj.local_addr(),
+        &broker.url(),
+        data.path(),
+        "viewer",
+    ))
+    .await;
+    let mut results = Observer::start(broker.port, "results", "avgate/room-101/#", false).await;
+    results
+        .until("avgate/room-101/proj/availability", |p| p == b"online")
+        .await;
+    publish_once(
+        broker.port,
+        "avgate/room-101/proj/power/set",
+        r#"{"on": true}"#,
+    )
+    .await;
+    let result = envelope(
+        &results
+            .until("avgate/room-101/proj/power/result", |_| true)
+            .await,
+    );
+    assert_eq!(result["ok"], false, "{result}");
+    assert_eq!(result["error"]["code"], "forbidden", "{result}");
+    assert_eq!(proj.state().power, PowerState::Off);
     gw.shutdown().await;
 }

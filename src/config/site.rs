@@ -702,7 +702,7 @@ pub fn parse_site_with(
     errors.append(&mut ranges.errors);
     let mqtt = file
         .mqtt
-        .and_then(|m| crate::mqtt::config::check(path, text, m, &mut errors));
+        .and_then(|m| crate::mqtt::config::check(path, text, m, &auth, &mut errors));
 
     let panels = load_panels(path, text, file.panels, &devices, read, &mut errors);
 

@@ -2,12 +2,14 @@
 
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::config::ConfigError;
+use crate::auth::Scopes;
+use crate::config::{AuthToken, ConfigError};
 use crate::pattern::Pattern;
 
 /// The bridge's settings, checked.
@@ -25,6 +27,16 @@ pub struct MqttSettings {
     /// What is published: any pattern matching a device's point publishes it.
     pub publish: Vec<Pattern>,
     pub keep_alive: Duration,
+    /// Commands from `<prefix>/<device>/<command>/set`, when enabled.
+    pub commands: Option<CommandIdentity>,
+}
+
+/// Who the bridge is when it sends commands: a token of `[[auth.tokens]]`, whose scopes
+/// decide what MQTT may control and whose name the audit log records.
+#[derive(Debug, Clone)]
+pub struct CommandIdentity {
+    pub name: String,
+    pub scopes: Arc<Scopes>,
 }
 
 impl MqttSettings {
@@ -53,10 +65,19 @@ pub(crate) struct MqttFile {
     publish: Option<Vec<Spanned<String>>>,
     #[serde(default = "default_keep_alive", with = "humantime_serde")]
     keep_alive: Duration,
+    /// Take commands from `<prefix>/<device>/<command>/set` (off by default).
+    #[serde(default = "commands_off")]
+    commands: Spanned<bool>,
+    /// The `[[auth.tokens]]` name whose scopes bound those commands.
+    identity: Option<Spanned<String>>,
 }
 
 fn default_qos() -> Spanned<u8> {
     Spanned::new(0..0, 1)
+}
+
+fn commands_off() -> Spanned<bool> {
+    Spanned::new(0..0, false)
 }
 
 fn default_keep_alive() -> Duration {
@@ -68,9 +89,11 @@ pub(crate) fn check(
     path: &Path,
     text: &str,
     file: MqttFile,
+    tokens: &[AuthToken],
     errors: &mut Vec<ConfigError>,
 ) -> Option<MqttSettings> {
     let before = errors.len();
+    let commands = check_identity(path, text, &file, tokens, errors);
     let mut fail = |span: Range<usize>, message: String| {
         errors.push(ConfigError::at(path, text, Some(span), message));
     };
@@ -157,6 +180,44 @@ pub(crate) fn check(
         qos,
         publish,
         keep_alive: file.keep_alive,
+        commands,
+    })
+}
+
+fn check_identity(
+    path: &Path,
+    text: &str,
+    file: &MqttFile,
+    tokens: &[AuthToken],
+    errors: &mut Vec<ConfigError>,
+) -> Option<CommandIdentity> {
+    if !*file.commands.get_ref() {
+        return None;
+    }
+    let Some(identity) = &file.identity else {
+        errors.push(ConfigError::at(
+            path,
+            text,
+            Some(file.commands.span()),
+            "[mqtt] commands = true needs `identity`: the name of an [[auth.tokens]] entry whose scopes say what MQTT may control".into(),
+        ));
+        return None;
+    };
+    let Some(token) = tokens.iter().find(|t| &t.name == identity.get_ref()) else {
+        errors.push(ConfigError::at(
+            path,
+            text,
+            Some(identity.span()),
+            format!(
+                "[mqtt] identity `{}` is not the name of any [[auth.tokens]] entry; add one (its scopes bound what MQTT may control)",
+                identity.get_ref()
+            ),
+        ));
+        return None;
+    };
+    Some(CommandIdentity {
+        name: token.name.clone(),
+        scopes: Arc::new(token.scopes.clone()),
     })
 }
 
@@ -292,6 +353,35 @@ mod tests {
             lines[3].starts_with("room-101.toml:8:12: [mqtt] publish: pattern `proj/a/b`"),
             "{errors}"
         );
+    }
+
+    #[test]
+    fn commands_need_an_identity_that_is_a_token() {
+        let errors = parse("broker = \"mqtt://b\"\ncommands = true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errors.starts_with("room-101.toml:6:12: [mqtt] commands = true needs `identity`"),
+            "{errors}"
+        );
+        let errors = parse("broker = \"mqtt://b\"\ncommands = true\nidentity = \"bms\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errors.starts_with(
+                "room-101.toml:7:12: [mqtt] identity `bms` is not the name of any [[auth.tokens]]"
+            ),
+            "{errors}"
+        );
+        let site = parse_site(
+            Path::new("room-101.toml"),
+            &format!("{DEVICE}[[auth.tokens]]\nname = \"bms\"\ntoken = \"bms-secret-1\"\nscopes = [\"control:proj/power\"]\n[mqtt]\nbroker = \"mqtt://b\"\ncommands = true\nidentity = \"bms\"\n"),
+        )
+        .unwrap();
+        let identity = site.mqtt.unwrap().commands.unwrap();
+        assert_eq!(identity.name, "bms");
+        assert!(identity.scopes.can_control("proj", "power"));
+        assert!(!identity.scopes.can_control("proj", "input"));
     }
 
     #[test]

@@ -16,17 +16,22 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rumqttc::{
-    AsyncClient, ConnectionError, Event as MqttEvent, LastWill, MqttOptions, Packet, QoS,
+    AsyncClient, ConnectionError, Event as MqttEvent, LastWill, MqttOptions, Packet, Publish, QoS,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::Map;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use config::MqttSettings;
 
+use crate::command::{ErrorCode, Failure};
+use crate::hub::Hub;
 use crate::journal::{ERROR, Event, Journal, ONLINE, Read, Snapshot};
+use crate::router::{self, CommandKey, Origin, Submission};
 use crate::runtime::Backoff;
 
 /// Publishes awaiting their PUBACK at most; below rumqttc's request channel and inflight
@@ -44,6 +49,10 @@ const GOODBYE: Duration = Duration::from_secs(2);
 pub struct Acked {
     pub epoch: u64,
     pub seq: u64,
+    /// Counts the broker sessions the bridge started (CONNACK session-present 0): the
+    /// broker numbers its messages afresh in each, and command ids include it.
+    #[serde(default)]
+    pub session: u64,
 }
 
 impl Acked {
@@ -70,6 +79,7 @@ pub fn status_topic(settings: &MqttSettings) -> String {
 pub async fn run(
     settings: Arc<MqttSettings>,
     journal: Arc<Journal>,
+    hub: Arc<Hub>,
     data_dir: PathBuf,
     stop: CancellationToken,
 ) {
@@ -79,10 +89,13 @@ pub async fn run(
     let mut bridge = Bridge {
         cursor_file: data_dir.join(CURSOR_FILE),
         acked: None,
+        session: 0,
         settings,
         journal,
+        hub,
     };
     bridge.acked = Acked::load(&bridge.cursor_file);
+    bridge.session = bridge.acked.map_or(0, |a| a.session);
     let mut backoff = Backoff::default();
     loop {
         match bridge.connection(&stop, &mut backoff).await {
@@ -115,8 +128,10 @@ enum BridgeError {
 struct Bridge {
     settings: Arc<MqttSettings>,
     journal: Arc<Journal>,
+    hub: Arc<Hub>,
     cursor_file: PathBuf,
     acked: Option<Acked>,
+    session: u64,
 }
 
 /// One message on its way to the broker.
@@ -197,6 +212,17 @@ impl Bridge {
         };
         backoff.reset();
         let epoch = self.journal.epoch();
+        if !session_present {
+            self.session += 1;
+        }
+        if self.settings.commands.is_some() {
+            // Subscriptions are part of the session; asked for again after every CONNACK
+            // in case the broker lost it.
+            client.try_subscribe(
+                format!("{}/+/+/set", self.settings.prefix),
+                QoS::AtLeastOnce,
+            )?;
+        }
         let resume = self
             .acked
             .filter(|a| session_present && self.journal.can_resume(epoch, a.seq))
@@ -269,6 +295,9 @@ impl Bridge {
                     let mut next = event;
                     loop {
                         match next {
+                            Some(Ok(MqttEvent::Incoming(Packet::Publish(publish)))) => {
+                                self.command(&client, &publish);
+                            }
                             Some(Ok(MqttEvent::Incoming(Packet::PubAck(_)))) => {
                                 if let Some(Some(seq)) = sent.pop_front() {
                                     self.acknowledge(epoch, seq);
@@ -289,13 +318,81 @@ impl Bridge {
     }
 
     fn acknowledge(&mut self, epoch: u64, seq: u64) {
-        let acked = Acked { epoch, seq };
+        let acked = Acked {
+            epoch,
+            seq,
+            session: self.session,
+        };
         if self.acked == Some(acked) {
             return;
         }
         self.acked = Some(acked);
         if let Err(e) = acked.save(&self.cursor_file) {
             warn!(path = %self.cursor_file.display(), error = %e, "mqtt: cannot keep the acknowledged seq; after a restart the bridge republishes the whole state");
+        }
+    }
+
+    /// A command from `<prefix>/<device>/<command>/set`: JSON args through the router as
+    /// the configured identity; the outcome goes to `.../<command>/result`.
+    fn command(&self, client: &AsyncClient, publish: &Publish) {
+        let Some(identity) = &self.settings.commands else {
+            return;
+        };
+        let Some((device, command)) = command_topic(&self.settings.prefix, &publish.topic) else {
+            return;
+        };
+        let id = command_id(self.session, publish);
+        let result_topic = format!("{}/{device}/{command}/result", self.settings.prefix);
+        let client_name = format!("mqtt:{}", self.settings.client_id);
+        let report = {
+            let client = client.clone();
+            let id = id.clone();
+            move |outcome: Result<(), Failure>| {
+                let payload = match outcome {
+                    Ok(()) => json!({ "id": id, "ok": true }),
+                    Err(failure) => json!({ "id": id, "ok": false, "error": failure }),
+                };
+                if let Err(e) =
+                    client.try_publish(result_topic, QoS::AtLeastOnce, false, payload.to_string())
+                {
+                    warn!(error = %e, "mqtt: cannot publish a command's result");
+                }
+            }
+        };
+        let args = if publish.payload.iter().all(u8::is_ascii_whitespace) {
+            Ok(Map::new())
+        } else {
+            serde_json::from_slice::<Map<String, Value>>(&publish.payload)
+        };
+        let args = match args {
+            Ok(args) => args,
+            Err(e) => {
+                return report(Err(Failure::new(
+                    ErrorCode::InvalidMessage,
+                    format!(
+                        "the payload of {} must be a JSON object of the command's arguments (or empty): {e}",
+                        publish.topic
+                    ),
+                )));
+            }
+        };
+        let origin = Origin {
+            session: client_name.clone(),
+            token: Some(identity.name.clone()),
+            scopes: identity.scopes.clone(),
+            peer: Some(format!("{}:{}", self.settings.host, self.settings.port)),
+            web_origin: None,
+        };
+        let key = CommandKey {
+            owner: identity.name.clone(),
+            client: client_name,
+            id,
+        };
+        match self.hub.router.submit(&origin, key, device, command, args) {
+            Err(failure) => report(Err(failure)),
+            Ok(Submission::Accepted(watch) | Submission::Duplicate(watch)) => {
+                tokio::spawn(async move { report(router::outcome(watch).await) });
+            }
         }
     }
 
@@ -365,5 +462,66 @@ impl Bridge {
             last.delivers = Some(snapshot.seq);
         }
         messages
+    }
+}
+
+/// `(device, command)` of `<prefix>/<device>/<command>/set`.
+fn command_topic<'a>(prefix: &str, topic: &'a str) -> Option<(&'a str, &'a str)> {
+    let rest = topic
+        .strip_prefix(prefix)?
+        .strip_prefix('/')?
+        .strip_suffix("/set")?;
+    let (device, command) = rest.split_once('/')?;
+    (!device.is_empty() && !command.is_empty() && !command.contains('/'))
+        .then_some((device, command))
+}
+
+/// The id a command gets: the same for a QoS 1 redelivery of one message (same session,
+/// packet id and content), so the router's dedupe runs it once, even across a gateway
+/// restart (its ledger is durable); different for every other message.
+fn command_id(session: u64, publish: &Publish) -> String {
+    if publish.qos == QoS::AtMostOnce {
+        // Never redelivered, and without a packet id to tell two apart.
+        return format!("{session}-q0-{:016x}", fastrand::u64(..));
+    }
+    let mut digest = Sha256::new();
+    digest.update(publish.topic.as_bytes());
+    digest.update([0]);
+    digest.update(&publish.payload);
+    let digest = digest.finalize();
+    format!("{session}-{}-{}", publish.pkid, hex::encode(&digest[..8]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish(pkid: u16, payload: &str) -> Publish {
+        let mut publish = Publish::new("avgate/r/proj/power/set", QoS::AtLeastOnce, payload);
+        publish.pkid = pkid;
+        publish
+    }
+
+    #[test]
+    fn a_redelivery_gets_the_same_id_and_anything_else_another() {
+        let first = command_id(1, &publish(7, r#"{"on":true}"#));
+        let mut again = publish(7, r#"{"on":true}"#);
+        again.dup = true;
+        assert_eq!(command_id(1, &again), first);
+        assert_ne!(command_id(1, &publish(8, r#"{"on":true}"#)), first);
+        assert_ne!(command_id(1, &publish(7, r#"{"on":false}"#)), first);
+        // A new broker session numbers its packets from the start again.
+        assert_ne!(command_id(2, &publish(7, r#"{"on":true}"#)), first);
+    }
+
+    #[test]
+    fn command_topics_name_a_device_and_a_command() {
+        assert_eq!(
+            command_topic("a/b", "a/b/proj/power/set"),
+            Some(("proj", "power"))
+        );
+        assert_eq!(command_topic("a/b", "a/b/proj/power"), None);
+        assert_eq!(command_topic("a/b", "a/bc/proj/power/set"), None);
+        assert_eq!(command_topic("a/b", "a/b/proj/x/power/set"), None);
     }
 }
