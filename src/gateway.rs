@@ -96,9 +96,9 @@ impl Gateway {
         if let Some(mqtt) = &site.mqtt {
             let data_dir = site
                 .journal
-                .data_dir
-                .clone()
-                .unwrap_or_else(|| "avgate-data".into());
+                .durable
+                .then(|| site.journal.data_dir.clone())
+                .flatten();
             tasks.spawn(crate::mqtt::run(
                 Arc::new(mqtt.clone()),
                 journal.clone(),

@@ -472,3 +472,42 @@ async fn a_bridge_identity_without_control_scope_is_refused() {
     assert_eq!(proj.state().power, PowerState::Off);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_demo_room_bridges_to_a_broker_with_commands() {
+    let Some(binary) = mosquitto("the_demo_room_bridges_to_a_broker_with_commands") else {
+        return;
+    };
+    let broker = Broker::start(binary, false).await;
+    let room = avgate::demo::DemoRoom::start_with_mqtt(
+        "127.0.0.1:0".parse().unwrap(),
+        None,
+        Some(&broker.url()),
+    )
+    .await
+    .unwrap();
+    let gateway = avgate::Gateway::start(room.site.clone()).await.unwrap();
+    let mut watcher = Observer::start(broker.port, "dashboard", "avgate/demo/#", false).await;
+    watcher
+        .until("avgate/demo/proj-left/availability", |p| p == b"online")
+        .await;
+    publish_once(
+        broker.port,
+        "avgate/demo/proj-left/power/set",
+        r#"{"on": true}"#,
+    )
+    .await;
+    let result = envelope(
+        &watcher
+            .until("avgate/demo/proj-left/power/result", |_| true)
+            .await,
+    );
+    assert_eq!(result["ok"], true, "{result}");
+    watcher
+        .until("avgate/demo/proj-left/power", |p| {
+            envelope(p)["value"] != "off"
+        })
+        .await;
+    gateway.shutdown().await;
+    room.shutdown().await;
+}

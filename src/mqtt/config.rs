@@ -195,11 +195,18 @@ fn check_identity(
         return None;
     }
     let Some(identity) = &file.identity else {
+        if tokens.is_empty() {
+            // A site without tokens lets every panel control everything; MQTT likewise.
+            return Some(CommandIdentity {
+                name: "mqtt".into(),
+                scopes: Arc::new(Scopes::everything()),
+            });
+        }
         errors.push(ConfigError::at(
             path,
             text,
             Some(file.commands.span()),
-            "[mqtt] commands = true needs `identity`: the name of an [[auth.tokens]] entry whose scopes say what MQTT may control".into(),
+            "[mqtt] commands = true on a site with [[auth.tokens]] needs `identity`: the name of the token whose scopes say what MQTT may control".into(),
         ));
         return None;
     };
@@ -357,13 +364,19 @@ mod tests {
 
     #[test]
     fn commands_need_an_identity_that_is_a_token() {
-        let errors = parse("broker = \"mqtt://b\"\ncommands = true\n")
-            .unwrap_err()
-            .to_string();
+        let open = parse("broker = \"mqtt://b\"\ncommands = true\n").unwrap();
+        let everything = open.mqtt.unwrap().commands.unwrap();
         assert!(
-            errors.starts_with("room-101.toml:6:12: [mqtt] commands = true needs `identity`"),
-            "{errors}"
+            everything.scopes.can_control("proj", "power"),
+            "a site without tokens"
         );
+        let errors = parse_site(
+            Path::new("room-101.toml"),
+            &format!("{DEVICE}[[auth.tokens]]\nname = \"p\"\ntoken = \"panel-secret-1\"\n[mqtt]\nbroker = \"mqtt://b\"\ncommands = true\n"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(errors.starts_with("room-101.toml:9:12: [mqtt] commands = true on a site with [[auth.tokens]] needs `identity`"), "{errors}");
         let errors = parse("broker = \"mqtt://b\"\ncommands = true\nidentity = \"bms\"\n")
             .unwrap_err()
             .to_string();

@@ -80,21 +80,24 @@ pub async fn run(
     settings: Arc<MqttSettings>,
     journal: Arc<Journal>,
     hub: Arc<Hub>,
-    data_dir: PathBuf,
+    data_dir: Option<PathBuf>,
     stop: CancellationToken,
 ) {
-    if let Err(e) = std::fs::create_dir_all(&data_dir) {
-        warn!(dir = %data_dir.display(), error = %e, "mqtt: cannot create the data directory; the acknowledged seq is not kept across restarts");
+    // Without a durable journal a restart starts a new epoch: nothing to resume from.
+    if let Some(dir) = &data_dir
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        warn!(dir = %dir.display(), error = %e, "mqtt: cannot create the data directory; the acknowledged seq is not kept across restarts");
     }
     let mut bridge = Bridge {
-        cursor_file: data_dir.join(CURSOR_FILE),
+        cursor_file: data_dir.map(|dir| dir.join(CURSOR_FILE)),
         acked: None,
         session: 0,
         settings,
         journal,
         hub,
     };
-    bridge.acked = Acked::load(&bridge.cursor_file);
+    bridge.acked = bridge.cursor_file.as_deref().and_then(Acked::load);
     bridge.session = bridge.acked.map_or(0, |a| a.session);
     let mut backoff = Backoff::default();
     loop {
@@ -129,7 +132,8 @@ struct Bridge {
     settings: Arc<MqttSettings>,
     journal: Arc<Journal>,
     hub: Arc<Hub>,
-    cursor_file: PathBuf,
+    /// `None` without a durable journal.
+    cursor_file: Option<PathBuf>,
     acked: Option<Acked>,
     session: u64,
 }
@@ -327,8 +331,11 @@ impl Bridge {
             return;
         }
         self.acked = Some(acked);
-        if let Err(e) = acked.save(&self.cursor_file) {
-            warn!(path = %self.cursor_file.display(), error = %e, "mqtt: cannot keep the acknowledged seq; after a restart the bridge republishes the whole state");
+        let Some(path) = &self.cursor_file else {
+            return;
+        };
+        if let Err(e) = acked.save(path) {
+            warn!(path = %path.display(), error = %e, "mqtt: cannot keep the acknowledged seq; after a restart the bridge republishes the whole state");
         }
     }
 
