@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use avgate_drivers::pjlink::simulator::PowerState;
 use common::*;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -510,4 +510,147 @@ async fn the_demo_room_bridges_to_a_broker_with_commands() {
         .await;
     gateway.shutdown().await;
     room.shutdown().await;
+}
+
+/// One end of a scripted broker: reads and writes MQTT 3.1.1 packets on one connection,
+/// so a test decides exactly what the bridge sees (a lost PUBACK, a redelivery).
+struct ScriptedConnection {
+    stream: tokio::net::TcpStream,
+    buffer: bytes::BytesMut,
+}
+
+impl ScriptedConnection {
+    async fn accept(listener: &tokio::net::TcpListener) -> ScriptedConnection {
+        let (stream, _) = tokio::time::timeout(DEADLINE, listener.accept())
+            .await
+            .expect("the bridge connects")
+            .unwrap();
+        let mut connection = ScriptedConnection {
+            stream,
+            buffer: bytes::BytesMut::new(),
+        };
+        assert!(matches!(connection.read().await, Packet::Connect(..)));
+        connection
+    }
+
+    async fn read(&mut self) -> Packet {
+        use tokio::io::AsyncReadExt;
+        tokio::time::timeout(DEADLINE, async {
+            loop {
+                match Packet::read(&mut self.buffer, 1 << 20) {
+                    Ok(packet) => return packet,
+                    Err(rumqttc::Error::InsufficientBytes(_)) => {
+                        let read = self.stream.read_buf(&mut self.buffer).await.unwrap();
+                        assert!(read > 0, "the bridge closed the connection");
+                    }
+                    Err(e) => panic!("not MQTT: {e:?}"),
+                }
+            }
+        })
+        .await
+        .expect("a packet from the bridge")
+    }
+
+    async fn write(&mut self, packet: Packet) {
+        use tokio::io::AsyncWriteExt;
+        let mut out = bytes::BytesMut::new();
+        packet.write(&mut out, 1 << 20).unwrap();
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    /// Answers the bridge (SUBACK, PUBACK) until it publishes on `topic`; returns that.
+    async fn serve_until(&mut self, topic: &str) -> Publish {
+        loop {
+            match self.read().await {
+                Packet::Subscribe(subscribe) => {
+                    let codes = subscribe
+                        .filters
+                        .iter()
+                        .map(|_| rumqttc::SubscribeReasonCode::Success(QoS::AtLeastOnce))
+                        .collect();
+                    self.write(Packet::SubAck(rumqttc::SubAck::new(subscribe.pkid, codes)))
+                        .await;
+                }
+                Packet::Publish(publish) => {
+                    if publish.qos == QoS::AtLeastOnce {
+                        self.write(Packet::PubAck(rumqttc::PubAck::new(publish.pkid)))
+                            .await;
+                    }
+                    if publish.topic == topic {
+                        return publish;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_command_redelivered_after_a_lost_puback_runs_once() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broker = format!("mqtt://{}", listener.local_addr().unwrap());
+    let proj = projector(None).await;
+    let data = tempfile::tempdir().unwrap();
+    let gw = gateway(&commands_site(
+        proj.local_addr(),
+        &broker,
+        data.path(),
+        "bms",
+    ))
+    .await;
+    let set = || {
+        let mut publish = Publish::new(
+            "avgate/room-101/proj/power/set",
+            QoS::AtLeastOnce,
+            r#"{"on": true}"#,
+        );
+        publish.pkid = 9;
+        publish
+    };
+
+    let mut first = ScriptedConnection::accept(&listener).await;
+    first
+        .write(Packet::ConnAck(rumqttc::ConnAck::new(
+            rumqttc::ConnectReturnCode::Success,
+            false,
+        )))
+        .await;
+    first.serve_until("avgate/room-101/proj/availability").await;
+    first.write(Packet::Publish(set())).await;
+    let result = envelope(
+        &first
+            .serve_until("avgate/room-101/proj/power/result")
+            .await
+            .payload,
+    );
+    assert_eq!(result["ok"], true, "{result}");
+    // The bridge's PUBACK for the command is lost with the connection: the broker must
+    // deliver it again, flagged dup, in the session that continues.
+    drop(first);
+
+    let mut second = ScriptedConnection::accept(&listener).await;
+    second
+        .write(Packet::ConnAck(rumqttc::ConnAck::new(
+            rumqttc::ConnectReturnCode::Success,
+            true,
+        )))
+        .await;
+    let mut again = set();
+    again.dup = true;
+    second.write(Packet::Publish(again)).await;
+    let repeated = envelope(
+        &second
+            .serve_until("avgate/room-101/proj/power/result")
+            .await
+            .payload,
+    );
+    assert_eq!(repeated, result, "the first outcome, reported again");
+    let power_on = proj
+        .commands_received()
+        .iter()
+        .filter(|c| c.contains("POWR 1"))
+        .count();
+    assert_eq!(power_on, 1, "{:?}", proj.commands_received());
+    gw.shutdown().await;
 }
