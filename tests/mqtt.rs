@@ -58,8 +58,10 @@ impl Broker {
         } else {
             ""
         };
+        // mosquitto drops QoS 1 messages beyond 1000 queued for one subscriber (its
+        // default max_queued_messages): a dashboard reading a whole campus needs more.
         let config = format!(
-            "{user}listener {port} 127.0.0.1\nallow_anonymous true\npersistence {persistence}\npersistence_location {}/\nautosave_interval 0\n",
+            "{user}listener {port} 127.0.0.1\nallow_anonymous true\npersistence {persistence}\npersistence_location {}/\nautosave_interval 0\nmax_queued_messages 100000\n",
             dir.path().display()
         );
         std::fs::write(dir.path().join("mosquitto.conf"), config).unwrap();
@@ -653,4 +655,71 @@ async fn a_command_redelivered_after_a_lost_puback_runs_once() {
         .count();
     assert_eq!(power_on, 1, "{:?}", proj.commands_received());
     gw.shutdown().await;
+}
+
+/// A campus through one broker: 100 gateways in this process (one per room, each with
+/// its own prefix and client id), 100 changes each; one dashboard subscribed to all.
+#[tokio::test]
+async fn a_hundred_rooms_publish_through_one_broker() {
+    const ROOMS: usize = 100;
+    const CHANGES: u64 = 100;
+    let Some(binary) = mosquitto("a_hundred_rooms_publish_through_one_broker") else {
+        return;
+    };
+    let broker = Broker::start(binary, false).await;
+    let mut gateways = Vec::new();
+    for room in 0..ROOMS {
+        let toml = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[journal]\ndurable = false\n[mqtt]\nbroker = \"{}\"\nsite = \"room-{room}\"\n",
+            broker.url()
+        );
+        gateways.push(gateway(&toml).await);
+    }
+    let mut dashboard = Observer::start(broker.port, "dashboard", "avgate/#", false).await;
+    // Every bridge connected (before that, a bridge starts with the state, not the stream).
+    let mut online = std::collections::BTreeSet::new();
+    while online.len() < ROOMS {
+        let (topic, payload, _, _) = dashboard.next().await;
+        if topic.ends_with("/status") && payload == b"online" {
+            online.insert(topic);
+        }
+    }
+    let started = std::time::Instant::now();
+    for n in 1..=CHANGES {
+        for gw in &gateways {
+            gw.journal().record("sensor", "level", json!(n)).unwrap();
+        }
+    }
+    let recorded = started.elapsed();
+    let mut last = vec![0u64; ROOMS];
+    let mut received = 0;
+    while received < ROOMS as u64 * CHANGES {
+        let (topic, payload, retained, dup) = dashboard.next().await;
+        if !topic.ends_with("/sensor/level") {
+            continue;
+        }
+        assert!(!retained && !dup, "{topic}");
+        let room: usize = topic
+            .strip_prefix("avgate/room-")
+            .and_then(|t| t.strip_suffix("/sensor/level"))
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected topic {topic}"));
+        let value = envelope(&payload)["value"].as_u64().unwrap();
+        assert_eq!(
+            value,
+            last[room] + 1,
+            "room {room}: every change once, in order"
+        );
+        last[room] = value;
+        received += 1;
+    }
+    let elapsed = started.elapsed();
+    let _ = writeln!(
+        std::io::stderr(),
+        "MQTT {ROOMS} rooms x {CHANGES} changes: {received} messages through the broker in {elapsed:.2?} ({:.0} messages/s end to end; recording took {recorded:.2?})",
+        received as f64 / elapsed.as_secs_f64()
+    );
+    for gw in gateways {
+        gw.shutdown().await;
+    }
 }
