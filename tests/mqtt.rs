@@ -5,6 +5,7 @@
 //! Without mosquitto each test prints a `SKIP` line (and fails under `CI=true`).
 
 mod common;
+mod peer_support;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -722,4 +723,38 @@ async fn a_hundred_rooms_publish_through_one_broker() {
     for gw in gateways {
         gw.shutdown().await;
     }
+}
+
+#[tokio::test]
+async fn paho_reads_the_retained_state_and_sends_a_command() {
+    let Some(binary) = mosquitto("paho_reads_the_retained_state_and_sends_a_command") else {
+        return;
+    };
+    let Some(python) = peer_support::python("paho-mqtt") else {
+        return;
+    };
+    let broker = Broker::start(binary, false).await;
+    let proj = projector(None).await;
+    let data = tempfile::tempdir().unwrap();
+    let gw = gateway(&commands_site(
+        proj.local_addr(),
+        &broker.url(),
+        data.path(),
+        "bms",
+    ))
+    .await;
+    // The device read once, so the retained state paho finds is settled.
+    let mut ready =
+        Observer::start(broker.port, "ready", "avgate/room-101/proj/power", false).await;
+    ready.until("avgate/room-101/proj/power", |_| true).await;
+    let port = broker.port.to_string();
+    peer_support::run_script(
+        &python,
+        "tests/peers/mqtt_paho.py",
+        &[&port, "avgate/room-101", "proj"],
+        DEADLINE,
+    )
+    .await;
+    assert_ne!(proj.state().power, PowerState::Off);
+    gw.shutdown().await;
 }
