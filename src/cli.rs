@@ -71,6 +71,10 @@ enum Command {
         /// Without it the demo keeps its journal in memory.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Bridge the demo room to this MQTT broker (`mqtt://host[:port]`), commands
+        /// enabled, under the topic prefix `avgate/demo` (docs/MQTT.md).
+        #[arg(long, value_name = "URL")]
+        mqtt: Option<String>,
     },
     /// Show the bytes going to and from a device, from a running gateway.
     ///
@@ -204,8 +208,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             print_config,
             data_dir,
+            mqtt,
         } => {
-            let room = DemoRoom::start(listen, data_dir.as_deref()).await?;
+            let room =
+                DemoRoom::start_with_mqtt(listen, data_dir.as_deref(), mqtt.as_deref()).await?;
             if print_config {
                 print!("{}", room.site_toml);
                 room.shutdown().await;
@@ -238,6 +244,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "  sequencer: simulated Modbus TCP power sequencer at {}",
                 room.sequencer.local_addr()
             );
+            if let Some(url) = &mqtt {
+                println!(
+                    "  MQTT: state under avgate/demo/# at {url}; commands to avgate/demo/<device>/<command>/set"
+                );
+            }
             println!(
                 "  proj-right needs password `{}`. Stop with Ctrl-C.",
                 crate::demo::DEMO_PASSWORD

@@ -36,6 +36,16 @@ pub struct DemoRoom {
 impl DemoRoom {
     /// Starts the simulators on free loopback ports and builds the site that uses them.
     pub async fn start(listen: SocketAddr, data_dir: Option<&Path>) -> anyhow::Result<DemoRoom> {
+        DemoRoom::start_with_mqtt(listen, data_dir, None).await
+    }
+
+    /// [`DemoRoom::start`], bridged to the MQTT broker at `mqtt` (`mqtt://host[:port]`)
+    /// with commands enabled, under the prefix `avgate/demo`.
+    pub async fn start_with_mqtt(
+        listen: SocketAddr,
+        data_dir: Option<&Path>,
+        mqtt: Option<&str>,
+    ) -> anyhow::Result<DemoRoom> {
         let left = pjlink_sim::start(pjlink_sim::Config {
             name: "Left projector".into(),
             input: "31".into(),
@@ -69,7 +79,7 @@ impl DemoRoom {
             .context("starting the camera simulator")?;
         let sequencer = start_sequencer().context("starting the power sequencer simulator")?;
 
-        let text = site_toml(
+        let mut text = site_toml(
             listen,
             data_dir,
             &Addresses {
@@ -81,6 +91,12 @@ impl DemoRoom {
                 sequencer: sequencer.local_addr(),
             },
         );
+        if let Some(broker) = mqtt {
+            text += &format!(
+                "\n# Every device's state to the broker, retained, under avgate/demo; commands from\n# avgate/demo/<device>/<command>/set (docs/MQTT.md).\n[mqtt]\nbroker = {}\nsite = \"demo\"\ncommands = true\n",
+                toml::Value::String(broker.to_string())
+            );
+        }
         // The demo's panel page is built in; a site reads its own from disk.
         let read = |path: &Path| {
             if path == Path::new(DEMO_PANEL_PATH) {

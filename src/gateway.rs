@@ -93,6 +93,20 @@ impl Gateway {
             .with_hello_timeout(site.server.hello_timeout)
             .with_command_rate(site.commands.panel_rate, site.commands.panel_burst),
         );
+        if let Some(mqtt) = &site.mqtt {
+            let data_dir = site
+                .journal
+                .durable
+                .then(|| site.journal.data_dir.clone())
+                .flatten();
+            tasks.spawn(crate::mqtt::run(
+                Arc::new(mqtt.clone()),
+                journal.clone(),
+                hub.clone(),
+                data_dir,
+                shutdown.clone(),
+            ));
+        }
         let web = WebPolicy::new(
             site.server
                 .allowed_origins

@@ -22,6 +22,7 @@
 //! - [`http`]: the axum server: `/ws`, `/api/*` and `/healthz`.
 //! - [`web`]: what browsers load: the room page, `/avgate.js`, panel pages, the status page.
 //! - [`metrics`]: the Prometheus metrics and who may read `/metrics`.
+//! - [`mqtt`]: the bridge to an MQTT broker: the journal's state as retained messages.
 //! - [`history`]: `GET /api/history`, past events read back from the store.
 //! - [`command`]: command outcomes and the error codes panels see.
 //! - [`reload`]: applying a changed site file to the running gateway (SIGHUP).
@@ -44,6 +45,7 @@ pub mod http;
 pub mod hub;
 pub mod journal;
 pub mod metrics;
+pub mod mqtt;
 pub mod pattern;
 pub mod reload;
 pub mod router;

@@ -313,5 +313,34 @@ fn restart_only_changes(running: &Site, new: &Site) -> Vec<&'static str> {
     if format!("{:?}", running.commands) != format!("{:?}", new.commands) {
         sections.push("commands");
     }
+    // The bridge keeps its broker connection and identity until the gateway restarts.
+    if format!("{:?}", running.mqtt) != format!("{:?}", new.mqtt) {
+        sections.push("mqtt");
+    }
     sections
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::restart_only_changes;
+    use crate::config::parse_site;
+
+    #[test]
+    fn a_changed_mqtt_section_needs_a_restart() {
+        let site = |mqtt: &str| {
+            parse_site(
+                Path::new("room.toml"),
+                &format!("[devices.proj]\nprofile = \"pjlink-projector\"\naddress = \"192.0.2.7\"\n{mqtt}"),
+            )
+            .unwrap()
+        };
+        let without = site("");
+        let with = site("[mqtt]\nbroker = \"mqtt://a\"\n");
+        let moved = site("[mqtt]\nbroker = \"mqtt://b\"\n");
+        assert_eq!(restart_only_changes(&without, &with), ["mqtt"]);
+        assert_eq!(restart_only_changes(&with, &moved), ["mqtt"]);
+        assert!(restart_only_changes(&with, &with).is_empty());
+    }
 }

@@ -33,6 +33,8 @@ pub struct Site {
     pub panels: Vec<Panel>,
     /// Who may scrape `/metrics`.
     pub metrics: crate::metrics::MetricsSettings,
+    /// The bridge to an MQTT broker, when `[mqtt]` is configured.
+    pub mqtt: Option<crate::mqtt::MqttSettings>,
     pub source: PathBuf,
 }
 
@@ -375,6 +377,8 @@ struct SiteFile {
     #[serde(default)]
     metrics: crate::metrics::MetricsSettings,
     #[serde(default)]
+    mqtt: Option<crate::mqtt::config::MqttFile>,
+    #[serde(default)]
     devices: BTreeMap<Spanned<String>, DeviceFile>,
     #[serde(default)]
     panels: BTreeMap<Spanned<String>, PanelEntry>,
@@ -696,6 +700,9 @@ pub fn parse_site_with(
         tls.key = tls.key.as_ref().map(|p| base.join(p));
     }
     errors.append(&mut ranges.errors);
+    let mqtt = file
+        .mqtt
+        .and_then(|m| crate::mqtt::config::check(path, text, m, &auth, &mut errors));
 
     let panels = load_panels(path, text, file.panels, &devices, read, &mut errors);
 
@@ -721,6 +728,7 @@ pub fn parse_site_with(
         devices,
         panels,
         metrics: file.metrics,
+        mqtt,
         source: path.to_path_buf(),
     })
 }

@@ -19,7 +19,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// The delay before the next attempt, growing with each consecutive failure.
-    pub fn next(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let exp = BASE.saturating_mul(1 << self.failures.min(16)).min(CAP);
         self.failures = self.failures.saturating_add(1);
         // Half fixed, half random: never shorter than half the nominal delay.
@@ -39,13 +39,13 @@ mod tests {
     #[test]
     fn grows_then_caps_and_resets() {
         let mut backoff = Backoff::default();
-        let first = backoff.next();
+        let first = backoff.next_delay();
         assert!(first >= BASE / 2 && first <= BASE, "{first:?}");
-        let delays: Vec<Duration> = (0..20).map(|_| backoff.next()).collect();
+        let delays: Vec<Duration> = (0..20).map(|_| backoff.next_delay()).collect();
         assert!(delays[2] >= BASE * 2, "{delays:?}");
         assert!(delays.iter().all(|d| *d <= CAP), "{delays:?}");
         assert!(delays[19] >= CAP / 2, "{delays:?}");
         backoff.reset();
-        assert!(backoff.next() <= BASE);
+        assert!(backoff.next_delay() <= BASE);
     }
 }

@@ -18,6 +18,7 @@ mod transport;
 mod turns;
 mod unit;
 
+pub use backoff::Backoff;
 use queue::{CommandQueue, Refused};
 pub use queue::{Job, Ticket};
 

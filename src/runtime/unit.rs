@@ -495,7 +495,7 @@ impl Unit {
         } else {
             debug!(device = %self.config.id, "{error}; retrying");
             self.state = UnitState::Resting {
-                until: Instant::now() + self.backoff.next(),
+                until: Instant::now() + self.backoff.next_delay(),
             };
         }
     }
@@ -504,7 +504,7 @@ impl Unit {
     /// `floor`).
     pub fn rest(&mut self, error: String, floor: Duration) {
         self.go_offline(error);
-        let delay = self.backoff.next().max(floor);
+        let delay = self.backoff.next_delay().max(floor);
         self.state = UnitState::Resting {
             until: Instant::now() + delay,
         };
