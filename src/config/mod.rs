@@ -8,6 +8,7 @@
 
 mod auth;
 mod error;
+pub mod macros;
 pub mod panel;
 pub mod profile;
 mod range;
@@ -16,6 +17,7 @@ pub mod site;
 
 pub use auth::AuthToken;
 pub use error::{ConfigError, ConfigErrors};
+pub use macros::Macro;
 pub use panel::{Panel, PanelContent, PanelPage};
 pub use profile::{ArgSpec, ArgType, CommandSpec, PointSpec, Profile};
 pub use site::{DeviceConfig, Link, Site, load_site, parse_site, parse_site_with};

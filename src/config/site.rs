@@ -31,6 +31,8 @@ pub struct Site {
     pub devices: Vec<DeviceConfig>,
     /// Panel pages served at `/panel/NAME`.
     pub panels: Vec<Panel>,
+    /// `[macros.NAME]`, checked against the devices' profiles.
+    pub macros: BTreeMap<String, Arc<super::macros::Macro>>,
     /// Who may scrape `/metrics`.
     pub metrics: crate::metrics::MetricsSettings,
     pub source: PathBuf,
@@ -378,6 +380,8 @@ struct SiteFile {
     devices: BTreeMap<Spanned<String>, DeviceFile>,
     #[serde(default)]
     panels: BTreeMap<Spanned<String>, PanelEntry>,
+    #[serde(default)]
+    macros: BTreeMap<Spanned<String>, super::macros::MacroFile>,
 }
 
 #[derive(Deserialize)]
@@ -698,6 +702,7 @@ pub fn parse_site_with(
     errors.append(&mut ranges.errors);
 
     let panels = load_panels(path, text, file.panels, &devices, read, &mut errors);
+    let macros = super::macros::load_macros(path, text, file.macros, &devices, &mut errors);
 
     if !errors.is_empty() {
         // This file top to bottom, then problems inside the profiles it uses.
@@ -720,6 +725,7 @@ pub fn parse_site_with(
         warnings,
         devices,
         panels,
+        macros,
         metrics: file.metrics,
         source: path.to_path_buf(),
     })
