@@ -78,7 +78,8 @@ impl Gateway {
             running.routes(),
             site.commands.dedupe_window,
             journal.clone(),
-        );
+        )
+        .with_macros(site.macros.clone());
         let history = store.as_ref().map(|(store, _, _)| store.clone());
         if let Some((store, commands, audit)) = store {
             router = router.with_store(store, &commands, &audit);

@@ -43,6 +43,7 @@ pub mod history;
 pub mod http;
 pub mod hub;
 pub mod journal;
+pub mod macros;
 pub mod metrics;
 pub mod pattern;
 pub mod reload;

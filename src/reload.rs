@@ -188,6 +188,7 @@ impl Live {
             ..summary
         };
         self.hub.router.replace_devices(links.routes());
+        self.hub.router.replace_macros(site.macros.clone());
         self.hub.replace_tokens(&site.auth);
         self.devices.store(DeviceInfo::from_site(&site));
         let access = self.metrics_access.load().renewed(&site.metrics);
