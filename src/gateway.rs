@@ -79,7 +79,8 @@ impl Gateway {
             site.commands.dedupe_window,
             journal.clone(),
         )
-        .with_macros(site.macros.clone());
+        .with_macros(site.macros.clone())
+        .with_shutdown(shutdown.child_token(), tasks.clone());
         let history = store.as_ref().map(|(store, _, _)| store.clone());
         if let Some((store, commands, audit)) = store {
             router = router.with_store(store, &commands, &audit);

@@ -25,6 +25,8 @@ use avgate_drivers::{Map, Value};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use crate::audit::{ArgsSummary, AuditEntry, AuditLog, AuditQuery, Record};
@@ -201,6 +203,11 @@ pub struct Router {
     journal: Arc<Journal>,
     /// The site's macros and their runs.
     macros: crate::macros::Engine,
+    /// Macro runs stop when this is cancelled (the gateway stopping), without an outcome:
+    /// their record stays pending, so a re-send after the restart is `outcome_unknown`.
+    stopping: CancellationToken,
+    /// Where macro runs are spawned, so shutdown waits until they let go of the store.
+    runs: TaskTracker,
 }
 
 #[derive(Default)]
@@ -233,7 +240,16 @@ impl Router {
             store: None,
             journal,
             macros: crate::macros::Engine::default(),
+            stopping: CancellationToken::new(),
+            runs: TaskTracker::new(),
         }
+    }
+
+    /// Stops macro runs when `stopping` is cancelled; `tasks` tracks them.
+    pub fn with_shutdown(mut self, stopping: CancellationToken, tasks: TaskTracker) -> Self {
+        self.stopping = stopping;
+        self.runs = tasks;
+        self
     }
 
     /// Runs `macros` when a panel asks (see [`Router::submit_macro`]).
@@ -522,9 +538,16 @@ impl Router {
             command: name.to_string(),
             args: no_args,
         };
-        tokio::spawn(async move {
+        let stopping = self.stopping.clone();
+        self.runs.spawn(async move {
             let work = crate::macros::run(&router, &accepted.origin, &accepted.key, &admission);
-            let outcome = recorded(router.store.as_ref(), &accepted, work).await;
+            let outcome = tokio::select! {
+                outcome = recorded(router.store.as_ref(), &accepted, work) => outcome,
+                // The gateway is stopping mid-run: no outcome is written, so the record
+                // stays pending and the next start reports it `outcome_unknown`. Waiting
+                // panels get `shutting_down` (the sender is dropped).
+                _ = stopping.cancelled() => return,
+            };
             router.macros.finish(&admission);
             crate::metrics::command_finished(match &outcome {
                 Ok(_) => "ok",
