@@ -689,6 +689,16 @@ steps = [{ wait_until = "online(proj)" }]
     }
 
     #[test]
+    fn the_worked_room_in_the_docs_is_a_valid_site() {
+        let doc = include_str!("../../docs/MACROS.md");
+        let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let block = &doc[start..start + doc[start..].find("```").unwrap()];
+        let site = parse_site(Path::new("site.toml"), block).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(site.macros["room-on"].steps.len(), 5);
+        assert_eq!(site.macros["room-off"].mode, RunMode::Restart);
+    }
+
+    #[test]
     fn conditions_are_checked_against_the_profile_with_a_position() {
         let err = parse("[macros.m]\nsteps = [{ wait_until = \"proj/power == 'sideways'\" }]\n")
             .unwrap_err();
