@@ -180,6 +180,17 @@ struct Progress<'a> {
 
 impl Progress<'_> {
     fn report(&self, state: &str, step: usize, label: &str, error: Option<&Failure>) {
+        self.report_with(state, step, label, error, None);
+    }
+
+    fn report_with(
+        &self,
+        state: &str,
+        step: usize,
+        label: &str,
+        error: Option<&Failure>,
+        steps: Option<Vec<Value>>,
+    ) {
         let mut value = json!({
             "state": state,
             "step": step,
@@ -190,6 +201,9 @@ impl Progress<'_> {
         });
         if let Some(failure) = error {
             value["error"] = json!({"code": failure.code, "message": failure.message});
+        }
+        if let Some(steps) = steps {
+            value["steps"] = Value::Array(steps);
         }
         self.journal.record(DEVICE, self.name, value);
     }
@@ -221,6 +235,7 @@ pub async fn run(
         key,
         stop: &admission.stop,
         progress: &progress,
+        outcomes: Mutex::default(),
     };
     let outcome = if admission.stop.token.is_cancelled() {
         Err(admission.stop.failure())
@@ -232,7 +247,14 @@ pub async fn run(
         Err(f) if f.code == ErrorCode::Cancelled => ("cancelled", 0),
         Err(_) => ("failed", 0),
     };
-    progress.report(state, step, &admission.run.label, outcome.as_ref().err());
+    let steps = std::mem::take(&mut *lock(&runner.outcomes));
+    progress.report_with(
+        state,
+        step,
+        &admission.run.label,
+        outcome.as_ref().err(),
+        Some(steps),
+    );
     outcome
 }
 
@@ -242,9 +264,21 @@ struct Runner<'a> {
     key: &'a CommandKey,
     stop: &'a Stop,
     progress: &'a Progress<'a>,
+    /// Each step's outcome so far, for the run's last progress event: `{step, label,
+    /// outcome}` with `outcome` `ok`, `skipped`, `failed` (with `error`) or `continued`
+    /// (failed, and the run went on).
+    outcomes: Mutex<Vec<Value>>,
 }
 
 impl Runner<'_> {
+    fn note(&self, number: &str, label: &str, outcome: &str, error: Option<&Failure>) {
+        let mut entry = json!({"step": number, "label": label, "outcome": outcome});
+        if let Some(failure) = error {
+            entry["error"] = json!({"code": failure.code, "message": failure.message});
+        }
+        lock(&self.outcomes).push(entry);
+    }
+
     /// Runs `run`'s steps; `prefix` numbers the steps of a nested macro (`5.`), and `top`
     /// is the step of the outer macro it runs in (progress counts the outer steps).
     fn steps<'s>(
@@ -262,6 +296,7 @@ impl Runner<'_> {
                     .as_ref()
                     .is_some_and(|c| holds(self.router.journal(), c))
                 {
+                    self.note(&number, &step.label, "skipped", None);
                     continue;
                 }
                 self.progress.report("running", shown, &step.label, None);
@@ -310,14 +345,20 @@ impl Runner<'_> {
                     _ = self.stop.token.cancelled() => {
                         let mut failure = self.stop.failure();
                         failure.message = format!("{} at step {number} ({}); the steps before it were done", failure.message, step.label);
+                        self.note(&number, &step.label, "cancelled", None);
                         return Err(failure);
                     }
                 };
+                if outcome.is_ok() {
+                    self.note(&number, &step.label, "ok", None);
+                }
                 if let Err(failure) = outcome {
                     let waits = matches!(step.action, Action::WaitUntil { .. });
                     if step.on_error == OnFail::Continue && !waits {
+                        self.note(&number, &step.label, "continued", Some(&failure));
                         continue;
                     }
+                    self.note(&number, &step.label, "failed", Some(&failure));
                     return Err(Failure::new(
                         failure.code,
                         format!("step {number} ({}): {}", step.label, failure.message),
