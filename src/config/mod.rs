@@ -13,6 +13,7 @@ pub mod panel;
 pub mod profile;
 mod range;
 mod register_map;
+pub mod schedules;
 pub mod site;
 
 pub use auth::AuthToken;

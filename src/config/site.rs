@@ -33,6 +33,8 @@ pub struct Site {
     pub panels: Vec<Panel>,
     /// `[macros.NAME]`, checked against the devices' profiles.
     pub macros: BTreeMap<String, Arc<super::macros::Macro>>,
+    /// `[[schedules]]`: macros run at local times.
+    pub schedules: Vec<super::schedules::Schedule>,
     /// Who may scrape `/metrics`.
     pub metrics: crate::metrics::MetricsSettings,
     pub source: PathBuf,
@@ -382,6 +384,8 @@ struct SiteFile {
     panels: BTreeMap<Spanned<String>, PanelEntry>,
     #[serde(default)]
     macros: BTreeMap<Spanned<String>, super::macros::MacroFile>,
+    #[serde(default)]
+    schedules: Vec<super::schedules::ScheduleFile>,
 }
 
 #[derive(Deserialize)]
@@ -703,6 +707,8 @@ pub fn parse_site_with(
 
     let panels = load_panels(path, text, file.panels, &devices, read, &mut errors);
     let macros = super::macros::load_macros(path, text, file.macros, &devices, &mut errors);
+    let schedules =
+        super::schedules::load_schedules(path, text, file.schedules, &macros, &mut errors);
 
     if !errors.is_empty() {
         // This file top to bottom, then problems inside the profiles it uses.
@@ -726,6 +732,7 @@ pub fn parse_site_with(
         devices,
         panels,
         macros,
+        schedules,
         metrics: file.metrics,
         source: path.to_path_buf(),
     })
