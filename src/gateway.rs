@@ -95,6 +95,14 @@ impl Gateway {
             .with_hello_timeout(site.server.hello_timeout)
             .with_command_rate(site.commands.panel_rate, site.commands.panel_burst),
         );
+        if !site.schedules.is_empty() {
+            tasks.spawn(crate::macros::schedule::run_schedules(
+                hub.router.clone(),
+                site.schedules.clone(),
+                crate::macros::schedule::Clock::system(),
+                shutdown.child_token(),
+            ));
+        }
         let web = WebPolicy::new(
             site.server
                 .allowed_origins

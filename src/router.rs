@@ -267,6 +267,18 @@ impl Router {
         &self.macros
     }
 
+    /// How long command ids are remembered.
+    pub fn dedupe_window(&self) -> Duration {
+        self.window
+    }
+
+    /// Whether `key` is in the ledger (run, running or refused for good within the window).
+    pub fn knows(&self, key: &CommandKey) -> bool {
+        let mut ledger = lock(&self.ledger);
+        ledger.expire(self.window);
+        ledger.outcomes.contains_key(key)
+    }
+
     pub(crate) fn journal(&self) -> &Journal {
         &self.journal
     }

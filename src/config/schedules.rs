@@ -141,7 +141,11 @@ impl Schedule {
         (0..=8)
             .filter_map(|offset| today.checked_add(offset.days()).ok())
             .filter(|date| self.days.is_empty() || self.days.contains(&date.weekday()))
-            .filter_map(|date| date.to_datetime(self.at).to_zoned_datetime(self.zone.clone()).ok())
+            .filter_map(|date| {
+                date.to_datetime(self.at)
+                    .to_zoned_datetime(self.zone.clone())
+                    .ok()
+            })
             .map(|zoned| zoned.timestamp())
             .find(|at| *at > after)
             .expect("every schedule runs within 8 days")
@@ -153,7 +157,11 @@ impl Schedule {
         (0..=8)
             .filter_map(|offset| today.checked_sub(offset.days()).ok())
             .filter(|date| self.days.is_empty() || self.days.contains(&date.weekday()))
-            .filter_map(|date| date.to_datetime(self.at).to_zoned_datetime(self.zone.clone()).ok())
+            .filter_map(|date| {
+                date.to_datetime(self.at)
+                    .to_zoned_datetime(self.zone.clone())
+                    .ok()
+            })
             .map(|zoned| zoned.timestamp())
             .find(|fired| *fired <= at)
     }

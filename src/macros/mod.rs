@@ -455,5 +455,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+pub mod schedule;
+
 #[cfg(test)]
 mod tests;

@@ -303,3 +303,94 @@ async fn skip_if_skips_and_on_error_continue_goes_on_past_a_failed_command() {
         "{failure}"
     );
 }
+
+mod schedules {
+    use super::*;
+    use crate::config::parse_site;
+    use crate::macros::schedule::{CLIENT, Clock, run_schedules};
+    use tokio_util::sync::CancellationToken;
+
+    fn schedule(extra: &str) -> crate::config::schedules::Schedule {
+        let text = format!(
+            "[macros.room-off]\nsteps = [{{ delay = \"1s\" }}]\n[[schedules]]\nmacro = \"room-off\"\nat = \"22:00\"\ntime_zone = \"Europe/Berlin\"\n{extra}"
+        );
+        parse_site(std::path::Path::new("site.toml"), &text)
+            .unwrap()
+            .schedules
+            .remove(0)
+    }
+
+    fn room_off() -> Macro {
+        Macro {
+            name: "room-off".into(),
+            label: "Room off".into(),
+            group: None,
+            mode: RunMode::Single,
+            steps: vec![step("Pause", Action::Delay(Duration::from_secs(1)))],
+        }
+    }
+
+    fn ran(journal: &Journal) -> Option<Value> {
+        let snapshot = journal.snapshot();
+        Some(
+            snapshot
+                .devices
+                .get(DEVICE)?
+                .points
+                .get("room-off")?
+                .clone(),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_schedule_runs_its_macro_at_the_local_time_and_not_before() {
+        let journal = journal();
+        let router = router(&journal, vec![room_off()]);
+        let stop = CancellationToken::new();
+        // 21:59 in Berlin (CET): the run is due in one minute.
+        let clock = Clock::starting_at("2026-11-30T20:59:00Z".parse().unwrap());
+        let task = tokio::spawn(run_schedules(
+            router.clone(),
+            vec![schedule("")],
+            clock,
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_secs(59)).await;
+        assert_eq!(ran(&journal), None, "not before 22:00");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let shown = ran(&journal).expect("ran at 22:00");
+        assert_eq!(shown["state"], "done");
+        assert_eq!(shown["run"], "room-off@2026-11-30T21:00:00Z");
+        assert_eq!(shown["client"], CLIENT);
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_missed_while_down_is_skipped_unless_catch_up() {
+        // Started at 22:05: the 22:00 run was missed.
+        let at = "2026-11-30T21:05:00Z".parse().unwrap();
+        for (extra, runs) in [("", false), ("catch_up = true\n", true)] {
+            let journal = journal();
+            let router = router(&journal, vec![room_off()]);
+            let stop = CancellationToken::new();
+            let clock = Clock::starting_at(at);
+            let task = tokio::spawn(run_schedules(
+                router.clone(),
+                vec![schedule(extra)],
+                clock,
+                stop.clone(),
+            ));
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            assert_eq!(ran(&journal).is_some(), runs, "{extra}");
+            if runs {
+                assert_eq!(
+                    ran(&journal).unwrap()["run"],
+                    "room-off@2026-11-30T21:00:00Z"
+                );
+            }
+            stop.cancel();
+            task.await.unwrap();
+        }
+    }
+}
