@@ -311,5 +311,8 @@ fn restart_only_changes(running: &Site, new: &Site) -> Vec<&'static str> {
     if format!("{:?}", running.commands) != format!("{:?}", new.commands) {
         sections.push("commands");
     }
+    if format!("{:?}", running.schedules) != format!("{:?}", new.schedules) {
+        sections.push("schedules");
+    }
     sections
 }
