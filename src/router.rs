@@ -524,6 +524,17 @@ impl Router {
             drop(ledger);
             return refuse(storage_unavailable(&why));
         }
+        if let Some((step_device, step_command)) = self.macros.forbidden_step(name, &origin.scopes)
+        {
+            drop(ledger);
+            return refuse(Failure::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "this panel's token ({}) may not send `{step_command}` to `{step_device}`, a step of macro `{name}`; nothing was run or cancelled; ask the integrator for a token with control of it",
+                    origin.token.as_deref().unwrap_or("none")
+                ),
+            ));
+        }
         let admission = match self.macros.admit(name, &crate::macros::who(&key, name)) {
             Ok(admission) => admission,
             Err(failure) => {

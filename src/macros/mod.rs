@@ -24,6 +24,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Scopes;
 use crate::command::{ErrorCode, Failure, Outcome};
 use crate::config::macros::{Action, Condition, Macro, OnFail, Op, RunMode};
 use crate::journal::Journal;
@@ -103,6 +104,34 @@ impl Engine {
 
     pub(crate) fn get(&self, name: &str) -> Option<Arc<Macro>> {
         lock(&self.book).get(name).cloned()
+    }
+
+    /// The first device step of `name` (nested macros included) that `scopes` may not
+    /// send, as its device and command: a panel may only start a run it could finish, so
+    /// it cannot cancel another run of the group with a macro it may not run.
+    pub fn forbidden_step(&self, name: &str, scopes: &Scopes) -> Option<(String, String)> {
+        let book = lock(&self.book).clone();
+        let mut pending = vec![name.to_string()];
+        let mut seen = Vec::new();
+        while let Some(name) = pending.pop() {
+            if seen.contains(&name) {
+                continue;
+            }
+            let Some(run) = book.get(&name) else { continue };
+            for step in &run.steps {
+                match &step.action {
+                    Action::Command {
+                        device, command, ..
+                    } if !scopes.can_control(device, command) => {
+                        return Some((device.clone(), command.clone()));
+                    }
+                    Action::Macro(inner) => pending.push(inner.clone()),
+                    _ => {}
+                }
+            }
+            seen.push(name);
+        }
+        None
     }
 
     /// Lets a run of `name` in under its run mode, cancelling what it replaces: a running

@@ -187,6 +187,54 @@ async fn a_run_in_the_same_group_cancels_the_running_one_and_says_who() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_panel_may_not_start_a_macro_it_could_not_finish_nor_cancel_with_it() {
+    let journal = journal();
+    let off = Macro {
+        name: "room-off".into(),
+        label: "Room off".into(),
+        group: Some("room".into()),
+        mode: RunMode::Single,
+        steps: vec![step("Outer", Action::Macro("projector-off".into()))],
+    };
+    let projector_off = Macro {
+        name: "projector-off".into(),
+        label: "Projector off".into(),
+        group: None,
+        mode: RunMode::Single,
+        steps: vec![step(
+            "Projector off",
+            Action::Command {
+                device: "proj".into(),
+                command: "power".into(),
+                args: Default::default(),
+            },
+        )],
+    };
+    let router = router(
+        &journal,
+        vec![
+            warm_up("room-on", Some("room"), RunMode::Single, OnFail::Fail),
+            off,
+            projector_off,
+        ],
+    );
+    let on = tokio::spawn(finish(submit(&router, "lectern", "on-1", "room-on")));
+    tokio::task::yield_now().await;
+    let viewer = Origin {
+        scopes: Arc::new(Scopes::parse(["read", "control:proj/input"]).unwrap()),
+        ..origin()
+    };
+    let refused = router
+        .submit_macro(&viewer, key("guest", "off-1"), "room-off")
+        .err()
+        .expect("refused");
+    assert_eq!(refused.code, ErrorCode::Forbidden);
+    assert!(refused.message.contains("`power` to `proj`"), "{refused}");
+    journal.record("proj", "power", json!("on"));
+    on.await.unwrap().expect("room-on was not cancelled");
+}
+
+#[tokio::test(start_paused = true)]
 async fn run_modes_refuse_restart_or_queue_a_second_run() {
     let journal = journal();
     let router = router(
