@@ -14,9 +14,7 @@
 //! moment after the gap, one that exists twice (in the autumn fold) runs once, the first
 //! time.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use jiff::civil::{Time, Weekday};
 use jiff::tz::TimeZone;
@@ -25,7 +23,6 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::ConfigError;
-use super::macros::Macro;
 
 /// A checked schedule.
 #[derive(Debug, Clone)]
@@ -69,7 +66,7 @@ pub(super) fn load_schedules(
     path: &Path,
     text: &str,
     files: Vec<ScheduleFile>,
-    macros: &BTreeMap<String, Arc<Macro>>,
+    macros: &[String],
     errors: &mut Vec<ConfigError>,
 ) -> Vec<Schedule> {
     let here = |span: std::ops::Range<usize>, message: String| {
@@ -78,8 +75,8 @@ pub(super) fn load_schedules(
     let mut schedules = Vec::new();
     for file in files {
         let before = errors.len();
-        if !macros.contains_key(file.run.get_ref()) {
-            let known: Vec<&str> = macros.keys().map(String::as_str).collect();
+        if !macros.contains(file.run.get_ref()) {
+            let known: Vec<&str> = macros.iter().map(String::as_str).collect();
             errors.push(here(
                 file.run.span(),
                 format!(

@@ -706,9 +706,11 @@ pub fn parse_site_with(
     errors.append(&mut ranges.errors);
 
     let panels = load_panels(path, text, file.panels, &devices, read, &mut errors);
+    // Schedules name macros as declared: one with a mistake of its own is reported once.
+    let macro_names: Vec<String> = file.macros.keys().map(|k| k.get_ref().clone()).collect();
     let macros = super::macros::load_macros(path, text, file.macros, &devices, &mut errors);
     let schedules =
-        super::schedules::load_schedules(path, text, file.schedules, &macros, &mut errors);
+        super::schedules::load_schedules(path, text, file.schedules, &macro_names, &mut errors);
 
     if !errors.is_empty() {
         // This file top to bottom, then problems inside the profiles it uses.
