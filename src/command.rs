@@ -80,6 +80,11 @@ pub enum ErrorCode {
     /// must be recorded before it runs, was not run. The gateway retries the disk by
     /// itself; `/healthz` says when it is back.
     StorageUnavailable,
+    /// A macro run was cancelled (by a run of another macro in its group, or a restart of
+    /// the same macro); the message says by whom and at which step.
+    Cancelled,
+    /// A macro whose run mode is `single` is running already.
+    AlreadyRunning,
 }
 
 impl ErrorCode {
@@ -105,6 +110,8 @@ impl ErrorCode {
             Self::OutcomeUnknown => "outcome_unknown",
             Self::Internal => "internal",
             Self::StorageUnavailable => "storage_unavailable",
+            Self::Cancelled => "cancelled",
+            Self::AlreadyRunning => "already_running",
         }
     }
 }

@@ -225,6 +225,36 @@ name = "Rack power"
 profile = "modbus-power-sequencer-8"
 address = "{sequencer}"
 
+# "System on / System off" (docs/MACROS.md): one run per group, so Room off cancels a
+# Room on that is still warming up.
+[macros.room-on]
+label = "Room on"
+group = "room"
+steps = [
+  {{ skip_if = "proj-left/power in ['on', 'warming']", device = "proj-left", command = "power", args = {{ on = true }}, label = "Left projector on" }},
+  {{ skip_if = "proj-right/power in ['on', 'warming']", device = "proj-right", command = "power", args = {{ on = true }}, label = "Right projector on", on_error = "continue" }},
+  {{ device = "display", command = "power", args = {{ on = true }}, label = "Lobby display on", on_error = "continue" }},
+  {{ wait_until = "proj-left/power == 'on'", timeout = "2m", label = "Warming up projectors" }},
+  {{ device = "switcher", command = "route", args = {{ input = 1, output = 1 }}, label = "Lectern PC to the projectors" }},
+  {{ device = "switcher", command = "mute", args = {{ audio = false, output = 1 }}, label = "Sound on" }},
+]
+
+[macros.room-off]
+label = "Room off"
+group = "room"
+mode = "restart"
+steps = [
+  {{ device = "switcher", command = "mute", args = {{ audio = true, output = 1 }}, label = "Sound off", on_error = "continue" }},
+  {{ skip_if = "proj-left/power in ['off', 'cooling']", device = "proj-left", command = "power", args = {{ on = false }}, label = "Left projector off", on_error = "continue" }},
+  {{ skip_if = "proj-right/power in ['off', 'cooling']", device = "proj-right", command = "power", args = {{ on = false }}, label = "Right projector off", on_error = "continue" }},
+  {{ device = "display", command = "power", args = {{ on = false }}, label = "Lobby display off", on_error = "continue" }},
+]
+
+# If someone forgot: the room goes off at 22:00 (the host's time zone).
+[[schedules]]
+macro = "room-off"
+at = "22:00"
+
 # A panel page at /panel/demo. The demo has this file built in; for your own site, copy
 # src/web/demo-panel.toml to panels/demo.toml beside the site file.
 [panels.demo]

@@ -78,7 +78,9 @@ impl Gateway {
             running.routes(),
             site.commands.dedupe_window,
             journal.clone(),
-        );
+        )
+        .with_macros(site.macros.clone())
+        .with_shutdown(shutdown.child_token(), tasks.clone());
         let history = store.as_ref().map(|(store, _, _)| store.clone());
         if let Some((store, commands, audit)) = store {
             router = router.with_store(store, &commands, &audit);
@@ -105,6 +107,14 @@ impl Gateway {
                 hub.clone(),
                 data_dir,
                 shutdown.clone(),
+            ));
+        }
+        if !site.schedules.is_empty() {
+            tasks.spawn(crate::macros::schedule::run_schedules(
+                hub.router.clone(),
+                site.schedules.clone(),
+                crate::macros::schedule::Clock::system(),
+                shutdown.child_token(),
             ));
         }
         let web = WebPolicy::new(

@@ -743,6 +743,11 @@ impl Journal {
         }
     }
 
+    /// One device's state as panels may see it (committed), if the journal knows it.
+    pub fn device_state(&self, device: &str) -> Option<DeviceState> {
+        self.lock().committed.get(device).cloned()
+    }
+
     /// Whether the device is online now (a cheap check for the router).
     pub fn is_online(&self, device: &str) -> bool {
         self.lock().latest.get(device).is_some_and(|d| d.online)

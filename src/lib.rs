@@ -44,6 +44,7 @@ pub mod history;
 pub mod http;
 pub mod hub;
 pub mod journal;
+pub mod macros;
 pub mod metrics;
 pub mod mqtt;
 pub mod pattern;

@@ -33,7 +33,9 @@ impl Pattern {
                 text.escape_default()
             ));
         }
-        if let Some(bad) = text.chars().find(|c| !allowed(*c)) {
+        // The gateway's own pseudo-devices (`@site`, `@macros`) start with `@`.
+        let named = text.strip_prefix('@').unwrap_or(text);
+        if let Some(bad) = named.chars().find(|c| !allowed(*c)) {
             return Err(format!(
                 "pattern `{}` has `{}`; use device ids, point names, `*` and one `/` (e.g. `proj-*`, `*/power`)",
                 text.escape_default(),
@@ -148,9 +150,17 @@ mod tests {
     }
 
     #[test]
+    fn the_gateways_pseudo_devices_can_be_named() {
+        let macros = Pattern::parse("@macros/room-on").unwrap();
+        assert!(macros.matches_point("@macros", "room-on"));
+        assert!(!macros.matches_point("@macros", "room-off"));
+        assert!(Pattern::parse("@site").unwrap().matches_device("@site"));
+    }
+
+    #[test]
     fn bad_patterns_say_why() {
         for bad in [
-            "", "a/b/c", "/power", "proj/", "proj 1", "proj#1", "proj\n1",
+            "", "a/b/c", "/power", "proj/", "proj 1", "proj#1", "proj\n1", "proj@1", "@@x",
         ] {
             let err = Pattern::parse(bad).unwrap_err();
             assert!(err.contains("pattern"), "{bad}: {err}");

@@ -190,6 +190,7 @@ impl Live {
             ..summary
         };
         self.hub.router.replace_devices(links.routes());
+        self.hub.router.replace_macros(site.macros.clone());
         self.hub.replace_tokens(&site.auth);
         self.devices.store(DeviceInfo::from_site(&site));
         self.panels.store(site.panels.clone());
@@ -316,6 +317,9 @@ fn restart_only_changes(running: &Site, new: &Site) -> Vec<&'static str> {
     // The bridge keeps its broker connection and identity until the gateway restarts.
     if format!("{:?}", running.mqtt) != format!("{:?}", new.mqtt) {
         sections.push("mqtt");
+    }
+    if format!("{:?}", running.schedules) != format!("{:?}", new.schedules) {
+        sections.push("schedules");
     }
     sections
 }

@@ -16,7 +16,8 @@
 //! [`outcome`] returns only once panels may see that seq, so a session that sends the
 //! `result` after it has sent every event up to the head sends it after those events.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -24,12 +25,14 @@ use avgate_drivers::{Map, Value};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use crate::audit::{ArgsSummary, AuditEntry, AuditLog, AuditQuery, Record};
 use crate::auth::Scopes;
 use crate::command::{ErrorCode, Failure, Outcome};
-use crate::config::Profile;
+use crate::config::{Macro, Profile};
 use crate::journal::Journal;
 use crate::runtime::{DeviceHandle, Ticket};
 use crate::store::{Health, Store, Write, unix_millis};
@@ -162,8 +165,6 @@ struct CommandRecord {
 /// One accepted command on its way through [`execute`].
 struct Accepted {
     key: CommandKey,
-    /// Its place in the device's line, taken as it was accepted.
-    ticket: Ticket,
     origin: Origin,
     device: String,
     command: String,
@@ -200,6 +201,13 @@ pub struct Router {
     audit: Arc<AuditLog>,
     store: Option<Arc<Store>>,
     journal: Arc<Journal>,
+    /// The site's macros and their runs.
+    macros: crate::macros::Engine,
+    /// Macro runs stop when this is cancelled (the gateway stopping), without an outcome:
+    /// their record stays pending, so a re-send after the restart is `outcome_unknown`.
+    stopping: CancellationToken,
+    /// Where macro runs are spawned, so shutdown waits until they let go of the store.
+    runs: TaskTracker,
 }
 
 #[derive(Default)]
@@ -231,7 +239,48 @@ impl Router {
             audit: Arc::default(),
             store: None,
             journal,
+            macros: crate::macros::Engine::default(),
+            stopping: CancellationToken::new(),
+            runs: TaskTracker::new(),
         }
+    }
+
+    /// Stops macro runs when `stopping` is cancelled; `tasks` tracks them.
+    pub fn with_shutdown(mut self, stopping: CancellationToken, tasks: TaskTracker) -> Self {
+        self.stopping = stopping;
+        self.runs = tasks;
+        self
+    }
+
+    /// Runs `macros` when a panel asks (see [`Router::submit_macro`]).
+    pub fn with_macros(self, macros: BTreeMap<String, Arc<Macro>>) -> Self {
+        self.macros.replace(macros);
+        self
+    }
+
+    /// Macro runs started from now on use `macros` (a reload).
+    pub fn replace_macros(&self, macros: BTreeMap<String, Arc<Macro>>) {
+        self.macros.replace(macros);
+    }
+
+    pub(crate) fn macros(&self) -> &crate::macros::Engine {
+        &self.macros
+    }
+
+    /// How long command ids are remembered.
+    pub fn dedupe_window(&self) -> Duration {
+        self.window
+    }
+
+    /// Whether `key` is in the ledger (run, running or refused for good within the window).
+    pub fn knows(&self, key: &CommandKey) -> bool {
+        let mut ledger = lock(&self.ledger);
+        ledger.expire(self.window);
+        ledger.outcomes.contains_key(key)
+    }
+
+    pub(crate) fn journal(&self) -> &Journal {
+        &self.journal
     }
 
     /// Routes commands to `devices` from now on; commands already queued stay where they
@@ -399,8 +448,8 @@ impl Router {
         let store = self.store.clone();
         let audit = self.audit.clone();
         let journal = self.journal.clone();
+        let ticket = handle.ticket();
         let accepted = Accepted {
-            ticket: handle.ticket(),
             key,
             origin: origin.clone(),
             device: device.to_string(),
@@ -408,7 +457,12 @@ impl Router {
             args,
         };
         tokio::spawn(async move {
-            let outcome = execute(store.as_ref(), &handle, &accepted).await;
+            let outcome = recorded(
+                store.as_ref(),
+                &accepted,
+                run_on(&handle, ticket, &accepted),
+            )
+            .await;
             crate::metrics::command_finished(match &outcome {
                 Ok(_) => "ok",
                 Err(failure) => failure.code.as_str(),
@@ -425,6 +479,112 @@ impl Router {
                 ..
             } = &accepted;
             audit.record(audit_record(
+                origin,
+                key,
+                device,
+                command,
+                args,
+                outcome.as_ref().map(|_| ()),
+            ));
+            tx.send_replace(Some(Settled { outcome, after_seq }));
+        });
+        Ok(Submission::Accepted(watch))
+    }
+
+    /// Admits a run of macro `name` as the command `key`: deduplicated, written down and
+    /// audited like a device command (device `@macros`, command the macro's name), then
+    /// run step by step ([`crate::macros::run`]), each step a command of its own.
+    pub fn submit_macro(
+        self: &Arc<Self>,
+        origin: &Origin,
+        key: CommandKey,
+        name: &str,
+    ) -> Result<Submission, Failure> {
+        let device = crate::macros::DEVICE;
+        let no_args = Map::new();
+        let refuse = |failure: Failure| {
+            crate::metrics::command_finished(failure.code.as_str());
+            self.audit.record(audit_record(
+                origin,
+                &key,
+                device,
+                name,
+                &no_args,
+                Err(&failure),
+            ));
+            Err(failure)
+        };
+        let mut ledger = lock(&self.ledger);
+        ledger.expire(self.window);
+        if let Some(seen) = ledger.outcomes.get(&key) {
+            metrics::counter!(crate::metrics::COMMANDS_DEDUPLICATED).increment(1);
+            return Ok(Submission::Duplicate(seen.clone()));
+        }
+        if let Some(Health::Failing(why)) = self.store.as_ref().map(|s| s.health()) {
+            drop(ledger);
+            return refuse(storage_unavailable(&why));
+        }
+        if let Some((step_device, step_command)) = self.macros.forbidden_step(name, &origin.scopes)
+        {
+            drop(ledger);
+            return refuse(Failure::new(
+                ErrorCode::Forbidden,
+                format!(
+                    "this panel's token ({}) may not send `{step_command}` to `{step_device}`, a step of macro `{name}`; nothing was run or cancelled; ask the integrator for a token with control of it",
+                    origin.token.as_deref().unwrap_or("none")
+                ),
+            ));
+        }
+        let admission = match self.macros.admit(name, &crate::macros::who(&key, name)) {
+            Ok(admission) => admission,
+            Err(failure) => {
+                drop(ledger);
+                return refuse(failure);
+            }
+        };
+        let (tx, rx) = watch::channel(None);
+        let watch = OutcomeWatch {
+            settled: rx,
+            journal: self.journal.clone(),
+        };
+        if let Err(failure) = ledger.remember(Instant::now(), key.clone(), watch.clone()) {
+            drop(ledger);
+            self.macros.finish(&admission);
+            return refuse(failure);
+        }
+        drop(ledger);
+        let router = self.clone();
+        let accepted = Accepted {
+            key,
+            origin: origin.clone(),
+            device: device.to_string(),
+            command: name.to_string(),
+            args: no_args,
+        };
+        let stopping = self.stopping.clone();
+        self.runs.spawn(async move {
+            let work = crate::macros::run(&router, &accepted.origin, &accepted.key, &admission);
+            let outcome = tokio::select! {
+                outcome = recorded(router.store.as_ref(), &accepted, work) => outcome,
+                // The gateway is stopping mid-run: no outcome is written, so the record
+                // stays pending and the next start reports it `outcome_unknown`. Waiting
+                // panels get `shutting_down` (the sender is dropped).
+                _ = stopping.cancelled() => return,
+            };
+            router.macros.finish(&admission);
+            crate::metrics::command_finished(match &outcome {
+                Ok(_) => "ok",
+                Err(failure) => failure.code.as_str(),
+            });
+            let after_seq = router.journal.device_seq(device);
+            let Accepted {
+                key,
+                origin,
+                command,
+                args,
+                ..
+            } = &accepted;
+            router.audit.record(audit_record(
                 origin,
                 key,
                 device,
@@ -512,13 +672,13 @@ fn audit_record<'a>(
     }
 }
 
-/// Runs one accepted command: written down as pending first (so a crash can never lead
-/// to a silent second run), then queued on the device, then its outcome written down. Both
+/// Runs one accepted command (`work`): written down as pending first (so a crash can
+/// never lead to a silent second run), then run, then its outcome written down. Both
 /// records ride the journal's group commit; only the first is waited for.
-async fn execute(
+async fn recorded(
     store: Option<&Arc<Store>>,
-    handle: &DeviceHandle,
     accepted: &Accepted,
+    work: impl Future<Output = Outcome>,
 ) -> Outcome {
     let at_ms = unix_millis(SystemTime::now());
     if let Some(store) = store {
@@ -534,8 +694,20 @@ async fn execute(
             return Err(failure);
         }
     }
-    let outcome = match handle.submit(
-        accepted.ticket,
+    let outcome = work.await;
+    if let Some(store) = store {
+        // Not waited for: if it never reaches the disk, a re-send after a restart reports
+        // outcome_unknown, never a second run.
+        store.enqueue(accepted.write(at_ms, Some(outcome.clone())));
+    }
+    outcome
+}
+
+/// Queues an accepted command on its device (in its place in the line, `ticket`) and
+/// waits for the device's answer.
+async fn run_on(handle: &DeviceHandle, ticket: Ticket, accepted: &Accepted) -> Outcome {
+    match handle.submit(
+        ticket,
         &accepted.key.id,
         accepted.command.clone(),
         accepted.args.clone(),
@@ -547,13 +719,7 @@ async fn execute(
             ))
         }),
         Err(failure) => Err(failure),
-    };
-    if let Some(store) = store {
-        // Not waited for: if it never reaches the disk, a re-send after a restart reports
-        // outcome_unknown, never a second run.
-        store.enqueue(accepted.write(at_ms, Some(outcome.clone())));
     }
-    outcome
 }
 
 impl Ledger {

@@ -46,6 +46,17 @@ async fn every_device_in_the_demo_room_comes_online_and_takes_commands() {
         .until_event("sequencer", "outlet.3", json!(true))
         .await;
     assert_eq!(panel.until_set("sequencer", "voltage").await, json!(229.8));
+
+    // The demo's macros: Room on skips powering the projector already warming up and
+    // waits for it to be on (2 s).
+    panel
+        .send(json!({"type": "command", "id": "on", "macro": "room-on"}))
+        .await;
+    let result = panel.result(json!("on")).await;
+    assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(panel.known("proj-left", "power"), &json!("on"));
+    assert_eq!(panel.known("@macros", "room-on")["state"], "done");
+    assert_eq!(room.site.schedules.len(), 1);
     gw.shutdown().await;
     room.shutdown().await;
 }

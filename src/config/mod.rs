@@ -8,14 +8,17 @@
 
 mod auth;
 mod error;
+pub mod macros;
 pub mod panel;
 pub mod profile;
 mod range;
 mod register_map;
+pub mod schedules;
 pub mod site;
 
 pub use auth::AuthToken;
 pub use error::{ConfigError, ConfigErrors};
+pub use macros::Macro;
 pub use panel::{Panel, PanelContent, PanelPage};
 pub use profile::{ArgSpec, ArgType, CommandSpec, PointSpec, Profile};
 pub use site::{DeviceConfig, Link, Site, load_site, parse_site, parse_site_with};

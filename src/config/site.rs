@@ -31,6 +31,10 @@ pub struct Site {
     pub devices: Vec<DeviceConfig>,
     /// Panel pages served at `/panel/NAME`.
     pub panels: Vec<Panel>,
+    /// `[macros.NAME]`, checked against the devices' profiles.
+    pub macros: BTreeMap<String, Arc<super::macros::Macro>>,
+    /// `[[schedules]]`: macros run at local times.
+    pub schedules: Vec<super::schedules::Schedule>,
     /// Who may scrape `/metrics`.
     pub metrics: crate::metrics::MetricsSettings,
     /// The bridge to an MQTT broker, when `[mqtt]` is configured.
@@ -382,6 +386,10 @@ struct SiteFile {
     devices: BTreeMap<Spanned<String>, DeviceFile>,
     #[serde(default)]
     panels: BTreeMap<Spanned<String>, PanelEntry>,
+    #[serde(default)]
+    macros: BTreeMap<Spanned<String>, super::macros::MacroFile>,
+    #[serde(default)]
+    schedules: Vec<super::schedules::ScheduleFile>,
 }
 
 #[derive(Deserialize)]
@@ -705,6 +713,11 @@ pub fn parse_site_with(
         .and_then(|m| crate::mqtt::config::check(path, text, m, &auth, &mut errors));
 
     let panels = load_panels(path, text, file.panels, &devices, read, &mut errors);
+    // Schedules name macros as declared: one with a mistake of its own is reported once.
+    let macro_names: Vec<String> = file.macros.keys().map(|k| k.get_ref().clone()).collect();
+    let macros = super::macros::load_macros(path, text, file.macros, &devices, &mut errors);
+    let schedules =
+        super::schedules::load_schedules(path, text, file.schedules, &macro_names, &mut errors);
 
     if !errors.is_empty() {
         // This file top to bottom, then problems inside the profiles it uses.
@@ -727,6 +740,8 @@ pub fn parse_site_with(
         warnings,
         devices,
         panels,
+        macros,
+        schedules,
         metrics: file.metrics,
         mqtt,
         source: path.to_path_buf(),

@@ -75,10 +75,14 @@ pub fn check(message: &ClientMessage) -> Result<(), Failure> {
             device,
             command,
             args,
+            run,
             ..
         } => {
-            name("device", device)?;
-            name("command", command)?;
+            for (field, value) in [("device", device), ("command", command), ("macro", run)] {
+                if let Some(value) = value {
+                    name(field, value)?;
+                }
+            }
             let depth = args.values().map(depth).max().unwrap_or(0) + 1;
             if depth > MAX_ARGS_DEPTH {
                 return Err(too_large(format!(

@@ -49,7 +49,7 @@ pub const BATCH: usize = 256;
 /// What every session shares.
 pub struct Hub {
     pub journal: Arc<Journal>,
-    pub router: Router,
+    pub router: Arc<Router>,
     /// The site's tokens (none: panels need none). Replaced whole by a reload.
     tokens: Mutex<Arc<TokenBook>>,
     /// Failed token attempts per peer address.
@@ -75,7 +75,7 @@ impl Hub {
     ) -> Self {
         Self {
             journal,
-            router,
+            router: Arc::new(router),
             tokens: Mutex::new(Arc::new(TokenBook::new(tokens))),
             lockout: Mutex::default(),
             ping_interval,

@@ -442,7 +442,12 @@ fn handle_text(text: &str, hub: &Hub, panel: &Panel, state: ReaderState<'_>) -> 
             device,
             command,
             args,
+            run,
         } => {
+            let wanted = match wire::wanted(device, command, run, &args) {
+                Ok(wanted) => wanted,
+                Err(failure) => return reply(error_message(&failure, Some(&id))),
+            };
             let Some(key) = wire::id_key(&id) else {
                 let failure = Failure::new(
                     ErrorCode::InvalidMessage,
@@ -475,10 +480,14 @@ fn handle_text(text: &str, hub: &Hub, panel: &Panel, state: ReaderState<'_>) -> 
                 client: panel.client.clone(),
                 id: key,
             };
+            let (device, command) = match &wanted {
+                wire::Wanted::Device { device, command } => (device.as_str(), command.as_str()),
+                wire::Wanted::Macro(name) => (crate::macros::DEVICE, name.as_str()),
+            };
             info!(
                 session = %panel.session,
-                device = %Untrusted(&device),
-                command = %Untrusted(&command),
+                device = %Untrusted(device),
+                command = %Untrusted(command),
                 id = %Untrusted(&key.id),
                 "command"
             );
@@ -489,7 +498,13 @@ fn handle_text(text: &str, hub: &Hub, panel: &Panel, state: ReaderState<'_>) -> 
                 peer: Some(panel.peer.ip().to_string()),
                 web_origin: panel.web_origin.clone(),
             };
-            match hub.router.submit(&origin, key, &device, &command, args) {
+            let submitted = match &wanted {
+                wire::Wanted::Device { device, command } => {
+                    hub.router.submit(&origin, key, device, command, args)
+                }
+                wire::Wanted::Macro(name) => hub.router.submit_macro(&origin, key, name),
+            };
+            match submitted {
                 Err(failure) => reply(result_message(&id, Err(&failure))),
                 Ok(submission) => {
                     let (watch, duplicate) = match submission {

@@ -25,13 +25,19 @@ pub enum ClientMessage {
         #[serde(default)]
         subscribe: Option<Vec<String>>,
     },
+    /// A device command (`device`, `command`, `args`), or a run of one of the site's
+    /// macros (`macro`, nothing else).
     Command {
         /// The panel's id for this command: a string or an integer.
         id: Value,
-        device: String,
-        command: String,
+        #[serde(default)]
+        device: Option<String>,
+        #[serde(default)]
+        command: Option<String>,
         #[serde(default)]
         args: Map<String, Value>,
+        #[serde(default, rename = "macro")]
+        run: Option<String>,
     },
     /// Everything up to and including `seq` has been received (cumulative).
     Ack { seq: u64 },
@@ -127,6 +133,33 @@ pub fn parse(text: &str) -> Result<ClientMessage, Failure> {
     })
 }
 
+/// What a `command` message asks for.
+#[derive(Debug)]
+pub enum Wanted {
+    Device { device: String, command: String },
+    Macro(String),
+}
+
+/// Tells a device command from a macro run, or says what is missing.
+pub fn wanted(
+    device: Option<String>,
+    command: Option<String>,
+    run: Option<String>,
+    args: &Map<String, Value>,
+) -> Result<Wanted, Failure> {
+    let invalid = |why: &str| Err(Failure::new(ErrorCode::InvalidMessage, why));
+    match (device, command, run) {
+        (None, None, Some(name)) if args.is_empty() => Ok(Wanted::Macro(name)),
+        (_, _, Some(_)) => invalid(
+            "a macro command names only its `macro` (no `device`, `command` or `args`): {\"type\":\"command\",\"id\":1,\"macro\":\"room-on\"}",
+        ),
+        (Some(device), Some(command), None) => Ok(Wanted::Device { device, command }),
+        _ => invalid(
+            "missing field `device` or `command`: a command names a `device` and its `command` (with `args`), or a `macro`",
+        ),
+    }
+}
+
 /// The command id as the dedupe key: strings as they are, integers in decimal.
 pub fn id_key(id: &Value) -> Option<String> {
     match id {
@@ -168,6 +201,20 @@ mod tests {
         ));
     }
 
+    fn command_wanted(text: &str) -> Result<Wanted, Failure> {
+        let ClientMessage::Command {
+            device,
+            command,
+            args,
+            run,
+            ..
+        } = parse(text)?
+        else {
+            panic!("not a command: {text}")
+        };
+        wanted(device, command, run, &args)
+    }
+
     #[test]
     fn bad_messages_get_specific_codes() {
         assert_eq!(parse("{nope").unwrap_err().code, ErrorCode::Malformed);
@@ -175,9 +222,20 @@ mod tests {
             parse(r#"{"type":"launch"}"#).unwrap_err().code,
             ErrorCode::InvalidMessage
         );
-        let missing = parse(r#"{"type":"command","id":1,"device":"p"}"#).unwrap_err();
+        let missing = command_wanted(r#"{"type":"command","id":1,"device":"p"}"#).unwrap_err();
         assert_eq!(missing.code, ErrorCode::InvalidMessage);
-        assert!(missing.message.contains("command"), "{}", missing.message);
+        assert!(missing.message.contains("`command`"), "{}", missing.message);
+        let mixed = command_wanted(r#"{"type":"command","id":1,"device":"p","macro":"room-on"}"#)
+            .unwrap_err();
+        assert!(
+            mixed.message.contains("only its `macro`"),
+            "{}",
+            mixed.message
+        );
+        assert!(matches!(
+            command_wanted(r#"{"type":"command","id":1,"macro":"room-on"}"#),
+            Ok(Wanted::Macro(name)) if name == "room-on"
+        ));
         let extra = parse(r#"{"type":"ack","seq":1,"sqe":2}"#).unwrap_err();
         assert!(extra.message.contains("sqe"), "{}", extra.message);
     }
