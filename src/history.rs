@@ -121,11 +121,7 @@ pub async fn api(
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
     let problem = |status: StatusCode, code: &str, message: String| {
-        (
-            status,
-            axum::Json(serde_json::json!({"code": code, "message": message})),
-        )
-            .into_response()
+        crate::http::refuse(status, code, &message)
     };
     // A token that may not read everything asks for what it may read, by name, so no
     // page ever holds an event outside its scopes.

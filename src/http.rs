@@ -144,7 +144,8 @@ async fn guard(State(state): State<AppState>, mut request: Request, next: Next) 
     next.run(request).await
 }
 
-fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+/// An error answer in the API's one shape: `{"code": ..., "message": ...}`.
+pub(crate) fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({"code": code, "message": message}))).into_response()
 }
 

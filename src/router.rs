@@ -365,6 +365,17 @@ impl Router {
         self
     }
 
+    /// A command's outcome to come: the sender that settles it and the watch the ledger
+    /// keeps.
+    fn pending_outcome(&self) -> (watch::Sender<Option<Settled>>, OutcomeWatch) {
+        let (tx, rx) = watch::channel(None);
+        let watch = OutcomeWatch {
+            settled: rx,
+            journal: self.journal.clone(),
+        };
+        (tx, watch)
+    }
+
     /// Checks and queues a command; see [`Submission`].
     pub fn submit(
         &self,
@@ -426,11 +437,7 @@ impl Router {
                 return Err(failure);
             }
         };
-        let (tx, rx) = watch::channel(None);
-        let watch = OutcomeWatch {
-            settled: rx,
-            journal: self.journal.clone(),
-        };
+        let (tx, watch) = self.pending_outcome();
         if let Err(failure) = ledger.remember(Instant::now(), key.clone(), watch.clone()) {
             drop(ledger);
             self.audit.record(audit_record(
@@ -542,11 +549,7 @@ impl Router {
                 return refuse(failure);
             }
         };
-        let (tx, rx) = watch::channel(None);
-        let watch = OutcomeWatch {
-            settled: rx,
-            journal: self.journal.clone(),
-        };
+        let (tx, watch) = self.pending_outcome();
         if let Err(failure) = ledger.remember(Instant::now(), key.clone(), watch.clone()) {
             drop(ledger);
             self.macros.finish(&admission);

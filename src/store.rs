@@ -684,6 +684,22 @@ fn open_checked(path: &Path, keep_events: usize) -> Result<(Database, Recovered)
 
 /// Reads back what the journal, the router and the audit log start from (redb's integrity
 /// check has already verified every page's checksum).
+/// The newest `count` rows of a table of timestamped text (events, audit entries), as
+/// (key, text), oldest first.
+fn newest(
+    table: &impl ReadableTable<u64, (u64, &'static str)>,
+    count: usize,
+) -> Result<Vec<(u64, String)>, redb::Error> {
+    let mut rows: Vec<(u64, String)> = table
+        .iter()?
+        .rev()
+        .take(count)
+        .map(|row| row.map(|(k, v)| (k.value(), v.value().1.to_string())))
+        .collect::<Result<_, _>>()?;
+    rows.reverse();
+    Ok(rows)
+}
+
 fn recover(db: &Database, keep_events: usize) -> Result<Recovered, redb::Error> {
     let keep_audit = crate::audit::IN_MEMORY;
     let txn = db.begin_read()?;
@@ -695,14 +711,7 @@ fn recover(db: &Database, keep_events: usize) -> Result<Recovered, redb::Error> 
     recovered.epoch = meta.get("epoch")?.map_or(0, |v| v.value());
     recovered.last_seq = meta.get("last_seq")?.map_or(0, |v| v.value());
     if let Ok(events) = txn.open_table(EVENTS) {
-        let mut newest: Vec<(u64, String)> = events
-            .iter()?
-            .rev()
-            .take(keep_events)
-            .map(|row| row.map(|(k, v)| (k.value(), v.value().1.to_string())))
-            .collect::<Result<_, _>>()?;
-        newest.reverse();
-        recovered.events = newest;
+        recovered.events = newest(&events, keep_events)?;
     }
     if let Ok(state) = txn.open_table(STATE) {
         for row in state.iter()? {
@@ -721,14 +730,7 @@ fn recover(db: &Database, keep_events: usize) -> Result<Recovered, redb::Error> 
         }
     }
     if let Ok(audit) = txn.open_table(AUDIT) {
-        let mut newest: Vec<(u64, String)> = audit
-            .iter()?
-            .rev()
-            .take(keep_audit)
-            .map(|row| row.map(|(k, v)| (k.value(), v.value().1.to_string())))
-            .collect::<Result<_, _>>()?;
-        newest.reverse();
-        recovered.audit = newest;
+        recovered.audit = newest(&audit, keep_audit)?;
     }
     Ok(recovered)
 }

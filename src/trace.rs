@@ -191,17 +191,24 @@ fn known_tap(state: &crate::http::AppState, device: &str) -> Result<Arc<Tap>, St
     ))
 }
 
-fn problem(
-    status: axum::http::StatusCode,
-    code: &str,
-    message: String,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    (
-        status,
-        axum::Json(serde_json::json!({"code": code, "message": message})),
-    )
-        .into_response()
+/// The device's tap, for a caller with the `admin` scope; else the answer to send.
+fn admin_tap(
+    state: &crate::http::AppState,
+    caller: &crate::auth::Principal,
+    device: &str,
+) -> Result<Arc<Tap>, Box<axum::response::Response>> {
+    if !caller.scopes.is_admin() {
+        return Err(Box::new(crate::http::forbidden(
+            "wire traces need a token with the `admin` scope",
+        )));
+    }
+    known_tap(state, device).map_err(|why| {
+        Box::new(crate::http::refuse(
+            axum::http::StatusCode::NOT_FOUND,
+            "unknown_device",
+            &why,
+        ))
+    })
 }
 
 /// `POST /api/trace?device=ID&for=10m`: switches the device's trace on.
@@ -211,21 +218,18 @@ pub async fn api_start(
     axum::extract::Query(query): axum::extract::Query<TraceQuery>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if !caller.scopes.is_admin() {
-        return crate::http::forbidden("wire traces need a token with the `admin` scope");
-    }
-    let tap = match known_tap(&state, &query.device) {
+    let tap = match admin_tap(&state, &caller, &query.device) {
         Ok(tap) => tap,
-        Err(why) => return problem(axum::http::StatusCode::NOT_FOUND, "unknown_device", why),
+        Err(refused) => return *refused,
     };
     let duration = match query.duration.as_deref().map(humantime::parse_duration) {
         None => Duration::from_secs(600),
         Some(Ok(d)) if !d.is_zero() => d,
         Some(Ok(_)) | Some(Err(_)) => {
-            return problem(
+            return crate::http::refuse(
                 axum::http::StatusCode::BAD_REQUEST,
                 "invalid_args",
-                "for: write a duration such as 10m or 90s (at most 1h)".into(),
+                "for: write a duration such as 10m or 90s (at most 1h)",
             );
         }
     };
@@ -247,12 +251,9 @@ pub async fn api_read(
     axum::extract::Query(query): axum::extract::Query<TraceQuery>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if !caller.scopes.is_admin() {
-        return crate::http::forbidden("wire traces need a token with the `admin` scope");
-    }
-    let tap = match known_tap(&state, &query.device) {
+    let tap = match admin_tap(&state, &caller, &query.device) {
         Ok(tap) => tap,
-        Err(why) => return problem(axum::http::StatusCode::NOT_FOUND, "unknown_device", why),
+        Err(refused) => return *refused,
     };
     // Reading also notices a trace whose time is up.
     tap.is_on(&query.device);
