@@ -34,6 +34,7 @@ use crate::auth::Scopes;
 use crate::command::{ErrorCode, Failure, Outcome};
 use crate::config::{Macro, Profile};
 use crate::journal::Journal;
+use crate::macros::StepReport;
 use crate::runtime::{DeviceHandle, Ticket};
 use crate::store::{Health, Store, Write, unix_millis};
 
@@ -126,6 +127,17 @@ impl Origin {
 struct Settled {
     outcome: Outcome,
     after_seq: u64,
+    /// A macro run's steps and what each came to.
+    steps: Option<Arc<[StepReport]>>,
+}
+
+/// A command's outcome as its `result` reports it.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub outcome: Outcome,
+    /// For a macro run: what each step came to (absent for a run answered from the
+    /// ledger on disk after a restart, which keeps outcomes only).
+    pub steps: Option<Arc<[StepReport]>>,
 }
 
 /// Becomes ready when the command's outcome is known (see [`outcome`]).
@@ -353,6 +365,7 @@ impl Router {
             let settled = Settled {
                 outcome,
                 after_seq: 0,
+                steps: None,
             };
             let watch = OutcomeWatch {
                 settled: watch::channel(Some(settled)).1,
@@ -493,7 +506,11 @@ impl Router {
                 args,
                 outcome.as_ref().map(|_| ()),
             ));
-            tx.send_replace(Some(Settled { outcome, after_seq }));
+            tx.send_replace(Some(Settled {
+                outcome,
+                after_seq,
+                steps: None,
+            }));
         });
         Ok(Submission::Accepted(watch))
     }
@@ -566,7 +583,13 @@ impl Router {
         };
         let stopping = self.stopping.clone();
         self.runs.spawn(async move {
-            let work = crate::macros::run(&router, &accepted.origin, &accepted.key, &admission);
+            let mut steps = None;
+            let work = async {
+                let (outcome, reports) =
+                    crate::macros::run(&router, &accepted.origin, &accepted.key, &admission).await;
+                steps = Some(Arc::from(reports));
+                outcome
+            };
             let outcome = tokio::select! {
                 outcome = recorded(router.store.as_ref(), &accepted, work) => outcome,
                 // The gateway is stopping mid-run: no outcome is written, so the record
@@ -595,7 +618,11 @@ impl Router {
                 args,
                 outcome.as_ref().map(|_| ()),
             ));
-            tx.send_replace(Some(Settled { outcome, after_seq }));
+            tx.send_replace(Some(Settled {
+                outcome,
+                after_seq,
+                steps,
+            }));
         });
         Ok(Submission::Accepted(watch))
     }
@@ -809,19 +836,32 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Waits for a submission's outcome, and then until panels may see every event its
 /// device reported before answering: a session that sends the journal up to the head
 /// before the `result` sends the result after those events, in durable mode too.
-pub async fn outcome(mut watch: OutcomeWatch) -> Outcome {
+pub async fn outcome(watch: OutcomeWatch) -> Outcome {
+    report(watch).await.outcome
+}
+
+/// Like [`outcome`], with the steps of a macro run.
+pub async fn report(mut watch: OutcomeWatch) -> Report {
     let settled = match watch.settled.wait_for(Option::is_some).await {
         Ok(settled) => settled.clone(),
         Err(_) => None,
     };
-    let Some(Settled { outcome, after_seq }) = settled else {
-        return Err(Failure::new(
-            ErrorCode::ShuttingDown,
-            "the gateway stopped before the command finished",
-        ));
+    let Some(Settled {
+        outcome,
+        after_seq,
+        steps,
+    }) = settled
+    else {
+        return Report {
+            outcome: Err(Failure::new(
+                ErrorCode::ShuttingDown,
+                "the gateway stopped before the command finished",
+            )),
+            steps: None,
+        };
     };
     watch.journal.wait_for(after_seq).await;
-    outcome
+    Report { outcome, steps }
 }
 
 #[cfg(test)]
@@ -840,6 +880,7 @@ mod tests {
         let settled = Settled {
             outcome: Ok(()),
             after_seq: 0,
+            steps: None,
         };
         OutcomeWatch {
             settled: watch::channel(Some(settled)).1,

@@ -56,6 +56,14 @@ async fn room_on_powers_the_projector_waits_for_warm_up_and_reports_progress_the
         }
     };
     assert_eq!(result["ok"], true, "{result}");
+    assert_eq!(
+        result["steps"],
+        json!([
+            {"step": "1", "label": "Projector on", "outcome": "ok"},
+            {"step": "2", "label": "Warming up projector", "outcome": "ok"},
+        ]),
+        "{result}"
+    );
     let steps: Vec<(&Value, &Value)> = seen
         .iter()
         .filter(|v| v.is_object())
@@ -95,7 +103,8 @@ async fn room_on_powers_the_projector_waits_for_warm_up_and_reports_progress_the
             )
         })
         .collect();
-    assert!(rows.contains(&("on-1#1", "proj", "power")), "{rows:?}");
+    let step_rows: Vec<_> = rows.iter().filter(|r| r.0.starts_with("on-1#")).collect();
+    assert_eq!(step_rows, [&("on-1#1", "proj", "power")], "{rows:?}");
     assert!(rows.contains(&("on-1", "@macros", "room-on")), "{rows:?}");
     assert_eq!(power_ons(&proj), 1);
     gw.shutdown().await;
@@ -200,4 +209,39 @@ async fn a_run_cut_off_by_a_restart_is_answered_outcome_unknown_not_run_again() 
         "{audit}"
     );
     second.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_run_of_another_macro_in_the_group_cancels_and_the_first_panel_sees_who() {
+    let proj = projector(None).await;
+    let gw = gateway(&site(proj.local_addr(), "")).await;
+    let (mut first, _) = Panel::hello(&gw, json!({"type": "hello", "client": "lectern"})).await;
+    let (mut second, _) = Panel::hello(&gw, json!({"type": "hello", "client": "door"})).await;
+    first.until_event("proj", "online", json!(true)).await;
+    first
+        .send(json!({"type": "command", "id": "wait-1", "macro": "long"}))
+        .await;
+    first
+        .until("the hour's wait", |m| {
+            m["device"] == "@macros" && m["value"]["state"] == "running"
+        })
+        .await;
+
+    second
+        .send(json!({"type": "command", "id": "on-9", "macro": "room-on"}))
+        .await;
+    let cancelled = first.result(json!("wait-1")).await;
+    assert_eq!(cancelled["error"]["code"], "cancelled", "{cancelled}");
+    let message = cancelled["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`room-on` (id `on-9` from client `door`) in group `room` at step 1"),
+        "{cancelled}"
+    );
+    assert_eq!(
+        cancelled["steps"],
+        json!([{"step": "1", "label": "Waiting an hour", "outcome": "cancelled"}])
+    );
+    assert_eq!(first.known("@macros", "long")["state"], "cancelled");
+    assert_eq!(second.result(json!("on-9")).await["ok"], true);
+    gw.shutdown().await;
 }

@@ -20,7 +20,7 @@ use super::subscription::Subscription;
 use super::wire::{self, ClientMessage, ServerMessage};
 use super::{BATCH, Hub, Untrusted};
 use crate::auth::Principal;
-use crate::command::{ErrorCode, Failure, Outcome};
+use crate::command::{ErrorCode, Failure};
 use crate::journal::Read;
 use crate::router::{self, CommandKey, Origin, Submission};
 
@@ -288,7 +288,7 @@ enum ReadEnd {
 }
 
 /// A command waiting for its outcome: the panel's id and the router's watch.
-type InFlight = Pin<Box<dyn Future<Output = (serde_json::Value, Outcome)> + Send>>;
+type InFlight = Pin<Box<dyn Future<Output = (serde_json::Value, router::Report)> + Send>>;
 
 /// Handles everything the panel sends until it closes or the session ends.
 ///
@@ -310,8 +310,8 @@ async fn read_loop(
     loop {
         let message = tokio::select! {
             _ = done.cancelled() => return ReadEnd::Stopped,
-            Some((id, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
-                let result = result_message(&id, outcome.as_ref().map(|_| ()));
+            Some((id, report)) = in_flight.next(), if !in_flight.is_empty() => {
+                let result = report_message(&id, &report);
                 if outbox.send(Outgoing::Send(result)).await.is_err() {
                     return ReadEnd::Stopped;
                 }
@@ -513,7 +513,7 @@ fn handle_text(text: &str, hub: &Hub, panel: &Panel, state: ReaderState<'_>) -> 
                     };
                     let accepted = ServerMessage::Accepted { id: &id, duplicate };
                     let accepted = Message::Text(accepted.to_text().into());
-                    let waiting = Box::pin(async move { (id, router::outcome(watch).await) });
+                    let waiting = Box::pin(async move { (id, router::report(watch).await) });
                     Action::Track { accepted, waiting }
                 }
             }
@@ -740,6 +740,19 @@ fn result_message(id: &serde_json::Value, outcome: Result<(), &Failure>) -> Mess
         id,
         ok: outcome.is_ok(),
         error: error.as_deref(),
+        steps: None,
+    };
+    Message::Text(message.to_text().into())
+}
+
+/// The `result` of a command that was accepted: a macro run's has its steps.
+fn report_message(id: &serde_json::Value, report: &router::Report) -> Message {
+    let error = report.outcome.as_ref().err().map(limits::clipped);
+    let message = ServerMessage::Result {
+        id,
+        ok: report.outcome.is_ok(),
+        error: error.as_deref(),
+        steps: report.steps.as_deref(),
     };
     Message::Text(message.to_text().into())
 }

@@ -96,6 +96,9 @@ pub enum ServerMessage<'a> {
         ok: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<&'a Failure>,
+        /// A macro run's steps and what each came to.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        steps: Option<&'a [crate::macros::StepReport]>,
     },
     Error {
         code: ErrorCode,

@@ -19,6 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -82,6 +83,32 @@ pub struct Admission {
     after: Option<watch::Receiver<bool>>,
     stop: Stop,
     ended: watch::Sender<bool>,
+}
+
+/// What one step of a run came to, in the run's `result` and its last progress event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StepReport {
+    /// The step's number: `2`, or `5.1` for the first step of the macro step 5 runs.
+    pub step: String,
+    pub label: String,
+    pub outcome: StepOutcome,
+    /// Why it failed (`failed`, `continued`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Failure>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOutcome {
+    Ok,
+    /// Its `skip_if` held.
+    Skipped,
+    /// It failed and ended the run.
+    Failed,
+    /// It failed and the run went on (`on_error = "continue"`).
+    Continued,
+    /// The run was cancelled while this step ran.
+    Cancelled,
 }
 
 /// Who started a run, for the messages of the runs it cancels.
@@ -218,7 +245,7 @@ impl Progress<'_> {
         step: usize,
         label: &str,
         error: Option<&Failure>,
-        steps: Option<Vec<Value>>,
+        steps: Option<&[StepReport]>,
     ) {
         let mut value = json!({
             "state": state,
@@ -232,19 +259,20 @@ impl Progress<'_> {
             value["error"] = json!({"code": failure.code, "message": failure.message});
         }
         if let Some(steps) = steps {
-            value["steps"] = Value::Array(steps);
+            value["steps"] = serde_json::to_value(steps).expect("step reports serialize");
         }
         self.journal.record(DEVICE, self.name, value);
     }
 }
 
 /// Runs an admitted macro to its end: each step in order, each waiting for its outcome.
+/// Returns the run's outcome and what each step came to.
 pub async fn run(
     router: &Arc<Router>,
     origin: &Origin,
     key: &CommandKey,
     admission: &Admission,
-) -> Outcome {
+) -> (Outcome, Vec<StepReport>) {
     let progress = Progress {
         journal: router.journal(),
         name: &admission.run.name,
@@ -282,9 +310,9 @@ pub async fn run(
         step,
         &admission.run.label,
         outcome.as_ref().err(),
-        Some(steps),
+        Some(&steps),
     );
-    outcome
+    (outcome, steps)
 }
 
 struct Runner<'a> {
@@ -293,19 +321,18 @@ struct Runner<'a> {
     key: &'a CommandKey,
     stop: &'a Stop,
     progress: &'a Progress<'a>,
-    /// Each step's outcome so far, for the run's last progress event: `{step, label,
-    /// outcome}` with `outcome` `ok`, `skipped`, `failed` (with `error`) or `continued`
-    /// (failed, and the run went on).
-    outcomes: Mutex<Vec<Value>>,
+    /// Each step's outcome so far, for the run's result and last progress event.
+    outcomes: Mutex<Vec<StepReport>>,
 }
 
 impl Runner<'_> {
-    fn note(&self, number: &str, label: &str, outcome: &str, error: Option<&Failure>) {
-        let mut entry = json!({"step": number, "label": label, "outcome": outcome});
-        if let Some(failure) = error {
-            entry["error"] = json!({"code": failure.code, "message": failure.message});
-        }
-        lock(&self.outcomes).push(entry);
+    fn note(&self, number: &str, label: &str, outcome: StepOutcome, error: Option<&Failure>) {
+        lock(&self.outcomes).push(StepReport {
+            step: number.to_string(),
+            label: label.to_string(),
+            outcome,
+            error: error.cloned(),
+        });
     }
 
     /// Runs `run`'s steps; `prefix` numbers the steps of a nested macro (`5.`), and `top`
@@ -325,7 +352,7 @@ impl Runner<'_> {
                     .as_ref()
                     .is_some_and(|c| holds(self.router.journal(), c))
                 {
-                    self.note(&number, &step.label, "skipped", None);
+                    self.note(&number, &step.label, StepOutcome::Skipped, None);
                     continue;
                 }
                 self.progress.report("running", shown, &step.label, None);
@@ -374,20 +401,20 @@ impl Runner<'_> {
                     _ = self.stop.token.cancelled() => {
                         let mut failure = self.stop.failure();
                         failure.message = format!("{} at step {number} ({}); the steps before it were done", failure.message, step.label);
-                        self.note(&number, &step.label, "cancelled", None);
+                        self.note(&number, &step.label, StepOutcome::Cancelled, None);
                         return Err(failure);
                     }
                 };
                 if outcome.is_ok() {
-                    self.note(&number, &step.label, "ok", None);
+                    self.note(&number, &step.label, StepOutcome::Ok, None);
                 }
                 if let Err(failure) = outcome {
                     let waits = matches!(step.action, Action::WaitUntil { .. });
                     if step.on_error == OnFail::Continue && !waits {
-                        self.note(&number, &step.label, "continued", Some(&failure));
+                        self.note(&number, &step.label, StepOutcome::Continued, Some(&failure));
                         continue;
                     }
-                    self.note(&number, &step.label, "failed", Some(&failure));
+                    self.note(&number, &step.label, StepOutcome::Failed, Some(&failure));
                     return Err(Failure::new(
                         failure.code,
                         format!("step {number} ({}): {}", step.label, failure.message),
