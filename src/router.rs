@@ -220,6 +220,8 @@ pub struct Router {
     stopping: CancellationToken,
     /// Where macro runs are spawned, so shutdown waits until they let go of the store.
     runs: TaskTracker,
+    /// Scheduled runs counting down, which `keep_on` on `@schedules` cancels.
+    warnings: crate::macros::schedule::Warnings,
 }
 
 #[derive(Default)]
@@ -254,6 +256,7 @@ impl Router {
             macros: crate::macros::Engine::default(),
             stopping: CancellationToken::new(),
             runs: TaskTracker::new(),
+            warnings: crate::macros::schedule::Warnings::default(),
         }
     }
 
@@ -277,6 +280,10 @@ impl Router {
 
     pub(crate) fn macros(&self) -> &crate::macros::Engine {
         &self.macros
+    }
+
+    pub(crate) fn schedule_warnings(&self) -> &crate::macros::schedule::Warnings {
+        &self.warnings
     }
 
     /// How long command ids are remembered.
@@ -429,6 +436,9 @@ impl Router {
             metrics::counter!(crate::metrics::COMMANDS_DEDUPLICATED).increment(1);
             return Ok(Submission::Duplicate(seen.clone()));
         }
+        if device == crate::macros::schedule::DEVICE {
+            return self.submit_to_schedules(ledger, origin, key, command, args);
+        }
         let checked = self
             .check(origin, device, command, &args)
             .and_then(|handle| match self.store.as_ref().map(|s| s.health()) {
@@ -512,6 +522,58 @@ impl Router {
                 steps: None,
             }));
         });
+        Ok(Submission::Accepted(watch))
+    }
+
+    /// A command on `@schedules` (`keep_on`): done at once, then remembered, written down
+    /// and audited like a device command.
+    fn submit_to_schedules(
+        &self,
+        mut ledger: MutexGuard<'_, Ledger>,
+        origin: &Origin,
+        key: CommandKey,
+        command: &str,
+        args: Map<String, Value>,
+    ) -> Result<Submission, Failure> {
+        let device = crate::macros::schedule::DEVICE;
+        let done = match self.store.as_ref().map(|s| s.health()) {
+            Some(Health::Failing(why)) => Err(storage_unavailable(&why)),
+            _ => self.warnings.command(&self.journal, &key, command, &args),
+        };
+        let remembered = done.and_then(|()| {
+            let (tx, watch) = self.pending_outcome();
+            ledger.remember(Instant::now(), key.clone(), watch.clone())?;
+            tx.send_replace(Some(Settled {
+                outcome: Ok(()),
+                after_seq: self.journal.device_seq(device),
+                steps: None,
+            }));
+            Ok(watch)
+        });
+        drop(ledger);
+        crate::metrics::command_finished(match &remembered {
+            Ok(_) => "ok",
+            Err(failure) => failure.code.as_str(),
+        });
+        self.audit.record(audit_record(
+            origin,
+            &key,
+            device,
+            command,
+            &args,
+            remembered.as_ref().map(|_| ()),
+        ));
+        let watch = remembered?;
+        if let Some(store) = &self.store {
+            let accepted = Accepted {
+                key,
+                origin: origin.clone(),
+                device: device.to_string(),
+                command: command.to_string(),
+                args,
+            };
+            store.enqueue(accepted.write(unix_millis(SystemTime::now()), Some(Ok(()))));
+        }
         Ok(Submission::Accepted(watch))
     }
 

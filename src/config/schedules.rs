@@ -7,6 +7,7 @@
 //! days = ["mon", "tue", "wed", "thu", "fri"]   # absent: every day
 //! time_zone = "Europe/Berlin"                  # absent: the host's
 //! catch_up = false                             # a run missed while the gateway was down
+//! warning = "5m"                               # panels count down and may keep the room on
 //! ```
 //!
 //! Times are wall-clock times in the zone, so a schedule keeps its local time across DST
@@ -35,6 +36,9 @@ pub struct Schedule {
     pub zone: TimeZone,
     /// Whether a run missed while the gateway was down runs when it starts again.
     pub catch_up: bool,
+    /// How long before a run panels see a countdown during which they may cancel it
+    /// ("Keep on"); `None`: no warning.
+    pub warning: Option<std::time::Duration>,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +53,8 @@ pub(super) struct ScheduleFile {
     time_zone: Option<Spanned<String>>,
     #[serde(default)]
     catch_up: bool,
+    #[serde(default, with = "humantime_serde")]
+    warning: Option<std::time::Duration>,
 }
 
 const DAYS: [(&str, Weekday); 7] = [
@@ -124,6 +130,7 @@ pub(super) fn load_schedules(
                 days,
                 zone,
                 catch_up: file.catch_up,
+                warning: file.warning.filter(|w| !w.is_zero()),
             }),
             (at, zone) => errors.extend(at.err().into_iter().chain(zone.err())),
         }

@@ -7,8 +7,14 @@
 //! At start, a schedule's last moment before now is a run the gateway may have missed
 //! while it was down: if the ledger has no run for it, it is run when `catch_up` is set
 //! (within the dedupe window, the ledger's memory) and otherwise skipped with a log line.
+//!
+//! A schedule with a `warning` period journals a countdown on the pseudo-device
+//! [`DEVICE`] (point: the macro's name) that long before the run; a panel cancels that
+//! one run with the command `keep_on` on [`DEVICE`] ([`Warnings::keep_on`]), which the
+//! router dedupes, scopes and audits like any command.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -16,12 +22,142 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use avgate_drivers::Map;
+use serde_json::{Value, json};
+
 use crate::auth::Scopes;
+use crate::command::{ErrorCode, Failure};
 use crate::config::schedules::Schedule;
+use crate::journal::Journal;
 use crate::router::{CommandKey, Origin, Router};
 
 /// The client name scheduled runs are sent as.
 pub const CLIENT: &str = "@schedule";
+
+/// The pseudo-device scheduled runs count down on, one point per macro, and the target of
+/// the `keep_on` command.
+pub const DEVICE: &str = "@schedules";
+
+/// The command that cancels a scheduled run during its warning period.
+pub const KEEP_ON: &str = "keep_on";
+
+/// The scheduled runs counting down now, by macro name.
+#[derive(Default)]
+pub struct Warnings {
+    counting: Mutex<HashMap<String, Countdown>>,
+}
+
+struct Countdown {
+    /// The run's id (`room-off@2026-11-30T21:00:00Z`).
+    run: String,
+    due: Timestamp,
+    kept_on: bool,
+}
+
+impl Warnings {
+    /// Starts the countdown of `run` (due at `due`) on `@schedules/MACRO`.
+    fn count_down(
+        &self,
+        journal: &Journal,
+        macro_name: &str,
+        run: &str,
+        due: Timestamp,
+        left: Duration,
+    ) {
+        let mut counting = lock(&self.counting);
+        counting.insert(
+            macro_name.to_string(),
+            Countdown {
+                run: run.to_string(),
+                due,
+                kept_on: false,
+            },
+        );
+        journal.record(
+            DEVICE,
+            macro_name,
+            json!({"state": "warning", "run": run, "at": due.to_string(), "seconds": left.as_secs()}),
+        );
+    }
+
+    /// The countdown of `run` is over: returns whether it was kept on; if not, the point
+    /// says it started. Under the lock `keep_on` takes, so a run is either kept on (and
+    /// its `keep_on` answered ok) or started, never both.
+    fn end(&self, journal: &Journal, macro_name: &str, run: &str) -> bool {
+        let mut counting = lock(&self.counting);
+        let kept_on = match counting.get(macro_name) {
+            Some(countdown) if countdown.run == run => {
+                let kept_on = countdown.kept_on;
+                counting.remove(macro_name);
+                kept_on
+            }
+            _ => false,
+        };
+        if !kept_on {
+            journal.record(DEVICE, macro_name, json!({"state": "started", "run": run}));
+        }
+        kept_on
+    }
+
+    /// Handles a command on [`DEVICE`]: `keep_on` with `{"macro": NAME}` cancels the run
+    /// of NAME counting down now. Keeping on a run already kept on is fine (two panels
+    /// pressed "Keep on"); the first one is named on the point.
+    pub fn command(
+        &self,
+        journal: &Journal,
+        key: &CommandKey,
+        command: &str,
+        args: &Map<String, Value>,
+    ) -> Result<(), Failure> {
+        if command != KEEP_ON {
+            return Err(Failure::new(
+                ErrorCode::UnknownCommand,
+                format!(
+                    "`{DEVICE}` has one command, `{KEEP_ON}` (args {{\"macro\": NAME}}), which keeps the room on by cancelling the scheduled run of NAME counting down now"
+                ),
+            ));
+        }
+        let name = match (args.get("macro"), args.len()) {
+            (Some(Value::String(name)), 1) => name,
+            _ => {
+                return Err(Failure::new(
+                    ErrorCode::InvalidArgs,
+                    format!(
+                        "{KEEP_ON}: takes exactly {{\"macro\": NAME}}, the macro whose scheduled run to cancel"
+                    ),
+                ));
+            }
+        };
+        let mut counting = lock(&self.counting);
+        let Some(countdown) = counting.get_mut(name.as_str()) else {
+            return Err(Failure::new(
+                ErrorCode::InvalidArgs,
+                format!(
+                    "{KEEP_ON}: no scheduled run of `{name}` is counting down now (it has started, or none is due within its warning period); nothing was changed"
+                ),
+            ));
+        };
+        if !countdown.kept_on {
+            countdown.kept_on = true;
+            info!(schedule = %countdown.run, client = %crate::hub::Untrusted(&key.client), "scheduled macro kept on: this run is cancelled");
+            journal.record(
+                DEVICE,
+                name,
+                json!({
+                    "state": "kept_on",
+                    "run": countdown.run,
+                    "at": countdown.due.to_string(),
+                    "by": {"client": key.client, "id": key.id},
+                }),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Wall-clock time that follows tokio's clock, so schedules run on a paused clock in
 /// tests exactly as on the real one.
@@ -83,14 +219,47 @@ async fn run_schedule(
             }
         }
     }
+    // The last run dealt with: the clock may read a hair before it after the sleep, and
+    // the next run is the one after it.
+    let mut handled = started;
     loop {
-        let next = schedule.next_after(clock.now());
-        let wait = Duration::try_from(clock.now().duration_until(next)).unwrap_or_default();
+        let next = schedule.next_after(clock.now().max(handled));
+        handled = next;
+        let key = key(&schedule, next);
+        let until = |at: Timestamp| {
+            let wait = Duration::try_from(clock.now().duration_until(at)).unwrap_or_default();
+            tokio::time::sleep(wait)
+        };
+        let Some(warning) = schedule.warning else {
+            tokio::select! {
+                _ = until(next) => {}
+                _ = stop.cancelled() => return,
+            }
+            start(router, &schedule, key);
+            continue;
+        };
+        let warn_at = next
+            .checked_sub(jiff::SignedDuration::try_from(warning).unwrap_or_default())
+            .unwrap_or(next);
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = until(warn_at) => {}
             _ = stop.cancelled() => return,
         }
-        start(router, &schedule, key(&schedule, next));
+        let left = Duration::try_from(clock.now().duration_until(next)).unwrap_or_default();
+        let warnings = router.schedule_warnings();
+        let journal = router.journal();
+        warnings.count_down(journal, &schedule.run, &key.id, next, left);
+        // Kept on or not, the countdown lasts until the run is due, so a second panel's
+        // "Keep on" is answered ok rather than "nothing counting down".
+        tokio::select! {
+            _ = until(next) => {}
+            _ = stop.cancelled() => return,
+        }
+        if warnings.end(journal, &schedule.run, &key.id) {
+            info!(schedule = %key.id, "scheduled macro not run: a panel kept the room on");
+            continue;
+        }
+        start(router, &schedule, key);
     }
 }
 

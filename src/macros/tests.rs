@@ -441,4 +441,101 @@ mod schedules {
             task.await.unwrap();
         }
     }
+
+    fn countdown(journal: &Journal) -> Option<Value> {
+        let snapshot = journal.snapshot();
+        Some(
+            snapshot
+                .devices
+                .get(schedule::DEVICE)?
+                .points
+                .get("room-off")?
+                .clone(),
+        )
+    }
+
+    fn keep_on(router: &Arc<Router>, client: &str, id: &str) -> Result<Submission, Failure> {
+        let mut args = avgate_drivers::Map::new();
+        args.insert("macro".into(), json!("room-off"));
+        router.submit(
+            &origin(),
+            key(client, id),
+            schedule::DEVICE,
+            schedule::KEEP_ON,
+            args,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_warning_counts_down_before_the_run_and_then_it_runs() {
+        let journal = journal();
+        let router = router(&journal, vec![room_off()]);
+        let stop = CancellationToken::new();
+        // 21:50 in Berlin: the warning starts at 21:55, the run at 22:00.
+        let clock = Clock::starting_at("2026-11-30T20:50:00Z".parse().unwrap());
+        let task = tokio::spawn(run_schedules(
+            router.clone(),
+            vec![schedule("warning = \"5m\"\n")],
+            clock,
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_secs(299)).await;
+        assert_eq!(countdown(&journal), None, "no warning before 21:55");
+        let refused = keep_on(&router, "door", "k-0")
+            .err()
+            .expect("nothing to keep on");
+        assert_eq!(refused.code, ErrorCode::InvalidArgs, "{refused}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            countdown(&journal),
+            Some(
+                json!({"state": "warning", "run": "room-off@2026-11-30T21:00:00Z", "at": "2026-11-30T21:00:00Z", "seconds": 300})
+            )
+        );
+        assert_eq!(ran(&journal), None);
+        tokio::time::sleep(Duration::from_secs(303)).await;
+        assert_eq!(ran(&journal).expect("ran at 22:00")["state"], "done");
+        assert_eq!(countdown(&journal).unwrap()["state"], "started");
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_on_during_the_warning_cancels_that_run_only() {
+        let journal = journal();
+        let router = router(&journal, vec![room_off()]);
+        let stop = CancellationToken::new();
+        // 21:58 in Berlin: inside the warning already, two minutes left.
+        let clock = Clock::starting_at("2026-11-30T20:58:00Z".parse().unwrap());
+        let task = tokio::spawn(run_schedules(
+            router.clone(),
+            vec![schedule("warning = \"5m\"\n")],
+            clock,
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(countdown(&journal).unwrap()["seconds"], 120);
+        let Ok(Submission::Accepted(watch)) = keep_on(&router, "door", "k-1") else {
+            panic!("keep_on accepted");
+        };
+        assert_eq!(router::outcome(watch).await, Ok(()));
+        let kept = countdown(&journal).unwrap();
+        assert_eq!(kept["state"], "kept_on");
+        assert_eq!(kept["by"], json!({"client": "door", "id": "k-1"}));
+        // A second panel pressing "Keep on" too is fine, and the first stays named.
+        assert!(keep_on(&router, "lectern", "k-2").is_ok());
+        assert_eq!(countdown(&journal).unwrap()["by"]["client"], "door");
+
+        tokio::time::sleep(Duration::from_secs(180)).await;
+        assert_eq!(ran(&journal), None, "kept on: not run at 22:00");
+        assert!(!router.knows(&key(CLIENT, "room-off@2026-11-30T21:00:00Z")));
+        // The next day's run warns and runs as usual.
+        tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+        assert_eq!(
+            ran(&journal).expect("ran the next day")["run"],
+            "room-off@2026-12-01T21:00:00Z"
+        );
+        stop.cancel();
+        task.await.unwrap();
+    }
 }
