@@ -85,6 +85,9 @@ pub enum ErrorCode {
     Cancelled,
     /// A macro whose run mode is `single` is running already.
     AlreadyRunning,
+    /// Another panel holds the room under an exclusive lease; the message names it and
+    /// says how to take control.
+    InUse,
 }
 
 impl ErrorCode {
@@ -112,6 +115,7 @@ impl ErrorCode {
             Self::StorageUnavailable => "storage_unavailable",
             Self::Cancelled => "cancelled",
             Self::AlreadyRunning => "already_running",
+            Self::InUse => "in_use",
         }
     }
 }

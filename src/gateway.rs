@@ -85,6 +85,7 @@ impl Gateway {
         if let Some((store, commands, audit)) = store {
             router = router.with_store(store, &commands, &audit);
         }
+        router.configure_lease(site.lease.clone(), &site.auth);
         let hub = Arc::new(
             Hub::new(
                 journal.clone(),

@@ -191,6 +191,9 @@ impl Live {
         };
         self.hub.router.replace_devices(links.routes());
         self.hub.router.replace_macros(site.macros.clone());
+        self.hub
+            .router
+            .configure_lease(site.lease.clone(), &site.auth);
         self.hub.replace_tokens(&site.auth);
         self.devices.store(DeviceInfo::from_site(&site));
         self.panels.store(site.panels.clone());

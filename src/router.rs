@@ -222,6 +222,8 @@ pub struct Router {
     runs: TaskTracker,
     /// Scheduled runs counting down, which `keep_on` on `@schedules` cancels.
     warnings: crate::macros::schedule::Warnings,
+    /// Who has the room.
+    lease: Arc<crate::macros::lease::Lease>,
 }
 
 #[derive(Default)]
@@ -252,11 +254,12 @@ impl Router {
             ledger: Mutex::default(),
             audit: Arc::default(),
             store: None,
-            journal,
             macros: crate::macros::Engine::default(),
             stopping: CancellationToken::new(),
             runs: TaskTracker::new(),
             warnings: crate::macros::schedule::Warnings::default(),
+            lease: crate::macros::lease::Lease::new(journal.clone()),
+            journal,
         }
     }
 
@@ -284,6 +287,20 @@ impl Router {
 
     pub(crate) fn schedule_warnings(&self) -> &crate::macros::schedule::Warnings {
         &self.warnings
+    }
+
+    /// The room's lease under `settings`, with each token's priority (at start and on
+    /// every reload; the holder keeps the room).
+    pub fn configure_lease(
+        &self,
+        settings: crate::config::lease::LeaseSettings,
+        tokens: &[crate::config::AuthToken],
+    ) {
+        let priorities = tokens
+            .iter()
+            .map(|t| (t.name.clone(), t.priority))
+            .collect();
+        self.lease.configure(settings, priorities);
     }
 
     /// How long command ids are remembered.
@@ -396,7 +413,8 @@ impl Router {
         (tx, watch)
     }
 
-    /// Checks and queues a command; see [`Submission`].
+    /// Checks and queues a panel's command; see [`Submission`]. It needs the room's lease
+    /// (see [`crate::macros::lease`]).
     pub fn submit(
         &self,
         origin: &Origin,
@@ -404,6 +422,31 @@ impl Router {
         device: &str,
         command: &str,
         args: Map<String, Value>,
+    ) -> Result<Submission, Failure> {
+        let lease = Leased::from_panel(&key);
+        self.submit_checked(origin, key, device, command, args, lease)
+    }
+
+    /// Like [`Router::submit`], for a step of a macro run: the run took the lease.
+    pub(crate) fn submit_step(
+        &self,
+        origin: &Origin,
+        key: CommandKey,
+        device: &str,
+        command: &str,
+        args: Map<String, Value>,
+    ) -> Result<Submission, Failure> {
+        self.submit_checked(origin, key, device, command, args, Leased::No)
+    }
+
+    fn submit_checked(
+        &self,
+        origin: &Origin,
+        key: CommandKey,
+        device: &str,
+        command: &str,
+        args: Map<String, Value>,
+        lease: Leased,
     ) -> Result<Submission, Failure> {
         if !origin.scopes.can_control(device, command) {
             let failure = Failure::new(
@@ -437,13 +480,22 @@ impl Router {
             return Ok(Submission::Duplicate(seen.clone()));
         }
         if device == crate::macros::schedule::DEVICE {
-            return self.submit_to_schedules(ledger, origin, key, command, args);
+            let act = |key: &CommandKey| self.warnings.command(&self.journal, key, command, &args);
+            return self.submit_to_gateway(ledger, origin, key, device, command, &args, act);
+        }
+        if device == crate::macros::lease::DEVICE {
+            let act = |key: &CommandKey| self.lease.command(key, command, &args);
+            return self.submit_to_gateway(ledger, origin, key, device, command, &args, act);
         }
         let checked = self
             .check(origin, device, command, &args)
             .and_then(|handle| match self.store.as_ref().map(|s| s.health()) {
                 Some(Health::Failing(why)) => Err(storage_unavailable(&why)),
                 _ => Ok(handle),
+            })
+            .and_then(|handle| match lease {
+                Leased::Needed => self.lease.claim(&key).map(|()| handle),
+                Leased::No => Ok(handle),
             });
         let handle = match checked {
             Ok(handle) => handle,
@@ -525,20 +577,23 @@ impl Router {
         Ok(Submission::Accepted(watch))
     }
 
-    /// A command on `@schedules` (`keep_on`): done at once, then remembered, written down
-    /// and audited like a device command.
-    fn submit_to_schedules(
+    /// A command on one of the gateway's own pseudo-devices (`@schedules`, `@room`):
+    /// done at once (`act`), then remembered, written down and audited like a device
+    /// command.
+    #[allow(clippy::too_many_arguments)]
+    fn submit_to_gateway(
         &self,
         mut ledger: MutexGuard<'_, Ledger>,
         origin: &Origin,
         key: CommandKey,
+        device: &str,
         command: &str,
-        args: Map<String, Value>,
+        args: &Map<String, Value>,
+        act: impl FnOnce(&CommandKey) -> Result<(), Failure>,
     ) -> Result<Submission, Failure> {
-        let device = crate::macros::schedule::DEVICE;
         let done = match self.store.as_ref().map(|s| s.health()) {
             Some(Health::Failing(why)) => Err(storage_unavailable(&why)),
-            _ => self.warnings.command(&self.journal, &key, command, &args),
+            _ => act(&key),
         };
         let remembered = done.and_then(|()| {
             let (tx, watch) = self.pending_outcome();
@@ -560,7 +615,7 @@ impl Router {
             &key,
             device,
             command,
-            &args,
+            args,
             remembered.as_ref().map(|_| ()),
         ));
         let watch = remembered?;
@@ -570,7 +625,7 @@ impl Router {
                 origin: origin.clone(),
                 device: device.to_string(),
                 command: command.to_string(),
-                args,
+                args: args.clone(),
             };
             store.enqueue(accepted.write(unix_millis(SystemTime::now()), Some(Ok(()))));
         }
@@ -621,6 +676,12 @@ impl Router {
                 ),
             ));
         }
+        if Leased::from_panel(&key) == Leased::Needed
+            && let Err(failure) = self.lease.claim(&key)
+        {
+            drop(ledger);
+            return refuse(failure);
+        }
         let admission = match self.macros.admit(name, &crate::macros::who(&key, name)) {
             Ok(admission) => admission,
             Err(failure) => {
@@ -660,6 +721,9 @@ impl Router {
                 _ = stopping.cancelled() => return,
             };
             router.macros.finish(&admission);
+            if outcome.is_ok() {
+                router.lease.macro_done(&admission.run.name);
+            }
             crate::metrics::command_finished(match &outcome {
                 Ok(_) => "ok",
                 Err(failure) => failure.code.as_str(),
@@ -730,6 +794,25 @@ impl Router {
     /// One page of the audit log, newest first.
     pub async fn audit_log(&self, query: &AuditQuery<'_>) -> Vec<AuditEntry> {
         self.audit.query(query).await
+    }
+}
+
+/// Whether a command needs the room's lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leased {
+    /// A panel's: it takes or refreshes the lease, or is refused with `in_use`.
+    Needed,
+    /// A macro step (its run took the lease) or a run the gateway started (a schedule).
+    No,
+}
+
+impl Leased {
+    fn from_panel(key: &CommandKey) -> Leased {
+        if key.owner.is_empty() && key.client == crate::macros::schedule::CLIENT {
+            Leased::No
+        } else {
+            Leased::Needed
+        }
     }
 }
 

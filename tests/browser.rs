@@ -656,6 +656,7 @@ async fn with_tokens_the_panel_asks_to_sign_in_and_says_when_a_token_is_refused(
         name: "lobby-panel".into(),
         secret: avgate::auth::Secret::plain("correct-horse-battery"),
         scopes: avgate::auth::Scopes::panel_default(),
+        priority: 0,
     }];
     let gateway = Gateway::start(site).await.expect("gateway starts");
     let browser = Browser::open(&driver, 390, 844).await;

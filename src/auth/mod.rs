@@ -140,6 +140,7 @@ mod tests {
             name: name.into(),
             secret: Secret::plain(secret),
             scopes: Scopes::parse(scopes.iter().copied()).unwrap(),
+            priority: 0,
         }
     }
 

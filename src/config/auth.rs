@@ -16,6 +16,9 @@ pub struct AuthToken {
     pub name: String,
     pub secret: Secret,
     pub scopes: Scopes,
+    /// Under an exclusive `[lease]`, a panel with this token takes the room from a holder
+    /// whose token's priority is lower (0 by default).
+    pub priority: i32,
 }
 
 #[derive(Default, Deserialize)]
@@ -35,6 +38,8 @@ struct TokenFile {
     token_sha256: Option<Spanned<String>>,
     /// Absent: `read` and `control` of every device, as before scopes existed.
     scopes: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    priority: i32,
 }
 
 /// Shortest plain secret accepted.
@@ -136,6 +141,7 @@ pub(super) fn check(
             name,
             secret,
             scopes,
+            priority: entry.priority,
         });
     }
     tokens

@@ -8,6 +8,7 @@
 
 mod auth;
 mod error;
+pub mod lease;
 pub mod macros;
 pub mod panel;
 pub mod profile;

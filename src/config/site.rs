@@ -35,6 +35,8 @@ pub struct Site {
     pub macros: BTreeMap<String, Arc<super::macros::Macro>>,
     /// `[[schedules]]`: macros run at local times.
     pub schedules: Vec<super::schedules::Schedule>,
+    /// `[lease]`: who has the room.
+    pub lease: super::lease::LeaseSettings,
     /// Who may scrape `/metrics`.
     pub metrics: crate::metrics::MetricsSettings,
     /// The bridge to an MQTT broker, when `[mqtt]` is configured.
@@ -390,6 +392,8 @@ struct SiteFile {
     macros: BTreeMap<Spanned<String>, super::macros::MacroFile>,
     #[serde(default)]
     schedules: Vec<super::schedules::ScheduleFile>,
+    #[serde(default)]
+    lease: super::lease::LeaseFile,
 }
 
 #[derive(Deserialize)]
@@ -718,6 +722,7 @@ pub fn parse_site_with(
     let macros = super::macros::load_macros(path, text, file.macros, &devices, &mut errors);
     let schedules =
         super::schedules::load_schedules(path, text, file.schedules, &macro_names, &mut errors);
+    let lease = super::lease::check(path, text, file.lease, &macro_names, &mut errors);
 
     if !errors.is_empty() {
         // This file top to bottom, then problems inside the profiles it uses.
@@ -742,6 +747,7 @@ pub fn parse_site_with(
         panels,
         macros,
         schedules,
+        lease,
         metrics: file.metrics,
         mqtt,
         source: path.to_path_buf(),

@@ -438,7 +438,7 @@ impl Runner<'_> {
         };
         match self
             .router
-            .submit(self.origin, key, device, command, args)?
+            .submit_step(self.origin, key, device, command, args)?
         {
             Submission::Accepted(watch) | Submission::Duplicate(watch) => {
                 router::outcome(watch).await
@@ -511,6 +511,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+pub mod lease;
 pub mod schedule;
 
 #[cfg(test)]
