@@ -804,6 +804,7 @@ device = "proj-left"
 point = "lamp_hours"
 "#,
         &site.devices,
+        &[],
     )
     .expect("the page passes check-config");
     site.panels.push(avgate::config::Panel {

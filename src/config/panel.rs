@@ -96,6 +96,11 @@ struct WidgetFile {
     presets: Option<Vec<Spanned<PresetFile>>>,
     page: Option<Spanned<String>>,
     unit: Option<String>,
+    /// The site macro a `macro` widget runs.
+    #[serde(rename = "macro")]
+    run: Option<Spanned<String>>,
+    /// What a `macro` widget asks before it runs ("Turn the room off?").
+    confirm: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -125,6 +130,8 @@ const WIDGET_TYPES: &[&str] = &[
     "toggle",
     "status",
     "page_link",
+    "macro",
+    "lease",
 ];
 
 /// Reads and checks every `[panels.NAME]`; problems go to `errors`.
@@ -133,6 +140,7 @@ pub(super) fn load_panels(
     site_text: &str,
     entries: BTreeMap<Spanned<String>, PanelEntry>,
     devices: &[DeviceConfig],
+    macros: &[String],
     read: &dyn Fn(&Path) -> std::io::Result<String>,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<Panel> {
@@ -167,7 +175,7 @@ pub(super) fn load_panels(
                         continue;
                     }
                 };
-                match parse_panel_page(name.get_ref(), &path, &text, devices) {
+                match parse_panel_page(name.get_ref(), &path, &text, devices, macros) {
                     Ok(page) => PanelContent::Page(page),
                     Err(mut errs) => {
                         errors.append(&mut errs);
@@ -216,6 +224,7 @@ pub fn parse_panel_page(
     path: &Path,
     text: &str,
     devices: &[DeviceConfig],
+    macros: &[String],
 ) -> Result<PanelPage, Vec<ConfigError>> {
     let file: PanelFile = parse_toml(path, text).map_err(|e| vec![e])?;
     let mut errors = Vec::new();
@@ -239,6 +248,7 @@ pub fn parse_panel_page(
                 path,
                 text,
                 devices,
+                macros,
                 page_ids: &page_ids,
                 errors: &mut errors,
                 span: widget.span(),
@@ -273,6 +283,8 @@ struct Checker<'a> {
     path: &'a Path,
     text: &'a str,
     devices: &'a [DeviceConfig],
+    /// The site's macro names, for `macro` widgets.
+    macros: &'a [String],
     page_ids: &'a [&'a str],
     errors: &'a mut Vec<ConfigError>,
     /// The whole widget, for problems with no field of their own.
@@ -303,6 +315,39 @@ impl Checker<'_> {
         let mut out = json!({"type": kind});
         if let Some(label) = &w.label {
             out["label"] = json!(label);
+        }
+        if kind == "lease" {
+            return Some(out);
+        }
+        if kind == "macro" {
+            let Some(run) = &w.run else {
+                self.error(
+                    None,
+                    "a `macro` widget needs `macro = \"NAME\"`, one of the site's [macros.NAME]"
+                        .into(),
+                );
+                return None;
+            };
+            if !self.macros.contains(run.get_ref()) {
+                self.error(
+                    Some(run.span()),
+                    format!(
+                        "no macro `{}` in this site; its macros are: {}",
+                        run.get_ref(),
+                        if self.macros.is_empty() {
+                            "none".into()
+                        } else {
+                            self.macros.join(", ")
+                        }
+                    ),
+                );
+                return None;
+            }
+            out["macro"] = json!(run.get_ref());
+            if let Some(confirm) = &w.confirm {
+                out["confirm"] = json!(confirm);
+            }
+            return Some(out);
         }
         if kind == "page_link" {
             let Some(page) = &w.page else {
@@ -631,6 +676,49 @@ file = "panels/lobby.toml"
         site_with_page(page)
             .expect_err("the page is wrong")
             .to_string()
+    }
+
+    #[test]
+    fn a_macro_widget_names_a_site_macro_and_the_lease_indicator_needs_nothing() {
+        let page = r#"title = "Lobby"
+[[pages]]
+id = "home"
+[[pages.widgets]]
+type = "macro"
+macro = "room-on"
+label = "Room on"
+confirm = "Turn the room on?"
+[[pages.widgets]]
+type = "lease"
+[[pages.widgets]]
+type = "macro"
+macro = "room-of"
+"#;
+        let with_macro = format!("{SITE}\n[macros.room-on]\nsteps = [{{ delay = \"1s\" }}]\n");
+        let read = |_: &Path| Ok(page.to_string());
+        let error = parse_site_with(Path::new("site.toml"), &with_macro, &read)
+            .expect_err("room-of is no macro")
+            .to_string();
+        assert!(
+            error.contains(
+                "lobby.toml:13:9: no macro `room-of` in this site; its macros are: room-on"
+            ),
+            "{error}"
+        );
+        let good = page.rsplit_once("[[pages.widgets]]").unwrap().0;
+        let read = |_: &Path| Ok(good.to_string());
+        let site = parse_site_with(Path::new("site.toml"), &with_macro, &read).unwrap();
+        let PanelContent::Page(page) = &site.panels[0].content else {
+            panic!("a page")
+        };
+        let widgets = serde_json::to_value(page).unwrap()["pages"][0]["widgets"].clone();
+        assert_eq!(
+            widgets,
+            json!([
+                {"type": "macro", "macro": "room-on", "label": "Room on", "confirm": "Turn the room on?"},
+                {"type": "lease"},
+            ])
+        );
     }
 
     #[test]

@@ -716,9 +716,18 @@ pub fn parse_site_with(
         .mqtt
         .and_then(|m| crate::mqtt::config::check(path, text, m, &auth, &mut errors));
 
-    let panels = load_panels(path, text, file.panels, &devices, read, &mut errors);
-    // Schedules name macros as declared: one with a mistake of its own is reported once.
+    // Schedules and panels name macros as declared: one with a mistake of its own is
+    // reported once.
     let macro_names: Vec<String> = file.macros.keys().map(|k| k.get_ref().clone()).collect();
+    let panels = load_panels(
+        path,
+        text,
+        file.panels,
+        &devices,
+        &macro_names,
+        read,
+        &mut errors,
+    );
     let macros = super::macros::load_macros(path, text, file.macros, &devices, &mut errors);
     let schedules =
         super::schedules::load_schedules(path, text, file.schedules, &macro_names, &mut errors);
