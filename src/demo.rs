@@ -250,10 +250,12 @@ steps = [
   {{ device = "display", command = "power", args = {{ on = false }}, label = "Lobby display off", on_error = "continue" }},
 ]
 
-# If someone forgot: the room goes off at 22:00 (the host's time zone).
+# If someone forgot: the room goes off at 22:00 (the host's time zone), after five
+# minutes in which any panel can press "Keep on".
 [[schedules]]
 macro = "room-off"
 at = "22:00"
+warning = "5m"
 
 # A panel page at /panel/demo. The demo has this file built in; for your own site, copy
 # src/web/demo-panel.toml to panels/demo.toml beside the site file.

@@ -83,6 +83,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/state", get(api_state))
         .route("/api/devices", get(api_devices))
+        .route("/api/macros", get(api_macros))
         .route("/api/audit", get(api_audit))
         .route("/ws", get(websocket))
         .route("/metrics", get(crate::metrics::serve))
@@ -246,6 +247,12 @@ async fn api_devices(State(state): State<AppState>, Caller(caller): Caller) -> R
         .filter(|d| caller.scopes.can_see_device(&d.id))
         .collect();
     Json(visible).into_response()
+}
+
+/// The site's macros this caller may run (every step within its scopes), for the room
+/// page's buttons.
+async fn api_macros(State(state): State<AppState>, Caller(caller): Caller) -> Response {
+    Json(state.hub.router.runnable_macros(&caller.scopes)).into_response()
 }
 
 #[derive(serde::Deserialize)]

@@ -281,6 +281,11 @@ impl Router {
         self.macros.replace(macros);
     }
 
+    /// The macros `scopes` may run, by name, with their labels (`/api/macros`).
+    pub fn runnable_macros(&self, scopes: &Scopes) -> Vec<crate::macros::Listed> {
+        self.macros.listed(scopes)
+    }
+
     pub(crate) fn macros(&self) -> &crate::macros::Engine {
         &self.macros
     }

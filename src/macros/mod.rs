@@ -111,6 +111,15 @@ pub enum StepOutcome {
     Cancelled,
 }
 
+/// A macro as the panels' `/api/macros` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listed {
+    pub name: String,
+    pub label: String,
+    pub group: Option<String>,
+    pub steps: usize,
+}
+
 /// Who started a run, for the messages of the runs it cancels.
 pub fn who(key: &CommandKey, name: &str) -> String {
     format!("`{name}` (id `{}` from client `{}`)", key.id, key.client)
@@ -159,6 +168,20 @@ impl Engine {
             seen.push(name);
         }
         None
+    }
+
+    /// The macros `scopes` may run (none of their steps is out of scope).
+    pub fn listed(&self, scopes: &Scopes) -> Vec<Listed> {
+        let book = lock(&self.book).clone();
+        book.values()
+            .filter(|m| self.forbidden_step(&m.name, scopes).is_none())
+            .map(|m| Listed {
+                name: m.name.clone(),
+                label: m.label.clone(),
+                group: m.group.clone(),
+                steps: m.steps.len(),
+            })
+            .collect()
     }
 
     /// Lets a run of `name` in under its run mode, cancelling what it replaces: a running

@@ -197,6 +197,23 @@ export class Gateway {
     return handle;
   }
 
+  /**
+   * Runs one of the site's macros (`[macros.NAME]`): a command that names only the macro,
+   * kept in the outbox like any command so it runs once across reconnects. Its progress
+   * is the point `@macros/NAME`.
+   * @param {string} name @returns {CommandHandle}
+   */
+  runMacro(name) {
+    const id = this._nextId();
+    const entry = { id, macro: name, created: Date.now(), accepted: false };
+    this.outbox.push(entry);
+    this._saveOutbox();
+    const handle = this._track(entry);
+    this._emitCommand(entry, "pending");
+    if (this.status.state === "live") this._sendCommand(entry);
+    return handle;
+  }
+
   /** Commands sent but not yet answered (from this page or one before a reload). @returns {CommandUpdate[]} */
   pending() {
     return this.outbox.map((e) => ({ ...e, phase: e.accepted ? "accepted" : "pending" }));
@@ -498,7 +515,8 @@ export class Gateway {
 
   _sendCommand(entry) {
     if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return;
-    this.socket.send(JSON.stringify({ type: "command", id: entry.id, device: entry.device, command: entry.command, args: entry.args }));
+    const message = entry.macro !== undefined ? { type: "command", id: entry.id, macro: entry.macro } : { type: "command", id: entry.id, device: entry.device, command: entry.command, args: entry.args };
+    this.socket.send(JSON.stringify(message));
   }
 
   /** After every (re)connect: re-send what has no result yet, with its own id; fail what is too old. */
@@ -545,7 +563,7 @@ export class Gateway {
   }
 
   _emitCommand(entry, phase, result) {
-    const update = { id: entry.id, device: entry.device, command: entry.command, args: entry.args, phase, result };
+    const update = { id: entry.id, device: entry.device, command: entry.command, args: entry.args, macro: entry.macro, phase, result };
     for (const fn of this.commandListeners) fn(update);
   }
 

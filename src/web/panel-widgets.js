@@ -1,5 +1,6 @@
 // The widgets every built-in panel is made of (display_power, source_select, volume,
-// route, camera, button, toggle, status, page_link), each bound to one device through
+// route, camera, button, toggle, status, page_link; macro and lease for the room as a
+// whole, and the scheduled-run countdown banner), each bound to one device through
 // avgate.js: pending until the result, selected only from the device's state, disabled
 // while the device or the link is down, errors shown beside the control.
 
@@ -123,6 +124,86 @@ class Binding {
   }
 }
 
+/** "4:05" for 245 000 ms. */
+function clockText(ms) {
+  const s = Math.max(0, Math.round(ms / 1000));
+  return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+}
+
+/** "12 s", "3 min", "2 h" ago, from an RFC 3339 time. */
+function agoText(at) {
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(at)) / 1000));
+  return s < 60 ? s + " s" : s < 3600 ? Math.floor(s / 60) + " min" : Math.floor(s / 3600) + " h";
+}
+
+/** A yes/no question over the whole panel, for a macro that changes the whole room. */
+function confirmSheet() {
+  const title = $("h3", { id: "confirm-title" });
+  const no = $("button", { type: "button", "data-action": "cancel", text: "Cancel" });
+  const yes = $("button", { type: "button", class: "is-primary", "data-action": "confirm" });
+  const el = $("div", { class: "sheet", role: "alertdialog", "aria-modal": "true", "aria-labelledby": "confirm-title", hidden: true }, $("div", {}, title, $("div", { class: "row confirm-row" }, no, yes)));
+  const close = () => (el.hidden = true);
+  no.onclick = close;
+  el.addEventListener("click", (e) => e.target === el && close());
+  document.addEventListener("keydown", (e) => e.key === "Escape" && close());
+  return {
+    el,
+    open(question, action, go) {
+      title.textContent = question;
+      yes.textContent = action;
+      yes.onclick = () => {
+        close();
+        go();
+      };
+      el.hidden = false;
+      yes.focus();
+    },
+  };
+}
+
+const MACRO_ERRORS = {
+  in_use: "Another panel has the room",
+  already_running: "Already running",
+  forbidden: "This panel may not run it",
+  cancelled: "Stopped",
+};
+
+/**
+ * The scheduled-run countdown ("Room off in 4:32", with "Keep on"), shown over every page
+ * while a `[[schedules]]` warning counts down on `@schedules`.
+ */
+export function scheduleBanner(gw) {
+  const banner = $("div", { class: "schedule-banner", role: "alert", hidden: true });
+  const counting = new Map();
+  let timer;
+  const draw = () => {
+    banner.replaceChildren();
+    for (const [name, v] of counting) {
+      const left = Date.parse(v.at) - Date.now();
+      if (v.state === "warning" && left > 0) {
+        const keep = $("button", { type: "button", "data-action": "keep-on", "data-macro": name, text: "Keep on" });
+        keep.onclick = () => {
+          keep.disabled = true;
+          gw.command("@schedules", "keep_on", { macro: name });
+        };
+        banner.append($("div", { class: "row" }, $("span", { class: "countdown", text: humanize(name) + " in " + clockText(left) }), keep));
+      } else if (v.state === "kept_on" && Date.now() - Date.parse(v.at) < 0) {
+        banner.append($("div", { class: "row" }, $("span", { class: "countdown", text: humanize(name) + " skipped: kept on by " + v.by.client })));
+      }
+    }
+    banner.hidden = banner.children.length === 0;
+    clearTimeout(timer);
+    if (!banner.hidden) timer = setTimeout(draw, 1000);
+  };
+  gw.watch("@schedules/*", (p, key) => {
+    const name = key.slice("@schedules/".length);
+    if (p.value && typeof p.value === "object" && p.value.at) counting.set(name, p.value);
+    else counting.delete(name);
+    draw();
+  });
+  return banner;
+}
+
 function widgetRoot(type, w, label) {
   const root = $("div", { class: "widget", "data-widget": type, "data-device": w.device, "data-point": w.point });
   if (label && !w.hideLabel) root.append($("div", { class: "label", text: label }));
@@ -140,6 +221,106 @@ function valueText(b, point, unit) {
 }
 
 export const WIDGETS = {
+  /** Runs a site macro: asks first when it has `confirm`, then shows its live progress. */
+  macro(gw, w, ui) {
+    const name = w.macro;
+    const label = w.label || humanize(name);
+    const root = $("div", { class: "widget macro", "data-widget": "macro", "data-macro": name });
+    const button = $("button", { type: "button", class: "macro-run", "data-action": "run" }, label);
+    const text = $("span", { class: "macro-text" });
+    const bar = $("progress", { max: "1", value: "0", hidden: true, "aria-label": label + " progress" });
+    const status = $("div", { class: "macro-progress", role: "status", "aria-live": "polite" }, text, bar);
+    const error = $("div", { class: "error-text", role: "alert" });
+    let pending = false;
+    const refresh = () => {
+      const disabled = gw.status.state !== "live" || pending;
+      button.disabled = disabled;
+      button.setAttribute("aria-disabled", String(disabled));
+      button.classList.toggle("is-pending", pending);
+      button.setAttribute("aria-busy", String(pending));
+    };
+    gw.onStatus(refresh);
+    gw.onCommand((u) => {
+      if (u.macro !== name) return;
+      pending = u.phase !== "result";
+      if (u.phase === "result") {
+        button.dataset.result = u.result.ok ? "ok" : u.result.error.code;
+        const words = !u.result.ok && MACRO_ERRORS[u.result.error.code];
+        error.textContent = u.result.ok ? "" : (words ? words + ": " : "") + u.result.error.message;
+      }
+      refresh();
+    });
+    queueMicrotask(() => {
+      if (gw.pending().some((u) => u.macro === name)) pending = true;
+      refresh();
+    });
+    gw.watch("@macros/" + name, (p) => {
+      const v = p.value;
+      root.dataset.state = (v && v.state) || "";
+      bar.hidden = !v || v.state !== "running";
+      if (!v || typeof v !== "object") {
+        text.textContent = "";
+        return;
+      }
+      if (v.state === "running") {
+        text.textContent = v.label + "… " + v.step + "/" + v.of;
+        bar.max = v.of;
+        bar.value = v.step;
+      } else if (v.state === "queued") {
+        text.textContent = "Waiting for the run before it";
+      } else if (v.state === "done") {
+        text.textContent = "✓ Done";
+      } else {
+        text.textContent = v.state === "cancelled" ? "Stopped" : "Failed";
+        if (v.error && !pending) text.textContent += ": " + v.error.message;
+      }
+    });
+    const confirm = w.confirm ? confirmSheet() : null;
+    if (confirm) ui.pages.append(confirm.el);
+    const run = () => {
+      error.textContent = "";
+      gw.runMacro(name);
+    };
+    button.addEventListener("click", () => {
+      if (button.disabled) return;
+      if (confirm) confirm.open(w.confirm, label, run);
+      else run();
+    });
+    root.append(button, status, error);
+    return root;
+  },
+
+  /** Who has the room (the control lease), and "Take control" when someone else has it. */
+  lease(gw, w) {
+    const root = $("div", { class: "widget lease", "data-widget": "lease" });
+    if (w.label && !w.hideLabel) root.append($("div", { class: "label", text: w.label }));
+    const who = $("span", { class: "value", "data-point": "controller" });
+    const take = $("button", { type: "button", "data-action": "take-control", text: "Take control", hidden: true });
+    const notice = $("div", { class: "error-text", role: "alert" });
+    const mine = (c) => c === gw.client || (typeof c === "string" && c.startsWith(gw.client + " ("));
+    const draw = () => {
+      const holder = gw.get("@room/controller");
+      const active = gw.get("@room/last_activity");
+      const c = holder && holder.value;
+      root.dataset.holder = c ? (mine(c) ? "me" : "other") : "none";
+      if (!c) who.textContent = "Free: nobody has the room";
+      else if (mine(c)) who.textContent = "You have the room";
+      else who.textContent = "In use by " + c + (active && active.value ? " · active " + agoText(active.value) + " ago" : "");
+      take.hidden = !c || mine(c);
+    };
+    gw.watch("@room/controller", draw);
+    gw.watch("@room/last_activity", draw);
+    setInterval(draw, 15000);
+    gw.watch("@room/taken_over", (p) => {
+      const v = p.value;
+      const recent = v && Date.now() - Date.parse(v.at) < 5 * 60 * 1000;
+      notice.textContent = recent && v.from === gw.client ? v.by + " took control of the room" : "";
+    });
+    take.onclick = () => gw.command("@room", "take_control", {});
+    root.append($("div", { class: "row" }, who, take), notice);
+    return root;
+  },
+
   display_power(gw, w) {
     const root = widgetRoot("display_power", w, w.label || "Power");
     const b = new Binding(gw, w.device, root);

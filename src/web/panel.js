@@ -4,7 +4,7 @@
 
 import { connect } from "/avgate.js";
 import { $, humanize } from "/panel-dom.js";
-import { WIDGETS } from "/panel-widgets.js";
+import { WIDGETS, scheduleBanner } from "/panel-widgets.js";
 import { roomSpec } from "/room.js";
 
 const TOKEN_KEY = "avgate:token";
@@ -24,7 +24,7 @@ export async function start(spec) {
       token = await ui.signIn(token ? "That token was refused. Check it with whoever runs the AV system and try again." : "");
       devices = await fetchDevices(token);
     }
-    spec = roomSpec(devices);
+    spec = roomSpec(devices, await fetchMacros(token));
   }
   document.title = spec.title;
   ui.title.textContent = spec.title;
@@ -49,6 +49,11 @@ function clientName(spec) {
     localStorage.setItem(key, base);
   }
   return base + (spec && spec.name ? "-" + spec.name : "-room");
+}
+
+async function fetchMacros(token) {
+  const response = await fetch("/api/macros", { headers: token ? { Authorization: "Bearer " + token } : {} });
+  return response.ok ? response.json() : [];
 }
 
 async function fetchDevices(token) {
@@ -152,6 +157,7 @@ function idleReturn(gw, ms, home) {
 }
 
 function render(gw, spec, ui) {
+  ui.tabs.before(scheduleBanner(gw));
   const sections = new Map();
   for (const page of spec.pages) {
     const main = $("main", { "data-page": page.id, hidden: true });
@@ -172,7 +178,7 @@ function render(gw, spec, ui) {
 
 /** A page file's widget in a card of its own, titled with its label. */
 function widgetCard(w) {
-  const titled = !["button", "page_link"].includes(w.type);
+  const titled = !["button", "page_link", "macro"].includes(w.type);
   return { title: titled ? w.label || humanize(w.type) : "", device: titled ? w.device : undefined, widgets: [{ ...w, hideLabel: titled }], wide: w.type === "route" };
 }
 

@@ -5,11 +5,20 @@ import { humanize, range } from "/panel-dom.js";
 
 const PRIMARY = new Set(["power", "input", "volume", "mute", "audio_mute", "video_mute", "preset"]);
 
-/** Derives the room page from each device's profile: one card per device. */
-export function roomSpec(devices) {
+/**
+ * Derives the room page: the room's macros and who has the room first (from /api/macros),
+ * then one card per device, from its profile.
+ */
+export function roomSpec(devices, macros = []) {
   // Displays and projectors first, then switchers, cameras and the rest, as a room user looks for them.
   const rank = (g) => ["source_select", "route", "camera"].findIndex((t) => g.widgets.some((w) => w.type === t)) >>> 0;
   const groups = devices.map((d) => deviceGroup(d)).sort((a, b) => rank(a) - rank(b));
+  // Macros that change the whole room (a group such as "room") ask first.
+  // "On" before "off", as the room is used.
+  const order = (m) => (/(^|[-_])off$/.test(m.name) ? 1 : 0);
+  const sorted = [...macros].sort((a, b) => order(a) - order(b) || a.name.localeCompare(b.name));
+  const room = sorted.map((m) => ({ type: "macro", macro: m.name, label: m.label, confirm: m.group ? m.label + "?" : undefined }));
+  groups.unshift({ title: "Room", widgets: [...room, { type: "lease" }], wide: true });
   return { title: "Room", name: null, pages: [{ id: "room", title: "Room", groups }] };
 }
 
