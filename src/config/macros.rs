@@ -157,163 +157,213 @@ struct StepFile {
     run: Option<Spanned<String>>,
 }
 
-/// Checks every `[macros.NAME]` against the site's devices; problems go to `errors`.
+/// A file's `[macros.NAME]` tables: the site file's own, or one of its `macro_files`.
+pub(super) struct MacroSource {
+    pub path: std::path::PathBuf,
+    pub text: String,
+    pub macros: BTreeMap<Spanned<String>, MacroFile>,
+}
+
+/// What a macro file (`macro_files = [...]` in the site file) may hold.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MacroFileSet {
+    #[serde(default)]
+    pub macros: BTreeMap<Spanned<String>, MacroFile>,
+}
+
+/// Checks every `[macros.NAME]` of every source against the site's devices (a macro may
+/// run one from another file); problems go to `errors`, at their file, line and column.
 pub(super) fn load_macros(
-    path: &Path,
-    text: &str,
-    files: BTreeMap<Spanned<String>, MacroFile>,
+    sources: &[MacroSource],
     devices: &[DeviceConfig],
     errors: &mut Vec<ConfigError>,
 ) -> BTreeMap<String, Arc<Macro>> {
-    let here =
-        |span: Range<usize>, message: String| ConfigError::at(path, text, Some(span), message);
     let profiles: HashMap<&str, &Profile> = devices
         .iter()
         .map(|d| (d.id.as_str(), d.profile.as_ref()))
         .collect();
-    let names: Vec<&str> = files.keys().map(|k| k.get_ref().as_str()).collect();
-    let mut macros = BTreeMap::new();
-    let mut calls: Vec<(String, String, Range<usize>)> = Vec::new();
-    for (name, file) in &files {
-        let before = errors.len();
-        if let Err(why) = check_name(name.get_ref()) {
-            errors.push(here(name.span(), why));
-            continue;
+    let mut names: Vec<&str> = Vec::new();
+    for source in sources {
+        for name in source.macros.keys() {
+            if !names.contains(&name.get_ref().as_str()) {
+                names.push(name.get_ref());
+            }
         }
-        if file.steps.is_empty() {
-            errors.push(here(
+    }
+    names.sort_unstable();
+    let mut macros = BTreeMap::new();
+    // Where each name was first declared, to report a second declaration.
+    let mut declared: HashMap<&str, String> = HashMap::new();
+    let mut calls: Vec<(String, String, Range<usize>, usize)> = Vec::new();
+    for (index, source) in sources.iter().enumerate() {
+        let here = |span: Range<usize>, message: String| {
+            ConfigError::at(&source.path, &source.text, Some(span), message)
+        };
+        for (name, file) in &source.macros {
+            let before = errors.len();
+            if let Err(why) = check_name(name.get_ref()) {
+                errors.push(here(name.span(), why));
+                continue;
+            }
+            let at = here(name.span(), String::new());
+            let (line, column) = at.position.unwrap_or((1, 1));
+            let position = format!("{}:{line}:{column}", at.file.display());
+            if let Some(first) = declared.get(name.get_ref().as_str()) {
+                errors.push(here(
                 name.span(),
                 format!(
-                    "macro `{}` has no steps; give it `steps = [...]`",
+                    "macro `{}` is declared twice (first at {first}); give one of them another name",
                     name.get_ref()
                 ),
             ));
-        }
-        let mut steps = Vec::new();
-        for step in &file.steps {
-            let span = step.span();
-            let step = step.get_ref();
-            let condition = |source: &Spanned<String>, errors: &mut Vec<ConfigError>| {
-                // The text starts one byte after the opening quote.
-                let start = source.span().start + 1;
-                match parse_condition(source.get_ref(), &profiles) {
-                    Ok(c) => Some(c),
-                    Err((at, why)) => {
-                        errors.push(here(start + at..start + at, why));
-                        None
-                    }
-                }
-            };
-            let skip_if = step.skip_if.as_ref().and_then(|s| condition(s, errors));
-            let kinds = [
-                step.command.is_some() || step.device.is_some(),
-                step.wait_until.is_some(),
-                step.delay.is_some(),
-                step.run.is_some(),
-            ];
-            if kinds.iter().filter(|k| **k).count() != 1 {
+                continue;
+            }
+            declared.insert(name.get_ref(), position);
+            if file.steps.is_empty() {
                 errors.push(here(
+                    name.span(),
+                    format!(
+                        "macro `{}` has no steps; give it `steps = [...]`",
+                        name.get_ref()
+                    ),
+                ));
+            }
+            let mut steps = Vec::new();
+            for step in &file.steps {
+                let span = step.span();
+                let step = step.get_ref();
+                let condition = |source: &Spanned<String>, errors: &mut Vec<ConfigError>| {
+                    // The text starts one byte after the opening quote.
+                    let start = source.span().start + 1;
+                    match parse_condition(source.get_ref(), &profiles) {
+                        Ok(c) => Some(c),
+                        Err((at, why)) => {
+                            errors.push(here(start + at..start + at, why));
+                            None
+                        }
+                    }
+                };
+                let skip_if = step.skip_if.as_ref().and_then(|s| condition(s, errors));
+                let kinds = [
+                    step.command.is_some() || step.device.is_some(),
+                    step.wait_until.is_some(),
+                    step.delay.is_some(),
+                    step.run.is_some(),
+                ];
+                if kinds.iter().filter(|k| **k).count() != 1 {
+                    errors.push(here(
                     span,
                     "a step does exactly one thing: `device` + `command` (with `args`), `wait_until` (with `timeout`, `on_timeout`), `delay` or `macro`".into(),
                 ));
-                continue;
-            }
-            let (action, default_label) = if let Some(source) = &step.wait_until {
-                let Some(condition) = condition(source, errors) else {
                     continue;
-                };
-                let action = Action::WaitUntil {
-                    condition,
-                    timeout: step.timeout.unwrap_or(DEFAULT_WAIT),
-                    on_timeout: step.on_timeout,
-                };
-                (action, format!("waiting until {}", source.get_ref()))
-            } else if let Some(delay) = step.delay {
-                (
-                    Action::Delay(delay),
-                    format!("waiting {}", humantime::format_duration(delay)),
-                )
-            } else if let Some(run) = &step.run {
-                if !names.contains(&run.get_ref().as_str()) {
-                    errors.push(here(
+                }
+                let (action, default_label) = if let Some(source) = &step.wait_until {
+                    let Some(condition) = condition(source, errors) else {
+                        continue;
+                    };
+                    let action = Action::WaitUntil {
+                        condition,
+                        timeout: step.timeout.unwrap_or(DEFAULT_WAIT),
+                        on_timeout: step.on_timeout,
+                    };
+                    (action, format!("waiting until {}", source.get_ref()))
+                } else if let Some(delay) = step.delay {
+                    (
+                        Action::Delay(delay),
+                        format!("waiting {}", humantime::format_duration(delay)),
+                    )
+                } else if let Some(run) = &step.run {
+                    if !names.contains(&run.get_ref().as_str()) {
+                        errors.push(here(
+                            run.span(),
+                            format!(
+                                "no macro `{}`; this site has: {}",
+                                run.get_ref(),
+                                names.join(", ")
+                            ),
+                        ));
+                        continue;
+                    }
+                    calls.push((
+                        name.get_ref().clone(),
+                        run.get_ref().clone(),
                         run.span(),
-                        format!(
-                            "no macro `{}`; this site has: {}",
-                            run.get_ref(),
-                            names.join(", ")
-                        ),
+                        index,
                     ));
-                    continue;
-                }
-                calls.push((name.get_ref().clone(), run.get_ref().clone(), run.span()));
-                (Action::Macro(run.get_ref().clone()), run.get_ref().clone())
-            } else {
-                let (Some(device), Some(command)) = (&step.device, &step.command) else {
-                    errors.push(here(
-                        span,
-                        "a command step needs both `device` and `command`".into(),
-                    ));
-                    continue;
+                    (Action::Macro(run.get_ref().clone()), run.get_ref().clone())
+                } else {
+                    let (Some(device), Some(command)) = (&step.device, &step.command) else {
+                        errors.push(here(
+                            span,
+                            "a command step needs both `device` and `command`".into(),
+                        ));
+                        continue;
+                    };
+                    let Some(profile) = profiles.get(device.get_ref().as_str()) else {
+                        errors.push(here(
+                            device.span(),
+                            unknown_device(device.get_ref(), &profiles),
+                        ));
+                        continue;
+                    };
+                    let Some(spec) = profile.commands.get(command.get_ref()) else {
+                        let known: Vec<&str> =
+                            profile.commands.keys().map(String::as_str).collect();
+                        errors.push(here(
+                            command.span(),
+                            format!(
+                                "`{}` ({}) has no command `{}`; it has: {}",
+                                device.get_ref(),
+                                profile.id,
+                                command.get_ref(),
+                                known.join(", ")
+                            ),
+                        ));
+                        continue;
+                    };
+                    if let Err(why) = spec.check_args(&step.args) {
+                        errors.push(here(span, format!("{}: {why}", command.get_ref())));
+                        continue;
+                    }
+                    let action = Action::Command {
+                        device: device.get_ref().clone(),
+                        command: command.get_ref().clone(),
+                        args: step.args.clone(),
+                    };
+                    (
+                        action,
+                        format!("{} {}", device.get_ref(), command.get_ref()),
+                    )
                 };
-                let Some(profile) = profiles.get(device.get_ref().as_str()) else {
-                    errors.push(here(
-                        device.span(),
-                        unknown_device(device.get_ref(), &profiles),
-                    ));
-                    continue;
-                };
-                let Some(spec) = profile.commands.get(command.get_ref()) else {
-                    let known: Vec<&str> = profile.commands.keys().map(String::as_str).collect();
-                    errors.push(here(
-                        command.span(),
-                        format!(
-                            "`{}` ({}) has no command `{}`; it has: {}",
-                            device.get_ref(),
-                            profile.id,
-                            command.get_ref(),
-                            known.join(", ")
-                        ),
-                    ));
-                    continue;
-                };
-                if let Err(why) = spec.check_args(&step.args) {
-                    errors.push(here(span, format!("{}: {why}", command.get_ref())));
-                    continue;
-                }
-                let action = Action::Command {
-                    device: device.get_ref().clone(),
-                    command: command.get_ref().clone(),
-                    args: step.args.clone(),
-                };
-                (
+                steps.push(Step {
+                    label: step.label.clone().unwrap_or(default_label),
+                    skip_if,
+                    on_error: step.on_error,
                     action,
-                    format!("{} {}", device.get_ref(), command.get_ref()),
-                )
-            };
-            steps.push(Step {
-                label: step.label.clone().unwrap_or(default_label),
-                skip_if,
-                on_error: step.on_error,
-                action,
-            });
-        }
-        if errors.len() == before {
-            let name = name.get_ref().clone();
-            let checked = Macro {
-                label: file.label.clone().unwrap_or_else(|| name.clone()),
-                group: file.group.clone(),
-                mode: file.mode,
-                steps,
-                name: name.clone(),
-            };
-            macros.insert(name, Arc::new(checked));
+                });
+            }
+            if errors.len() == before {
+                let name = name.get_ref().clone();
+                let checked = Macro {
+                    label: file.label.clone().unwrap_or_else(|| name.clone()),
+                    group: file.group.clone(),
+                    mode: file.mode,
+                    steps,
+                    name: name.clone(),
+                };
+                macros.insert(name, Arc::new(checked));
+            }
         }
     }
     // A macro that runs itself, directly or through others, would never end.
-    for (caller, callee, span) in &calls {
+    for (caller, callee, span, index) in &calls {
         if reaches(callee, caller, &calls, &mut Vec::new()) {
-            errors.push(here(
-                span.clone(),
+            let source = &sources[*index];
+            errors.push(ConfigError::at(
+                &source.path,
+                &source.text,
+                Some(span.clone()),
                 format!("macro `{caller}` runs `{callee}`, which runs `{caller}` again: a macro may not run itself"),
             ));
         }
@@ -324,7 +374,7 @@ pub(super) fn load_macros(
 fn reaches<'a>(
     from: &'a str,
     target: &str,
-    calls: &'a [(String, String, Range<usize>)],
+    calls: &'a [(String, String, Range<usize>, usize)],
     seen: &mut Vec<&'a str>,
 ) -> bool {
     if from == target {
@@ -336,8 +386,8 @@ fn reaches<'a>(
     seen.push(from);
     calls
         .iter()
-        .filter(|(caller, _, _)| caller == from)
-        .any(|(_, callee, _)| reaches(callee, target, calls, seen))
+        .filter(|(caller, ..)| caller == from)
+        .any(|(_, callee, ..)| reaches(callee, target, calls, seen))
 }
 
 fn check_name(name: &str) -> Result<(), String> {
@@ -738,5 +788,50 @@ steps = [{ wait_until = "online(proj)" }]
         )
         .unwrap_err();
         assert!(err.contains("may not run itself"), "{err}");
+    }
+
+    #[test]
+    fn macros_in_files_the_site_names_are_checked_where_they_are_and_work_together() {
+        let site_text = format!(
+            "macro_files = [\"macros/room.toml\"]\n{DEVICES}[macros.room-off]\nsteps = [{{ macro = \"warm\" }}]\n[[schedules]]\nmacro = \"room-on\"\nat = \"07:00\"\n"
+        );
+        let files = |room: &'static str| {
+            move |path: &Path| {
+                assert_eq!(path, Path::new("macros/room.toml"));
+                Ok(room.to_string())
+            }
+        };
+        let good = "[macros.room-on]\nsteps = [{ macro = \"warm\" }]\n[macros.warm]\nsteps = [{ wait_until = \"proj/power == 'on'\" }]\n";
+        let site = crate::config::parse_site_with(Path::new("site.toml"), &site_text, &files(good))
+            .unwrap();
+        let names: Vec<&str> = site.macros.keys().map(String::as_str).collect();
+        assert_eq!(names, ["room-off", "room-on", "warm"]);
+        assert_eq!(site.schedules[0].run, "room-on");
+
+        let bad = "[macros.room-on]\nsteps = [{ wait_until = \"proj/power == 'sideways'\" }]\n[macros.room-off]\nsteps = [{ delay = \"1s\" }]\n";
+        let err = crate::config::parse_site_with(Path::new("site.toml"), &site_text, &files(bad))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("macros/room.toml:2:40: `proj/power` is never \"sideways\""),
+            "{err}"
+        );
+        assert!(
+            err.contains(
+                "macros/room.toml:3:9: macro `room-off` is declared twice (first at site.toml:6:9)"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("site.toml:7:20: no macro `warm`"), "{err}");
+
+        let missing = crate::config::parse_site_with(Path::new("site.toml"), &site_text, &|_| {
+            Err(std::io::Error::from(std::io::ErrorKind::NotFound))
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            missing.contains("site.toml:1:16: cannot read macro file macros/room.toml"),
+            "{missing}"
+        );
     }
 }

@@ -390,6 +390,9 @@ struct SiteFile {
     panels: BTreeMap<Spanned<String>, PanelEntry>,
     #[serde(default)]
     macros: BTreeMap<Spanned<String>, super::macros::MacroFile>,
+    /// More files of `[macros.NAME]`, relative to the site file.
+    #[serde(default)]
+    macro_files: Vec<Spanned<String>>,
     #[serde(default)]
     schedules: Vec<super::schedules::ScheduleFile>,
     #[serde(default)]
@@ -716,9 +719,44 @@ pub fn parse_site_with(
         .mqtt
         .and_then(|m| crate::mqtt::config::check(path, text, m, &auth, &mut errors));
 
+    let mut macro_sources = vec![super::macros::MacroSource {
+        path: path.to_path_buf(),
+        text: text.to_string(),
+        macros: file.macros,
+    }];
+    for name in &file.macro_files {
+        let macro_path = base.join(name.get_ref());
+        let loaded = read(&macro_path)
+            .map_err(|e| {
+                ConfigError::at(
+                    path,
+                    text,
+                    Some(name.span()),
+                    format!(
+                        "cannot read macro file {}: {e}; the path is relative to the site file",
+                        macro_path.display()
+                    ),
+                )
+            })
+            .and_then(|macro_text| {
+                let set: super::macros::MacroFileSet = super::parse_toml(&macro_path, &macro_text)?;
+                Ok(super::macros::MacroSource {
+                    path: macro_path.clone(),
+                    text: macro_text,
+                    macros: set.macros,
+                })
+            });
+        match loaded {
+            Ok(source) => macro_sources.push(source),
+            Err(error) => errors.push(error),
+        }
+    }
     // Schedules and panels name macros as declared: one with a mistake of its own is
     // reported once.
-    let macro_names: Vec<String> = file.macros.keys().map(|k| k.get_ref().clone()).collect();
+    let macro_names: Vec<String> = macro_sources
+        .iter()
+        .flat_map(|s| s.macros.keys().map(|k| k.get_ref().clone()))
+        .collect();
     let panels = load_panels(
         path,
         text,
@@ -728,7 +766,7 @@ pub fn parse_site_with(
         read,
         &mut errors,
     );
-    let macros = super::macros::load_macros(path, text, file.macros, &devices, &mut errors);
+    let macros = super::macros::load_macros(&macro_sources, &devices, &mut errors);
     let schedules =
         super::schedules::load_schedules(path, text, file.schedules, &macro_names, &mut errors);
     let lease = super::lease::check(path, text, file.lease, &macro_names, &mut errors);
