@@ -86,6 +86,10 @@ async fn room_on_powers_the_projector_waits_for_warm_up_and_reports_progress_the
     let done = seen.iter().position(|v| v["state"] == "done").unwrap();
     assert!(on < done, "{seen:?}");
     assert_eq!(seen[done]["label"], "Room on");
+    // The wait for `on` carries the profile's warm-up hint; the command step has none.
+    let running: Vec<&Value> = seen.iter().filter(|v| v["state"] == "running").collect();
+    assert_eq!(running[0]["expected_s"], Value::Null);
+    assert_eq!(running[1]["expected_s"], 30);
     assert_eq!(seen[done]["of"], 2);
 
     // Every step is in the audit log with the run's id, and the run itself too.

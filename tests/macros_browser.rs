@@ -84,7 +84,8 @@ async fn a_macro_button_asks_first_then_shows_progress_and_the_end() {
             ),
         )
         .await;
-    assert_eq!(warming, "Warming up projectors… 4/6");
+    // The projector profile's `[hints] warm_up = "30s"` is shown with the step.
+    assert_eq!(warming, "Warming up projectors… 4/6 · about 30 s");
     browser.screenshot(&shots.join("macro-running.png")).await;
 
     browser

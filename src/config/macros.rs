@@ -14,7 +14,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +69,9 @@ pub struct Step {
     pub skip_if: Option<Condition>,
     pub on_error: OnFail,
     pub action: Action,
+    /// How long the step usually takes, from the profiles' `[hints]` (a `wait_until` for
+    /// a power state: the warm-up or cool-down), for panels to show.
+    pub expected: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -258,10 +260,12 @@ pub(super) fn load_macros(
                 ));
                     continue;
                 }
+                let mut expected = None;
                 let (action, default_label) = if let Some(source) = &step.wait_until {
                     let Some(condition) = condition(source, errors) else {
                         continue;
                     };
+                    expected = expected_wait(&condition, &profiles);
                     let action = Action::WaitUntil {
                         condition,
                         timeout: step.timeout.unwrap_or(DEFAULT_WAIT),
@@ -341,6 +345,7 @@ pub(super) fn load_macros(
                     skip_if,
                     on_error: step.on_error,
                     action,
+                    expected,
                 });
             }
             if errors.len() == before {
@@ -369,6 +374,33 @@ pub(super) fn load_macros(
         }
     }
     macros
+}
+
+/// The longest warm-up or cool-down `condition` waits for: a device's `power` compared
+/// with (or in) `"on"` or `"off"`, by its profile's `[hints]`.
+fn expected_wait(condition: &Condition, profiles: &HashMap<&str, &Profile>) -> Option<Duration> {
+    let hints = |device: &str| profiles.get(device).map(|p| p.hints);
+    match condition {
+        Condition::Compare {
+            device,
+            point,
+            op: Op::Eq,
+            value,
+        } if point == "power" => hints(device)?.to_reach_power(value),
+        Condition::In {
+            device,
+            point,
+            values,
+        } if point == "power" => {
+            let hints = hints(device)?;
+            values.iter().filter_map(|v| hints.to_reach_power(v)).max()
+        }
+        Condition::All(parts) => parts
+            .iter()
+            .filter_map(|c| expected_wait(c, profiles))
+            .max(),
+        _ => None,
+    }
 }
 
 fn reaches<'a>(
@@ -683,6 +715,7 @@ fn atom<'a>(
 mod tests {
     use super::*;
     use crate::config::parse_site;
+    use std::path::Path;
 
     const DEVICES: &str = r#"
 [devices.proj]
@@ -718,6 +751,9 @@ steps = [{ wait_until = "online(proj)" }]
         assert_eq!(room_on.mode, RunMode::Restart);
         assert_eq!(room_on.group.as_deref(), Some("room"));
         assert_eq!(room_on.steps.len(), 5);
+        // The projector profile's `[hints] warm_up` is what waiting for `on` takes.
+        assert_eq!(room_on.steps[1].expected, Some(Duration::from_secs(30)));
+        assert_eq!(room_on.steps[0].expected, None);
         assert_eq!(room_on.steps[0].label, "Projector on");
         assert_eq!(
             room_on.steps[1].action,

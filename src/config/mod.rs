@@ -8,6 +8,7 @@
 
 mod auth;
 mod error;
+pub mod hints;
 pub mod lease;
 pub mod macros;
 pub mod panel;

@@ -389,6 +389,12 @@ impl Checker<'_> {
         let device_span = Some(device_name.span());
         match kind {
             "display_power" => {
+                let hints = serde_json::to_value(device.profile.hints).expect("hints serialize");
+                if let Some(hints) = hints.as_object() {
+                    for (name, seconds) in hints {
+                        out[name] = seconds.clone();
+                    }
+                }
                 self.point(device, "power", device_span.clone());
                 self.call(device, "power", &json!({"on": true}), device_span);
             }

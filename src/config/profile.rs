@@ -84,6 +84,9 @@ pub struct Profile {
     pub polls: Vec<Poll>,
     pub points: BTreeMap<String, PointSpec>,
     pub commands: BTreeMap<String, CommandSpec>,
+    /// `[hints]`: warm-up and cool-down times for panels and macros.
+    #[serde(skip_serializing_if = "super::hints::Hints::is_empty")]
+    pub hints: super::hints::Hints,
     /// Where the profile came from, for messages.
     #[serde(skip)]
     pub source: PathBuf,
@@ -496,6 +499,8 @@ struct ProfileFile {
     points: BTreeMap<Spanned<String>, PointSpec>,
     #[serde(default)]
     commands: BTreeMap<Spanned<String>, CommandSpec>,
+    #[serde(default)]
+    hints: super::hints::Hints,
 }
 
 #[derive(Deserialize)]
@@ -660,6 +665,7 @@ impl Profile {
                 .map(|(k, v)| (k.into_inner(), v))
                 .collect(),
             commands,
+            hints: file.hints,
             source: path.to_path_buf(),
         };
         if let Some(derived) = derived {

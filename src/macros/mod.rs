@@ -258,6 +258,22 @@ struct Progress<'a> {
 }
 
 impl Progress<'_> {
+    /// Step `shown` is running; its expected time (a warm-up) goes along when known.
+    fn report_running(&self, shown: usize, step: &crate::config::macros::Step) {
+        let mut value = json!({
+            "state": "running",
+            "step": shown,
+            "of": self.of,
+            "label": step.label,
+            "run": self.key.id,
+            "client": self.key.client,
+        });
+        if let Some(expected) = step.expected {
+            value["expected_s"] = json!(expected.as_secs());
+        }
+        self.journal.record(DEVICE, self.name, value);
+    }
+
     fn report(&self, state: &str, step: usize, label: &str, error: Option<&Failure>) {
         self.report_with(state, step, label, error, None);
     }
@@ -378,7 +394,7 @@ impl Runner<'_> {
                     self.note(&number, &step.label, StepOutcome::Skipped, None);
                     continue;
                 }
-                self.progress.report("running", shown, &step.label, None);
+                self.progress.report_running(shown, step);
                 let action = async {
                     match &step.action {
                         Action::Command {

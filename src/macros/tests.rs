@@ -46,6 +46,7 @@ fn step(label: &str, action: Action) -> Step {
         skip_if: None,
         on_error: OnFail::Fail,
         action,
+        expected: None,
     }
 }
 

@@ -263,7 +263,7 @@ export const WIDGETS = {
         return;
       }
       if (v.state === "running") {
-        text.textContent = v.label + "… " + v.step + "/" + v.of;
+        text.textContent = v.label + "… " + v.step + "/" + v.of + (v.expected_s ? " · about " + (v.expected_s < 90 ? v.expected_s + " s" : Math.round(v.expected_s / 60) + " min") : "");
         bar.max = v.of;
         bar.value = v.step;
       } else if (v.state === "queued") {
@@ -362,7 +362,9 @@ export const WIDGETS = {
       clearInterval(timer);
       if (!phase) return;
       since = at;
-      const expected = Number(localStorage.getItem(memory(phase))) || 0;
+      // Until this panel has seen one, the profile's `[hints]` say how long it usually takes.
+      const hinted = (phase === "warming" ? w.warm_up_s : w.cool_down_s) * 1000 || 0;
+      const expected = Number(localStorage.getItem(memory(phase))) || hinted;
       chip.querySelector(".phase").textContent = POWER_BUSY[phase] + " ·";
       const show = () => {
         const spent = Date.now() - since;

@@ -31,7 +31,8 @@ function deviceGroup(d) {
   const device = d.id;
 
   if (points.power && arg("power", "on")) {
-    widgets.push({ type: "display_power", device, label: "Power" });
+    const hints = d.profile.hints || {};
+    widgets.push({ type: "display_power", device, label: "Power", warm_up_s: hints.warm_up_s, cool_down_s: hints.cool_down_s });
     used.add("power");
   }
   const source = arg("input", "source");
