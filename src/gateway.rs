@@ -110,14 +110,13 @@ impl Gateway {
                 shutdown.clone(),
             ));
         }
-        if !site.schedules.is_empty() {
-            tasks.spawn(crate::macros::schedule::run_schedules(
-                hub.router.clone(),
-                site.schedules.clone(),
-                crate::macros::schedule::Clock::system(),
-                shutdown.child_token(),
-            ));
-        }
+        let (schedules, scheduled) = tokio::sync::watch::channel(site.schedules.clone());
+        tasks.spawn(crate::macros::schedule::run_schedules(
+            hub.router.clone(),
+            scheduled,
+            crate::macros::schedule::Clock::system(),
+            shutdown.child_token(),
+        ));
         let web = WebPolicy::new(
             site.server
                 .allowed_origins
@@ -136,6 +135,7 @@ impl Gateway {
             hub: hub.clone(),
             devices: Arc::new(Swap::new(DeviceInfo::from_site(&site))),
             panels: panels.clone(),
+            schedules,
             metrics_access: Arc::new(Swap::new(Access::new(&site.metrics).with_credential({
                 // A token with the `metrics` scope scrapes from anywhere; wrong ones count
                 // towards the address's lockout like any other.

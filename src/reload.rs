@@ -156,6 +156,8 @@ pub struct Live {
     pub devices: Arc<Swap<Vec<DeviceInfo>>>,
     /// The panel pages served at `/panel/NAME`.
     pub panels: Arc<Swap<Vec<crate::config::Panel>>>,
+    /// The schedules running; a reload sends the new list.
+    pub schedules: tokio::sync::watch::Sender<Vec<crate::config::schedules::Schedule>>,
     pub metrics_access: Arc<Swap<Access>>,
     pub spawner: Spawner,
     /// The links and the site they run; one reload at a time holds it.
@@ -197,6 +199,9 @@ impl Live {
         self.hub.replace_tokens(&site.auth);
         self.devices.store(DeviceInfo::from_site(&site));
         self.panels.store(site.panels.clone());
+        if format!("{:?}", self.schedules.borrow()) != format!("{:?}", site.schedules) {
+            self.schedules.send_replace(site.schedules.clone());
+        }
         let access = self.metrics_access.load().renewed(&site.metrics);
         self.metrics_access.store(access);
         for device in &site.devices {
@@ -320,9 +325,6 @@ fn restart_only_changes(running: &Site, new: &Site) -> Vec<&'static str> {
     // The bridge keeps its broker connection and identity until the gateway restarts.
     if format!("{:?}", running.mqtt) != format!("{:?}", new.mqtt) {
         sections.push("mqtt");
-    }
-    if format!("{:?}", running.schedules) != format!("{:?}", new.schedules) {
-        sections.push("schedules");
     }
     sections
 }

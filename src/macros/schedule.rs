@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -65,6 +66,10 @@ impl Warnings {
         left: Duration,
     ) {
         let mut counting = lock(&self.counting);
+        // A reload restarts the schedules mid-countdown: a run kept on stays kept on.
+        if counting.get(macro_name).is_some_and(|c| c.run == run) {
+            return;
+        }
         counting.insert(
             macro_name.to_string(),
             Countdown {
@@ -78,6 +83,18 @@ impl Warnings {
             macro_name,
             json!({"state": "warning", "run": run, "at": due.to_string(), "seconds": left.as_secs()}),
         );
+    }
+
+    /// Forgets the countdowns of macros no longer scheduled (a reload removed them).
+    fn keep_only(&self, journal: &Journal, scheduled: &[String]) {
+        let mut counting = lock(&self.counting);
+        counting.retain(|name, _| {
+            let keep = scheduled.contains(name);
+            if !keep {
+                journal.record(DEVICE, name, Value::Null);
+            }
+            keep
+        });
     }
 
     /// The countdown of `run` is over: returns whether it was kept on; if not, the point
@@ -186,17 +203,44 @@ impl Clock {
     }
 }
 
-/// Runs every schedule until `stop`.
+/// Runs every schedule until `stop`; a reload sends a new list through `schedules`, and
+/// the schedules run from then on are the new ones. Runs missed while the gateway was down
+/// are looked for once, at start, not at a reload.
 pub async fn run_schedules(
     router: Arc<Router>,
-    schedules: Vec<Schedule>,
+    mut schedules: watch::Receiver<Vec<Schedule>>,
     clock: Clock,
     stop: CancellationToken,
 ) {
-    let runs = schedules
-        .into_iter()
-        .map(|schedule| run_schedule(&router, schedule, clock, &stop));
-    futures_util::future::join_all(runs).await;
+    let mut starting = true;
+    loop {
+        let list = schedules.borrow_and_update().clone();
+        let macros: Vec<String> = list.iter().map(|s| s.run.clone()).collect();
+        router
+            .schedule_warnings()
+            .keep_only(router.journal(), &macros);
+        let runs = futures_util::future::join_all(
+            list.into_iter()
+                .map(|schedule| run_schedule(&router, schedule, clock, &stop, starting)),
+        );
+        starting = false;
+        tokio::pin!(runs);
+        tokio::select! {
+            changed = schedules.changed() => {
+                if changed.is_err() {
+                    // Nobody can reload any more: these schedules are the last.
+                    tokio::select! {
+                        _ = &mut runs => {}
+                        _ = stop.cancelled() => {}
+                    }
+                    return;
+                }
+                info!("schedules reloaded");
+            }
+            _ = &mut runs => return,
+            _ = stop.cancelled() => return,
+        }
+    }
 }
 
 async fn run_schedule(
@@ -204,9 +248,10 @@ async fn run_schedule(
     schedule: Schedule,
     clock: Clock,
     stop: &CancellationToken,
+    at_start: bool,
 ) {
     let started = clock.now();
-    if let Some(last) = schedule.last_at_or_before(started) {
+    if let Some(last) = schedule.last_at_or_before(started).filter(|_| at_start) {
         let key = key(&schedule, last);
         let missed_for = started.duration_since(last);
         let recent = Duration::try_from(missed_for).is_ok_and(|d| d < router.dedupe_window());

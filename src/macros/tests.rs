@@ -400,7 +400,7 @@ mod schedules {
         let clock = Clock::starting_at("2026-11-30T20:59:00Z".parse().unwrap());
         let task = tokio::spawn(run_schedules(
             router.clone(),
-            vec![schedule("")],
+            tokio::sync::watch::channel(vec![schedule("")]).1,
             clock,
             stop.clone(),
         ));
@@ -426,7 +426,7 @@ mod schedules {
             let clock = Clock::starting_at(at);
             let task = tokio::spawn(run_schedules(
                 router.clone(),
-                vec![schedule(extra)],
+                tokio::sync::watch::channel(vec![schedule(extra)]).1,
                 clock,
                 stop.clone(),
             ));
@@ -476,7 +476,7 @@ mod schedules {
         let clock = Clock::starting_at("2026-11-30T20:50:00Z".parse().unwrap());
         let task = tokio::spawn(run_schedules(
             router.clone(),
-            vec![schedule("warning = \"5m\"\n")],
+            tokio::sync::watch::channel(vec![schedule("warning = \"5m\"\n")]).1,
             clock,
             stop.clone(),
         ));
@@ -510,7 +510,7 @@ mod schedules {
         let clock = Clock::starting_at("2026-11-30T20:58:00Z".parse().unwrap());
         let task = tokio::spawn(run_schedules(
             router.clone(),
-            vec![schedule("warning = \"5m\"\n")],
+            tokio::sync::watch::channel(vec![schedule("warning = \"5m\"\n")]).1,
             clock,
             stop.clone(),
         ));
@@ -535,6 +535,36 @@ mod schedules {
         assert_eq!(
             ran(&journal).expect("ran the next day")["run"],
             "room-off@2026-12-01T21:00:00Z"
+        );
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_moves_a_schedule_without_a_restart() {
+        let journal = journal();
+        let router = router(&journal, vec![room_off()]);
+        let stop = CancellationToken::new();
+        // 21:59 in Berlin; the 22:00 run is moved to 23:00 before it is due.
+        let clock = Clock::starting_at("2026-11-30T20:59:00Z".parse().unwrap());
+        let (reload, schedules) = tokio::sync::watch::channel(vec![schedule("")]);
+        let task = tokio::spawn(run_schedules(
+            router.clone(),
+            schedules,
+            clock,
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let later = schedule("").at.with().hour(23).build().unwrap();
+        let mut moved = schedule("");
+        moved.at = later;
+        reload.send_replace(vec![moved]);
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert_eq!(ran(&journal), None, "nothing at 22:00 any more");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(
+            ran(&journal).expect("ran at 23:00")["run"],
+            "room-off@2026-11-30T22:00:00Z"
         );
         stop.cancel();
         task.await.unwrap();
