@@ -569,4 +569,35 @@ mod schedules {
         stop.cancel();
         task.await.unwrap();
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_schedule_in_the_autumn_fold_fires_once() {
+        let journal = journal();
+        let router = router(&journal, vec![room_off()]);
+        let stop = CancellationToken::new();
+        // 01:00 CEST on the night Berlin's clocks go from 03:00 CEST back to 02:00 CET:
+        // 02:30 happens twice, at 00:30Z and at 01:30Z.
+        let clock = Clock::starting_at("2026-10-24T23:00:00Z".parse().unwrap());
+        let mut at_half_past_two = schedule("");
+        at_half_past_two.at = "02:30".parse().unwrap();
+        let (_reload, schedules) = tokio::sync::watch::channel(vec![at_half_past_two]);
+        let task = tokio::spawn(run_schedules(
+            router.clone(),
+            schedules,
+            clock,
+            stop.clone(),
+        ));
+        let first = key(CLIENT, "room-off@2026-10-25T00:30:00Z");
+        let second = key(CLIENT, "room-off@2026-10-25T01:30:00Z");
+        // Just after the first 02:30.
+        tokio::time::sleep(Duration::from_secs(90 * 60 + 60)).await;
+        assert!(router.knows(&first), "ran at the first 02:30");
+        assert_eq!(ran(&journal).unwrap()["run"], first.id);
+        // Just after the second: the last run is still the first one.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert!(!router.knows(&second), "not again at the second 02:30");
+        assert_eq!(ran(&journal).unwrap()["run"], first.id);
+        stop.cancel();
+        task.await.unwrap();
+    }
 }
