@@ -167,3 +167,77 @@ async fn the_room_page_lists_the_sites_macros_and_who_has_the_room() {
 fn shots() -> std::path::PathBuf {
     screenshot_dir()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_run_counts_down_on_the_panel_and_keep_on_cancels_it() {
+    let Some(driver) = driver("a_scheduled_run_counts_down_on_the_panel_and_keep_on_cancels_it")
+    else {
+        return;
+    };
+    let room = DemoRoom::start("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .expect("demo room starts");
+    let mut site = room.site.clone();
+    // Room off in a minute, warned about from now on.
+    let zone = jiff::tz::TimeZone::UTC;
+    let due = jiff::Timestamp::now()
+        .to_zoned_datetime(zone.clone())
+        .time()
+        .wrapping_add(jiff::SignedDuration::from_secs(60))
+        .round(jiff::Unit::Second)
+        .unwrap();
+    site.schedules = vec![avgate::config::schedules::Schedule {
+        run: "room-off".into(),
+        at: due,
+        days: vec![],
+        zone,
+        catch_up: false,
+        warning: Some(std::time::Duration::from_secs(120)),
+    }];
+    let gateway = Gateway::start(site).await.expect("gateway starts");
+    let browser = Browser::open(&driver, 1280, 800).await;
+    browser
+        .open_panel(&format!("http://{}/panel/demo", gateway.local_addr()))
+        .await;
+    let countdown = browser
+        .until(
+            "the countdown",
+            r#"(() => { const c = document.querySelector('.schedule-banner:not([hidden]) .countdown'); return c && c.textContent; })()"#,
+        )
+        .await;
+    let countdown = countdown.as_str().unwrap();
+    assert!(
+        countdown.starts_with("Room off in 0:") || countdown.starts_with("Room off in 1:00"),
+        "{countdown}"
+    );
+    let lease = browser
+        .until(
+            "the lease indicator",
+            r#"document.querySelector('[data-widget="lease"] .value').textContent"#,
+        )
+        .await;
+    assert_eq!(lease, "Free: nobody has the room");
+    browser
+        .screenshot(&screenshot_dir().join("schedule-countdown.png"))
+        .await;
+
+    browser
+        .click(r#"[data-action="keep-on"][data-macro="room-off"]"#)
+        .await;
+    let kept = browser
+        .until(
+            "the run kept on",
+            r#"(() => { const c = document.querySelector('.schedule-banner:not([hidden]) .countdown'); return c && c.textContent.includes("kept on") && c.textContent; })()"#,
+        )
+        .await;
+    let client = browser.js("return window.avgatePanel.client", vec![]).await;
+    assert_eq!(
+        kept,
+        format!("Room off skipped: kept on by {}", client.as_str().unwrap())
+    );
+    let point = &state(&gateway).await["devices"]["@schedules"]["points"]["room-off"];
+    assert_eq!(point["state"], "kept_on", "{point}");
+    browser.close().await;
+    gateway.shutdown().await;
+    room.shutdown().await;
+}

@@ -51,6 +51,8 @@ pub struct Warnings {
 struct Countdown {
     /// The run's id (`room-off@2026-11-30T21:00:00Z`).
     run: String,
+    /// The macro's label, for panels ("Room off").
+    label: String,
     due: Timestamp,
     kept_on: bool,
 }
@@ -61,6 +63,7 @@ impl Warnings {
         &self,
         journal: &Journal,
         macro_name: &str,
+        label: &str,
         run: &str,
         due: Timestamp,
         left: Duration,
@@ -74,6 +77,7 @@ impl Warnings {
             macro_name.to_string(),
             Countdown {
                 run: run.to_string(),
+                label: label.to_string(),
                 due,
                 kept_on: false,
             },
@@ -81,7 +85,7 @@ impl Warnings {
         journal.record(
             DEVICE,
             macro_name,
-            json!({"state": "warning", "run": run, "at": due.to_string(), "seconds": left.as_secs()}),
+            json!({"state": "warning", "run": run, "label": label, "at": due.to_string(), "seconds": left.as_secs()}),
         );
     }
 
@@ -163,6 +167,7 @@ impl Warnings {
                 json!({
                     "state": "kept_on",
                     "run": countdown.run,
+                    "label": countdown.label,
                     "at": countdown.due.to_string(),
                     "by": {"client": key.client, "id": key.id},
                 }),
@@ -293,7 +298,11 @@ async fn run_schedule(
         let left = Duration::try_from(clock.now().duration_until(next)).unwrap_or_default();
         let warnings = router.schedule_warnings();
         let journal = router.journal();
-        warnings.count_down(journal, &schedule.run, &key.id, next, left);
+        let label = router
+            .macros()
+            .get(&schedule.run)
+            .map_or_else(|| schedule.run.clone(), |m| m.label.clone());
+        warnings.count_down(journal, &schedule.run, &label, &key.id, next, left);
         // Kept on or not, the countdown lasts until the run is due, so a second panel's
         // "Keep on" is answered ok rather than "nothing counting down".
         tokio::select! {

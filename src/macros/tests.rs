@@ -490,7 +490,7 @@ mod schedules {
         assert_eq!(
             countdown(&journal),
             Some(
-                json!({"state": "warning", "run": "room-off@2026-11-30T21:00:00Z", "at": "2026-11-30T21:00:00Z", "seconds": 300})
+                json!({"state": "warning", "run": "room-off@2026-11-30T21:00:00Z", "label": "Room off", "at": "2026-11-30T21:00:00Z", "seconds": 300})
             )
         );
         assert_eq!(ran(&journal), None);

@@ -186,9 +186,9 @@ export function scheduleBanner(gw) {
           keep.disabled = true;
           gw.command("@schedules", "keep_on", { macro: name });
         };
-        banner.append($("div", { class: "row" }, $("span", { class: "countdown", text: humanize(name) + " in " + clockText(left) }), keep));
+        banner.append($("div", { class: "row" }, $("span", { class: "countdown", text: (v.label || humanize(name)) + " in " + clockText(left) }), keep));
       } else if (v.state === "kept_on" && Date.now() - Date.parse(v.at) < 0) {
-        banner.append($("div", { class: "row" }, $("span", { class: "countdown", text: humanize(name) + " skipped: kept on by " + v.by.client })));
+        banner.append($("div", { class: "row" }, $("span", { class: "countdown", text: (v.label || humanize(name)) + " skipped: kept on by " + v.by.client })));
       }
     }
     banner.hidden = banner.children.length === 0;
@@ -310,6 +310,9 @@ export const WIDGETS = {
     };
     gw.watch("@room/controller", draw);
     gw.watch("@room/last_activity", draw);
+    // Until anyone has sent a command the gateway has no `@room` to tell of: free.
+    gw.onStatus(draw);
+    draw();
     setInterval(draw, 15000);
     gw.watch("@room/taken_over", (p) => {
       const v = p.value;
