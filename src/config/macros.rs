@@ -180,6 +180,7 @@ pub(super) fn load_macros(
     sources: &[MacroSource],
     devices: &[DeviceConfig],
     errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
 ) -> BTreeMap<String, Arc<Macro>> {
     let profiles: HashMap<&str, &Profile> = devices
         .iter()
@@ -266,9 +267,21 @@ pub(super) fn load_macros(
                         continue;
                     };
                     expected = expected_wait(&condition, &profiles);
+                    let timeout = step.timeout.unwrap_or(DEFAULT_WAIT);
+                    if let Some(expected) = expected.filter(|e| *e > timeout) {
+                        warnings.push(here(
+                            source.span(),
+                            format!(
+                                "this wait gives up after {}, but the profiles' [hints] say reaching it usually takes about {}; give the step `timeout = \"{}\"` or more",
+                                humantime::format_duration(timeout),
+                                humantime::format_duration(expected),
+                                humantime::format_duration(expected * 2),
+                            ),
+                        ));
+                    }
                     let action = Action::WaitUntil {
                         condition,
-                        timeout: step.timeout.unwrap_or(DEFAULT_WAIT),
+                        timeout,
                         on_timeout: step.on_timeout,
                     };
                     (action, format!("waiting until {}", source.get_ref()))
@@ -754,6 +767,17 @@ steps = [{ wait_until = "online(proj)" }]
         // The projector profile's `[hints] warm_up` is what waiting for `on` takes.
         assert_eq!(room_on.steps[1].expected, Some(Duration::from_secs(30)));
         assert_eq!(room_on.steps[0].expected, None);
+        assert!(site.warnings.is_empty(), "{:?}", site.warnings);
+        // A wait shorter than the warm-up it waits for is worth a warning, not an error.
+        let short = parse(
+            "[macros.m]\nsteps = [{ wait_until = \"proj/power == 'on'\", timeout = \"10s\" }]\n",
+        )
+        .unwrap();
+        let warning = short.warnings[0].to_string();
+        assert!(
+            warning.starts_with("site.toml:6:25: this wait gives up after 10s, but the profiles' [hints] say reaching it usually takes about 30s; give the step `timeout = \"1m\"` or more"),
+            "{warning}"
+        );
         assert_eq!(room_on.steps[0].label, "Projector on");
         assert_eq!(
             room_on.steps[1].action,

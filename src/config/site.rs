@@ -766,7 +766,7 @@ pub fn parse_site_with(
         read,
         &mut errors,
     );
-    let macros = super::macros::load_macros(&macro_sources, &devices, &mut errors);
+    let macros = super::macros::load_macros(&macro_sources, &devices, &mut errors, &mut warnings);
     let schedules =
         super::schedules::load_schedules(path, text, file.schedules, &macro_names, &mut errors);
     let lease = super::lease::check(path, text, file.lease, &macro_names, &mut errors);
