@@ -62,9 +62,10 @@ const MAX_BACKOFF_MS = 10000;
 /**
  * @typedef {Object} CommandUpdate
  * @property {string} id
- * @property {string} device
- * @property {string} command
- * @property {Object} args
+ * @property {string} [device]
+ * @property {string} [command]
+ * @property {Object} [args]
+ * @property {string} [macro] for a macro run (runMacro): its name, and no device
  * @property {"pending"|"accepted"|"result"} phase
  * @property {CommandResult} [result]
  */
