@@ -389,8 +389,9 @@ pub(super) fn load_macros(
     macros
 }
 
-/// The longest warm-up or cool-down `condition` waits for: a device's `power` compared
-/// with (or in) `"on"` or `"off"`, by its profile's `[hints]`.
+/// The longest warm-up or cool-down `condition` waits for: a device's `power` equal to
+/// `"on"` or `"off"`, by its profile's `[hints]`. `in [...]` holds on any of its values,
+/// so it takes the shortest, and none when one of them (`'cooling'`) has no hint.
 fn expected_wait(condition: &Condition, profiles: &HashMap<&str, &Profile>) -> Option<Duration> {
     let hints = |device: &str| profiles.get(device).map(|p| p.hints);
     match condition {
@@ -406,7 +407,12 @@ fn expected_wait(condition: &Condition, profiles: &HashMap<&str, &Profile>) -> O
             values,
         } if point == "power" => {
             let hints = hints(device)?;
-            values.iter().filter_map(|v| hints.to_reach_power(v)).max()
+            values
+                .iter()
+                .map(|v| hints.to_reach_power(v))
+                .collect::<Option<Vec<_>>>()?
+                .into_iter()
+                .min()
         }
         Condition::All(parts) => parts
             .iter()
@@ -806,6 +812,10 @@ steps = [{ wait_until = "online(proj)" }]
         let site = parse_site(Path::new("site.toml"), block).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(site.macros["room-on"].steps.len(), 5);
         assert_eq!(site.macros["room-off"].mode, RunMode::Restart);
+        assert!(site.warnings.is_empty(), "{:?}", site.warnings);
+        assert_eq!(site.schedules[0].warning, Some(Duration::from_secs(300)));
+        assert_eq!(site.lease.policy, crate::config::lease::Policy::Exclusive);
+        assert_eq!(site.lease.released_by, ["room-off"]);
     }
 
     #[test]
