@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use avgate_drivers::pjlink::simulator::PowerState;
 use common::*;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -515,11 +515,27 @@ async fn the_demo_room_bridges_to_a_broker_with_commands() {
     room.shutdown().await;
 }
 
-/// One end of a scripted broker: reads and writes MQTT 3.1.1 packets on one connection,
-/// so a test decides exactly what the bridge sees (a lost PUBACK, a redelivery).
+/// One end of a scripted broker: reads and writes MQTT 5 packets on one connection, so a
+/// test decides exactly what the bridge sees (a lost PUBACK, a redelivery).
 struct ScriptedConnection {
     stream: tokio::net::TcpStream,
     buffer: bytes::BytesMut,
+    /// Every topic filter the bridge subscribed to on this connection.
+    subscribed: Vec<String>,
+}
+
+mod v5 {
+    pub use rumqttc::v5::mqttbytes::Error;
+    pub use rumqttc::v5::mqttbytes::QoS;
+    pub use rumqttc::v5::mqttbytes::v5::*;
+}
+
+fn connack(session_present: bool) -> v5::Packet {
+    v5::Packet::ConnAck(v5::ConnAck {
+        session_present,
+        code: v5::ConnectReturnCode::Success,
+        properties: None,
+    })
 }
 
 impl ScriptedConnection {
@@ -531,18 +547,19 @@ impl ScriptedConnection {
         let mut connection = ScriptedConnection {
             stream,
             buffer: bytes::BytesMut::new(),
+            subscribed: Vec::new(),
         };
-        assert!(matches!(connection.read().await, Packet::Connect(..)));
+        assert!(matches!(connection.read().await, v5::Packet::Connect(..)));
         connection
     }
 
-    async fn read(&mut self) -> Packet {
+    async fn read(&mut self) -> v5::Packet {
         use tokio::io::AsyncReadExt;
         tokio::time::timeout(DEADLINE, async {
             loop {
-                match Packet::read(&mut self.buffer, 1 << 20) {
+                match v5::Packet::read(&mut self.buffer, Some(1 << 20)) {
                     Ok(packet) => return packet,
-                    Err(rumqttc::Error::InsufficientBytes(_)) => {
+                    Err(v5::Error::InsufficientBytes(_)) => {
                         let read = self.stream.read_buf(&mut self.buffer).await.unwrap();
                         assert!(read > 0, "the bridge closed the connection");
                     }
@@ -554,32 +571,38 @@ impl ScriptedConnection {
         .expect("a packet from the bridge")
     }
 
-    async fn write(&mut self, packet: Packet) {
+    async fn write(&mut self, packet: v5::Packet) {
         use tokio::io::AsyncWriteExt;
         let mut out = bytes::BytesMut::new();
-        packet.write(&mut out, 1 << 20).unwrap();
+        packet.write(&mut out, Some(1 << 20)).unwrap();
         self.stream.write_all(&out).await.unwrap();
     }
 
     /// Answers the bridge (SUBACK, PUBACK) until it publishes on `topic`; returns that.
-    async fn serve_until(&mut self, topic: &str) -> Publish {
+    async fn serve_until(&mut self, topic: &str) -> v5::Publish {
         loop {
             match self.read().await {
-                Packet::Subscribe(subscribe) => {
-                    let codes = subscribe
+                v5::Packet::Subscribe(subscribe) => {
+                    let return_codes = subscribe
                         .filters
                         .iter()
-                        .map(|_| rumqttc::SubscribeReasonCode::Success(QoS::AtLeastOnce))
+                        .map(|_| v5::SubscribeReasonCode::Success(v5::QoS::AtLeastOnce))
                         .collect();
-                    self.write(Packet::SubAck(rumqttc::SubAck::new(subscribe.pkid, codes)))
-                        .await;
+                    self.subscribed
+                        .extend(subscribe.filters.iter().map(|f| f.path.clone()));
+                    self.write(v5::Packet::SubAck(v5::SubAck {
+                        pkid: subscribe.pkid,
+                        return_codes,
+                        properties: None,
+                    }))
+                    .await;
                 }
-                Packet::Publish(publish) => {
-                    if publish.qos == QoS::AtLeastOnce {
-                        self.write(Packet::PubAck(rumqttc::PubAck::new(publish.pkid)))
+                v5::Packet::Publish(publish) => {
+                    if publish.qos == v5::QoS::AtLeastOnce {
+                        self.write(v5::Packet::PubAck(v5::PubAck::new(publish.pkid, None)))
                             .await;
                     }
-                    if publish.topic == topic {
+                    if publish.topic == topic.as_bytes() {
                         return publish;
                     }
                 }
@@ -603,24 +626,21 @@ async fn a_command_redelivered_after_a_lost_puback_runs_once() {
     ))
     .await;
     let set = || {
-        let mut publish = Publish::new(
+        let mut publish = v5::Publish::new(
             "avgate/room-101/proj/power/set",
-            QoS::AtLeastOnce,
+            v5::QoS::AtLeastOnce,
             r#"{"on": true}"#,
+            None,
         );
         publish.pkid = 9;
         publish
     };
 
     let mut first = ScriptedConnection::accept(&listener).await;
-    first
-        .write(Packet::ConnAck(rumqttc::ConnAck::new(
-            rumqttc::ConnectReturnCode::Success,
-            false,
-        )))
-        .await;
+    first.write(connack(false)).await;
     first.serve_until("avgate/room-101/proj/availability").await;
-    first.write(Packet::Publish(set())).await;
+    assert_eq!(first.subscribed, ["avgate/room-101/+/+/set"]);
+    first.write(v5::Packet::Publish(set())).await;
     let result = envelope(
         &first
             .serve_until("avgate/room-101/proj/power/result")
@@ -633,15 +653,10 @@ async fn a_command_redelivered_after_a_lost_puback_runs_once() {
     drop(first);
 
     let mut second = ScriptedConnection::accept(&listener).await;
-    second
-        .write(Packet::ConnAck(rumqttc::ConnAck::new(
-            rumqttc::ConnectReturnCode::Success,
-            true,
-        )))
-        .await;
+    second.write(connack(true)).await;
     let mut again = set();
     again.dup = true;
-    second.write(Packet::Publish(again)).await;
+    second.write(v5::Packet::Publish(again)).await;
     let repeated = envelope(
         &second
             .serve_until("avgate/room-101/proj/power/result")
@@ -649,6 +664,9 @@ async fn a_command_redelivered_after_a_lost_puback_runs_once() {
             .payload,
     );
     assert_eq!(repeated, result, "the first outcome, reported again");
+    // Even when the broker says it kept the session, the bridge asks for its
+    // subscription again after the CONNACK (a broker may have lost it).
+    assert_eq!(second.subscribed, ["avgate/room-101/+/+/set"]);
     let power_on = proj
         .commands_received()
         .iter()
