@@ -43,14 +43,24 @@ struct Broker {
     child: Option<Child>,
 }
 
+/// A loopback port nobody listens on yet.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl Broker {
     async fn start(binary: PathBuf, persistence: bool) -> Broker {
+        Broker::start_with(binary, persistence, "").await
+    }
+
+    /// A broker with `extra` lines in its configuration (another listener).
+    async fn start_with(binary: PathBuf, persistence: bool, extra: &str) -> Broker {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         // As root, mosquitto switches to its own user unless told otherwise, and could
         // not write its persistence file here.
         // SAFETY: geteuid has no preconditions.
@@ -62,7 +72,7 @@ impl Broker {
         // mosquitto drops QoS 1 messages beyond 1000 queued for one subscriber (its
         // default max_queued_messages): a dashboard reading a whole campus needs more.
         let config = format!(
-            "{user}listener {port} 127.0.0.1\nallow_anonymous true\npersistence {persistence}\npersistence_location {}/\nautosave_interval 0\nmax_queued_messages 100000\n",
+            "{user}per_listener_settings false\nallow_anonymous true\npersistence {persistence}\npersistence_location {}/\nautosave_interval 0\nmax_queued_messages 100000\nlistener {port} 127.0.0.1\n{extra}",
             dir.path().display()
         );
         std::fs::write(dir.path().join("mosquitto.conf"), config).unwrap();
@@ -769,6 +779,189 @@ async fn paho_reads_the_retained_state_and_sends_a_command() {
     peer_support::run_script(
         &python,
         "tests/peers/mqtt_paho.py",
+        &[&port, "avgate/room-101", "proj"],
+        DEADLINE,
+    )
+    .await;
+    assert_ne!(proj.state().power, PowerState::Off);
+    gw.shutdown().await;
+}
+
+/// A CA, and a certificate it signed for 127.0.0.1, as PEM files in `dir`: (ca, cert, key).
+fn broker_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "avgate test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("broker.pem"),
+        dir.join("broker-key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+#[tokio::test]
+async fn mqtts_reaches_a_tls_broker_that_the_configured_ca_signed() {
+    let Some(binary) = mosquitto("mqtts_reaches_a_tls_broker_that_the_configured_ca_signed") else {
+        return;
+    };
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = broker_certificates(certs.path());
+    let tls_port = free_port();
+    // The bridge on the TLS listener; the observer on the plain one.
+    let broker = Broker::start_with(
+        binary,
+        false,
+        &format!(
+            "listener {tls_port} 127.0.0.1\ncertfile {}\nkeyfile {}\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .await;
+    let proj = projector(None).await;
+    let data = tempfile::tempdir().unwrap();
+    let site = site_toml(
+        &[("proj", proj.local_addr(), None)],
+        &format!(
+            "[journal]\ndata_dir = \"{}\"\n[mqtt]\nbroker = \"mqtts://127.0.0.1:{tls_port}\"\nca = \"{}\"\nsite = \"room-101\"\n",
+            data.path().display(),
+            ca.display()
+        ),
+    );
+    let gw = gateway(&site).await;
+    let mut watcher = Observer::start(broker.port, "watcher", "avgate/room-101/#", false).await;
+    watcher
+        .until("avgate/room-101/status", |p| p == b"online")
+        .await;
+    watcher
+        .until("avgate/room-101/proj/power", |p| {
+            envelope(p)["value"] == "off"
+        })
+        .await;
+    gw.shutdown().await;
+}
+
+/// A site whose bridge takes commands and announces its devices to Home Assistant.
+fn discovery_site(projector: std::net::SocketAddr, broker: &str, data_dir: &Path) -> String {
+    let extra = format!(
+        "[journal]\ndata_dir = \"{}\"\n[mqtt]\nbroker = \"{broker}\"\nsite = \"room-101\"\ncommands = true\ndiscovery = true\n",
+        data_dir.display()
+    );
+    site_toml(&[("proj", projector, None)], &extra)
+}
+
+#[tokio::test]
+async fn home_assistant_finds_the_devices_and_its_switch_drives_the_projector() {
+    let Some(binary) =
+        mosquitto("home_assistant_finds_the_devices_and_its_switch_drives_the_projector")
+    else {
+        return;
+    };
+    let broker = Broker::start(binary, false).await;
+    let proj = projector(None).await;
+    let data = tempfile::tempdir().unwrap();
+    let gw = gateway(&discovery_site(
+        proj.local_addr(),
+        &broker.url(),
+        data.path(),
+    ))
+    .await;
+    // Home Assistant reads its discovery topics and the state topics the configs name.
+    let mut ha = Observer::start(broker.port, "home-assistant", "#", false).await;
+    let power_config = "homeassistant/switch/avgate_room-101/proj_power/config";
+    let config = envelope(&ha.until(power_config, |_| true).await);
+    assert_eq!(
+        config["state_topic"], "avgate/room-101/proj/power",
+        "{config}"
+    );
+    assert_eq!(
+        config["unique_id"], "avgate_room-101_proj_power",
+        "{config}"
+    );
+    assert_eq!(
+        config["availability"][1]["topic"], "avgate/room-101/proj/availability",
+        "{config}"
+    );
+    assert_eq!(config["device"]["identifiers"][0], "avgate_room-101_proj");
+    let input = envelope(
+        &ha.until(
+            "homeassistant/select/avgate_room-101/proj_input/config",
+            |_| true,
+        )
+        .await,
+    );
+    assert!(
+        input["options"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("hdmi1")),
+        "{input}"
+    );
+
+    // Home Assistant switches the projector on the way its config says.
+    publish_once(
+        broker.port,
+        config["command_topic"].as_str().unwrap(),
+        config["payload_on"].as_str().unwrap(),
+    )
+    .await;
+    ha.until("avgate/room-101/proj/power", |p| {
+        envelope(p)["value"] != "off"
+    })
+    .await;
+    assert_ne!(proj.state().power, PowerState::Off);
+
+    // Home Assistant restarts: its birth message brings the configs again, live.
+    publish_once(broker.port, "homeassistant/status", "online").await;
+    loop {
+        let (topic, _, retained, _) = ha.next().await;
+        if topic == power_config && !retained {
+            break;
+        }
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_mqtt5_request_gets_its_outcome_on_its_response_topic_correlated() {
+    let Some(binary) =
+        mosquitto("an_mqtt5_request_gets_its_outcome_on_its_response_topic_correlated")
+    else {
+        return;
+    };
+    let Some(python) = peer_support::python("paho-mqtt") else {
+        return;
+    };
+    let broker = Broker::start(binary, false).await;
+    let proj = projector(None).await;
+    let data = tempfile::tempdir().unwrap();
+    let gw = gateway(&commands_site(
+        proj.local_addr(),
+        &broker.url(),
+        data.path(),
+        "bms",
+    ))
+    .await;
+    let mut ready =
+        Observer::start(broker.port, "ready", "avgate/room-101/proj/power", false).await;
+    ready.until("avgate/room-101/proj/power", |_| true).await;
+    let port = broker.port.to_string();
+    peer_support::run_script(
+        &python,
+        "tests/peers/mqtt_paho_v5.py",
         &[&port, "avgate/room-101", "proj"],
         DEADLINE,
     )
