@@ -334,7 +334,9 @@ impl Bridge {
                 }
                 event = events.recv() => {
                     let mut next = event;
-                    loop {
+                    // The cursor file is written once per batch of PUBACKs, not per message.
+                    let mut newest_acked = None;
+                    let connected = loop {
                         match next {
                             Some(Ok(MqttEvent::Incoming(Packet::Publish(publish)))) => {
                                 if self.is_birth(&publish) {
@@ -345,17 +347,25 @@ impl Bridge {
                             }
                             Some(Ok(MqttEvent::Incoming(Packet::PubAck(_)))) => {
                                 if let Some(Some(seq)) = sent.pop_front() {
-                                    self.acknowledge(epoch, seq);
+                                    newest_acked = Some(seq);
                                 }
                             }
                             Some(Ok(_)) => {}
-                            Some(Err(e)) => return Err(e.into()),
-                            None => return Ok(()),
+                            Some(Err(e)) => break Err(e),
+                            None => break Ok(false),
                         }
                         match events.try_recv() {
                             Ok(more) => next = Some(more),
-                            Err(_) => break,
+                            Err(_) => break Ok(true),
                         }
+                    };
+                    if let Some(seq) = newest_acked {
+                        self.acknowledge(epoch, seq);
+                    }
+                    match connected {
+                        Ok(true) => {}
+                        Ok(false) => return Ok(()),
+                        Err(e) => return Err(e.into()),
                     }
                 }
             }
