@@ -504,6 +504,9 @@ mod tests {
         let mqtt = site.mqtt.unwrap();
         assert_eq!((mqtt.host.as_str(), mqtt.port), ("broker", 8883));
         assert!(mqtt.tls.is_some());
+        // A reload compares the settings' Debug text: the same file must read the same.
+        let again = parse_at("broker = \"mqtts://broker\"\nca = \"ca.pem\"\n").unwrap();
+        assert_eq!(format!("{mqtt:?}"), format!("{:?}", again.mqtt.unwrap()));
 
         let errors = parse_at("broker = \"mqtts://broker\"\nca = \"missing.pem\"\n")
             .unwrap_err()

@@ -185,6 +185,9 @@ impl Bridge {
             .set_clean_start(false)
             .set_session_expiry_interval(Some(SESSION_EXPIRY_SECS))
             .set_request_channel_capacity(REQUEST_CHANNEL)
+            // A command is acknowledged once the router took it, so a gateway that dies
+            // before that gets it again from the broker (and the dedupe runs it once).
+            .set_manual_acks(true)
             .set_last_will(LastWill::new(
                 status_topic(s),
                 "offline",
@@ -343,6 +346,10 @@ impl Bridge {
                                     reannounce.birth(tokio::time::Instant::now());
                                 } else {
                                     self.command(&client, &publish);
+                                }
+                                if let Err(e) = client.try_ack(&publish) {
+                                    // The connection is ending; the broker delivers it again.
+                                    warn!(error = %e, "mqtt: cannot acknowledge a message");
                                 }
                             }
                             Some(Ok(MqttEvent::Incoming(Packet::PubAck(_)))) => {
