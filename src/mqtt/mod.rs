@@ -428,15 +428,15 @@ impl Bridge {
         };
         let id = command_id(self.session, publish);
         let requested = publish.properties.as_ref();
-        let (result_topic, correlation) = match requested.and_then(|p| p.response_topic.clone()) {
-            Some(response_topic) => (
-                response_topic,
-                requested.and_then(|p| p.correlation_data.clone()),
-            ),
-            None => (
-                format!("{}/{device}/{command}/result", self.settings.prefix),
-                None,
-            ),
+        let correlation = requested.and_then(|p| p.correlation_data.clone());
+        let default_topic = format!("{}/{device}/{command}/result", self.settings.prefix);
+        let response_topic = requested.and_then(|p| p.response_topic.clone());
+        let refused_response_topic = response_topic
+            .as_deref()
+            .and_then(|t| response_topic_problem(&self.settings.prefix, t));
+        let result_topic = match response_topic {
+            Some(t) if refused_response_topic.is_none() => t,
+            _ => default_topic,
         };
         let client_name = format!("mqtt:{}", self.settings.client_id);
         let report = {
@@ -458,6 +458,9 @@ impl Bridge {
                 }
             }
         };
+        if let Some(why) = refused_response_topic {
+            return report(Err(Failure::new(ErrorCode::InvalidMessage, why)));
+        }
         let args = if publish.payload.iter().all(u8::is_ascii_whitespace) {
             Ok(Map::new())
         } else {
@@ -563,6 +566,22 @@ impl Bridge {
     }
 }
 
+/// Why a request's response topic is refused, if it is: one inside the bridge's own topics
+/// (other than a `.../result`) would put an outcome where dashboards read a device's
+/// state.
+fn response_topic_problem(prefix: &str, topic: &str) -> Option<String> {
+    let inside = topic
+        .strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    (inside && !topic.ends_with("/result")).then(|| {
+        format!(
+            "the response topic {topic} is among this gateway's state topics ({prefix}/...); \
+             give one outside them (e.g. replies/<your client>), or none to get the outcome on \
+             <prefix>/<device>/<command>/result"
+        )
+    })
+}
+
 /// A result's properties: the request's correlation data, and that the payload is JSON.
 fn result_properties(correlation: Option<Bytes>) -> PublishProperties {
     PublishProperties {
@@ -632,6 +651,19 @@ mod tests {
         assert_ne!(command_id(1, &publish(7, r#"{"on":false}"#)), first);
         // A new broker session numbers its packets from the start again.
         assert_ne!(command_id(2, &publish(7, r#"{"on":true}"#)), first);
+    }
+
+    #[test]
+    fn a_response_topic_among_the_state_topics_is_refused() {
+        assert_eq!(response_topic_problem("a/b", "replies/desk-3"), None);
+        assert_eq!(response_topic_problem("a/b", "a/b/proj/power/result"), None);
+        assert_eq!(response_topic_problem("a/b", "a/bc/proj/power"), None);
+        let why = response_topic_problem("a/b", "a/b/proj/power").unwrap();
+        assert!(
+            why.contains("a/b/proj/power is among this gateway's state topics"),
+            "{why}"
+        );
+        assert!(response_topic_problem("a/b", "a/b/status").is_some());
     }
 
     #[test]

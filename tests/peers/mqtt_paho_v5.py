@@ -3,8 +3,10 @@
 Usage: mqtt_paho_v5.py PORT PREFIX DEVICE
 Sends PREFIX/DEVICE/power/set {"on": true} with a ResponseTopic and CorrelationData, then
 a malformed request with other correlation data, and expects each outcome on the response
-topic with its own request's correlation data (ok, and invalid_message), and nothing on
-PREFIX/DEVICE/power/result.
+topic with its own request's correlation data (ok, and invalid_message). A third request
+names a state topic (PREFIX/DEVICE/power) as its response topic: it is refused
+(invalid_message) on PREFIX/DEVICE/power/result, still correlated, and nothing else lands
+there.
 Fails on anything else or after 8 s.
 """
 import json
@@ -21,7 +23,8 @@ def main() -> int:
     response_topic = "replies/paho-v5"
     replies = {}
     both = threading.Event()
-    stray = []
+    on_result = {}
+    refused = threading.Event()
     subscribed = threading.Event()
 
     def on_connect(client, userdata, flags, reason_code, properties):
@@ -33,10 +36,11 @@ def main() -> int:
             subscribed.set()
 
     def on_message(client, userdata, message):
-        if message.topic != response_topic:
-            stray.append(message.topic)
-            return
         correlation = getattr(message.properties, "CorrelationData", None)
+        if message.topic != response_topic:
+            on_result[correlation] = json.loads(message.payload)
+            refused.set()
+            return
         replies[correlation] = json.loads(message.payload)
         if len(replies) >= 2:
             both.set()
@@ -61,6 +65,13 @@ def main() -> int:
         if not both.wait(8):
             print(f"FAIL: replies {replies}")
             return 1
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.ResponseTopic = f"{prefix}/{device}/power"
+        properties.CorrelationData = b"request-3"
+        client.publish(f"{prefix}/{device}/power/set", json.dumps({"on": True}), qos=1, properties=properties)
+        if not refused.wait(8):
+            print("FAIL: no refusal for a response topic among the state topics")
+            return 1
         failures = 0
         if set(replies) != {b"request-1", b"request-2"}:
             print(f"FAIL: correlation data {sorted(replies)}")
@@ -73,8 +84,9 @@ def main() -> int:
         if malformed.get("ok") is not False or malformed.get("error", {}).get("code") != "invalid_message":
             print(f"FAIL: request-2: {malformed}")
             failures += 1
-        if stray:
-            print(f"FAIL: outcomes also on {stray}")
+        misplaced = on_result.get(b"request-3", {})
+        if set(on_result) != {b"request-3"} or misplaced.get("error", {}).get("code") != "invalid_message":
+            print(f"FAIL: on {prefix}/{device}/power/result: {on_result}")
             failures += 1
         print(f"paho v5: {len(replies)} correlated replies on {response_topic}")
         return 1 if failures else 0
