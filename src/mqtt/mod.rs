@@ -247,9 +247,8 @@ impl Bridge {
         if !session_present {
             self.session += 1;
         }
-        // Subscriptions are part of the session; asked for again after every CONNACK in
-        // case the broker lost it (a broker restarted without persistence may still
-        // answer session-present for a session it rebuilt empty).
+        // Subscriptions are part of the session, but asked for again after every CONNACK
+        // in case the broker lost them: subscribing again to the same filter is harmless.
         if self.settings.commands.is_some() {
             client.try_subscribe(
                 format!("{}/+/+/set", self.settings.prefix),
@@ -431,9 +430,12 @@ impl Bridge {
         let correlation = requested.and_then(|p| p.correlation_data.clone());
         let default_topic = format!("{}/{device}/{command}/result", self.settings.prefix);
         let response_topic = requested.and_then(|p| p.response_topic.clone());
-        let refused_response_topic = response_topic
-            .as_deref()
-            .and_then(|t| response_topic_problem(&self.settings.prefix, t));
+        let refused_response_topic = response_topic.as_deref().and_then(|t| {
+            response_topic_problem(&self.settings.prefix, t).or_else(|| {
+                let discovery = self.settings.discovery.as_deref()?;
+                response_topic_problem(discovery, t)
+            })
+        });
         let result_topic = match response_topic {
             Some(t) if refused_response_topic.is_none() => t,
             _ => default_topic,
@@ -567,15 +569,15 @@ impl Bridge {
 }
 
 /// Why a request's response topic is refused, if it is: one inside the bridge's own topics
-/// (other than a `.../result`) would put an outcome where dashboards read a device's
-/// state.
+/// under `prefix` (other than a `.../result`) would put an outcome where dashboards read a
+/// device's state, or Home Assistant its discovery configs.
 fn response_topic_problem(prefix: &str, topic: &str) -> Option<String> {
     let inside = topic
         .strip_prefix(prefix)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
     (inside && !topic.ends_with("/result")).then(|| {
         format!(
-            "the response topic {topic} is among this gateway's state topics ({prefix}/...); \
+            "the response topic {topic} is among this gateway's own topics ({prefix}/...); \
              give one outside them (e.g. replies/<your client>), or none to get the outcome on \
              <prefix>/<device>/<command>/result"
         )
@@ -660,7 +662,7 @@ mod tests {
         assert_eq!(response_topic_problem("a/b", "a/bc/proj/power"), None);
         let why = response_topic_problem("a/b", "a/b/proj/power").unwrap();
         assert!(
-            why.contains("a/b/proj/power is among this gateway's state topics"),
+            why.contains("a/b/proj/power is among this gateway's own topics"),
             "{why}"
         );
         assert!(response_topic_problem("a/b", "a/b/status").is_some());
