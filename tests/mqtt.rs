@@ -1131,3 +1131,42 @@ async fn an_mqtt5_request_gets_its_outcome_on_its_response_topic_correlated() {
     assert_ne!(proj.state().power, PowerState::Off);
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_command_sent_while_the_gateway_was_away_runs_when_it_is_back() {
+    let Some(binary) = mosquitto("a_command_sent_while_the_gateway_was_away_runs_when_it_is_back")
+    else {
+        return;
+    };
+    let broker = Broker::start(binary, false).await;
+    let proj = projector(None).await;
+    let data = tempfile::tempdir().unwrap();
+    let site = commands_site(proj.local_addr(), &broker.url(), data.path(), "bms");
+    let mut results = Observer::start(broker.port, "results", "avgate/room-101/#", false).await;
+    let gw = gateway(&site).await;
+    results
+        .until("avgate/room-101/proj/availability", |p| p == b"online")
+        .await;
+    gw.shutdown().await;
+    results
+        .until("avgate/room-101/status", |p| p == b"offline")
+        .await;
+
+    // The broker keeps the bridge's MQTT 5 session (its expiry interval), so it queues
+    // the command for the gateway that is away.
+    publish_once(
+        broker.port,
+        "avgate/room-101/proj/power/set",
+        r#"{"on": true}"#,
+    )
+    .await;
+    let gw = gateway(&site).await;
+    let result = envelope(
+        &results
+            .until("avgate/room-101/proj/power/result", |_| true)
+            .await,
+    );
+    assert_eq!(result["ok"], true, "{result}");
+    assert_ne!(proj.state().power, PowerState::Off);
+    gw.shutdown().await;
+}
