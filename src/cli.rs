@@ -71,8 +71,9 @@ enum Command {
         /// Without it the demo keeps its journal in memory.
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Bridge the demo room to this MQTT broker (`mqtt://host[:port]`), commands
-        /// enabled, under the topic prefix `avgate/demo` (docs/MQTT.md).
+        /// Bridge the demo room to this MQTT broker (`mqtt://host[:port]`, or
+        /// `mqtts://host[:port]` trusting the system's roots), commands enabled, under the
+        /// topic prefix `avgate/demo` (docs/MQTT.md).
         #[arg(long, value_name = "URL")]
         mqtt: Option<String>,
     },

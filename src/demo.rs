@@ -39,8 +39,8 @@ impl DemoRoom {
         DemoRoom::start_with_mqtt(listen, data_dir, None).await
     }
 
-    /// [`DemoRoom::start`], bridged to the MQTT broker at `mqtt` (`mqtt://host[:port]`)
-    /// with commands enabled, under the prefix `avgate/demo`.
+    /// [`DemoRoom::start`], bridged to the MQTT broker at `mqtt` (`mqtt://host[:port]` or
+    /// `mqtts://host[:port]`) with commands enabled, under the prefix `avgate/demo`.
     pub async fn start_with_mqtt(
         listen: SocketAddr,
         data_dir: Option<&Path>,

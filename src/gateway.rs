@@ -107,6 +107,7 @@ impl Gateway {
                 journal.clone(),
                 hub.clone(),
                 data_dir,
+                crate::mqtt::discovery::announcements(mqtt, &site.devices),
                 shutdown.clone(),
             ));
         }

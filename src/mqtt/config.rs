@@ -5,6 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::ClientConfig;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -29,6 +32,11 @@ pub struct MqttSettings {
     pub keep_alive: Duration,
     /// Commands from `<prefix>/<device>/<command>/set`, when enabled.
     pub commands: Option<CommandIdentity>,
+    /// TLS towards the broker (`mqtts://`): rustls with the configured CA, or the
+    /// system's roots without one.
+    pub tls: Option<Arc<ClientConfig>>,
+    /// Home Assistant discovery: config topics under this prefix, when enabled.
+    pub discovery: Option<String>,
 }
 
 /// Who the bridge is when it sends commands: a token of `[[auth.tokens]]`, whose scopes
@@ -49,8 +57,11 @@ impl MqttSettings {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MqttFile {
-    /// `mqtt://host[:port]` (1883 when not given).
+    /// `mqtt://host[:port]` (1883 when not given) or `mqtts://host[:port]` (8883).
     broker: Spanned<String>,
+    /// PEM file of the CA(s) that sign the broker's certificate, relative to the site file;
+    /// default with `mqtts://`: the system's trusted roots.
+    ca: Option<Spanned<String>>,
     /// Default: `avgate-<site>`.
     client_id: Option<Spanned<String>>,
     username: Option<String>,
@@ -70,6 +81,11 @@ pub(crate) struct MqttFile {
     commands: Spanned<bool>,
     /// The `[[auth.tokens]]` name whose scopes bound those commands.
     identity: Option<Spanned<String>>,
+    /// Announce the devices to Home Assistant (off by default).
+    #[serde(default)]
+    discovery: bool,
+    /// Where Home Assistant listens for discovery: default `homeassistant`.
+    discovery_prefix: Option<Spanned<String>>,
 }
 
 fn default_qos() -> Spanned<u8> {
@@ -97,12 +113,43 @@ pub(crate) fn check(
     let mut fail = |span: Range<usize>, message: String| {
         errors.push(ConfigError::at(path, text, Some(span), message));
     };
-    let (host, port) = match parse_broker(file.broker.get_ref()) {
+    let (host, port, secure) = match parse_broker(file.broker.get_ref()) {
         Ok(address) => address,
         Err(why) => {
             fail(file.broker.span(), why);
-            (String::new(), 0)
+            (String::new(), 0, false)
         }
+    };
+    let tls = match (&file.ca, secure) {
+        (Some(ca), false) => {
+            fail(
+                ca.span(),
+                "[mqtt] ca is for a TLS broker: write the broker as `mqtts://host[:port]`, or remove `ca`".into(),
+            );
+            None
+        }
+        (ca, true) => {
+            let base = path.parent().unwrap_or(Path::new("."));
+            match client_tls(ca.as_ref().map(|ca| base.join(ca.get_ref())).as_deref()) {
+                Ok(config) => Some(config),
+                Err(why) => {
+                    fail(ca.as_ref().map_or(file.broker.span(), |ca| ca.span()), why);
+                    None
+                }
+            }
+        }
+        (None, false) => None,
+    };
+    let discovery = match (&file.discovery_prefix, file.discovery) {
+        (None, true) => Some("homeassistant".to_string()),
+        (Some(prefix), _) => {
+            let trimmed = prefix.get_ref().trim_end_matches('/').to_string();
+            if let Err(why) = check_prefix(&trimmed) {
+                fail(prefix.span(), why.replacen("prefix", "discovery_prefix", 1));
+            }
+            file.discovery.then_some(trimmed)
+        }
+        (None, false) => None,
     };
     let site = match &file.site {
         Some(site) => {
@@ -181,6 +228,8 @@ pub(crate) fn check(
         publish,
         keep_alive: file.keep_alive,
         commands,
+        tls,
+        discovery,
     })
 }
 
@@ -228,16 +277,16 @@ fn check_identity(
     })
 }
 
-fn parse_broker(url: &str) -> Result<(String, u16), String> {
-    let hint = "write the broker as `mqtt://host` or `mqtt://host:port`";
-    let Some(rest) = url.strip_prefix("mqtt://") else {
-        if url.starts_with("mqtts://") {
-            return Err(format!(
-                "[mqtt] broker `{url}`: mqtts:// is not supported yet; {hint} (on a trusted network or through a local TLS tunnel)"
-            ));
-        }
+/// `(host, port, tls)` of `mqtt://host[:port]` or `mqtts://host[:port]`.
+fn parse_broker(url: &str) -> Result<(String, u16, bool), String> {
+    let hint = "write the broker as `mqtt://host[:port]`, or `mqtts://host[:port]` for TLS";
+    let (rest, secure, default_port) = if let Some(rest) = url.strip_prefix("mqtt://") {
+        (rest, false, 1883)
+    } else if let Some(rest) = url.strip_prefix("mqtts://") {
+        (rest, true, 8883)
+    } else {
         return Err(format!(
-            "[mqtt] broker `{url}` has no mqtt:// scheme; {hint}"
+            "[mqtt] broker `{url}` has no mqtt:// or mqtts:// scheme; {hint}"
         ));
     };
     let rest = rest.trim_end_matches('/');
@@ -253,7 +302,7 @@ fn parse_broker(url: &str) -> Result<(String, u16), String> {
             })?;
             (host, port)
         }
-        _ => (rest, 1883),
+        _ => (rest, default_port),
     };
     if host.is_empty() || port == 0 {
         return Err(format!("[mqtt] broker `{url}`: {hint}"));
@@ -263,7 +312,53 @@ fn parse_broker(url: &str) -> Result<(String, u16), String> {
             .trim_end_matches(']')
             .to_string(),
         port,
+        secure,
     ))
+}
+
+/// The rustls client configuration for an `mqtts://` broker: trusting the CAs in `ca`, or
+/// the system's roots.
+fn client_tls(ca: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(ca) => {
+            let certs = CertificateDer::pem_file_iter(ca)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    format!(
+                        "[mqtt] cannot read the CA file {}: {e}; give a PEM file of the CA that signed the broker's certificate (relative to the site file)",
+                        ca.display()
+                    )
+                })?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "[mqtt] the CA file {} has no CERTIFICATE block; give the PEM of the CA that signed the broker's certificate",
+                    ca.display()
+                ));
+            }
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("[mqtt] the CA file {}: {e}", ca.display()))?;
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(native.certs);
+            if roots.is_empty() {
+                return Err(
+                    "[mqtt] mqtts:// without `ca` trusts the system's roots, and none were found; install ca-certificates or give `ca` (a PEM file)".into(),
+                );
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("[mqtt] TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 fn check_topic_level(level: &str) -> Result<(), String> {
@@ -344,7 +439,7 @@ mod tests {
         assert_eq!(lines.len(), 4, "{errors}");
         assert!(
             lines[0].starts_with(
-                "room-101.toml:5:10: [mqtt] broker `tcp://broker` has no mqtt:// scheme"
+                "room-101.toml:5:10: [mqtt] broker `tcp://broker` has no mqtt:// or mqtts:// scheme"
             ),
             "{errors}"
         );
@@ -398,7 +493,67 @@ mod tests {
     }
 
     #[test]
-    fn credentials_in_the_url_and_mqtts_are_refused_with_a_way_out() {
+    fn mqtts_trusts_the_configured_ca_and_says_where_a_bad_one_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["broker".into()]).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.cert.pem()).unwrap();
+        let site_path = dir.path().join("room-101.toml");
+        let parse_at = |mqtt: &str| parse_site(&site_path, &format!("{DEVICE}[mqtt]\n{mqtt}"));
+
+        let site = parse_at("broker = \"mqtts://broker\"\nca = \"ca.pem\"\n").unwrap();
+        let mqtt = site.mqtt.unwrap();
+        assert_eq!((mqtt.host.as_str(), mqtt.port), ("broker", 8883));
+        assert!(mqtt.tls.is_some());
+        // A reload compares the settings' Debug text: the same file must read the same.
+        let again = parse_at("broker = \"mqtts://broker\"\nca = \"ca.pem\"\n").unwrap();
+        assert_eq!(format!("{mqtt:?}"), format!("{:?}", again.mqtt.unwrap()));
+
+        let errors = parse_at("broker = \"mqtts://broker\"\nca = \"missing.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errors.contains("room-101.toml:6:6: [mqtt] cannot read the CA file"),
+            "{errors}"
+        );
+        assert!(errors.contains("missing.pem"), "{errors}");
+        std::fs::write(dir.path().join("empty.pem"), "not a certificate\n").unwrap();
+        let errors = parse_at("broker = \"mqtts://broker\"\nca = \"empty.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(errors.contains("has no CERTIFICATE block"), "{errors}");
+        let errors = parse_at("broker = \"mqtt://broker\"\nca = \"ca.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errors.contains("room-101.toml:6:6: [mqtt] ca is for a TLS broker"),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn discovery_is_off_until_asked_for() {
+        let site = parse("broker = \"mqtt://b\"\n").unwrap();
+        assert_eq!(site.mqtt.unwrap().discovery, None);
+        let site = parse("broker = \"mqtt://b\"\ndiscovery = true\n").unwrap();
+        assert_eq!(
+            site.mqtt.unwrap().discovery.as_deref(),
+            Some("homeassistant")
+        );
+        let site =
+            parse("broker = \"mqtt://b\"\ndiscovery = true\ndiscovery_prefix = \"ha/\"\n").unwrap();
+        assert_eq!(site.mqtt.unwrap().discovery.as_deref(), Some("ha"));
+        let errors =
+            parse("broker = \"mqtt://b\"\ndiscovery = true\ndiscovery_prefix = \"ha/#\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            errors.contains("room-101.toml:7:20: [mqtt] discovery_prefix `ha/#`"),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_with_a_way_out() {
         let errors = parse("broker = \"mqtt://user:pw@broker\"\n")
             .unwrap_err()
             .to_string();
@@ -406,10 +561,6 @@ mod tests {
             errors.contains("put credentials in `username` and `password`"),
             "{errors}"
         );
-        let errors = parse("broker = \"mqtts://broker\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(errors.contains("mqtts:// is not supported yet"), "{errors}");
         let errors = parse("broker = \"mqtt://broker\"\ncolor = 1\n")
             .unwrap_err()
             .to_string();

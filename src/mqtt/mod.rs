@@ -7,17 +7,24 @@
 //! still holds the events; otherwise (a new epoch, events gone from the window, a broker
 //! that came back without the session: CONNACK session-present 0) it republishes the
 //! whole current state. docs/MQTT.md has the topics and payloads.
+//!
+//! The bridge speaks MQTT 5, for response topics and correlation data on commands; the
+//! state keeps its small JSON envelope, so MQTT 3.1.1 subscribers of the same broker read
+//! it too. With Home Assistant discovery on, [`discovery`] builds the entity configs.
 
 pub mod config;
+pub mod discovery;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rumqttc::{
-    AsyncClient, ConnectionError, Event as MqttEvent, LastWill, MqttOptions, Packet, Publish, QoS,
-};
+use bytes::Bytes;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{LastWill, Packet, Publish, PublishProperties};
+use rumqttc::v5::{AsyncClient, ConnectionError, Event as MqttEvent, MqttOptions};
+use rumqttc::{TlsConfiguration, Transport};
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
 use serde_json::{Value, json};
@@ -27,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use config::MqttSettings;
+pub use discovery::Announcement;
 
 use crate::command::{ErrorCode, Failure};
 use crate::hub::Hub;
@@ -43,6 +51,10 @@ const REQUEST_CHANNEL: usize = 4 * MAX_IN_FLIGHT;
 pub const CURSOR_FILE: &str = "mqtt-cursor.json";
 /// How long a stopping bridge waits for its `offline` to reach the broker.
 const GOODBYE: Duration = Duration::from_secs(2);
+/// How long the broker keeps the bridge's session (its subscriptions, and what it did not
+/// acknowledge yet) after the connection drops: an MQTT 5 session ends with the connection
+/// unless given an expiry. A gateway away longer gets the whole state republished.
+const SESSION_EXPIRY_SECS: u32 = 24 * 3600;
 
 /// The last seq of one journal epoch the broker acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,11 +88,13 @@ pub fn status_topic(settings: &MqttSettings) -> String {
 }
 
 /// Starts the bridge; it runs until `stop`, reconnecting with jittered backoff.
+/// `announcements`: the Home Assistant discovery configs ([`discovery::announcements`]).
 pub async fn run(
     settings: Arc<MqttSettings>,
     journal: Arc<Journal>,
     hub: Arc<Hub>,
     data_dir: Option<PathBuf>,
+    announcements: Vec<Announcement>,
     stop: CancellationToken,
 ) {
     // Without a durable journal a restart starts a new epoch: nothing to resume from.
@@ -96,6 +110,7 @@ pub async fn run(
         settings,
         journal,
         hub,
+        announcements,
     };
     bridge.acked = bridge.cursor_file.as_deref().and_then(Acked::load);
     bridge.session = bridge.acked.map_or(0, |a| a.session);
@@ -125,7 +140,7 @@ enum BridgeError {
     #[error("{0}")]
     Connection(#[from] ConnectionError),
     #[error("the MQTT client stopped: {0}")]
-    Client(#[from] rumqttc::ClientError),
+    Client(#[from] rumqttc::v5::ClientError),
 }
 
 struct Bridge {
@@ -136,6 +151,9 @@ struct Bridge {
     cursor_file: Option<PathBuf>,
     acked: Option<Acked>,
     session: u64,
+    /// Home Assistant discovery configs, published after every CONNACK and again after
+    /// Home Assistant's birth message.
+    announcements: Vec<Announcement>,
 }
 
 /// One message on its way to the broker.
@@ -164,16 +182,26 @@ impl Bridge {
             .set_keep_alive(s.keep_alive)
             // The broker keeps our session, so a CONNACK with session-present 1 tells us
             // its retained state is the one we left.
-            .set_clean_session(false)
+            .set_clean_start(false)
+            .set_session_expiry_interval(Some(SESSION_EXPIRY_SECS))
             .set_request_channel_capacity(REQUEST_CHANNEL)
+            // A command is acknowledged once the router took it, so a gateway that dies
+            // before that gets it again from the broker (and the dedupe runs it once).
+            .set_manual_acks(true)
             .set_last_will(LastWill::new(
                 status_topic(s),
                 "offline",
                 QoS::AtLeastOnce,
                 true,
+                None,
             ));
         if let Some(user) = &s.username {
             options.set_credentials(user.clone(), s.password.clone().unwrap_or_default());
+        }
+        if let Some(tls) = &s.tls {
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                tls.clone(),
+            )));
         }
         options
     }
@@ -219,13 +247,16 @@ impl Bridge {
         if !session_present {
             self.session += 1;
         }
+        // Subscriptions are part of the session, but asked for again after every CONNACK
+        // in case the broker lost them: subscribing again to the same filter is harmless.
         if self.settings.commands.is_some() {
-            // Subscriptions are part of the session; asked for again after every CONNACK
-            // in case the broker lost it.
             client.try_subscribe(
                 format!("{}/+/+/set", self.settings.prefix),
                 QoS::AtLeastOnce,
             )?;
+        }
+        if let Some(discovery_prefix) = &self.settings.discovery {
+            client.try_subscribe(discovery::birth_topic(discovery_prefix), QoS::AtLeastOnce)?;
         }
         let resume = self
             .acked
@@ -243,6 +274,8 @@ impl Bridge {
             payload: b"online".to_vec(),
             delivers: None,
         });
+        backlog.extend(self.discovery_messages());
+        let mut reannounce = discovery::Reannounce::default();
         let mut cursor = match resume {
             Some(acked) => acked.seq,
             None => {
@@ -295,26 +328,50 @@ impl Bridge {
                         return Ok(());
                     }
                 }
+                _ = sleep_until(reannounce.due()) => {
+                    if reannounce.take(tokio::time::Instant::now()) {
+                        info!("mqtt: Home Assistant started; announcing the devices again");
+                        backlog.extend(self.discovery_messages());
+                    }
+                }
                 event = events.recv() => {
                     let mut next = event;
-                    loop {
+                    // The cursor file is written once per batch of PUBACKs, not per message.
+                    let mut newest_acked = None;
+                    let connected = loop {
                         match next {
                             Some(Ok(MqttEvent::Incoming(Packet::Publish(publish)))) => {
-                                self.command(&client, &publish);
+                                if self.is_birth(&publish) {
+                                    reannounce.birth(tokio::time::Instant::now());
+                                } else {
+                                    self.command(&client, &publish);
+                                }
+                                if let Err(e) = client.try_ack(&publish) {
+                                    // The connection is ending; the broker delivers it again.
+                                    warn!(error = %e, "mqtt: cannot acknowledge a message");
+                                }
                             }
                             Some(Ok(MqttEvent::Incoming(Packet::PubAck(_)))) => {
                                 if let Some(Some(seq)) = sent.pop_front() {
-                                    self.acknowledge(epoch, seq);
+                                    newest_acked = Some(seq);
                                 }
                             }
                             Some(Ok(_)) => {}
-                            Some(Err(e)) => return Err(e.into()),
-                            None => return Ok(()),
+                            Some(Err(e)) => break Err(e),
+                            None => break Ok(false),
                         }
                         match events.try_recv() {
                             Ok(more) => next = Some(more),
-                            Err(_) => break,
+                            Err(_) => break Ok(true),
                         }
+                    };
+                    if let Some(seq) = newest_acked {
+                        self.acknowledge(epoch, seq);
+                    }
+                    match connected {
+                        Ok(true) => {}
+                        Ok(false) => return Ok(()),
+                        Err(e) => return Err(e.into()),
                     }
                 }
             }
@@ -339,17 +396,50 @@ impl Bridge {
         }
     }
 
+    /// Whether `publish` is Home Assistant's birth message.
+    fn is_birth(&self, publish: &Publish) -> bool {
+        self.settings.discovery.as_ref().is_some_and(|prefix| {
+            publish.topic == discovery::birth_topic(prefix).as_bytes()
+                && &publish.payload[..] == b"online"
+        })
+    }
+
+    fn discovery_messages(&self) -> impl Iterator<Item = Message> + '_ {
+        self.announcements.iter().map(|a| Message {
+            topic: a.topic.clone(),
+            payload: a.payload.to_string().into_bytes(),
+            delivers: None,
+        })
+    }
+
     /// A command from `<prefix>/<device>/<command>/set`: JSON args through the router as
-    /// the configured identity; the outcome goes to `.../<command>/result`.
+    /// the configured identity; the outcome goes to the request's MQTT 5 response topic
+    /// with its correlation data, or else to `.../<command>/result`.
     fn command(&self, client: &AsyncClient, publish: &Publish) {
         let Some(identity) = &self.settings.commands else {
             return;
         };
-        let Some((device, command)) = command_topic(&self.settings.prefix, &publish.topic) else {
+        let Ok(topic) = std::str::from_utf8(&publish.topic) else {
+            return;
+        };
+        let Some((device, command)) = command_topic(&self.settings.prefix, topic) else {
             return;
         };
         let id = command_id(self.session, publish);
-        let result_topic = format!("{}/{device}/{command}/result", self.settings.prefix);
+        let requested = publish.properties.as_ref();
+        let correlation = requested.and_then(|p| p.correlation_data.clone());
+        let default_topic = format!("{}/{device}/{command}/result", self.settings.prefix);
+        let response_topic = requested.and_then(|p| p.response_topic.clone());
+        let refused_response_topic = response_topic.as_deref().and_then(|t| {
+            response_topic_problem(&self.settings.prefix, t).or_else(|| {
+                let discovery = self.settings.discovery.as_deref()?;
+                response_topic_problem(discovery, t)
+            })
+        });
+        let result_topic = match response_topic {
+            Some(t) if refused_response_topic.is_none() => t,
+            _ => default_topic,
+        };
         let client_name = format!("mqtt:{}", self.settings.client_id);
         let report = {
             let client = client.clone();
@@ -359,13 +449,20 @@ impl Bridge {
                     Ok(()) => json!({ "id": id, "ok": true }),
                     Err(failure) => json!({ "id": id, "ok": false, "error": failure }),
                 };
-                if let Err(e) =
-                    client.try_publish(result_topic, QoS::AtLeastOnce, false, payload.to_string())
-                {
+                if let Err(e) = client.try_publish_with_properties(
+                    result_topic,
+                    QoS::AtLeastOnce,
+                    false,
+                    payload.to_string(),
+                    result_properties(correlation),
+                ) {
                     warn!(error = %e, "mqtt: cannot publish a command's result");
                 }
             }
         };
+        if let Some(why) = refused_response_topic {
+            return report(Err(Failure::new(ErrorCode::InvalidMessage, why)));
+        }
         let args = if publish.payload.iter().all(u8::is_ascii_whitespace) {
             Ok(Map::new())
         } else {
@@ -377,8 +474,7 @@ impl Bridge {
                 return report(Err(Failure::new(
                     ErrorCode::InvalidMessage,
                     format!(
-                        "the payload of {} must be a JSON object of the command's arguments (or empty): {e}",
-                        publish.topic
+                        "the payload of {topic} must be a JSON object of the command's arguments (or empty): {e}"
                     ),
                 )));
             }
@@ -472,6 +568,39 @@ impl Bridge {
     }
 }
 
+/// Why a request's response topic is refused, if it is: one inside the bridge's own topics
+/// under `prefix` (other than a `.../result`) would put an outcome where dashboards read a
+/// device's state, or Home Assistant its discovery configs.
+fn response_topic_problem(prefix: &str, topic: &str) -> Option<String> {
+    let inside = topic
+        .strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    (inside && !topic.ends_with("/result")).then(|| {
+        format!(
+            "the response topic {topic} is among this gateway's own topics ({prefix}/...); \
+             give one outside them (e.g. replies/<your client>), or none to get the outcome on \
+             <prefix>/<device>/<command>/result"
+        )
+    })
+}
+
+/// A result's properties: the request's correlation data, and that the payload is JSON.
+fn result_properties(correlation: Option<Bytes>) -> PublishProperties {
+    PublishProperties {
+        correlation_data: correlation,
+        content_type: Some("application/json".into()),
+        ..PublishProperties::default()
+    }
+}
+
+/// Sleeps until `due`, or forever without one.
+async fn sleep_until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// `(device, command)` of `<prefix>/<device>/<command>/set`.
 fn command_topic<'a>(prefix: &str, topic: &'a str) -> Option<(&'a str, &'a str)> {
     let rest = topic
@@ -492,7 +621,7 @@ fn command_id(session: u64, publish: &Publish) -> String {
         return format!("{session}-q0-{:016x}", fastrand::u64(..));
     }
     let mut digest = Sha256::new();
-    digest.update(publish.topic.as_bytes());
+    digest.update(&publish.topic);
     digest.update([0]);
     digest.update(&publish.payload);
     let digest = digest.finalize();
@@ -504,7 +633,12 @@ mod tests {
     use super::*;
 
     fn publish(pkid: u16, payload: &str) -> Publish {
-        let mut publish = Publish::new("avgate/r/proj/power/set", QoS::AtLeastOnce, payload);
+        let mut publish = Publish::new(
+            "avgate/r/proj/power/set",
+            QoS::AtLeastOnce,
+            payload.to_string(),
+            None,
+        );
         publish.pkid = pkid;
         publish
     }
@@ -519,6 +653,19 @@ mod tests {
         assert_ne!(command_id(1, &publish(7, r#"{"on":false}"#)), first);
         // A new broker session numbers its packets from the start again.
         assert_ne!(command_id(2, &publish(7, r#"{"on":true}"#)), first);
+    }
+
+    #[test]
+    fn a_response_topic_among_the_state_topics_is_refused() {
+        assert_eq!(response_topic_problem("a/b", "replies/desk-3"), None);
+        assert_eq!(response_topic_problem("a/b", "a/b/proj/power/result"), None);
+        assert_eq!(response_topic_problem("a/b", "a/bc/proj/power"), None);
+        let why = response_topic_problem("a/b", "a/b/proj/power").unwrap();
+        assert!(
+            why.contains("a/b/proj/power is among this gateway's own topics"),
+            "{why}"
+        );
+        assert!(response_topic_problem("a/b", "a/b/status").is_some());
     }
 
     #[test]
