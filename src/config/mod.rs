@@ -9,10 +9,10 @@
 mod auth;
 mod error;
 pub mod macros;
+mod options;
 pub mod panel;
 pub mod profile;
 mod range;
-mod register_map;
 pub mod schedules;
 pub mod site;
 

@@ -193,6 +193,10 @@ impl LinkTask {
                             self.units[i].stage(point, value);
                             continue;
                         }
+                        Output::Discovered(catalog) => {
+                            self.units[i].discovered(catalog);
+                            continue;
+                        }
                         // The values of one answer reach the journal together, and before
                         // whatever follows them (the outcome, the next request).
                         other => {
@@ -216,7 +220,7 @@ impl LinkTask {
                     }
                     let unit = &mut self.units[i];
                     match output {
-                        Output::Transmit(_) | Output::Update { .. } => {}
+                        Output::Transmit(_) | Output::Update { .. } | Output::Discovered(_) => {}
                         Output::Ready => {
                             unit.ready();
                             self.turns.exchange_ended(Instant::now());

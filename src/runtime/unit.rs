@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use avgate_drivers::{DriverSettings, Protocol, Request, Value};
+use avgate_drivers::{CATALOG_POINT, Catalog, DriverSettings, Protocol, Request, Value};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::backoff::Backoff;
 use super::queue::{CommandQueue, Job};
@@ -61,6 +61,11 @@ pub(super) struct Unit {
     staged: Vec<(String, Value)>,
     /// Points the driver reported that the profile does not declare, warned about once.
     undeclared: BTreeSet<String>,
+    /// Points the driver reported with a value their spec does not allow (a driver bug),
+    /// logged once each.
+    mistyped: BTreeSet<String>,
+    /// What the device said it has beyond the static catalog ([`Unit::discovered`]).
+    discovered: Option<Catalog>,
     journal: Arc<Journal>,
     /// The outputs and inputs the device is declared with, to drop points beyond them.
     shape: Shape,
@@ -169,6 +174,8 @@ impl Unit {
             polls,
             staged: Vec::new(),
             undeclared: BTreeSet::new(),
+            mistyped: BTreeSet::new(),
+            discovered: None,
             journal,
             shape,
             connected_before: false,
@@ -511,10 +518,13 @@ impl Unit {
     }
 
     /// Holds a value the driver reported until the rest of its answer is in. Only points
-    /// the profile declares are kept; anything else stays out of the panel protocol, with
-    /// a WARN the first time each point shows up (the profile is likely missing it).
+    /// the profile declares (or the device's discovered catalog adds) are kept; anything
+    /// else stays out of the panel protocol, with a WARN the first time each point shows up
+    /// (the profile is likely missing it). A value that is not what its point declares is
+    /// a driver bug: logged once per point as an error and not published.
     pub fn stage(&mut self, point: String, value: Value) {
-        if self.config.profile.point(&point).is_none() {
+        let discovered = self.discovered.as_ref().and_then(|c| c.point(&point));
+        let Some(spec) = self.config.profile.point(&point).or(discovered) else {
             if self.undeclared.insert(point.clone()) {
                 warn!(
                     device = %self.config.id,
@@ -526,11 +536,33 @@ impl Unit {
                 );
             }
             return;
+        };
+        if let Err(why) = spec.admits(&value) {
+            if self.mistyped.insert(point.clone()) {
+                error!(
+                    device = %self.config.id,
+                    point,
+                    "the {} driver reported a value its catalog does not allow: {why}; \
+                     not published (this and later wrong values of this point)",
+                    self.config.profile.driver
+                );
+            }
+            return;
         }
         if !self.shape.admits(&self.config.id, &point, &value) {
             return;
         }
         self.staged.push((point, value));
+    }
+
+    /// The device told what it has beyond the driver's static catalog: published as its
+    /// `catalog` point, and the points it declares are accepted from now on.
+    pub fn discovered(&mut self, catalog: Catalog) {
+        match serde_json::to_value(&catalog) {
+            Ok(value) => self.staged.push((CATALOG_POINT.to_string(), value)),
+            Err(why) => warn!(device = %self.config.id, "discovered catalog not published: {why}"),
+        }
+        self.discovered = Some(catalog);
     }
 
     /// Records the values of one answer, in the order the driver reported them, in one

@@ -517,7 +517,7 @@ impl Session {
                 "mute" => self.plan_mute(args),
                 _ => Err(unsupported(format!(
                     "extron-sis has no command `{name}`; it has: {}",
-                    super::DRIVER.commands.join(", ")
+                    super::CATALOG.command_names()
                 ))),
             },
             Request::Poll { query } => self.plan_poll(query),
@@ -609,7 +609,7 @@ impl Session {
             _ => {
                 return Err(unsupported(format!(
                     "extron-sis has no query `{query}`; it has: {}",
-                    super::DRIVER.queries.join(", ")
+                    super::CATALOG.query_names()
                 )));
             }
         };
@@ -1411,7 +1411,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind, DeviceErrorKind::Unsupported);
         assert!(
-            err.message.contains("route, volume, mute"),
+            err.message.contains("mute, route, volume"),
             "{}",
             err.message
         );
@@ -1451,23 +1451,26 @@ mod tests {
         let mut s = ready(json!({}));
         outputs.extend(feed(&mut s, b"Vol3\r\nAmt1\r\nVmt1\r\n"));
         let declared = |point: &str| {
-            DRIVER.points.iter().any(|p| match p.strip_suffix('*') {
-                Some(prefix) => point
-                    .strip_prefix(prefix)
-                    .is_some_and(|n| n.parse::<u16>().is_ok()),
-                None => p == &point,
-            })
+            super::super::CATALOG
+                .point_names()
+                .iter()
+                .any(|p| match p.strip_suffix('*') {
+                    Some(prefix) => point
+                        .strip_prefix(prefix)
+                        .is_some_and(|n| n.parse::<u16>().is_ok()),
+                    None => p == &point,
+                })
         };
         let mut seen: Vec<&str> = Vec::new();
         for output in &outputs {
             if let Output::Update { point, .. } = output {
                 assert!(declared(point), "{point} is not declared");
-                let pattern = DRIVER
-                    .points
-                    .iter()
+                let pattern = super::super::CATALOG
+                    .point_names()
+                    .into_iter()
                     .find(|p| {
                         p.strip_suffix('*')
-                            .map_or(**p == point.as_str(), |prefix| point.starts_with(prefix))
+                            .map_or(*p == point.as_str(), |prefix| point.starts_with(prefix))
                     })
                     .unwrap();
                 seen.push(pattern);
@@ -1475,7 +1478,7 @@ mod tests {
         }
         seen.sort();
         seen.dedup();
-        let mut all = DRIVER.points.to_vec();
+        let mut all = super::super::CATALOG.point_names().to_vec();
         all.sort();
         assert_eq!(seen, all);
     }

@@ -16,8 +16,13 @@ use crate::{
 
 /// Builds a session for [`super::DRIVER`].
 pub fn build(settings: &DriverSettings) -> Result<Box<dyn Protocol>, String> {
-    settings.check_keys("load", &[])?;
+    check_options(settings)?;
     Ok(Box::new(Session::default()))
+}
+
+/// The load generator takes no options.
+pub fn check_options(settings: &DriverSettings) -> Result<(), String> {
+    settings.check_keys("load", &[])
 }
 
 #[derive(Debug, Default)]

@@ -465,7 +465,7 @@ impl Session {
                     DeviceErrorKind::Unsupported,
                     format!(
                         "samsung-mdc has no command `{name}`; it has: {}",
-                        super::DRIVER.commands.join(", ")
+                        super::CATALOG.command_names()
                     ),
                 )),
             },
@@ -474,7 +474,7 @@ impl Session {
                 DeviceErrorKind::Unsupported,
                 format!(
                     "samsung-mdc has no query `{query}`; it has: {}",
-                    super::DRIVER.queries.join(", ")
+                    super::CATALOG.query_names()
                 ),
             )),
         }
@@ -1009,7 +1009,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind, DeviceErrorKind::Unsupported);
         assert!(
-            err.message.contains("power, volume, mute, input"),
+            err.message.contains("input, mute, power, volume"),
             "{}",
             err.message
         );
@@ -1094,7 +1094,7 @@ mod tests {
                 })
                 .collect();
         seen.sort();
-        let mut declared: Vec<&str> = DRIVER.points.to_vec();
+        let mut declared: Vec<&str> = super::super::CATALOG.point_names().to_vec();
         declared.sort();
         assert_eq!(seen, declared);
     }

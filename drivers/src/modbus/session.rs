@@ -151,53 +151,6 @@ impl Options {
     }
 }
 
-/// What a profile offers, for checking configuration and scheduling polls: Modbus points
-/// and queries come from the register map, not from [`super::DRIVER`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Catalog {
-    /// In profile order.
-    pub points: Vec<CatalogPoint>,
-    /// Every poll group (the queries `Request::Poll` takes), `default` included.
-    pub poll_groups: Vec<PollGroup>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CatalogPoint {
-    pub name: String,
-    /// Whether the `write` command accepts it.
-    pub writable: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PollGroup {
-    pub name: String,
-    pub interval: Duration,
-}
-
-/// Checks a profile's `[options]` and lists its points and poll groups.
-pub fn catalog(options: &Map<String, Value>) -> Result<Catalog, String> {
-    Options::from_options(options)?;
-    let map = RegisterMap::from_options(options).map_err(|e| e.to_string())?;
-    Ok(Catalog {
-        points: map
-            .points
-            .iter()
-            .map(|p| CatalogPoint {
-                name: p.name.clone(),
-                writable: p.writable,
-            })
-            .collect(),
-        poll_groups: map
-            .poll_groups
-            .iter()
-            .map(|(name, interval)| PollGroup {
-                name: name.clone(),
-                interval: *interval,
-            })
-            .collect(),
-    })
-}
-
 /// One Modbus device on one connection.
 #[derive(Debug)]
 pub struct Session {
@@ -1202,30 +1155,28 @@ mod tests {
     }
 
     #[test]
-    fn the_catalog_lists_points_and_poll_groups() {
-        let listed = catalog(&options(sequencer())).unwrap();
-        let writable: Vec<&str> = listed
-            .points
-            .iter()
-            .filter(|p| p.writable)
-            .map(|p| p.name.as_str())
-            .collect();
+    fn the_catalog_lists_points_writes_and_poll_groups() {
+        let catalog =
+            |value| crate::modbus::catalog::catalog(&DriverSettings::with_options(options(value)));
+        let listed = catalog(sequencer()).unwrap();
         assert_eq!(listed.points.len(), 7);
-        assert_eq!(writable, ["outlet1", "outlet2", "mode", "alarm"]);
         assert_eq!(
-            listed.poll_groups,
+            listed.commands[WRITE].args["point"].values,
+            ["outlet1", "outlet2", "mode", "alarm"]
+        );
+        let every: Vec<(&str, Option<Duration>)> = listed
+            .queries
+            .iter()
+            .map(|(name, query)| (name.as_str(), query.every))
+            .collect();
+        assert_eq!(
+            every,
             [
-                PollGroup {
-                    name: "default".into(),
-                    interval: Duration::from_secs(1)
-                },
-                PollGroup {
-                    name: "fast".into(),
-                    interval: Duration::from_millis(500)
-                },
+                ("default", Some(Duration::from_secs(1))),
+                ("fast", Some(Duration::from_millis(500)))
             ]
         );
-        assert!(catalog(&options(json!({ "points": [] }))).is_err());
+        assert!(catalog(json!({ "points": [] })).is_err());
     }
 
     #[test]

@@ -467,14 +467,14 @@ impl Session {
                 "mute" => self.plan_mute(args),
                 _ => Err(unsupported(format!(
                     "pjlink has no command `{name}`; it has: {}",
-                    super::DRIVER.commands.join(", ")
+                    super::CATALOG.command_names()
                 ))),
             },
             Request::Poll { query } => {
                 let queries = Query::for_poll(query, self.class()).ok_or_else(|| {
                     unsupported(format!(
                         "pjlink has no query `{query}`; it has: {}",
-                        super::DRIVER.queries.join(", ")
+                        super::CATALOG.query_names()
                     ))
                 })?;
                 Ok(queries
@@ -1337,7 +1337,11 @@ mod tests {
         assert_eq!(err.kind, DeviceErrorKind::Unsupported);
         let err = s.start(Instant::now(), &poll("volume")).unwrap_err();
         assert_eq!(err.kind, DeviceErrorKind::Unsupported);
-        assert!(err.message.contains("power, input"), "{}", err.message);
+        assert!(
+            err.message.contains("input, inputs, lamp, mute, power"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -1403,7 +1407,7 @@ mod tests {
             })
             .collect();
         points.sort();
-        let mut declared = DRIVER.points.to_vec();
+        let mut declared = super::super::CATALOG.point_names().to_vec();
         declared.sort();
         assert_eq!(points, declared);
     }

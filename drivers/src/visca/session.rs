@@ -384,7 +384,7 @@ impl Session {
                     _ => {
                         return Err(unsupported(format!(
                             "sony-visca has no command `{name}`; it has: {}",
-                            super::DRIVER.commands.join(", ")
+                            super::CATALOG.command_names()
                         )));
                     }
                 };
@@ -398,7 +398,7 @@ impl Session {
                     _ => {
                         return Err(unsupported(format!(
                             "sony-visca has no query `{query}`; it has: {}",
-                            super::DRIVER.queries.join(", ")
+                            super::CATALOG.query_names()
                         )));
                     }
                 };
@@ -1153,7 +1153,7 @@ mod tests {
         assert_eq!(err.kind, DeviceErrorKind::Unsupported);
         assert!(
             err.message
-                .contains("power, zoom, zoom_to, pan_tilt, preset")
+                .contains("pan_tilt, power, preset, zoom, zoom_to")
         );
         let err = s.start(Instant::now(), &poll("focus")).unwrap_err();
         assert_eq!(err.kind, DeviceErrorKind::Unsupported);
@@ -1214,13 +1214,22 @@ mod tests {
             start(&mut s, request);
             for output in feed(&mut s, answer) {
                 if let Output::Update { point, .. } = output {
-                    assert!(DRIVER.points.contains(&point.as_str()), "{point}");
+                    assert!(
+                        super::super::CATALOG
+                            .point_names()
+                            .contains(&point.as_str()),
+                        "{point}"
+                    );
                     seen.push(point);
                 }
             }
         }
         seen.sort();
-        let mut all: Vec<String> = DRIVER.points.iter().map(|p| p.to_string()).collect();
+        let mut all: Vec<String> = super::super::CATALOG
+            .point_names()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
         all.sort();
         assert_eq!(seen, all);
     }
