@@ -406,7 +406,7 @@ impl LinkTask {
                 ),
             ),
             None => {
-                let (id, waited) = (unit.id(), unit.config.connect_timeout);
+                let (id, waited) = (unit.id(), unit.greeting_allowance());
                 let message = match (unit.heard_since_connect, unit.protocol.waiting_for()) {
                     (false, _) => format!(
                         "{id} accepted the connection but sent nothing within {waited:?} (no greeting)"
@@ -482,6 +482,7 @@ impl LinkTask {
                 continue;
             }
             let expected = idle_close
+                && unit.config.idle_close
                 && unit.state == UnitState::Ready
                 && (unit.session_started.elapsed() >= HEALTHY_SESSION
                     || (between_requests && per_request));

@@ -61,6 +61,7 @@ fn device(profile: Profile) -> DeviceConfig {
         required: true,
         connection: profile.transport.connection,
         options: profile.options.clone(),
+        idle_close: true,
         polls: profile.polls.clone(),
         profile: Arc::new(profile),
     }
@@ -735,6 +736,32 @@ async fn a_projector_that_greets_then_falls_silent_is_not_said_to_have_skipped_i
     let error = state.error.expect("an error");
     assert!(error.contains("began its greeting"), "{error}");
     assert!(error.contains("answer to the login"), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_driver_that_times_its_own_login_is_given_its_time_and_names_the_step() {
+    let profile = Profile::find("extron-sis-switcher", &[])
+        .expect("built in")
+        .expect("valid");
+    // The connect timeout covers opening the link only: the switcher's login has 10 s.
+    let config = DeviceConfig {
+        password: Some("secret".into()),
+        connect_timeout: Duration::from_secs(1),
+        ..device(profile)
+    };
+    let started = tokio::time::Instant::now();
+    let journal = run_scripted(config, |mut link| {
+        Box::pin(async move {
+            let _ = link.write_all(b"\r\nPassword:").await;
+            // Takes the password in and never says whether it was right.
+            let mut sink = [0u8; 256];
+            while matches!(link.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+    });
+    let state = state_when(&journal, "proj", |s| s.error.is_some()).await;
+    let error = state.error.expect("an error");
+    assert!(error.contains("after the password within 10s"), "{error}");
+    assert!(started.elapsed() >= avgate_drivers::extron::session::HANDSHAKE_TIMEOUT);
 }
 
 #[tokio::test(start_paused = true)]

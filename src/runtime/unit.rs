@@ -19,6 +19,10 @@ use crate::config::profile::Connection;
 use crate::journal::Journal;
 use crate::trace::{self, Direction, Tap};
 
+/// How much longer than a driver's own handshake timeout the runtime waits before giving
+/// up on the greeting itself: the driver's timer fires first and says what it waited for.
+pub(super) const HANDSHAKE_GRACE: Duration = Duration::from_secs(1);
+
 /// The offline rule, part one: consecutive failures (an unanswered request, a garbled
 /// reply, a connection that dies before the session proved healthy) before the device is
 /// declared offline. Fewer only cost a quiet reconnect, so a glitch or two never flaps a
@@ -213,9 +217,19 @@ impl Unit {
         // A new connection starts a new session: the driver forgets a paused poll.
         self.paused = None;
         self.state = UnitState::Greeting {
-            deadline: now + self.config.connect_timeout,
+            deadline: now + self.greeting_allowance(),
         };
         self.protocol.connected(now.into_std());
+    }
+
+    /// How long the session's greeting may take once the link is open. The profile's
+    /// `connect_timeout` covers opening the link; a driver that times its own handshake
+    /// (Extron's login, VISCA's IF_Clear) gets its own time plus [`HANDSHAKE_GRACE`], so
+    /// its error, which names the step it waited for, comes first.
+    pub fn greeting_allowance(&self) -> Duration {
+        self.protocol
+            .handshake_timeout()
+            .map_or(self.config.connect_timeout, |own| own + HANDSHAKE_GRACE)
     }
 
     /// The driver finished its greeting.

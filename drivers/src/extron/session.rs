@@ -670,6 +670,11 @@ impl Protocol for Session {
         self.plan(request).map(|_| ())
     }
 
+    /// The banner, login and verbose mode are timed here, so a stall names its step.
+    fn handshake_timeout(&self) -> Option<Duration> {
+        Some(HANDSHAKE_TIMEOUT)
+    }
+
     fn connected(&mut self, now: Instant) {
         self.phase = Phase::Banner;
         self.lines.clear();

@@ -422,6 +422,12 @@ impl Protocol for Session {
         self.plan(request).map(|_| ())
     }
 
+    /// On a serial chain the IF_Clear greeting is timed here; VISCA over IP resends its
+    /// reset and leaves the greeting to the runtime's `connect_timeout`.
+    fn handshake_timeout(&self) -> Option<Duration> {
+        (self.options.framing != Framing::Ip).then_some(HANDSHAKE_TIMEOUT)
+    }
+
     fn connected(&mut self, now: Instant) {
         self.phase = Phase::Handshake;
         self.packets.clear();
