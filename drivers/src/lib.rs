@@ -14,6 +14,18 @@
 //! - `<family>/simulator.rs`: the model served on a real socket (this part uses tokio),
 //!   with a [`Handle`](pjlink::simulator::Handle) for front-panel changes and fault
 //!   injection.
+//! - `<family>/catalog.toml` (static drivers) or `catalog.rs` (data-driven ones): what the
+//!   driver reports and takes ([`Catalog`]); profiles narrow and label it.
+//! - `<family>/mod.rs`: the family's [`DriverInfo`], its entry in [`drivers`].
+//!
+//! # The driver contract
+//!
+//! A driver registers with one [`DriverInfo`] in [`drivers`]: its name, a
+//! [`catalog`](DriverInfo::catalog) hook that checks the options and returns the catalog
+//! (constant, or computed from the options), a [`build`](DriverInfo::build) for sessions
+//! and a [`link`](DriverInfo::link) tuning (forced options, least gap, idle closes). The
+//! gateway never names a driver: it checks profiles against the catalog, values against
+//! point types, and sessions against the [`Protocol`] trait.
 //!
 //! The gateway's device runtime owns sockets, timers, retries and queueing once for every
 //! driver; a driver only says what to send and what the device meant.

@@ -610,10 +610,10 @@ pub fn parse_site_with(
         });
         let mut options = profile.options.clone();
         options.extend(tuning.options.clone());
-        if let Some(table) = &device.overrides.options {
-            if let Ok(serde_json::Value::Object(extra)) = serde_json::to_value(table.get_ref()) {
-                options.extend(extra);
-            }
+        if let Some(table) = &device.overrides.options
+            && let Ok(serde_json::Value::Object(extra)) = serde_json::to_value(table.get_ref())
+        {
+            options.extend(extra);
         }
         if device.overrides.options.is_some() || !tuning.options.is_empty() {
             let settings = avgate_drivers::DriverSettings {
