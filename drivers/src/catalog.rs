@@ -378,6 +378,11 @@ impl OptionsError {
         }
     }
 
+    /// A problem with one top-level key of `[options]`.
+    pub fn at_key(key: &str, message: impl Into<String>) -> OptionsError {
+        OptionsError::at(vec![PathKey::Key(key.to_string())], message)
+    }
+
     /// A problem at one field.
     pub fn at(at: OptionsPath, message: impl Into<String>) -> OptionsError {
         OptionsError {
@@ -402,7 +407,7 @@ pub fn options_from<T: serde::de::DeserializeOwned>(
 ) -> Result<T, OptionsError> {
     let value = Value::Object(options.clone());
     serde_path_to_error::deserialize(value).map_err(|error| {
-        let mut at: OptionsPath = error
+        let at: OptionsPath = error
             .path()
             .iter()
             .filter_map(|segment| match segment {
@@ -414,14 +419,80 @@ pub fn options_from<T: serde::de::DeserializeOwned>(
                 serde_path_to_error::Segment::Unknown => None,
             })
             .collect();
-        let message = error.into_inner().to_string();
-        // An unknown field is reported at its parent; point at the field itself.
-        if let Some(field) = message
-            .strip_prefix("unknown field `")
-            .and_then(|rest| rest.split('`').next())
-        {
-            at.push(PathKey::Key(field.to_string()));
+        let mut message = error.into_inner().to_string();
+        // Serde's words name the expected type, not the field: say which one.
+        if !at.is_empty() {
+            let shown: Vec<String> = at.iter().map(PathKey::to_string).collect();
+            message = format!("`{}`: {message}", shown.join(".").replace(".[", "["));
         }
         OptionsError::at(at, message)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        bit: Option<u8>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Typed {
+        unit: Option<u8>,
+        #[serde(default)]
+        points: Vec<Inner>,
+    }
+
+    fn error(options: Value) -> OptionsError {
+        let Value::Object(options) = options else {
+            unreachable!()
+        };
+        options_from::<Typed>(&options).unwrap_err()
+    }
+
+    #[test]
+    fn typed_options_errors_name_the_field_by_its_path() {
+        let key = |k: &str| PathKey::Key(k.into());
+        let wrong = error(json!({ "unit": "one" }));
+        assert_eq!(wrong.at, [key("unit")]);
+        assert!(wrong.message.starts_with("`unit`: invalid type"), "{wrong}");
+        let deep = error(json!({ "points": [{}, { "bit": 300 }] }));
+        assert_eq!(deep.at, [key("points"), PathKey::Index(1), key("bit")]);
+        assert!(deep.message.starts_with("`points[1].bit`: "), "{deep}");
+        let unknown = error(json!({ "points": [{ "bti": 3 }] }));
+        assert_eq!(unknown.at, [key("points"), PathKey::Index(0), key("bti")]);
+        assert!(unknown.message.contains("unknown field `bti`"), "{unknown}");
+    }
+
+    #[test]
+    fn a_point_spec_admits_only_its_type() {
+        let power = PointSpec {
+            values: vec!["on".into(), "off".into()],
+            ..PointSpec::new(PointType::Enum, "")
+        };
+        assert!(power.admits(&json!("on")).is_ok());
+        assert!(power.admits(&json!("warming")).is_err());
+        assert!(
+            PointSpec::new(PointType::Integer, "")
+                .admits(&json!(1.5))
+                .is_err()
+        );
+        assert!(
+            PointSpec::new(PointType::Number, "")
+                .admits(&json!(1))
+                .is_ok()
+        );
+        assert!(
+            PointSpec::new(PointType::Array, "")
+                .admits(&json!({}))
+                .is_err()
+        );
+    }
 }

@@ -230,18 +230,6 @@ impl DriverSettings {
         }
     }
 
-    /// Refuses any `[options]` key the driver does not know, naming the ones it does, so a
-    /// typo in a profile never passes silently.
-    pub fn check_keys(&self, driver: &str, known: &[&str]) -> Result<(), String> {
-        match self.options.keys().find(|k| !known.contains(&k.as_str())) {
-            Some(key) => Err(format!(
-                "unknown option `{key}` for {driver}; expected: {}",
-                known.join(", ")
-            )),
-            None => Ok(()),
-        }
-    }
-
     /// The options read as the driver's own typed options (see [`catalog::options_from`]).
     pub fn options<T: serde::de::DeserializeOwned>(&self) -> Result<T, OptionsError> {
         catalog::options_from(&self.options)

@@ -1044,4 +1044,27 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn a_bad_option_is_reported_at_its_key() {
+        let parse = |options: &str| {
+            let text = format!("name = \"x\"\ndriver = \"pjlink\"\n[options]\n{options}");
+            Profile::parse("x", Path::new("x.toml"), &text).map_err(|e| e.to_string())
+        };
+        let error = parse("inputs = { hdmi1 = \"31\" }\nclass = 3\n").unwrap_err();
+        assert!(
+            error.starts_with("x.toml:5:1: [options]: `class` must be 1 or 2"),
+            "{error}"
+        );
+        let error = parse("clas = 2\n").unwrap_err();
+        assert!(
+            error.starts_with("x.toml:4:1: [options]: `clas`: unknown field `clas`"),
+            "{error}"
+        );
+        let error = parse("class = \"2\"\n").unwrap_err();
+        assert!(
+            error.starts_with("x.toml:4:1: [options]: `class`: invalid type"),
+            "{error}"
+        );
+    }
 }

@@ -1072,10 +1072,33 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
+        // Line 5: the misspelt key itself.
         assert!(
-            bad.contains("overrides.options") && bad.contains("outptus"),
+            bad.starts_with("site.toml:5:1: overrides.options") && bad.contains("outptus"),
             "{bad}"
         );
+    }
+
+    #[test]
+    fn a_serial_line_gets_the_driver_link_tuning() {
+        let site = parse(
+            "[devices.pdu]\nprofile = \"modbus-power-sequencer-8\"\nserial_port = \"/dev/x\"\n\
+             [devices.pdu.overrides]\nserial = { baud = 9600 }\n\
+             [devices.net]\nprofile = \"modbus-power-sequencer-8\"\naddress = \"h\"\n",
+        )
+        .unwrap();
+        let device = |id: &str| site.devices.iter().find(|d| d.id == id).unwrap();
+        let (serial, network) = (device("pdu"), device("net"));
+        assert_eq!(serial.options["framing"], "rtu");
+        // 3.5 characters of 11 bits at 9600 baud.
+        assert!(
+            serial.pacing >= Duration::from_micros(4_000),
+            "{:?}",
+            serial.pacing
+        );
+        assert!(!serial.idle_close);
+        assert_ne!(network.options.get("framing"), Some(&"rtu".into()));
+        assert!(network.idle_close);
     }
 
     #[test]
