@@ -25,9 +25,10 @@ pub struct Catalog {
     /// Commands and their argument schemas.
     #[serde(default)]
     pub commands: BTreeMap<String, CommandSpec>,
-    /// Named background reads, with how often to run them when a profile says nothing.
+    /// Named background reads, with how often to run them when a profile says nothing,
+    /// in the order a fresh connection runs them (cheap and important first).
     #[serde(default)]
-    pub queries: BTreeMap<String, QuerySpec>,
+    pub queries: Vec<QuerySpec>,
 }
 
 impl Catalog {
@@ -54,10 +55,15 @@ impl Catalog {
     /// The query names, for a message listing them.
     pub fn query_names(&self) -> String {
         self.queries
-            .keys()
-            .map(String::as_str)
+            .iter()
+            .map(|q| q.name.as_str())
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    /// The query of this name.
+    pub fn query(&self, name: &str) -> Option<&QuerySpec> {
+        self.queries.iter().find(|q| q.name == name)
     }
 
     /// The spec of a point, by its exact name or by a pattern such as `route.*`.
@@ -82,6 +88,8 @@ pub fn point_in<'a, T>(points: &'a BTreeMap<String, T>, name: &str) -> Option<&'
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuerySpec {
+    /// What `Request::Poll` and a profile's `[[poll]] query` call it.
+    pub name: String,
     /// How often to run it when the profile has no `[[poll]]` list; `None`: only when a
     /// profile asks for it.
     #[serde(

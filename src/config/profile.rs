@@ -722,7 +722,8 @@ impl Profile {
         // Without [[poll]] entries the catalog's default polls run.
         let mut polls = Vec::new();
         if file.poll.is_empty() {
-            for (query, spec) in &catalog.queries {
+            for spec in &catalog.queries {
+                let query = &spec.name;
                 let Some(every) = spec.every else { continue };
                 if every < MIN_POLL_INTERVAL {
                     let span = options::locate(text, &["options"], &spec.defined_at)
@@ -743,7 +744,7 @@ impl Profile {
             }
         }
         for poll in file.poll {
-            if !catalog.queries.contains_key(poll.query.get_ref()) {
+            if catalog.query(poll.query.get_ref()).is_none() {
                 err(
                     Some(poll.query.span()),
                     format!(

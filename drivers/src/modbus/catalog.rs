@@ -72,16 +72,14 @@ pub fn catalog(settings: &DriverSettings) -> Result<Catalog, OptionsError> {
         .poll_groups
         .iter()
         .filter(|(group, _)| map.points.iter().any(|p| &p.poll == *group))
-        .map(|(group, every)| {
-            let query = QuerySpec {
-                every: Some(*every),
-                description: format!("Reads the points of poll group `{group}`."),
-                defined_at: vec![
-                    PathKey::Key("poll_groups".into()),
-                    PathKey::Key(group.clone()),
-                ],
-            };
-            (group.clone(), query)
+        .map(|(group, every)| QuerySpec {
+            name: group.clone(),
+            every: Some(*every),
+            description: format!("Reads the points of poll group `{group}`."),
+            defined_at: vec![
+                PathKey::Key("poll_groups".into()),
+                PathKey::Key(group.clone()),
+            ],
         })
         .collect();
     Ok(Catalog {

@@ -1181,7 +1181,7 @@ mod tests {
         let every: Vec<(&str, Option<Duration>)> = listed
             .queries
             .iter()
-            .map(|(name, query)| (name.as_str(), query.every))
+            .map(|query| (query.name.as_str(), query.every))
             .collect();
         assert_eq!(
             every,

@@ -1345,7 +1345,7 @@ mod tests {
         let err = s.start(Instant::now(), &poll("volume")).unwrap_err();
         assert_eq!(err.kind, DeviceErrorKind::Unsupported);
         assert!(
-            err.message.contains("input, inputs, lamp, mute, power"),
+            err.message.contains("power, input, mute, errors, lamp"),
             "{}",
             err.message
         );
