@@ -91,7 +91,7 @@ async fn commands_in_flight_are_capped_per_connection() {
         "/device-profiles/pjlink-projector.toml"
     ))
     .unwrap()
-    .replace("[commands.mute]\n", "[commands.mute]\nconflate = false\n");
+        + "\n[commands.power]\n[commands.input]\n[commands.mute]\nconflate = false\n";
     std::fs::write(profiles.path().join("stubborn-projector.toml"), profile).unwrap();
     let site = format!(
         "profile_dirs = [{:?}]\n{}",

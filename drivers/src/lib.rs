@@ -14,10 +14,23 @@
 //! - `<family>/simulator.rs`: the model served on a real socket (this part uses tokio),
 //!   with a [`Handle`](pjlink::simulator::Handle) for front-panel changes and fault
 //!   injection.
+//! - `<family>/catalog.toml` (static drivers) or `catalog.rs` (data-driven ones): what the
+//!   driver reports and takes ([`Catalog`]); profiles narrow and label it.
+//! - `<family>/mod.rs`: the family's [`DriverInfo`], its entry in [`drivers`].
+//!
+//! # The driver contract
+//!
+//! A driver registers with one [`DriverInfo`] in [`drivers`]: its name, a
+//! [`catalog`](DriverInfo::catalog) hook that checks the options and returns the catalog
+//! (constant, or computed from the options), a [`build`](DriverInfo::build) for sessions
+//! and a [`link`](DriverInfo::link) tuning (forced options, least gap, idle closes). The
+//! gateway never names a driver: it checks profiles against the catalog, values against
+//! point types, and sessions against the [`Protocol`] trait.
 //!
 //! The gateway's device runtime owns sockets, timers, retries and queueing once for every
 //! driver; a driver only says what to send and what the device meant.
 
+pub mod catalog;
 pub mod extron;
 pub mod load;
 pub mod mdc;
@@ -29,8 +42,12 @@ pub mod visca;
 #[cfg(test)]
 mod testing;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+pub use catalog::{
+    ArgSpec, ArgType, Catalog, CommandSpec, OptionsError, OptionsPath, PathKey, PointSpec,
+    PointType, QuerySpec,
+};
 pub use serde_json::{Map, Value};
 
 /// One unit of work the runtime asks a driver to perform on an established session.
@@ -58,8 +75,14 @@ pub enum Output {
     /// The session is established (greeting and authentication done): requests may start.
     Ready,
     /// The device reported this value for a point. The runtime publishes it only if it
-    /// differs from the last published value.
+    /// differs from the last published value, and only if it is what the point's spec
+    /// declares: a mismatch is logged as a driver bug (once per point) and dropped.
     Update { point: String, value: Value },
+    /// The device told what it has beyond the driver's static catalog (a switcher's
+    /// input and output labels, a DSP's named controls). The runtime publishes it as the
+    /// device's `catalog` point ([`CATALOG_POINT`]) and from then on also accepts updates of
+    /// the points it declares.
+    Discovered(Catalog),
     /// The request in flight finished.
     Completed(Result<(), DeviceError>),
     /// The poll in flight finished one exchange and has more to do; it waits, with nothing
@@ -116,6 +139,14 @@ pub trait Protocol: Send {
     /// accepting it.
     fn check(&self, _request: &Request) -> Result<(), DeviceError> {
         Ok(())
+    }
+
+    /// How long this session's greeting and login may take once the link is open, when
+    /// the driver times them itself (through [`Protocol::poll_timeout`], ending in an
+    /// [`Output::Fatal`] that names the step it waited for). `None`: the runtime allows the
+    /// profile's `connect_timeout` for the greeting, as it does for opening the link.
+    fn handshake_timeout(&self) -> Option<Duration> {
+        None
     }
 
     /// Before [`Output::Ready`]: what the session still waits for from the device, in
@@ -179,7 +210,8 @@ pub enum SessionError {
     Protocol(String),
 }
 
-/// Settings a driver is built from: the profile's `[options]` table merged with the site's
+/// Settings a driver is built from: the profile's `[options]` table (with the link's
+/// [forced options](LinkTuning::options) and the site's overrides merged in) and the site's
 /// per-device credentials.
 #[derive(Debug, Clone, Default)]
 pub struct DriverSettings {
@@ -190,35 +222,85 @@ pub struct DriverSettings {
 }
 
 impl DriverSettings {
-    /// Refuses any `[options]` key the driver does not know, naming the ones it does, so a
-    /// typo in a profile never passes silently.
-    pub fn check_keys(&self, driver: &str, known: &[&str]) -> Result<(), String> {
-        match self.options.keys().find(|k| !known.contains(&k.as_str())) {
-            Some(key) => Err(format!(
-                "unknown option `{key}` for {driver}; expected: {}",
-                known.join(", ")
-            )),
-            None => Ok(()),
+    /// Settings with these options and no password.
+    pub fn with_options(options: Map<String, Value>) -> DriverSettings {
+        DriverSettings {
+            options,
+            password: None,
         }
+    }
+
+    /// The options read as the driver's own typed options (see [`catalog::options_from`]).
+    pub fn options<T: serde::de::DeserializeOwned>(&self) -> Result<T, OptionsError> {
+        catalog::options_from(&self.options)
     }
 }
 
-/// What a driver offers, so configuration can be checked before anything runs.
+/// What carries a device's bytes, as far as a driver's tuning cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    /// A TCP connection or UDP peer.
+    Network,
+    /// A serial line at this many bits per second.
+    Serial { baud: u32 },
+}
+
+/// What a driver needs from a link of some kind, beyond the profile's own settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkTuning {
+    /// Options this kind of link forces, set over the profile's (the site's overrides
+    /// still win): Modbus on a serial line is RTU whatever the profile says.
+    pub options: Map<String, Value>,
+    /// The least quiet time between the end of one exchange and the next transmission,
+    /// raised over the profile's `pacing` (Modbus RTU's 3.5 characters).
+    pub min_gap: Duration,
+    /// Whether the device may close a connection that has been idle for a while (most
+    /// network devices do): such a close after a healthy session is reconnected at once,
+    /// not counted as a failure. `false`: every close is a failure.
+    pub idle_close: bool,
+}
+
+/// The tuning of a driver that needs nothing special: idle closes are expected on a
+/// network link (a serial port never closes by itself), no forced options, no gap.
+pub fn plain_link(link: LinkKind) -> LinkTuning {
+    LinkTuning {
+        idle_close: link == LinkKind::Network,
+        ..LinkTuning::default()
+    }
+}
+
+/// The point a device's [discovered catalog](Output::Discovered) is published as.
+pub const CATALOG_POINT: &str = "catalog";
+
+/// One driver, as the registry ([`drivers`]) lists it. Adding a driver is: a module, a
+/// `DriverInfo` in it, one line in [`drivers`], and a profile.
+///
+/// ```text
+/// pub const DRIVER: DriverInfo = DriverInfo {
+///     name: "pjlink",                 // profiles say driver = "pjlink"
+///     catalog: catalog,               // fn(&DriverSettings) -> Result<Catalog, OptionsError>
+///     build: session::build,          // fn(&DriverSettings) -> Result<Box<dyn Protocol>, String>
+///     link: crate::plain_link,        // fn(LinkKind) -> LinkTuning
+/// };
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct DriverInfo {
     /// The name profiles use in `driver = "..."`.
     pub name: &'static str,
-    /// Commands the driver understands.
-    pub commands: &'static [&'static str],
-    /// Named background reads, usable in a profile's `[[poll]]` entries.
-    pub queries: &'static [&'static str],
-    /// Points the driver can report.
-    pub points: &'static [&'static str],
-    /// Builds one session state machine.
+    /// The driver's points, commands and queries for these options; this is also where
+    /// the options are checked (an `Err` names the field at fault), so it runs for every
+    /// profile and every site override at load. A static driver checks its options and
+    /// returns a constant catalog ([`Catalog::from_toml`] of its `catalog.toml`); a
+    /// data-driven one (Modbus) computes it from them.
+    pub catalog: fn(&DriverSettings) -> Result<Catalog, OptionsError>,
+    /// Builds one session state machine. Only called with options [`DriverInfo::catalog`]
+    /// accepted.
     pub build: fn(&DriverSettings) -> Result<Box<dyn Protocol>, String>,
+    /// What the driver needs from a link of this kind.
+    pub link: fn(LinkKind) -> LinkTuning,
 }
 
-/// Every driver this build knows, by profile name.
+/// Every driver this build knows, by profile name: the one list a new driver joins.
 pub fn drivers() -> &'static [DriverInfo] {
     &[
         pjlink::DRIVER,

@@ -11,10 +11,10 @@ mod error;
 pub mod hints;
 pub mod lease;
 pub mod macros;
+mod options;
 pub mod panel;
 pub mod profile;
 mod range;
-mod register_map;
 pub mod schedules;
 pub mod site;
 

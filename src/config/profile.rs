@@ -1,18 +1,23 @@
 //! Device profiles: one TOML file per device model, data rather than code.
 //!
-//! A profile says which driver speaks to the model, how to reach it, which points it
-//! reports, which commands it takes (with typed arguments the router checks before
-//! anything reaches a device) and what to poll how often.
+//! A profile says which driver speaks to the model and how to reach it, and narrows and
+//! labels the driver's catalog (`avgate_drivers::Catalog`): which of its points the model
+//! reports, which of its commands it takes (with tighter argument ranges, fewer enum
+//! values, its own descriptions) and what to poll how often. It can never contradict the
+//! catalog: check-config says where it does. Without `[points]`, `[commands]` or
+//! `[[poll]]` a profile offers everything the catalog has, polled at its default rates.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use avgate_drivers::{DriverInfo, DriverSettings, Map, Value};
+pub use avgate_drivers::{ArgSpec, ArgType, CommandSpec, PointSpec, PointType};
+use avgate_drivers::{Catalog, DriverInfo, DriverSettings, Map, Value};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::{ConfigError, ConfigErrors, parse_toml, register_map};
+use super::{ConfigError, ConfigErrors, options, parse_toml};
 
 /// Profiles compiled into the binary, so `avgate demo` and a site that uses only stock
 /// models work from any directory.
@@ -87,6 +92,10 @@ pub struct Profile {
     /// `[hints]`: warm-up and cool-down times for panels and macros.
     #[serde(skip_serializing_if = "super::hints::Hints::is_empty")]
     pub hints: super::hints::Hints,
+    /// Everything the driver offers with these options; `points` and `commands` are the
+    /// part of it this profile narrowed and labelled.
+    #[serde(skip)]
+    pub catalog: Catalog,
     /// Where the profile came from, for messages.
     #[serde(skip)]
     pub source: PathBuf,
@@ -254,52 +263,6 @@ pub struct Poll {
     pub every: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PointSpec {
-    #[serde(rename = "type")]
-    pub kind: PointType,
-    /// Allowed values of an `enum` point.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub values: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit: Option<String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub description: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PointType {
-    Bool,
-    Integer,
-    Number,
-    String,
-    Enum,
-    Array,
-    Object,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct CommandSpec {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub description: String,
-    #[serde(default)]
-    pub args: BTreeMap<String, ArgSpec>,
-    /// For a set-style command, the arguments that name what it sets (`output` for
-    /// `volume`), as opposed to the value (`level`): a newer command with the same
-    /// arguments given and the same target replaces a queued older one, which is answered
-    /// `superseded`. `None`: every command runs. After [`Profile::parse`], the profile's
-    /// own `target` or the shared vocabulary's default ([`SET_STYLE`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<Vec<String>>,
-    /// `false` turns conflation off for a command the vocabulary calls set-style; `true`
-    /// turns it on with `target` (or no target: one value for the whole device).
-    #[serde(default, skip_serializing)]
-    pub conflate: Option<bool>,
-}
-
 /// Set-style commands of the shared vocabulary, with the arguments that (when a profile
 /// declares them) name what is set. A profile's `target` or `conflate` overrides this.
 /// `preset` is not here: storing a preset is an action, not a value.
@@ -313,169 +276,49 @@ pub const SET_STYLE: &[(&str, &[&str])] = &[
     ("write", &["point"]),
 ];
 
-impl CommandSpec {
-    /// Settles `target` from the profile's `target`/`conflate` and the vocabulary's default
-    /// for a command named `name`; says what is wrong with them otherwise.
-    fn settle_target(&mut self, name: &str) -> Result<(), String> {
-        let default = || {
-            SET_STYLE
-                .iter()
-                .find(|(set_style, _)| *set_style == name)
-                .map(|(_, target)| {
-                    target
-                        .iter()
-                        .filter(|arg| self.args.contains_key(**arg))
-                        .map(|arg| arg.to_string())
-                        .collect::<Vec<_>>()
-                })
-        };
-        self.target = match (self.conflate, self.target.take()) {
-            (Some(false), Some(_)) => {
-                return Err(format!(
-                    "command `{name}`: `target` makes it set-style but `conflate = false` says it is not; drop one"
-                ));
-            }
-            (Some(false), None) => None,
-            (_, Some(target)) => Some(target),
-            (Some(true), None) => Some(default().unwrap_or_default()),
-            (None, None) => default(),
-        };
-        if let Some(unknown) = self
-            .target
+/// Settles a command's `target` from the profile's `target`/`conflate` and the vocabulary's
+/// default for a command named `name`; says what is wrong with them otherwise.
+fn settle_target(spec: &mut CommandSpec, name: &str) -> Result<(), String> {
+    let default = || {
+        SET_STYLE
             .iter()
-            .flatten()
-            .find(|arg| !self.args.contains_key(*arg))
-        {
-            let known: Vec<&str> = self.args.keys().map(String::as_str).collect();
+            .find(|(set_style, _)| *set_style == name)
+            .map(|(_, target)| {
+                target
+                    .iter()
+                    .filter(|arg| spec.args.contains_key(**arg))
+                    .map(|arg| arg.to_string())
+                    .collect::<Vec<_>>()
+            })
+    };
+    spec.target = match (spec.conflate, spec.target.take()) {
+        (Some(false), Some(_)) => {
             return Err(format!(
-                "command `{name}`: `target` names `{unknown}`, which is not one of its arguments ({})",
-                if known.is_empty() {
-                    "it has none".to_string()
-                } else {
-                    known.join(", ")
-                }
+                "command `{name}`: `target` makes it set-style but `conflate = false` says it is not; drop one"
             ));
         }
-        Ok(())
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ArgSpec {
-    #[serde(rename = "type")]
-    pub kind: ArgType,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub optional: bool,
-    /// Allowed values of an `enum` argument.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub values: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max: Option<f64>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub description: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ArgType {
-    Bool,
-    Integer,
-    Number,
-    String,
-    Enum,
-    /// A bool, number or string: the device checks it against what it expects (a Modbus
-    /// `write` takes whatever the point's type is).
-    Any,
-}
-
-impl ArgSpec {
-    pub fn new(kind: ArgType, description: &str) -> ArgSpec {
-        ArgSpec {
-            kind,
-            optional: false,
-            values: Vec::new(),
-            min: None,
-            max: None,
-            description: description.to_string(),
-        }
-    }
-
-    pub fn values(mut self, values: Vec<String>) -> ArgSpec {
-        self.values = values;
-        self
-    }
-}
-
-impl CommandSpec {
-    /// Checks a panel's arguments against the schema. The message names the argument and
-    /// what was expected, for the panel developer.
-    pub fn check_args(&self, args: &Map<String, Value>) -> Result<(), String> {
-        if let Some(unknown) = args.keys().find(|k| !self.args.contains_key(*k)) {
-            let known: Vec<&str> = self.args.keys().map(String::as_str).collect();
-            return Err(format!(
-                "unknown argument `{unknown}`; this command takes: {}",
-                if known.is_empty() {
-                    "no arguments".to_string()
-                } else {
-                    known.join(", ")
-                }
-            ));
-        }
-        for (name, spec) in &self.args {
-            match args.get(name) {
-                None | Some(Value::Null) if spec.optional => {}
-                None | Some(Value::Null) => {
-                    return Err(format!("missing argument `{name}` ({})", spec.describe()));
-                }
-                Some(value) => spec
-                    .check(value)
-                    .map_err(|why| format!("argument `{name}`: {why}"))?,
+        (Some(false), None) => None,
+        (_, Some(target)) => Some(target),
+        (Some(true), None) => Some(default().unwrap_or_default()),
+        (None, None) => default(),
+    };
+    if let Some(unknown) = spec
+        .target
+        .iter()
+        .flatten()
+        .find(|arg| !spec.args.contains_key(*arg))
+    {
+        let known: Vec<&str> = spec.args.keys().map(String::as_str).collect();
+        return Err(format!(
+            "command `{name}`: `target` names `{unknown}`, which is not one of its arguments ({})",
+            if known.is_empty() {
+                "it has none".to_string()
+            } else {
+                known.join(", ")
             }
-        }
-        Ok(())
+        ));
     }
-}
-
-impl ArgSpec {
-    fn describe(&self) -> String {
-        match self.kind {
-            ArgType::Enum => format!("one of {}", self.values.join(", ")),
-            ArgType::Bool => "true or false".into(),
-            ArgType::Integer => "an integer".into(),
-            ArgType::Number => "a number".into(),
-            ArgType::String => "a string".into(),
-            ArgType::Any => "a bool, number or string".into(),
-        }
-    }
-
-    fn check(&self, value: &Value) -> Result<(), String> {
-        let type_ok = match self.kind {
-            ArgType::Bool => value.is_boolean(),
-            ArgType::Integer => value.is_i64() || value.is_u64(),
-            ArgType::Number => value.is_number(),
-            ArgType::String => value.is_string(),
-            ArgType::Enum => value
-                .as_str()
-                .is_some_and(|s| self.values.iter().any(|v| v == s)),
-            ArgType::Any => value.is_boolean() || value.is_number() || value.is_string(),
-        };
-        if !type_ok {
-            return Err(format!("expected {}, got {value}", self.describe()));
-        }
-        if let Some(n) = value.as_f64()
-            && (self.min.is_some_and(|min| n < min) || self.max.is_some_and(|max| n > max))
-        {
-            return Err(format!(
-                "{n} is out of range {}..={}",
-                self.min.map_or("".into(), |v| v.to_string()),
-                self.max.map_or("".into(), |v| v.to_string())
-            ));
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// The file as written; checked and turned into a [`Profile`] by [`Profile::parse`].
@@ -496,9 +339,9 @@ struct ProfileFile {
     #[serde(default)]
     poll: Vec<PollFile>,
     #[serde(default)]
-    points: BTreeMap<Spanned<String>, PointSpec>,
+    points: BTreeMap<Spanned<String>, PointNarrowing>,
     #[serde(default)]
-    commands: BTreeMap<Spanned<String>, CommandSpec>,
+    commands: BTreeMap<Spanned<String>, CommandNarrowing>,
     #[serde(default)]
     hints: super::hints::Hints,
 }
@@ -511,8 +354,273 @@ struct PollFile {
     every: Duration,
 }
 
+/// A profile's `[points.NAME]`: what it narrows or labels of the catalog's point. Every
+/// field is optional; one that is given must agree with the catalog.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PointNarrowing {
+    #[serde(rename = "type")]
+    kind: Option<Spanned<PointType>>,
+    values: Option<Spanned<Vec<String>>>,
+    unit: Option<Spanned<String>>,
+    label: Option<String>,
+    description: Option<String>,
+}
+
+/// A profile's `[commands.NAME]`: the command is offered, with these narrowings.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandNarrowing {
+    description: Option<String>,
+    label: Option<String>,
+    #[serde(default)]
+    args: BTreeMap<Spanned<String>, ArgNarrowing>,
+    target: Option<Vec<String>>,
+    conflate: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArgNarrowing {
+    #[serde(rename = "type")]
+    kind: Option<Spanned<ArgType>>,
+    optional: Option<Spanned<bool>>,
+    values: Option<Spanned<Vec<String>>>,
+    min: Option<Spanned<f64>>,
+    max: Option<Spanned<f64>>,
+    description: Option<String>,
+}
+
+/// A narrowing that contradicts the catalog: where, and why.
+type Contradiction = (Range<usize>, String);
+
+/// `values` narrowed to a subset of `allowed` (all of them when the profile gives none).
+fn narrow_values(
+    what: &str,
+    allowed: &[String],
+    given: Option<&Spanned<Vec<String>>>,
+    found: &mut Vec<Contradiction>,
+) -> Vec<String> {
+    let Some(given) = given else {
+        return allowed.to_vec();
+    };
+    let extra: Vec<&str> = given
+        .get_ref()
+        .iter()
+        .filter(|v| !allowed.is_empty() && !allowed.contains(v))
+        .map(String::as_str)
+        .collect();
+    if !extra.is_empty() {
+        found.push((
+            given.span(),
+            format!(
+                "{what}: {} not among the values the driver has ({}); a profile can only leave values out",
+                extra.join(", "),
+                allowed.join(", ")
+            ),
+        ));
+    }
+    given.get_ref().clone()
+}
+
+/// The catalog's point as the profile narrows and labels it.
+fn narrow_point(
+    name: &str,
+    spec: &PointSpec,
+    profile: PointNarrowing,
+) -> Result<PointSpec, Vec<Contradiction>> {
+    let mut found = Vec::new();
+    let mut narrowed = spec.clone();
+    let what = format!("point `{name}`");
+    if let Some(kind) = &profile.kind {
+        let narrows = *kind.get_ref() == spec.kind
+            || (spec.kind == PointType::String && *kind.get_ref() == PointType::Enum);
+        if narrows {
+            narrowed.kind = *kind.get_ref();
+        } else {
+            found.push((
+                kind.span(),
+                format!(
+                    "{what} is {} in the driver's catalog; a profile cannot make it {} (leave `type` out)",
+                    spec.kind,
+                    kind.get_ref()
+                ),
+            ));
+        }
+    }
+    if profile.values.is_some() || narrowed.kind == PointType::Enum {
+        narrowed.values = narrow_values(&what, &spec.values, profile.values.as_ref(), &mut found);
+        if narrowed.kind != PointType::Enum {
+            let span = profile
+                .values
+                .as_ref()
+                .map(Spanned::span)
+                .unwrap_or_default();
+            found.push((
+                span,
+                format!(
+                    "{what}: `values` is for enum points; this one is {}",
+                    narrowed.kind
+                ),
+            ));
+        } else if narrowed.values.is_empty() {
+            let span = profile.kind.as_ref().map(Spanned::span).unwrap_or_default();
+            found.push((span, format!("enum point `{name}` needs `values = [...]`")));
+        }
+    }
+    if let Some(unit) = profile.unit {
+        match &spec.unit {
+            Some(theirs) if theirs != unit.get_ref() => found.push((
+                unit.span(),
+                format!(
+                    "{what} is in {theirs} in the driver's catalog, not {}",
+                    unit.get_ref()
+                ),
+            )),
+            _ => narrowed.unit = Some(unit.into_inner()),
+        }
+    }
+    narrowed.label = profile.label.or(narrowed.label);
+    narrowed.description = profile.description.unwrap_or(narrowed.description);
+    if found.is_empty() {
+        Ok(narrowed)
+    } else {
+        Err(found)
+    }
+}
+
+/// The catalog's argument as the profile narrows it.
+fn narrow_arg(
+    command: &str,
+    name: &str,
+    spec: &ArgSpec,
+    profile: ArgNarrowing,
+    found: &mut Vec<Contradiction>,
+) -> ArgSpec {
+    let mut narrowed = spec.clone();
+    let what = format!("command `{command}`, argument `{name}`");
+    if let Some(kind) = &profile.kind {
+        let narrows = *kind.get_ref() == spec.kind
+            || spec.kind == ArgType::Any
+            || (spec.kind == ArgType::String && *kind.get_ref() == ArgType::Enum)
+            || (spec.kind == ArgType::Number && *kind.get_ref() == ArgType::Integer);
+        if narrows {
+            narrowed.kind = *kind.get_ref();
+        } else {
+            found.push((
+                kind.span(),
+                format!(
+                    "{what} is {} in the driver's catalog; a profile cannot make it {} (leave `type` out)",
+                    spec.kind,
+                    kind.get_ref()
+                ),
+            ));
+        }
+    }
+    if profile.values.is_some() || narrowed.kind == ArgType::Enum {
+        narrowed.values = narrow_values(&what, &spec.values, profile.values.as_ref(), found);
+        if narrowed.kind == ArgType::Enum && narrowed.values.is_empty() {
+            let span = profile.kind.as_ref().map(Spanned::span).unwrap_or_default();
+            found.push((span, format!("{what}: an enum needs `values = [...]`")));
+        }
+    }
+    if let Some(optional) = &profile.optional {
+        if *optional.get_ref() && !spec.optional {
+            found.push((
+                optional.span(),
+                format!("{what} is required by the driver; a profile cannot make it optional"),
+            ));
+        } else {
+            narrowed.optional = *optional.get_ref();
+        }
+    }
+    if let Some(min) = &profile.min {
+        match spec.min {
+            Some(theirs) if *min.get_ref() < theirs => found.push((
+                min.span(),
+                format!(
+                    "{what}: min {} is below the driver's {theirs}; a profile can only raise it",
+                    min.get_ref()
+                ),
+            )),
+            _ => narrowed.min = Some(*min.get_ref()),
+        }
+    }
+    if let Some(max) = &profile.max {
+        match spec.max {
+            Some(theirs) if *max.get_ref() > theirs => found.push((
+                max.span(),
+                format!(
+                    "{what}: max {} is above the driver's {theirs}; a profile can only lower it",
+                    max.get_ref()
+                ),
+            )),
+            _ => narrowed.max = Some(*max.get_ref()),
+        }
+    }
+    if let (Some(min), Some(max)) = (narrowed.min, narrowed.max)
+        && min > max
+    {
+        let span = profile
+            .max
+            .as_ref()
+            .or(profile.min.as_ref())
+            .map(Spanned::span)
+            .unwrap_or_default();
+        found.push((span, format!("{what}: min {min} is above max {max}")));
+    }
+    narrowed.description = profile.description.unwrap_or(narrowed.description);
+    narrowed
+}
+
+/// The catalog's command as the profile narrows and labels it.
+fn narrow_command(
+    name: &str,
+    spec: &CommandSpec,
+    profile: CommandNarrowing,
+) -> Result<CommandSpec, Vec<Contradiction>> {
+    let mut found = Vec::new();
+    let mut narrowed = spec.clone();
+    for (arg, narrowing) in profile.args {
+        match spec.args.get(arg.get_ref()) {
+            Some(theirs) => {
+                let narrowed_arg = narrow_arg(name, arg.get_ref(), theirs, narrowing, &mut found);
+                narrowed.args.insert(arg.get_ref().clone(), narrowed_arg);
+            }
+            None => found.push((
+                arg.span(),
+                format!(
+                    "command `{name}` has no argument `{}` in the driver's catalog; it takes: {}",
+                    arg.get_ref(),
+                    if spec.args.is_empty() {
+                        "no arguments".to_string()
+                    } else {
+                        spec.args
+                            .keys()
+                            .map(String::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                ),
+            )),
+        }
+    }
+    narrowed.description = profile.description.unwrap_or(narrowed.description);
+    narrowed.label = profile.label.or(narrowed.label);
+    if profile.target.is_some() || profile.conflate.is_some() {
+        narrowed.target = profile.target;
+        narrowed.conflate = profile.conflate;
+    }
+    if found.is_empty() {
+        Ok(narrowed)
+    } else {
+        Err(found)
+    }
+}
+
 impl Profile {
-    /// Parses and checks a profile against its driver. `id` is the name sites refer to.
+    /// Parses and checks a profile against its driver's catalog. `id` is the name sites
+    /// refer to.
     pub fn parse(id: &str, path: &Path, text: &str) -> Result<Profile, ConfigErrors> {
         let file: ProfileFile = parse_toml(path, text)?;
         let mut errors = Vec::new();
@@ -531,6 +639,7 @@ impl Profile {
             );
             return Err(ConfigErrors(errors));
         };
+        let driver = driver_info.name;
 
         let options = match file
             .options
@@ -540,95 +649,113 @@ impl Profile {
             Some(Ok(Value::Object(map))) => map,
             _ => Map::new(),
         };
-        // A register map declares the points, polls and `write` itself.
-        let derived = if driver_info.name == avgate_drivers::modbus::DRIVER.name {
-            for (what, span) in [
-                ("[points]", file.points.keys().next().map(|k| k.span())),
-                ("[commands]", file.commands.keys().next().map(|k| k.span())),
-                ("[[poll]]", file.poll.first().map(|p| p.query.span())),
-            ] {
-                if span.is_some() {
+        let catalog = match (driver_info.catalog)(&DriverSettings::with_options(options.clone())) {
+            Ok(catalog) => catalog,
+            Err(error) => {
+                let span = options::locate(text, &["options"], &error.at)
+                    .or_else(|| file.options.as_ref().map(|o| o.span()))
+                    .or(Some(file.driver.span()));
+                err(span, format!("[options]: {}", error.message));
+                return Err(ConfigErrors(errors));
+            }
+        };
+
+        // Without a [points] or [commands] table the profile offers all the catalog has.
+        let mut points = BTreeMap::new();
+        if file.points.is_empty() {
+            points = catalog.points.clone();
+        }
+        for (name, narrowing) in file.points {
+            let Some(spec) = catalog.points.get(name.get_ref()) else {
+                err(
+                    Some(name.span()),
+                    format!(
+                        "point `{}` is not one the {driver} driver reports; it has: {}",
+                        name.get_ref(),
+                        catalog
+                            .points
+                            .keys()
+                            .map(String::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                continue;
+            };
+            match narrow_point(name.get_ref(), spec, narrowing) {
+                Ok(narrowed) => {
+                    points.insert(name.into_inner(), narrowed);
+                }
+                Err(found) => found
+                    .into_iter()
+                    .for_each(|(span, why)| err(Some(span), why)),
+            }
+        }
+        let mut commands = BTreeMap::new();
+        let mut command_spans = BTreeMap::new();
+        if file.commands.is_empty() {
+            commands = catalog.commands.clone();
+        }
+        for (name, narrowing) in file.commands {
+            let Some(spec) = catalog.commands.get(name.get_ref()) else {
+                err(
+                    Some(name.span()),
+                    format!(
+                        "command `{}` is not one the {driver} driver understands; it has: {}",
+                        name.get_ref(),
+                        catalog.command_names()
+                    ),
+                );
+                continue;
+            };
+            match narrow_command(name.get_ref(), spec, narrowing) {
+                Ok(narrowed) => {
+                    command_spans.insert(name.get_ref().clone(), name.span());
+                    commands.insert(name.into_inner(), narrowed);
+                }
+                Err(found) => found
+                    .into_iter()
+                    .for_each(|(span, why)| err(Some(span), why)),
+            }
+        }
+        for (name, spec) in &mut commands {
+            if let Err(why) = settle_target(spec, name) {
+                err(command_spans.get(name).cloned(), why);
+            }
+        }
+
+        // Without [[poll]] entries the catalog's default polls run.
+        let mut polls = Vec::new();
+        if file.poll.is_empty() {
+            for spec in &catalog.queries {
+                let query = &spec.name;
+                let Some(every) = spec.every else { continue };
+                if every < MIN_POLL_INTERVAL {
+                    let span = options::locate(text, &["options"], &spec.defined_at)
+                        .or(Some(file.driver.span()));
                     err(
                         span,
                         format!(
-                            "a modbus profile takes no {what}: its points, polls and the `write` command come from [[options.points]] and poll_groups"
+                            "poll `{query}` every {every:?} is faster than the {MIN_POLL_INTERVAL:?} every poll is held to; \
+                             set it to at least \"{}ms\"",
+                            MIN_POLL_INTERVAL.as_millis()
                         ),
                     );
                 }
-            }
-            match register_map::derive(&options, text) {
-                Ok(derived) => Some(derived),
-                Err(located) => {
-                    errors.extend(
-                        located.into_iter().map(|located| {
-                            ConfigError::at(path, text, located.span, located.message)
-                        }),
-                    );
-                    return Err(ConfigErrors(errors));
-                }
-            }
-        } else {
-            None
-        };
-        let settings = DriverSettings {
-            options: options.clone(),
-            password: None,
-        };
-        if let Err(why) = (driver_info.build)(&settings) {
-            err(
-                file.options.as_ref().map(|o| o.span()),
-                format!("[options]: {why}"),
-            );
-        }
-        let mut commands: BTreeMap<String, CommandSpec> = BTreeMap::new();
-        for (name, spec) in &file.commands {
-            let mut spec = spec.clone();
-            match spec.settle_target(name.get_ref()) {
-                Ok(()) => {
-                    commands.insert(name.get_ref().clone(), spec);
-                }
-                Err(why) => err(Some(name.span()), why),
-            }
-            if !driver_info.commands.contains(&name.get_ref().as_str()) {
-                err(
-                    Some(name.span()),
-                    format!(
-                        "command `{}` is not one the {} driver understands; it has: {}",
-                        name.get_ref(),
-                        driver_info.name,
-                        driver_info.commands.join(", ")
-                    ),
-                );
+                polls.push(Poll {
+                    query: query.clone(),
+                    every,
+                });
             }
         }
-        for (name, spec) in &file.points {
-            if !driver_info.points.contains(&name.get_ref().as_str()) {
-                err(
-                    Some(name.span()),
-                    format!(
-                        "point `{}` is not one the {} driver reports; it has: {}",
-                        name.get_ref(),
-                        driver_info.name,
-                        driver_info.points.join(", ")
-                    ),
-                );
-            }
-            if spec.kind == PointType::Enum && spec.values.is_empty() {
-                err(
-                    Some(name.span()),
-                    format!("enum point `{}` needs `values = [...]`", name.get_ref()),
-                );
-            }
-        }
-        for poll in &file.poll {
-            if !driver_info.queries.contains(&poll.query.get_ref().as_str()) {
+        for poll in file.poll {
+            if catalog.query(poll.query.get_ref()).is_none() {
                 err(
                     Some(poll.query.span()),
                     format!(
-                        "poll query `{}` is not one the {} driver has; it has: {}",
+                        "poll query `{}` is not one the {driver} driver has; it has: {}",
                         poll.query.get_ref(),
-                        driver_info.name,
-                        driver_info.queries.join(", ")
+                        catalog.query_names()
                     ),
                 );
             }
@@ -638,11 +765,15 @@ impl Profile {
                     format!("poll `every` must be at least {MIN_POLL_INTERVAL:?}"),
                 );
             }
+            polls.push(Poll {
+                query: poll.query.into_inner(),
+                every: poll.every,
+            });
         }
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
-        let mut profile = Profile {
+        Ok(Profile {
             id: id.to_string(),
             name: file.name,
             description: file.description,
@@ -651,33 +782,13 @@ impl Profile {
             options,
             transport: file.transport,
             timing: file.timing,
-            polls: file
-                .poll
-                .into_iter()
-                .map(|p| Poll {
-                    query: p.query.into_inner(),
-                    every: p.every,
-                })
-                .collect(),
-            points: file
-                .points
-                .into_iter()
-                .map(|(k, v)| (k.into_inner(), v))
-                .collect(),
+            polls,
+            points,
             commands,
             hints: file.hints,
+            catalog,
             source: path.to_path_buf(),
-        };
-        if let Some(derived) = derived {
-            profile.points = derived.points;
-            profile.commands = derived.commands;
-            profile.polls = derived.polls;
-            for (name, spec) in &mut profile.commands {
-                spec.settle_target(name)
-                    .expect("derived commands declare their arguments");
-            }
-        }
-        Ok(profile)
+        })
     }
 
     /// Finds a profile by name: first `<dir>/<id>.toml` in each of `dirs`, then the
@@ -706,13 +817,7 @@ impl Profile {
     /// The spec of a point this profile declares: by its exact name, or by a pattern such
     /// as `route.*` that stands for `route.1`, `route.2`, ... (one per output).
     pub fn point(&self, name: &str) -> Option<&PointSpec> {
-        self.points.get(name).or_else(|| {
-            self.points.iter().find_map(|(pattern, spec)| {
-                let prefix = pattern.strip_suffix('*')?;
-                let rest = name.strip_prefix(prefix)?;
-                (!rest.is_empty() && !rest.contains('.')).then_some(spec)
-            })
-        })
+        avgate_drivers::catalog::point_in(&self.points, name)
     }
 
     /// Names of the profiles built into the binary.
@@ -746,10 +851,10 @@ mod tests {
         for id in Profile::built_in_names() {
             let profile = built_in(id);
             let undeclared: Vec<&str> = profile
-                .driver_info
+                .catalog
                 .points
-                .iter()
-                .copied()
+                .keys()
+                .map(String::as_str)
                 .filter(|point| {
                     let example = point.replace('*', "1");
                     // A matrix switcher names its output in every volume and mute point
@@ -873,5 +978,100 @@ mod tests {
             .check_args(&args(serde_json::json!({"on": true, "fast": 1})))
             .unwrap_err();
         assert!(extra.contains("unknown argument `fast`"), "{extra}");
+    }
+
+    #[test]
+    fn a_profile_narrows_the_catalog_and_never_contradicts_it() {
+        let parse = |body: &str| {
+            let text = format!("name = \"x\"\ndriver = \"sony-visca\"\n{body}");
+            Profile::parse("x", Path::new("x.toml"), &text).map_err(|e| e.to_string())
+        };
+        // A subset of commands, a tighter range, fewer values, its own words.
+        let profile = parse(
+            "[commands.preset]\nargs.number = { max = 15 }\nargs.action = { values = [\"recall\"] }\n\
+             description = \"Recall one of 16.\"\n",
+        )
+        .unwrap();
+        assert_eq!(profile.commands.keys().collect::<Vec<_>>(), ["preset"]);
+        let preset = &profile.commands["preset"];
+        assert_eq!(preset.args["number"].max, Some(15.0));
+        assert_eq!(
+            preset.args["number"].min,
+            Some(0.0),
+            "kept from the catalog"
+        );
+        assert_eq!(preset.args["action"].kind, ArgType::Enum);
+        assert_eq!(preset.description, "Recall one of 16.");
+        // Without [points] and [[poll]] the catalog's points and default polls apply.
+        assert!(profile.point("zoom").is_some());
+        assert_eq!(profile.polls.len(), 3);
+
+        for (body, at, says) in [
+            (
+                "[commands.preset]\nargs.number = { max = 200 }\n",
+                "x.toml:4:23:",
+                "above the driver's 127",
+            ),
+            (
+                "[commands.zoom]\nargs.action = { values = [\"tele\", \"spin\"] }\n",
+                "x.toml:4:26:",
+                "spin not among",
+            ),
+            (
+                "[commands.power]\nargs.on = { type = \"integer\" }\n",
+                "x.toml:4:20:",
+                "is bool in the driver's catalog",
+            ),
+            (
+                "[commands.power]\nargs.fast = { type = \"bool\" }\n",
+                "x.toml:4:6:",
+                "no argument `fast`",
+            ),
+            (
+                "[commands.preset]\nargs.number = { optional = true }\n",
+                "x.toml:4:28:",
+                "cannot make it optional",
+            ),
+            (
+                "[points.power]\nvalues = [\"on\", \"asleep\"]\n",
+                "x.toml:4:10:",
+                "asleep not among",
+            ),
+            ("[points.zoom]\nunit = \"mm\"\n", "", ""),
+        ] {
+            let result = parse(body);
+            if at.is_empty() {
+                assert!(result.is_ok(), "{body}: {result:?}");
+                continue;
+            }
+            let error = result.unwrap_err();
+            assert!(
+                error.starts_with(at) && error.contains(says),
+                "{body}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_option_is_reported_at_its_key() {
+        let parse = |options: &str| {
+            let text = format!("name = \"x\"\ndriver = \"pjlink\"\n[options]\n{options}");
+            Profile::parse("x", Path::new("x.toml"), &text).map_err(|e| e.to_string())
+        };
+        let error = parse("inputs = { hdmi1 = \"31\" }\nclass = 3\n").unwrap_err();
+        assert!(
+            error.starts_with("x.toml:5:1: [options]: `class` must be 1 or 2"),
+            "{error}"
+        );
+        let error = parse("clas = 2\n").unwrap_err();
+        assert!(
+            error.starts_with("x.toml:4:1: [options]: `clas`: unknown field `clas`"),
+            "{error}"
+        );
+        let error = parse("class = \"2\"\n").unwrap_err();
+        assert!(
+            error.starts_with("x.toml:4:1: [options]: `class`: invalid type"),
+            "{error}"
+        );
     }
 }

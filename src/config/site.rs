@@ -285,8 +285,12 @@ pub struct DeviceConfig {
     pub pacing: Duration,
     /// See [`Transport::connection`](crate::config::profile::Transport::connection).
     pub connection: crate::config::profile::Connection,
-    /// The profile's `[options]` with the device's `overrides.options` laid over them.
+    /// The profile's `[options]` with the link's forced options and then the device's
+    /// `overrides.options` laid over them.
     pub options: avgate_drivers::Map<String, avgate_drivers::Value>,
+    /// Whether the device may close an idle connection (see
+    /// [`LinkTuning::idle_close`](avgate_drivers::LinkTuning::idle_close)).
+    pub idle_close: bool,
     pub polls: Vec<Poll>,
     /// Whether `/healthz` counts this device being offline against the site (`required =
     /// false` for a device that may be switched off at the wall).
@@ -603,33 +607,36 @@ pub fn parse_site_with(
             }
         }
 
-        // Modbus on a serial line is RTU, whatever the profile's network default (the
-        // device's own overrides still win), and keeps RTU's silence between frames.
-        let rtu_baud = match &link {
-            Link::Serial { settings, .. }
-                if profile.driver == avgate_drivers::modbus::DRIVER.name =>
-            {
-                Some(settings.baud)
-            }
-            _ => None,
-        };
+        // What the driver needs from this kind of link: options it forces (Modbus on a
+        // serial line is RTU; the device's own overrides still win), a least gap.
+        let tuning = (profile.driver_info.link)(match &link {
+            Link::Serial { settings, .. } => avgate_drivers::LinkKind::Serial {
+                baud: settings.baud,
+            },
+            _ => avgate_drivers::LinkKind::Network,
+        });
         let mut options = profile.options.clone();
-        if rtu_baud.is_some() {
-            options.insert("framing".into(), "rtu".into());
+        options.extend(tuning.options.clone());
+        if let Some(table) = &device.overrides.options
+            && let Ok(serde_json::Value::Object(extra)) = serde_json::to_value(table.get_ref())
+        {
+            options.extend(extra);
         }
-        if let Some(table) = &device.overrides.options {
-            if let Ok(serde_json::Value::Object(extra)) = serde_json::to_value(table.get_ref()) {
-                options.extend(extra);
-            }
+        if device.overrides.options.is_some() || !tuning.options.is_empty() {
             let settings = avgate_drivers::DriverSettings {
                 options: options.clone(),
                 password: device.password.clone(),
             };
-            if let Err(why) = (profile.driver_info.build)(&settings) {
-                errors.push(here(
-                    Some(table.span()),
-                    format!("overrides.options: {why}"),
-                ));
+            if let Err(why) = (profile.driver_info.catalog)(&settings) {
+                let span = device.overrides.options.as_ref().map(|table| {
+                    let at = super::options::locate(
+                        text,
+                        &["devices", id.get_ref(), "overrides", "options"],
+                        &why.at,
+                    );
+                    at.unwrap_or_else(|| table.span())
+                });
+                errors.push(here(span, format!("overrides.options: {}", why.message)));
                 continue;
             }
         }
@@ -659,10 +666,11 @@ pub fn parse_site_with(
         }
 
         check_overrides(&mut ranges, id.get_ref(), &device.overrides);
-        let mut pacing = device.overrides.pacing.unwrap_or(profile.timing.pacing);
-        if let Some(baud) = rtu_baud {
-            pacing = pacing.max(avgate_drivers::modbus::rtu_silence(baud));
-        }
+        let pacing = device
+            .overrides
+            .pacing
+            .unwrap_or(profile.timing.pacing)
+            .max(tuning.min_gap);
 
         devices.push(DeviceConfig {
             required: device.required,
@@ -684,6 +692,7 @@ pub fn parse_site_with(
                 .connection
                 .unwrap_or(profile.transport.connection),
             options,
+            idle_close: tuning.idle_close,
             polls,
             profile,
         });
@@ -1116,10 +1125,33 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
+        // Line 5: the misspelt key itself.
         assert!(
-            bad.contains("overrides.options") && bad.contains("outptus"),
+            bad.starts_with("site.toml:5:1: overrides.options") && bad.contains("outptus"),
             "{bad}"
         );
+    }
+
+    #[test]
+    fn a_serial_line_gets_the_driver_link_tuning() {
+        let site = parse(
+            "[devices.pdu]\nprofile = \"modbus-power-sequencer-8\"\nserial_port = \"/dev/x\"\n\
+             [devices.pdu.overrides]\nserial = { baud = 9600 }\n\
+             [devices.net]\nprofile = \"modbus-power-sequencer-8\"\naddress = \"h\"\n",
+        )
+        .unwrap();
+        let device = |id: &str| site.devices.iter().find(|d| d.id == id).unwrap();
+        let (serial, network) = (device("pdu"), device("net"));
+        assert_eq!(serial.options["framing"], "rtu");
+        // 3.5 characters of 11 bits at 9600 baud.
+        assert!(
+            serial.pacing >= Duration::from_micros(4_000),
+            "{:?}",
+            serial.pacing
+        );
+        assert!(!serial.idle_close);
+        assert_ne!(network.options.get("framing"), Some(&"rtu".into()));
+        assert!(network.idle_close);
     }
 
     #[test]

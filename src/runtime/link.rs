@@ -193,6 +193,10 @@ impl LinkTask {
                             self.units[i].stage(point, value);
                             continue;
                         }
+                        Output::Discovered(catalog) => {
+                            self.units[i].discovered(catalog);
+                            continue;
+                        }
                         // The values of one answer reach the journal together, and before
                         // whatever follows them (the outcome, the next request).
                         other => {
@@ -216,7 +220,7 @@ impl LinkTask {
                     }
                     let unit = &mut self.units[i];
                     match output {
-                        Output::Transmit(_) | Output::Update { .. } => {}
+                        Output::Transmit(_) | Output::Update { .. } | Output::Discovered(_) => {}
                         Output::Ready => {
                             unit.ready();
                             self.turns.exchange_ended(Instant::now());
@@ -402,7 +406,7 @@ impl LinkTask {
                 ),
             ),
             None => {
-                let (id, waited) = (unit.id(), unit.config.connect_timeout);
+                let (id, waited) = (unit.id(), unit.greeting_allowance());
                 let message = match (unit.heard_since_connect, unit.protocol.waiting_for()) {
                     (false, _) => format!(
                         "{id} accepted the connection but sent nothing within {waited:?} (no greeting)"
@@ -478,6 +482,7 @@ impl LinkTask {
                 continue;
             }
             let expected = idle_close
+                && unit.config.idle_close
                 && unit.state == UnitState::Ready
                 && (unit.session_started.elapsed() >= HEALTHY_SESSION
                     || (between_requests && per_request));

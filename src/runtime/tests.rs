@@ -61,6 +61,7 @@ fn device(profile: Profile) -> DeviceConfig {
         required: true,
         connection: profile.transport.connection,
         options: profile.options.clone(),
+        idle_close: true,
         polls: profile.polls.clone(),
         profile: Arc::new(profile),
     }
@@ -619,7 +620,7 @@ fn a_point_the_profile_does_not_declare_is_a_warning_once() {
     let profile = Profile::parse(
         "bare-projector",
         Path::new("bare-projector.toml"),
-        "name = \"bare\"\ndriver = \"pjlink\"\n[points.power]\ntype = \"string\"\n",
+        "name = \"bare\"\ndriver = \"pjlink\"\n[points.power]\n",
     )
     .expect("valid profile");
     let journal = Arc::new(Journal::in_memory(16, ["meter".to_string()]));
@@ -630,6 +631,61 @@ fn a_point_the_profile_does_not_declare_is_a_warning_once() {
     unit.stage("power".into(), json!("on"));
     assert_eq!(warnings.lines_with("serial_number"), 1);
     assert_eq!(warnings.lines_with("does not declare"), 1);
+}
+
+#[test]
+fn a_value_its_point_does_not_allow_is_an_error_once_and_never_published() {
+    let warnings = Warnings::capture();
+    let profile = Profile::find("pjlink-projector", &[]).unwrap().unwrap();
+    let journal = Arc::new(Journal::in_memory(16, ["meter".to_string()]));
+    let mut unit = Unit::new(
+        device(profile),
+        journal.clone(),
+        Arc::new(CommandQueue::new(4)),
+    )
+    .expect("driver builds");
+    unit.stage("power".into(), json!("exploded"));
+    unit.stage("power".into(), json!(1));
+    unit.stage("lamp_hours".into(), json!(1200));
+    unit.publish_staged();
+    let points = &journal.snapshot().devices["meter"].points;
+    assert_eq!(points.get("power"), None);
+    assert_eq!(points.get("lamp_hours"), Some(&json!(1200)));
+    assert_eq!(warnings.lines_with("its catalog does not allow"), 1);
+    assert_eq!(warnings.lines_with("exploded"), 1);
+}
+
+#[test]
+fn a_discovered_catalog_is_published_and_admits_its_points() {
+    let profile = Profile::find("pjlink-projector", &[]).unwrap().unwrap();
+    let journal = Arc::new(Journal::in_memory(16, ["meter".to_string()]));
+    let mut unit = Unit::new(
+        device(profile),
+        journal.clone(),
+        Arc::new(CommandQueue::new(4)),
+    )
+    .expect("driver builds");
+    unit.stage("label.1".into(), json!("Lectern"));
+    let mut found = avgate_drivers::Catalog::default();
+    found.points.insert(
+        "label.*".into(),
+        avgate_drivers::PointSpec::new(avgate_drivers::PointType::String, "Input label."),
+    );
+    unit.discovered(found);
+    unit.stage("label.1".into(), json!("Lectern"));
+    unit.stage("label.2".into(), json!(2));
+    unit.publish_staged();
+    let points = &journal.snapshot().devices["meter"].points;
+    assert_eq!(points.get("label.1"), Some(&json!("Lectern")));
+    assert_eq!(
+        points.get("label.2"),
+        None,
+        "a discovered point is type-checked too"
+    );
+    assert_eq!(
+        points[avgate_drivers::CATALOG_POINT]["points"]["label.*"]["type"],
+        json!("string")
+    );
 }
 
 /// A device that runs `script` on each connection, for one device of `profile`.
@@ -680,6 +736,32 @@ async fn a_projector_that_greets_then_falls_silent_is_not_said_to_have_skipped_i
     let error = state.error.expect("an error");
     assert!(error.contains("began its greeting"), "{error}");
     assert!(error.contains("answer to the login"), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_driver_that_times_its_own_login_is_given_its_time_and_names_the_step() {
+    let profile = Profile::find("extron-sis-switcher", &[])
+        .expect("built in")
+        .expect("valid");
+    // The connect timeout covers opening the link only: the switcher's login has 10 s.
+    let config = DeviceConfig {
+        password: Some("secret".into()),
+        connect_timeout: Duration::from_secs(1),
+        ..device(profile)
+    };
+    let started = tokio::time::Instant::now();
+    let journal = run_scripted(config, |mut link| {
+        Box::pin(async move {
+            let _ = link.write_all(b"\r\nPassword:").await;
+            // Takes the password in and never says whether it was right.
+            let mut sink = [0u8; 256];
+            while matches!(link.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+    });
+    let state = state_when(&journal, "proj", |s| s.error.is_some()).await;
+    let error = state.error.expect("an error");
+    assert!(error.contains("after the password within 10s"), "{error}");
+    assert!(started.elapsed() >= avgate_drivers::extron::session::HANDSHAKE_TIMEOUT);
 }
 
 #[tokio::test(start_paused = true)]

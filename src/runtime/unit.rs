@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use avgate_drivers::{DriverSettings, Protocol, Request, Value};
+use avgate_drivers::{CATALOG_POINT, Catalog, DriverSettings, Protocol, Request, Value};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::backoff::Backoff;
 use super::queue::{CommandQueue, Job};
@@ -18,6 +18,10 @@ use crate::config::DeviceConfig;
 use crate::config::profile::Connection;
 use crate::journal::Journal;
 use crate::trace::{self, Direction, Tap};
+
+/// How much longer than a driver's own handshake timeout the runtime waits before giving
+/// up on the greeting itself: the driver's timer fires first and says what it waited for.
+pub(super) const HANDSHAKE_GRACE: Duration = Duration::from_secs(1);
 
 /// The offline rule, part one: consecutive failures (an unanswered request, a garbled
 /// reply, a connection that dies before the session proved healthy) before the device is
@@ -61,6 +65,11 @@ pub(super) struct Unit {
     staged: Vec<(String, Value)>,
     /// Points the driver reported that the profile does not declare, warned about once.
     undeclared: BTreeSet<String>,
+    /// Points the driver reported with a value their spec does not allow (a driver bug),
+    /// logged once each.
+    mistyped: BTreeSet<String>,
+    /// What the device said it has beyond the static catalog ([`Unit::discovered`]).
+    discovered: Option<Catalog>,
     journal: Arc<Journal>,
     /// The outputs and inputs the device is declared with, to drop points beyond them.
     shape: Shape,
@@ -169,6 +178,8 @@ impl Unit {
             polls,
             staged: Vec::new(),
             undeclared: BTreeSet::new(),
+            mistyped: BTreeSet::new(),
+            discovered: None,
             journal,
             shape,
             connected_before: false,
@@ -206,9 +217,19 @@ impl Unit {
         // A new connection starts a new session: the driver forgets a paused poll.
         self.paused = None;
         self.state = UnitState::Greeting {
-            deadline: now + self.config.connect_timeout,
+            deadline: now + self.greeting_allowance(),
         };
         self.protocol.connected(now.into_std());
+    }
+
+    /// How long the session's greeting may take once the link is open. The profile's
+    /// `connect_timeout` covers opening the link; a driver that times its own handshake
+    /// (Extron's login, VISCA's IF_Clear) gets its own time plus [`HANDSHAKE_GRACE`], so
+    /// its error, which names the step it waited for, comes first.
+    pub fn greeting_allowance(&self) -> Duration {
+        self.protocol
+            .handshake_timeout()
+            .map_or(self.config.connect_timeout, |own| own + HANDSHAKE_GRACE)
     }
 
     /// The driver finished its greeting.
@@ -511,10 +532,13 @@ impl Unit {
     }
 
     /// Holds a value the driver reported until the rest of its answer is in. Only points
-    /// the profile declares are kept; anything else stays out of the panel protocol, with
-    /// a WARN the first time each point shows up (the profile is likely missing it).
+    /// the profile declares (or the device's discovered catalog adds) are kept; anything
+    /// else stays out of the panel protocol, with a WARN the first time each point shows up
+    /// (the profile is likely missing it). A value that is not what its point declares is
+    /// a driver bug: logged once per point as an error and not published.
     pub fn stage(&mut self, point: String, value: Value) {
-        if self.config.profile.point(&point).is_none() {
+        let discovered = self.discovered.as_ref().and_then(|c| c.point(&point));
+        let Some(spec) = self.config.profile.point(&point).or(discovered) else {
             if self.undeclared.insert(point.clone()) {
                 warn!(
                     device = %self.config.id,
@@ -526,11 +550,33 @@ impl Unit {
                 );
             }
             return;
+        };
+        if let Err(why) = spec.admits(&value) {
+            if self.mistyped.insert(point.clone()) {
+                error!(
+                    device = %self.config.id,
+                    point,
+                    "the {} driver reported a value its catalog does not allow: {why}; \
+                     not published (this and later wrong values of this point)",
+                    self.config.profile.driver
+                );
+            }
+            return;
         }
         if !self.shape.admits(&self.config.id, &point, &value) {
             return;
         }
         self.staged.push((point, value));
+    }
+
+    /// The device told what it has beyond the driver's static catalog: published as its
+    /// `catalog` point, and the points it declares are accepted from now on.
+    pub fn discovered(&mut self, catalog: Catalog) {
+        match serde_json::to_value(&catalog) {
+            Ok(value) => self.staged.push((CATALOG_POINT.to_string(), value)),
+            Err(why) => warn!(device = %self.config.id, "discovered catalog not published: {why}"),
+        }
+        self.discovered = Some(catalog);
     }
 
     /// Records the values of one answer, in the order the driver reported them, in one

@@ -20,24 +20,24 @@ pub mod simulator;
 
 pub use session::{Options, Session};
 
-use crate::DriverInfo;
+use std::sync::LazyLock;
+
+use crate::{Catalog, DriverInfo, DriverSettings, OptionsError};
 
 /// The Extron SIS driver as profiles name it (`driver = "extron-sis"`).
 pub const DRIVER: DriverInfo = DriverInfo {
     name: "extron-sis",
-    commands: &["route", "volume", "mute"],
-    queries: &["routes", "volume", "mute", "info"],
-    points: &[
-        "route.*",
-        "audio_route.*",
-        "volume",
-        "volume.*",
-        "audio_mute",
-        "audio_mute.*",
-        "video_mute",
-        "video_mute.*",
-        "part_number",
-        "firmware",
-    ],
+    catalog,
     build: session::build,
+    link: crate::plain_link,
 };
+
+/// Everything the driver reports and takes, whatever the options (`catalog.toml`).
+static CATALOG: LazyLock<Catalog> =
+    LazyLock::new(|| Catalog::from_toml(include_str!("catalog.toml")));
+
+/// The constant catalog, once the options are known to be good.
+fn catalog(settings: &DriverSettings) -> Result<Catalog, OptionsError> {
+    Options::from_settings(settings)?;
+    Ok(CATALOG.clone())
+}

@@ -27,15 +27,14 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::frame::{self, Command, ErrorCode, Item, LineReader, Response, TieKind};
 use crate::{
-    DeviceError, DeviceErrorKind, DriverSettings, Output, Protocol, Request, SessionError,
+    DeviceError, DeviceErrorKind, DriverSettings, OptionsError, Output, Protocol, Request,
+    SessionError,
 };
-
-/// Keys the profile's `[options]` table may hold.
-const OPTION_KEYS: &[&str] = &["inputs", "outputs", "volume_max"];
 
 /// How long the unit must stay silent after its banner before the session takes it that
 /// no `Password:` prompt is coming.
@@ -52,7 +51,8 @@ const AUTH_MISSING: &str =
 
 /// Builds a session for [`super::DRIVER`].
 pub fn build(settings: &DriverSettings) -> Result<Box<dyn Protocol>, String> {
-    Ok(Box::new(Session::new(Options::from_settings(settings)?)))
+    let options = Options::from_settings(settings).map_err(|e| e.to_string())?;
+    Ok(Box::new(Session::new(options)))
 }
 
 /// The driver's settings, checked once when the profile is loaded.
@@ -85,25 +85,30 @@ impl Default for Options {
     }
 }
 
+/// `[options]` as a profile writes them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptionsFile {
+    inputs: Option<u64>,
+    outputs: Option<u64>,
+    volume_max: Option<u64>,
+}
+
 impl Options {
-    pub fn from_settings(settings: &DriverSettings) -> Result<Options, String> {
-        settings.check_keys("extron-sis", OPTION_KEYS)?;
-        let count = |key: &str, min: u64| -> Result<Option<u16>, String> {
-            match settings.options.get(key) {
-                None => Ok(None),
-                Some(value) => value
-                    .as_u64()
-                    .filter(|n| (min..=9999).contains(n))
-                    .map(|n| Some(n as u16))
-                    .ok_or_else(|| {
-                        format!("`{key}` must be an integer from {min} to 9999, got {value}")
-                    }),
-            }
+    pub fn from_settings(settings: &DriverSettings) -> Result<Options, OptionsError> {
+        let file: OptionsFile = settings.options()?;
+        let count = |key: &str, value: Option<u64>| match value {
+            None => Ok(None),
+            Some(n) if (1..=9999).contains(&n) => Ok(Some(n as u16)),
+            Some(n) => Err(OptionsError::at_key(
+                key,
+                format!("`{key}` must be an integer from 1 to 9999, got {n}"),
+            )),
         };
         Ok(Options {
-            inputs: count("inputs", 1)?,
-            outputs: count("outputs", 1)?.unwrap_or(1),
-            volume_max: count("volume_max", 1)?.unwrap_or(DEFAULT_VOLUME_MAX),
+            inputs: count("inputs", file.inputs)?,
+            outputs: count("outputs", file.outputs)?.unwrap_or(1),
+            volume_max: count("volume_max", file.volume_max)?.unwrap_or(DEFAULT_VOLUME_MAX),
             password: settings.password.clone(),
         })
     }
@@ -517,7 +522,7 @@ impl Session {
                 "mute" => self.plan_mute(args),
                 _ => Err(unsupported(format!(
                     "extron-sis has no command `{name}`; it has: {}",
-                    super::DRIVER.commands.join(", ")
+                    super::CATALOG.command_names()
                 ))),
             },
             Request::Poll { query } => self.plan_poll(query),
@@ -609,7 +614,7 @@ impl Session {
             _ => {
                 return Err(unsupported(format!(
                     "extron-sis has no query `{query}`; it has: {}",
-                    super::DRIVER.queries.join(", ")
+                    super::CATALOG.query_names()
                 )));
             }
         };
@@ -668,6 +673,11 @@ impl Session {
 impl Protocol for Session {
     fn check(&self, request: &Request) -> Result<(), DeviceError> {
         self.plan(request).map(|_| ())
+    }
+
+    /// The banner, login and verbose mode are timed here, so a stall names its step.
+    fn handshake_timeout(&self) -> Option<Duration> {
+        Some(HANDSHAKE_TIMEOUT)
     }
 
     fn connected(&mut self, now: Instant) {
@@ -1411,7 +1421,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind, DeviceErrorKind::Unsupported);
         assert!(
-            err.message.contains("route, volume, mute"),
+            err.message.contains("mute, route, volume"),
             "{}",
             err.message
         );
@@ -1425,14 +1435,15 @@ mod tests {
             Options::from_settings(&settings(options, None))
                 .map(|_| ())
                 .unwrap_err()
+                .to_string()
         };
         assert_eq!(
             check(json!({"foo": 1})),
-            "unknown option `foo` for extron-sis; expected: inputs, outputs, volume_max"
+            "`foo`: unknown field `foo`, expected one of `inputs`, `outputs`, `volume_max`"
         );
         assert!(check(json!({"outputs": 0})).contains("`outputs` must be an integer from 1"));
-        assert!(check(json!({"inputs": "8"})).contains("`inputs` must be"));
-        assert!(check(json!({"volume_max": -3})).contains("`volume_max` must be"));
+        assert!(check(json!({"inputs": "8"})).contains("invalid type: string"));
+        assert!(check(json!({"volume_max": -3})).contains("invalid value: integer `-3`"));
         assert!((DRIVER.build)(&DriverSettings::default()).is_ok());
     }
 
@@ -1451,23 +1462,26 @@ mod tests {
         let mut s = ready(json!({}));
         outputs.extend(feed(&mut s, b"Vol3\r\nAmt1\r\nVmt1\r\n"));
         let declared = |point: &str| {
-            DRIVER.points.iter().any(|p| match p.strip_suffix('*') {
-                Some(prefix) => point
-                    .strip_prefix(prefix)
-                    .is_some_and(|n| n.parse::<u16>().is_ok()),
-                None => p == &point,
-            })
+            super::super::CATALOG
+                .point_names()
+                .iter()
+                .any(|p| match p.strip_suffix('*') {
+                    Some(prefix) => point
+                        .strip_prefix(prefix)
+                        .is_some_and(|n| n.parse::<u16>().is_ok()),
+                    None => p == &point,
+                })
         };
         let mut seen: Vec<&str> = Vec::new();
         for output in &outputs {
             if let Output::Update { point, .. } = output {
                 assert!(declared(point), "{point} is not declared");
-                let pattern = DRIVER
-                    .points
-                    .iter()
+                let pattern = super::super::CATALOG
+                    .point_names()
+                    .into_iter()
                     .find(|p| {
                         p.strip_suffix('*')
-                            .map_or(**p == point.as_str(), |prefix| point.starts_with(prefix))
+                            .map_or(*p == point.as_str(), |prefix| point.starts_with(prefix))
                     })
                     .unwrap();
                 seen.push(pattern);
@@ -1475,7 +1489,7 @@ mod tests {
         }
         seen.sort();
         seen.dedup();
-        let mut all = DRIVER.points.to_vec();
+        let mut all = super::super::CATALOG.point_names().to_vec();
         all.sort();
         assert_eq!(seen, all);
     }

@@ -19,13 +19,24 @@ pub mod simulator;
 
 pub use session::Session;
 
-use crate::DriverInfo;
+use std::sync::LazyLock;
+
+use crate::{Catalog, DriverInfo, DriverSettings, OptionsError};
 
 /// The load driver as profiles name it (`driver = "load"`).
 pub const DRIVER: DriverInfo = DriverInfo {
     name: "load",
-    commands: &["set", "rate"],
-    queries: &["rate"],
-    points: &["value.*", "rate"],
+    catalog,
     build: session::build,
+    link: crate::plain_link,
 };
+
+/// Everything the driver reports and takes, whatever the options (`catalog.toml`).
+static CATALOG: LazyLock<Catalog> =
+    LazyLock::new(|| Catalog::from_toml(include_str!("catalog.toml")));
+
+/// The constant catalog, once the options are known to be good.
+fn catalog(settings: &DriverSettings) -> Result<Catalog, OptionsError> {
+    session::check_options(settings)?;
+    Ok(CATALOG.clone())
+}

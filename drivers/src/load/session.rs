@@ -16,8 +16,17 @@ use crate::{
 
 /// Builds a session for [`super::DRIVER`].
 pub fn build(settings: &DriverSettings) -> Result<Box<dyn Protocol>, String> {
-    settings.check_keys("load", &[])?;
+    check_options(settings).map_err(|e| e.to_string())?;
     Ok(Box::new(Session::default()))
+}
+
+/// The load generator takes no options: an empty `[options]` table, if any.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoOptions {}
+
+pub fn check_options(settings: &DriverSettings) -> Result<(), crate::OptionsError> {
+    settings.options::<NoOptions>().map(|_| ())
 }
 
 #[derive(Debug, Default)]

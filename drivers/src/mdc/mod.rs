@@ -22,13 +22,24 @@ pub mod simulator;
 
 pub use session::{Options, Session};
 
-use crate::DriverInfo;
+use std::sync::LazyLock;
+
+use crate::{Catalog, DriverInfo, DriverSettings, OptionsError};
 
 /// The Samsung MDC driver as profiles name it (`driver = "samsung-mdc"`).
 pub const DRIVER: DriverInfo = DriverInfo {
     name: "samsung-mdc",
-    commands: &["power", "volume", "mute", "input"],
-    queries: &["status"],
-    points: &["power", "volume", "mute", "input", "aspect"],
+    catalog,
     build: session::build,
+    link: crate::plain_link,
 };
+
+/// Everything the driver reports and takes, whatever the options (`catalog.toml`).
+static CATALOG: LazyLock<Catalog> =
+    LazyLock::new(|| Catalog::from_toml(include_str!("catalog.toml")));
+
+/// The constant catalog, once the options are known to be good.
+fn catalog(settings: &DriverSettings) -> Result<Catalog, OptionsError> {
+    Options::from_settings(settings)?;
+    Ok(CATALOG.clone())
+}

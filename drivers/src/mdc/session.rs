@@ -36,6 +36,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tracing::debug;
 
@@ -44,11 +45,9 @@ use super::frame::{
     Status,
 };
 use crate::{
-    DeviceError, DeviceErrorKind, DriverSettings, Output, Protocol, Request, SessionError,
+    DeviceError, DeviceErrorKind, DriverSettings, OptionsError, Output, Protocol, Request,
+    SessionError,
 };
-
-/// Keys the profile's `[options]` table may hold.
-const OPTION_KEYS: &[&str] = &["display_id", "inputs"];
 
 /// The display id when the profile does not set one (Samsung's factory default).
 pub const DEFAULT_DISPLAY_ID: u8 = 1;
@@ -58,7 +57,8 @@ const TLS_BANNER: &[u8] = b"MDCSTART<<TLS>>";
 
 /// Builds a session for [`super::DRIVER`].
 pub fn build(settings: &DriverSettings) -> Result<Box<dyn Protocol>, String> {
-    Ok(Box::new(Session::new(Options::from_settings(settings)?)))
+    let options = Options::from_settings(settings).map_err(|e| e.to_string())?;
+    Ok(Box::new(Session::new(options)))
 }
 
 /// The driver's settings, checked once when the profile is loaded.
@@ -91,34 +91,48 @@ impl Default for Options {
     }
 }
 
+/// `[options]` as a profile writes them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptionsFile {
+    display_id: Option<u64>,
+    inputs: Option<Value>,
+}
+
 impl Options {
-    pub fn from_settings(settings: &DriverSettings) -> Result<Options, String> {
-        settings.check_keys("samsung-mdc", OPTION_KEYS)?;
-        let display_id = match settings.options.get("display_id") {
+    pub fn from_settings(settings: &DriverSettings) -> Result<Options, OptionsError> {
+        let file: OptionsFile = settings.options()?;
+        let display_id = match file.display_id {
             None => DEFAULT_DISPLAY_ID,
-            Some(value) => match value.as_u64() {
-                Some(id) if id < u64::from(BROADCAST) => id as u8,
-                Some(id) if id == u64::from(BROADCAST) => {
-                    return Err(
-                        "`display_id` 254 (0xFE) is the broadcast id: every display acts on it \
-                         and none answers, so no command could be confirmed; give each display \
-                         its own id from 0 to 253"
-                            .into(),
-                    );
-                }
-                _ => {
-                    return Err(format!(
-                        "`display_id` must be an integer from 0 to 253 (the ID in the display's menu), got {value}"
-                    ));
-                }
-            },
+            Some(id) if id < u64::from(BROADCAST) => id as u8,
+            Some(id) if id == u64::from(BROADCAST) => {
+                return Err(OptionsError::at_key(
+                    "display_id",
+                    "`display_id` 254 (0xFE) is the broadcast id: every display acts on it \
+                     and none answers, so no command could be confirmed; give each display \
+                     its own id from 0 to 253",
+                ));
+            }
+            Some(id) => {
+                return Err(OptionsError::at_key(
+                    "display_id",
+                    format!(
+                        "`display_id` must be an integer from 0 to 253 (the ID in the display's menu), got {id}"
+                    ),
+                ));
+            }
         };
-        let inputs = match settings.options.get("inputs") {
+        let inputs = match file.inputs {
             None => Vec::new(),
-            Some(Value::Object(table)) => friendly_inputs(table)?,
+            Some(Value::Object(table)) => {
+                friendly_inputs(&table).map_err(|why| OptionsError::at_key("inputs", why))?
+            }
             Some(other) => {
-                return Err(format!(
-                    "`inputs` must be a table of names to sources, such as {{ laptop = \"hdmi1\" }}, got {other}"
+                return Err(OptionsError::at_key(
+                    "inputs",
+                    format!(
+                        "`inputs` must be a table of names to sources, such as {{ laptop = \"hdmi1\" }}, got {other}"
+                    ),
                 ));
             }
         };
@@ -465,7 +479,7 @@ impl Session {
                     DeviceErrorKind::Unsupported,
                     format!(
                         "samsung-mdc has no command `{name}`; it has: {}",
-                        super::DRIVER.commands.join(", ")
+                        super::CATALOG.command_names()
                     ),
                 )),
             },
@@ -474,7 +488,7 @@ impl Session {
                 DeviceErrorKind::Unsupported,
                 format!(
                     "samsung-mdc has no query `{query}`; it has: {}",
-                    super::DRIVER.queries.join(", ")
+                    super::CATALOG.query_names()
                 ),
             )),
         }
@@ -1009,7 +1023,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind, DeviceErrorKind::Unsupported);
         assert!(
-            err.message.contains("power, volume, mute, input"),
+            err.message.contains("input, mute, power, volume"),
             "{}",
             err.message
         );
@@ -1054,15 +1068,16 @@ mod tests {
             Options::from_settings(&settings(options))
                 .map(|_| ())
                 .unwrap_err()
+                .to_string()
         };
         assert_eq!(
             check(json!({"id": 1})),
-            "unknown option `id` for samsung-mdc; expected: display_id, inputs"
+            "`id`: unknown field `id`, expected `display_id` or `inputs`"
         );
         assert!(check(json!({"display_id": 254})).contains("broadcast id"));
         assert!(check(json!({"display_id": 255})).contains("from 0 to 253"));
-        assert!(check(json!({"display_id": -1})).contains("from 0 to 253"));
-        assert!(check(json!({"display_id": "1"})).contains("from 0 to 253"));
+        assert!(check(json!({"display_id": -1})).contains("invalid value: integer `-1`"));
+        assert!(check(json!({"display_id": "1"})).contains("invalid type: string"));
         assert!(check(json!({"inputs": ["hdmi1"]})).contains("must be a table"));
         assert!(check(json!({"inputs": {"a": "hdmi9"}})).contains("`inputs.a`"));
         assert!(check(json!({"inputs": {"a": 300}})).contains("not an input source"));
@@ -1094,7 +1109,7 @@ mod tests {
                 })
                 .collect();
         seen.sort();
-        let mut declared: Vec<&str> = DRIVER.points.to_vec();
+        let mut declared: Vec<&str> = super::super::CATALOG.point_names().to_vec();
         declared.sort();
         assert_eq!(seen, declared);
     }

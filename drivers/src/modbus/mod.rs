@@ -23,13 +23,16 @@
 //! - [`session`]: the client ([`Session`]), a sans-IO [`crate::Protocol`] driven by the
 //!   gateway's device runtime, which owns the socket or serial port, the per-request
 //!   timeout and the RTU inter-frame gap ([`frame::rtu_silence`]). Its options and
-//!   requests are documented there; [`catalog`] lists a profile's points and poll groups.
+//!   requests are documented there.
+//! - [`catalog`](mod@catalog): the driver's catalog computed from the map: points, the
+//!   `write` command, a query per poll group.
 //! - [`model`]: the device side, a register bank laid out by the map.
 //! - [`simulator`]: the model served by tokio-modbus's server over TCP and over RTU on a
 //!   pseudo-terminal, for tests and demos.
 //!
-//! Points and poll groups come from the profile, so [`DRIVER`] lists none: use [`catalog`]
-//! to check a profile and schedule its polls. Each poll group is a query
+//! Points and poll groups come from the profile's map, so the catalog is computed from the
+//! options ([`catalog::catalog`]); on a serial line the driver forces RTU framing and its
+//! inter-frame silence ([`link`]). Each poll group is a query
 //! (`Request::Poll { query: "fast" }`); the one command is `write` with `point` and
 //! `value`.
 //!
@@ -73,6 +76,7 @@
 //! bit = 0
 //! ```
 
+pub mod catalog;
 pub mod codec;
 pub mod frame;
 pub mod map;
@@ -86,20 +90,33 @@ pub mod write;
 pub use frame::{Framing, rtu_silence};
 pub use map::{MapError, Point, RegisterMap};
 pub use plan::{Plan, Read, Response};
-pub use session::{Catalog, CatalogPoint, Options, PollGroup, Session, catalog};
+pub use session::{Options, Session};
 pub use write::{Exception, WritePlan, WriteRequest};
 
-use crate::DriverInfo;
+use crate::{DriverInfo, LinkKind, LinkTuning};
 
 /// The Modbus driver as profiles name it (`driver = "modbus"`). Its points and queries
-/// (poll groups) depend on the profile's register map: see [`catalog`].
+/// (poll groups) come from the profile's register map: see [`catalog::catalog`].
 pub const DRIVER: DriverInfo = DriverInfo {
     name: "modbus",
-    commands: &[session::WRITE],
-    queries: &[],
-    points: &[],
+    catalog: catalog::catalog,
     build: session::build,
+    link,
 };
+
+/// Modbus on a serial line is RTU, whatever the profile's network default, and keeps
+/// RTU's silence of 3.5 characters between frames. A serial line never closes by itself;
+/// a Modbus TCP gateway may close an idle connection.
+pub fn link(kind: LinkKind) -> LinkTuning {
+    match kind {
+        LinkKind::Serial { baud } => LinkTuning {
+            options: serde_json::Map::from_iter([("framing".to_string(), "rtu".into())]),
+            min_gap: rtu_silence(baud),
+            idle_close: false,
+        },
+        LinkKind::Network => crate::plain_link(kind),
+    }
+}
 
 #[cfg(test)]
 mod tests {

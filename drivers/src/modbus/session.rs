@@ -27,6 +27,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use tracing::warn;
 
@@ -37,7 +38,8 @@ use super::plan::{self, Plan, Read};
 use super::reporting::Reporter;
 use super::write::{self, BitUpdate, Exception, WritePlan};
 use crate::{
-    DeviceError, DeviceErrorKind, DriverSettings, Output, Protocol, Request, SessionError,
+    DeviceError, DeviceErrorKind, DriverSettings, OptionsError, Output, Protocol, Request,
+    SessionError,
 };
 
 /// The session's keys in the profile's `[options]` table; the register map's keys sit next
@@ -93,109 +95,74 @@ impl Default for Options {
     }
 }
 
+/// The session's keys of `[options]` as a profile writes them; the register map's keys
+/// beside them are read (and unknown keys refused) by [`RegisterMap::from_options`].
+#[derive(Debug, Deserialize)]
+struct OptionsFile {
+    framing: Option<String>,
+    unit: Option<u64>,
+    busy_retries: Option<u64>,
+    busy_backoff_ms: Option<u64>,
+    read_back: Option<bool>,
+}
+
 impl Options {
     /// Reads the session's keys; the map's keys are left to [`RegisterMap::from_options`].
-    pub fn from_options(options: &Map<String, Value>) -> Result<Options, String> {
-        let mut parsed = Options::default();
-        if let Some(value) = options.get("framing") {
-            parsed.framing = match value.as_str() {
-                Some("tcp") => Framing::Tcp,
-                Some("rtu") => Framing::Rtu,
-                _ => {
-                    return Err(format!(
-                        "modbus option `framing`: {value} is neither \"tcp\" nor \"rtu\""
-                    ));
-                }
-            };
-        }
-        let integer = |key: &str, max: u64| -> Result<Option<u64>, String> {
-            options
-                .get(key)
-                .map(|value| {
-                    value.as_u64().filter(|n| *n <= max).ok_or_else(|| {
-                        format!("modbus option `{key}`: {value} is not an integer from 0 to {max}")
-                    })
-                })
-                .transpose()
+    pub fn from_options(options: &Map<String, Value>) -> Result<Options, OptionsError> {
+        let file: OptionsFile = crate::catalog::options_from(options)?;
+        let framing = match file.framing.as_deref() {
+            None | Some("tcp") => Framing::Tcp,
+            Some("rtu") => Framing::Rtu,
+            Some(other) => {
+                return Err(OptionsError::at_key(
+                    "framing",
+                    format!("modbus option `framing`: \"{other}\" is neither \"tcp\" nor \"rtu\""),
+                ));
+            }
         };
-        if let Some(unit) = integer("unit", 255)? {
+        let mut parsed = Options {
+            framing,
+            ..Options::default()
+        };
+        let at_most = |key: &str, value: Option<u64>, max: u64| match value {
+            Some(n) if n > max => Err(OptionsError::at_key(
+                key,
+                format!("modbus option `{key}`: {n} is not an integer from 0 to {max}"),
+            )),
+            other => Ok(other),
+        };
+        if let Some(unit) = at_most("unit", file.unit, 255)? {
             let unit = unit as u8;
             let allowed = match parsed.framing {
                 Framing::Rtu => (1..=247).contains(&unit),
                 Framing::Tcp => unit <= 247 || unit == 255,
             };
             if !allowed {
-                return Err(format!(
-                    "modbus option `unit`: {unit} is not a unit id for {} framing (use 1..=247{})",
-                    parsed.framing.as_str(),
-                    match parsed.framing {
-                        Framing::Rtu => "; 0 is broadcast, which no device answers",
-                        Framing::Tcp => ", 0 or 255",
-                    }
+                return Err(OptionsError::at_key(
+                    "unit",
+                    format!(
+                        "modbus option `unit`: {unit} is not a unit id for {} framing (use 1..=247{})",
+                        parsed.framing.as_str(),
+                        match parsed.framing {
+                            Framing::Rtu => "; 0 is broadcast, which no device answers",
+                            Framing::Tcp => ", 0 or 255",
+                        }
+                    ),
                 ));
             }
             parsed.unit = unit;
         }
-        if let Some(retries) = integer("busy_retries", 10)? {
+        if let Some(retries) = at_most("busy_retries", file.busy_retries, 10)? {
             parsed.busy_retries = retries as u32;
         }
-        if let Some(backoff) = integer("busy_backoff_ms", 60_000)? {
+        if let Some(backoff) = at_most("busy_backoff_ms", file.busy_backoff_ms, 60_000)? {
             parsed.busy_backoff = Duration::from_millis(backoff);
         }
-        if let Some(value) = options.get("read_back") {
-            parsed.read_back = value.as_bool().ok_or_else(|| {
-                format!("modbus option `read_back`: {value} is not true or false")
-            })?;
+        if let Some(read_back) = file.read_back {
+            parsed.read_back = read_back;
         }
         Ok(parsed)
     }
-}
-
-/// What a profile offers, for checking configuration and scheduling polls: Modbus points
-/// and queries come from the register map, not from [`super::DRIVER`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Catalog {
-    /// In profile order.
-    pub points: Vec<CatalogPoint>,
-    /// Every poll group (the queries `Request::Poll` takes), `default` included.
-    pub poll_groups: Vec<PollGroup>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CatalogPoint {
-    pub name: String,
-    /// Whether the `write` command accepts it.
-    pub writable: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PollGroup {
-    pub name: String,
-    pub interval: Duration,
-}
-
-/// Checks a profile's `[options]` and lists its points and poll groups.
-pub fn catalog(options: &Map<String, Value>) -> Result<Catalog, String> {
-    Options::from_options(options)?;
-    let map = RegisterMap::from_options(options).map_err(|e| e.to_string())?;
-    Ok(Catalog {
-        points: map
-            .points
-            .iter()
-            .map(|p| CatalogPoint {
-                name: p.name.clone(),
-                writable: p.writable,
-            })
-            .collect(),
-        poll_groups: map
-            .poll_groups
-            .iter()
-            .map(|(name, interval)| PollGroup {
-                name: name.clone(),
-                interval: *interval,
-            })
-            .collect(),
-    })
 }
 
 /// One Modbus device on one connection.
@@ -273,7 +240,7 @@ impl Session {
 
     /// Reads session options and register map from a profile's `[options]` table.
     pub fn from_options(options: &Map<String, Value>) -> Result<Session, String> {
-        let session_options = Options::from_options(options)?;
+        let session_options = Options::from_options(options).map_err(|e| e.to_string())?;
         let map = RegisterMap::from_options(options).map_err(|e| e.to_string())?;
         Ok(Session::new(session_options, map))
     }
@@ -1202,30 +1169,28 @@ mod tests {
     }
 
     #[test]
-    fn the_catalog_lists_points_and_poll_groups() {
-        let listed = catalog(&options(sequencer())).unwrap();
-        let writable: Vec<&str> = listed
-            .points
-            .iter()
-            .filter(|p| p.writable)
-            .map(|p| p.name.as_str())
-            .collect();
+    fn the_catalog_lists_points_writes_and_poll_groups() {
+        let catalog =
+            |value| crate::modbus::catalog::catalog(&DriverSettings::with_options(options(value)));
+        let listed = catalog(sequencer()).unwrap();
         assert_eq!(listed.points.len(), 7);
-        assert_eq!(writable, ["outlet1", "outlet2", "mode", "alarm"]);
         assert_eq!(
-            listed.poll_groups,
+            listed.commands[WRITE].args["point"].values,
+            ["outlet1", "outlet2", "mode", "alarm"]
+        );
+        let every: Vec<(&str, Option<Duration>)> = listed
+            .queries
+            .iter()
+            .map(|query| (query.name.as_str(), query.every))
+            .collect();
+        assert_eq!(
+            every,
             [
-                PollGroup {
-                    name: "default".into(),
-                    interval: Duration::from_secs(1)
-                },
-                PollGroup {
-                    name: "fast".into(),
-                    interval: Duration::from_millis(500)
-                },
+                ("default", Some(Duration::from_secs(1))),
+                ("fast", Some(Duration::from_millis(500)))
             ]
         );
-        assert!(catalog(&options(json!({ "points": [] }))).is_err());
+        assert!(catalog(json!({ "points": [] })).is_err());
     }
 
     #[test]

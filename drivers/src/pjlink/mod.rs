@@ -19,28 +19,24 @@ pub mod simulator;
 
 pub use session::{Options, Session};
 
-use crate::DriverInfo;
+use std::sync::LazyLock;
+
+use crate::{Catalog, DriverInfo, DriverSettings, OptionsError};
 
 /// The PJLink driver as profiles name it (`driver = "pjlink"`).
 pub const DRIVER: DriverInfo = DriverInfo {
     name: "pjlink",
-    commands: &["power", "input", "mute"],
-    queries: &["power", "input", "mute", "errors", "lamp", "inputs", "info"],
-    points: &[
-        "power",
-        "input",
-        "video_mute",
-        "audio_mute",
-        "lamp_hours",
-        "lamps",
-        "errors",
-        "inputs",
-        "name",
-        "manufacturer",
-        "product",
-        "pjlink_class",
-        "serial_number",
-        "software_version",
-    ],
+    catalog,
     build: session::build,
+    link: crate::plain_link,
 };
+
+/// Everything the driver reports and takes, whatever the options (`catalog.toml`).
+static CATALOG: LazyLock<Catalog> =
+    LazyLock::new(|| Catalog::from_toml(include_str!("catalog.toml")));
+
+/// The constant catalog, once the options are known to be good.
+fn catalog(settings: &DriverSettings) -> Result<Catalog, OptionsError> {
+    Options::from_settings(settings)?;
+    Ok(CATALOG.clone())
+}

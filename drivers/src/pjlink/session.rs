@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::frame::{
@@ -16,11 +17,9 @@ use super::frame::{
     PowerState, Reply,
 };
 use crate::{
-    DeviceError, DeviceErrorKind, DriverSettings, Output, Protocol, Request, SessionError,
+    DeviceError, DeviceErrorKind, DriverSettings, OptionsError, Output, Protocol, Request,
+    SessionError,
 };
-
-/// Keys the profile's `[options]` table may hold.
-const OPTION_KEYS: &[&str] = &["inputs", "class"];
 
 const AUTH_MISSING: &str =
     "projector requires a password; set `password` for this device in the site config";
@@ -29,7 +28,8 @@ const AUTH_REJECTED: &str =
 
 /// Builds a session for [`super::DRIVER`].
 pub fn build(settings: &DriverSettings) -> Result<Box<dyn Protocol>, String> {
-    Ok(Box::new(Session::new(Options::from_settings(settings)?)))
+    let options = Options::from_settings(settings).map_err(|e| e.to_string())?;
+    Ok(Box::new(Session::new(options)))
 }
 
 /// The driver's settings, checked once when the profile is loaded.
@@ -42,24 +42,31 @@ pub struct Options {
     password: Option<String>,
 }
 
+/// `[options]` as a profile writes them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptionsFile {
+    class: Option<u64>,
+    inputs: Option<Value>,
+}
+
 impl Options {
-    pub fn from_settings(settings: &DriverSettings) -> Result<Options, String> {
-        settings.check_keys("pjlink", OPTION_KEYS)?;
-        let class = match settings.options.get("class") {
-            None => Class::One,
-            Some(value) => match value.as_u64() {
-                Some(1) => Class::One,
-                Some(2) => Class::Two,
-                _ => {
-                    return Err(format!(
-                        "`class` must be 1 or 2 (the projector's PJLink class), got {value}"
-                    ));
-                }
-            },
+    pub fn from_settings(settings: &DriverSettings) -> Result<Options, OptionsError> {
+        let file: OptionsFile = settings.options()?;
+        let class = match file.class {
+            None | Some(1) => Class::One,
+            Some(2) => Class::Two,
+            Some(other) => {
+                return Err(OptionsError::at_key(
+                    "class",
+                    format!("`class` must be 1 or 2 (the projector's PJLink class), got {other}"),
+                ));
+            }
         };
-        let inputs = match settings.options.get("inputs") {
+        let inputs = match &file.inputs {
             None => InputNames::default(),
-            Some(value) => InputNames::from_option(value, class)?,
+            Some(value) => InputNames::from_option(value, class)
+                .map_err(|why| OptionsError::at_key("inputs", why))?,
         };
         Ok(Options {
             class,
@@ -467,14 +474,14 @@ impl Session {
                 "mute" => self.plan_mute(args),
                 _ => Err(unsupported(format!(
                     "pjlink has no command `{name}`; it has: {}",
-                    super::DRIVER.commands.join(", ")
+                    super::CATALOG.command_names()
                 ))),
             },
             Request::Poll { query } => {
                 let queries = Query::for_poll(query, self.class()).ok_or_else(|| {
                     unsupported(format!(
                         "pjlink has no query `{query}`; it has: {}",
-                        super::DRIVER.queries.join(", ")
+                        super::CATALOG.query_names()
                     ))
                 })?;
                 Ok(queries
@@ -1337,7 +1344,11 @@ mod tests {
         assert_eq!(err.kind, DeviceErrorKind::Unsupported);
         let err = s.start(Instant::now(), &poll("volume")).unwrap_err();
         assert_eq!(err.kind, DeviceErrorKind::Unsupported);
-        assert!(err.message.contains("power, input"), "{}", err.message);
+        assert!(
+            err.message.contains("power, input, mute, errors, lamp"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -1346,10 +1357,11 @@ mod tests {
             Options::from_settings(&settings(options, None))
                 .map(|_| ())
                 .unwrap_err()
+                .to_string()
         };
         assert_eq!(
             check(json!({"foo": 1})),
-            "unknown option `foo` for pjlink; expected: inputs, class"
+            "`foo`: unknown field `foo`, expected `class` or `inputs`"
         );
         assert!(check(json!({"class": 3})).contains("`class` must be 1 or 2"));
         assert!(check(json!({"inputs": ["31"]})).contains("`inputs` must be a table"));
@@ -1403,7 +1415,7 @@ mod tests {
             })
             .collect();
         points.sort();
-        let mut declared = DRIVER.points.to_vec();
+        let mut declared = super::super::CATALOG.point_names().to_vec();
         declared.sort();
         assert_eq!(points, declared);
     }

@@ -703,7 +703,7 @@ mod tests {
                         outputs.push(output);
                         return outputs;
                     }
-                    Output::Update { .. } => {}
+                    Output::Update { .. } | Output::Discovered(_) => {}
                     Output::Paused => session.resume(now()),
                 }
                 outputs.push(output);

@@ -26,13 +26,24 @@ pub mod simulator;
 
 pub use session::{Framing, Options, Session};
 
-use crate::DriverInfo;
+use std::sync::LazyLock;
+
+use crate::{Catalog, DriverInfo, DriverSettings, OptionsError};
 
 /// The VISCA driver as profiles name it (`driver = "sony-visca"`).
 pub const DRIVER: DriverInfo = DriverInfo {
     name: "sony-visca",
-    commands: &["power", "zoom", "zoom_to", "pan_tilt", "preset"],
-    queries: &["power", "zoom", "pan_tilt"],
-    points: &["power", "zoom", "pan", "tilt", "preset"],
+    catalog,
     build: session::build,
+    link: crate::plain_link,
 };
+
+/// Everything the driver reports and takes, whatever the options (`catalog.toml`).
+static CATALOG: LazyLock<Catalog> =
+    LazyLock::new(|| Catalog::from_toml(include_str!("catalog.toml")));
+
+/// The constant catalog, once the options are known to be good.
+fn catalog(settings: &DriverSettings) -> Result<Catalog, OptionsError> {
+    Options::from_settings(settings)?;
+    Ok(CATALOG.clone())
+}

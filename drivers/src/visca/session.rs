@@ -31,6 +31,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::frame::{
@@ -38,11 +39,9 @@ use super::frame::{
     PresetAction, Reply, Tilt, Zoom,
 };
 use crate::{
-    DeviceError, DeviceErrorKind, DriverSettings, Output, Protocol, Request, SessionError,
+    DeviceError, DeviceErrorKind, DriverSettings, OptionsError, Output, Protocol, Request,
+    SessionError,
 };
-
-/// Keys the profile's `[options]` table may hold.
-const OPTION_KEYS: &[&str] = &["framing", "address", "resend_interval_ms"];
 
 /// Default wait for a reply before a VISCA over IP message is sent again.
 pub const DEFAULT_RESEND_INTERVAL: Duration = Duration::from_millis(300);
@@ -60,7 +59,8 @@ pub const DEFAULT_TILT_SPEED: u8 = 0x0A;
 
 /// Builds a session for [`super::DRIVER`].
 pub fn build(settings: &DriverSettings) -> Result<Box<dyn Protocol>, String> {
-    Ok(Box::new(Session::new(Options::from_settings(settings)?)))
+    let options = Options::from_settings(settings).map_err(|e| e.to_string())?;
+    Ok(Box::new(Session::new(options)))
 }
 
 /// How packets travel.
@@ -102,44 +102,59 @@ impl Default for Options {
     }
 }
 
+/// `[options]` as a profile writes them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptionsFile {
+    framing: Option<String>,
+    address: Option<u64>,
+    resend_interval_ms: Option<u64>,
+}
+
 impl Options {
-    pub fn from_settings(settings: &DriverSettings) -> Result<Options, String> {
-        settings.check_keys("sony-visca", OPTION_KEYS)?;
-        let options = &settings.options;
-        let framing = match options.get("framing") {
-            None => Framing::Ip,
-            Some(Value::String(f)) if f == "ip" => Framing::Ip,
-            Some(Value::String(f)) if f == "serial" => Framing::Serial,
-            Some(Value::String(f)) if f == "tcp" => Framing::Tcp,
-            Some(Value::String(f)) if f == "udp" => Framing::Udp,
+    pub fn from_settings(settings: &DriverSettings) -> Result<Options, OptionsError> {
+        let file: OptionsFile = settings.options()?;
+        let framing = match file.framing.as_deref() {
+            None | Some("ip") => Framing::Ip,
+            Some("serial") => Framing::Serial,
+            Some("tcp") => Framing::Tcp,
+            Some("udp") => Framing::Udp,
             Some(other) => {
-                return Err(format!(
-                    "`framing` must be \"ip\" (Sony VISCA over IP), \"serial\", \"tcp\" or \"udp\" (bare VISCA), got {other}"
+                return Err(OptionsError::at_key(
+                    "framing",
+                    format!(
+                        "`framing` must be \"ip\" (Sony VISCA over IP), \"serial\", \"tcp\" or \"udp\" (bare VISCA), got \"{other}\""
+                    ),
                 ));
             }
         };
-        let address = match options.get("address") {
+        let address = match file.address {
             None => 1,
-            Some(value) => value
-                .as_u64()
-                .filter(|a| (1..=7).contains(a))
-                .map(|a| a as u8)
-                .ok_or_else(|| format!("`address` must be an integer from 1 to 7, got {value}"))?,
+            Some(a) if (1..=7).contains(&a) => a as u8,
+            Some(a) => {
+                return Err(OptionsError::at_key(
+                    "address",
+                    format!("`address` must be an integer from 1 to 7, got {a}"),
+                ));
+            }
         };
         if framing == Framing::Ip && address != 1 {
-            return Err(format!(
-                "`address` {address} does not apply to VISCA over IP, where the camera is always 1; remove it or use framing \"serial\"/\"tcp\""
+            return Err(OptionsError::at_key(
+                "address",
+                format!(
+                    "`address` {address} does not apply to VISCA over IP, where the camera is always 1; remove it or use framing \"serial\"/\"tcp\""
+                ),
             ));
         }
-        let resend_interval = match options.get("resend_interval_ms") {
+        let resend_interval = match file.resend_interval_ms {
             None => DEFAULT_RESEND_INTERVAL,
-            Some(value) => value
-                .as_u64()
-                .filter(|ms| (20..=5000).contains(ms))
-                .map(Duration::from_millis)
-                .ok_or_else(|| {
-                    format!("`resend_interval_ms` must be an integer from 20 to 5000, got {value}")
-                })?,
+            Some(ms) if (20..=5000).contains(&ms) => Duration::from_millis(ms),
+            Some(ms) => {
+                return Err(OptionsError::at_key(
+                    "resend_interval_ms",
+                    format!("`resend_interval_ms` must be an integer from 20 to 5000, got {ms}"),
+                ));
+            }
         };
         Ok(Options {
             framing,
@@ -384,7 +399,7 @@ impl Session {
                     _ => {
                         return Err(unsupported(format!(
                             "sony-visca has no command `{name}`; it has: {}",
-                            super::DRIVER.commands.join(", ")
+                            super::CATALOG.command_names()
                         )));
                     }
                 };
@@ -398,7 +413,7 @@ impl Session {
                     _ => {
                         return Err(unsupported(format!(
                             "sony-visca has no query `{query}`; it has: {}",
-                            super::DRIVER.queries.join(", ")
+                            super::CATALOG.query_names()
                         )));
                     }
                 };
@@ -420,6 +435,12 @@ impl Session {
 impl Protocol for Session {
     fn check(&self, request: &Request) -> Result<(), DeviceError> {
         self.plan(request).map(|_| ())
+    }
+
+    /// On a serial chain the IF_Clear greeting is timed here; VISCA over IP resends its
+    /// reset and leaves the greeting to the runtime's `connect_timeout`.
+    fn handshake_timeout(&self) -> Option<Duration> {
+        (self.options.framing != Framing::Ip).then_some(HANDSHAKE_TIMEOUT)
     }
 
     fn connected(&mut self, now: Instant) {
@@ -1153,7 +1174,7 @@ mod tests {
         assert_eq!(err.kind, DeviceErrorKind::Unsupported);
         assert!(
             err.message
-                .contains("power, zoom, zoom_to, pan_tilt, preset")
+                .contains("pan_tilt, power, preset, zoom, zoom_to")
         );
         let err = s.start(Instant::now(), &poll("focus")).unwrap_err();
         assert_eq!(err.kind, DeviceErrorKind::Unsupported);
@@ -1183,10 +1204,11 @@ mod tests {
             Options::from_settings(&settings(options))
                 .map(|_| ())
                 .unwrap_err()
+                .to_string()
         };
         assert_eq!(
             check(json!({"baud": 9600})),
-            "unknown option `baud` for sony-visca; expected: framing, address, resend_interval_ms"
+            "`baud`: unknown field `baud`, expected one of `framing`, `address`, `resend_interval_ms`"
         );
         assert!(check(json!({"framing": "pigeon"})).contains("`framing` must be \"ip\""));
         assert!(check(json!({"framing": "serial", "address": 8})).contains("1 to 7"));
@@ -1214,13 +1236,22 @@ mod tests {
             start(&mut s, request);
             for output in feed(&mut s, answer) {
                 if let Output::Update { point, .. } = output {
-                    assert!(DRIVER.points.contains(&point.as_str()), "{point}");
+                    assert!(
+                        super::super::CATALOG
+                            .point_names()
+                            .contains(&point.as_str()),
+                        "{point}"
+                    );
                     seen.push(point);
                 }
             }
         }
         seen.sort();
-        let mut all: Vec<String> = DRIVER.points.iter().map(|p| p.to_string()).collect();
+        let mut all: Vec<String> = super::super::CATALOG
+            .point_names()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
         all.sort();
         assert_eq!(seen, all);
     }

@@ -778,7 +778,7 @@ mod tests {
                         outputs.push(output);
                         return outputs;
                     }
-                    Output::Update { .. } => {}
+                    Output::Update { .. } | Output::Discovered(_) => {}
                     Output::Paused => session.resume(now()),
                 }
                 outputs.push(output);
