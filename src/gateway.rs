@@ -12,7 +12,6 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::accept;
-use crate::auth::WebPolicy;
 use crate::config::Site;
 use crate::http::{self, AppState, DeviceInfo};
 use crate::hub::Hub;
@@ -69,7 +68,7 @@ impl Gateway {
         let spawner = Spawner {
             journal: journal.clone(),
             traces: traces.clone(),
-            queue: site.commands.queue,
+            queue: site.commands.queue.into(),
             cancel: shutdown.child_token(),
             tracker: tasks.clone(),
         };
@@ -92,8 +91,7 @@ impl Gateway {
                 &site.auth,
                 site.server.ping_interval,
             )
-            .with_hello_timeout(site.server.hello_timeout)
-            .with_command_rate(site.commands.panel_rate, site.commands.panel_burst),
+            .with_limits(crate::reload::panel_limits(&site)),
         );
         if let Some(mqtt) = &site.mqtt {
             let data_dir = site
@@ -117,19 +115,16 @@ impl Gateway {
                 shutdown.child_token(),
             ));
         }
-        let web = WebPolicy::new(
-            site.server
-                .allowed_origins
-                .iter()
-                .map(|o| o.get_ref().clone())
-                .collect(),
-            site.server.allowed_hosts.clone(),
-            site.server.trusted_proxies.clone(),
-        );
+        let web = Arc::new(Swap::new(crate::reload::web_policy(&site.server)));
         let metrics = Arc::new(Exporter::install());
         metrics.register_site(&site.devices);
         tasks.spawn(upkeep(metrics.clone(), shutdown.clone()));
         let panels = Arc::new(Swap::new(site.panels.clone()));
+        let gate = accept::Gate::new(
+            accept::Limits::of(&site.server),
+            accept::raise_open_file_limit(),
+            links,
+        );
         let live = Arc::new(Live {
             journal: journal.clone(),
             hub: hub.clone(),
@@ -153,12 +148,14 @@ impl Gateway {
                         })
                 })
             }))),
+            web: web.clone(),
+            gate: gate.clone(),
             spawner,
             current: tokio::sync::Mutex::new((running, site.clone())),
         });
         let state = AppState {
             hub,
-            web: Arc::new(web),
+            web,
             devices: live.devices.clone(),
             shutdown: shutdown.clone(),
             metrics,
@@ -166,12 +163,6 @@ impl Gateway {
             traces,
             history,
         };
-        let limits = accept::Limits {
-            max_connections: site.server.max_connections,
-            max_per_peer: site.server.max_connections_per_peer,
-            header_read_timeout: site.server.header_read_timeout,
-        }
-        .within_open_files(accept::raise_open_file_limit(), links);
         let tls = match &site.server.tls {
             None => None,
             Some(settings) => {
@@ -191,7 +182,7 @@ impl Gateway {
         tasks.spawn(accept::serve(
             listener,
             http::router(state).merge(crate::web::router(panels, site.server.ping_interval)),
-            limits,
+            gate,
             tls,
             shutdown.clone(),
             tasks.clone(),

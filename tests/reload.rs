@@ -6,8 +6,10 @@ mod common;
 use avgate::Gateway;
 use avgate::config::load_site;
 use avgate::reload::{ReloadError, SITE};
-use common::{Panel, http_get, projector, site_toml};
-use serde_json::json;
+use common::{DEADLINE, Panel, http_get, projector, site_toml};
+use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changing_one_address_reconnects_only_that_device_and_panels_stay() {
@@ -183,5 +185,107 @@ async fn panel_pages_are_swapped_by_a_reload() {
         status.contains("404"),
         "the old page is gone: {status} {body}"
     );
+    gw.shutdown().await;
+}
+
+/// Whether the gateway closes `socket` without a byte (refused at the accept).
+async fn closed_by_gateway(mut socket: TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(DEADLINE, socket.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lowered_limits_hold_at_once_for_new_connections_and_the_open_session() {
+    let proj = projector(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("site.toml");
+    let site = |server: &str, commands: &str| {
+        format!(
+            "{}[commands]\n{commands}\n",
+            site_toml(&[("proj", proj.local_addr(), None)], server)
+        )
+    };
+    let roomy = "max_connections = 100\nmax_connections_per_peer = 100\n";
+    std::fs::write(&path, site(roomy, "")).unwrap();
+    let gw = Gateway::start(load_site(&path).unwrap()).await.unwrap();
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    panel.until_set("proj", "power").await;
+
+    // One connection, one command at once and one a second from now on.
+    let tight = "max_connections = 1\nmax_connections_per_peer = 1\n";
+    std::fs::write(&path, site(tight, "panel_rate = 1\npanel_burst = 1\n")).unwrap();
+    let summary = gw.reload(&path).await.expect("the new file is valid");
+    assert!(
+        summary.needs_restart.is_empty(),
+        "limits reload: {summary:?}"
+    );
+    assert!(
+        summary.changed.is_empty(),
+        "no device restarted: {summary:?}"
+    );
+
+    // The panel holds the only slot: a new connection is closed unread.
+    let newcomer = TcpStream::connect(gw.local_addr()).await.unwrap();
+    assert!(closed_by_gateway(newcomer).await, "over the lowered cap");
+
+    // The open session sends 20 commands back to back: the bucket it had (1,000 at once)
+    // was cut to the new burst, so at most one, plus one per second taken, gets through.
+    let sent_at = tokio::time::Instant::now();
+    for i in 0..20 {
+        panel
+            .command(
+                json!(format!("r{i}")),
+                "proj",
+                "power",
+                json!({"on": i % 2 == 0}),
+            )
+            .await;
+    }
+    let (mut ran, mut limited) = (0u64, Vec::new());
+    while ran + (limited.len() as u64) < 20 {
+        let message = panel.next().await;
+        assert!(
+            message["type"] != "welcome" && message["type"] != "snapshot",
+            "the panel kept its session: {message}"
+        );
+        if message["type"] != "result" {
+            continue;
+        }
+        match message["error"]["code"].as_str() {
+            Some("rate_limited") => limited.push(message),
+            _ => ran += 1,
+        }
+    }
+    let seconds = sent_at.elapsed().as_secs();
+    assert!(
+        ran <= 1 + seconds,
+        "{ran} commands ran in {seconds} s under 1 at once and 1 a second"
+    );
+    let refusal = limited[0]["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        refusal.contains("1 at once, then one every 1s"),
+        "the refusal names the new limit: {refusal}"
+    );
+
+    // Raised again: new panels get in, and the key that cannot change is named.
+    std::fs::write(
+        &path,
+        site(roomy, "").replace("ping_interval = \"5s\"", "ping_interval = \"7s\""),
+    )
+    .unwrap();
+    let summary = gw.reload(&path).await.expect("the new file is valid");
+    assert_eq!(summary.needs_restart, ["server.ping_interval"]);
+    let (_second, welcome) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    assert_eq!(welcome["resumed"], false);
+    panel
+        .command(json!("after"), "proj", "power", json!({"on": true}))
+        .await;
+    // The projector may still be warming up from the commands above; the command reaching
+    // it at all is what matters here.
+    let result: Value = panel.result(json!("after")).await;
+    assert_ne!(result["error"]["code"], "rate_limited", "{result}");
     gw.shutdown().await;
 }

@@ -126,14 +126,15 @@ async fn greet(
     session: String,
     peer: SocketAddr,
 ) -> Option<(Panel, u64, Subscription)> {
-    let deadline = Instant::now() + hub.hello_timeout;
+    let hello_timeout = hub.limits().hello_timeout;
+    let deadline = Instant::now() + hello_timeout;
     loop {
         let text = match tokio::time::timeout_at(deadline, socket.recv()).await {
             Err(_) => {
-                info!(%peer, "connection closed: no hello within {:?}", hub.hello_timeout);
+                info!(%peer, "connection closed: no hello within {hello_timeout:?}");
                 let failure = Failure::new(
                     ErrorCode::HelloRequired,
-                    format!("send hello within {:?} of connecting", hub.hello_timeout),
+                    format!("send hello within {hello_timeout:?} of connecting"),
                 );
                 let _ = socket.send(error_message(&failure, None)).await;
                 return None;
@@ -306,7 +307,8 @@ async fn read_loop(
 ) -> ReadEnd {
     let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
     let mut resubscribes = RateLimit::new(limits::RESUBSCRIBE_BURST, limits::RESUBSCRIBE_EVERY);
-    let mut commands = RateLimit::new(hub.command_burst, hub.command_every);
+    let limits = hub.limits();
+    let mut commands = RateLimit::new(limits.command_burst, limits.command_every);
     loop {
         let message = tokio::select! {
             _ = done.cancelled() => return ReadEnd::Stopped,
@@ -465,12 +467,17 @@ fn handle_text(text: &str, hub: &Hub, panel: &Panel, state: ReaderState<'_>) -> 
                 );
                 return reply(result_message(&id, Err(&failure)));
             }
+            // Read per command: a reload changes the rate for sessions already open.
+            let limits = hub.limits();
+            state
+                .commands
+                .set(limits.command_burst, limits.command_every);
             if !state.commands.allow() {
                 let failure = Failure::new(
                     ErrorCode::RateLimited,
                     format!(
                         "this connection sends commands faster than the site allows ({} at once, then one every {:?}); send it again in a moment",
-                        hub.command_burst, hub.command_every
+                        limits.command_burst, limits.command_every
                     ),
                 );
                 return reply(result_message(&id, Err(&failure)));
