@@ -39,8 +39,10 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 /// Outgoing bytes buffered per panel beyond what the kernel holds. Sends wait (and the
 /// panel is eventually dropped) rather than buffer more.
 pub const MAX_WRITE_BUFFER: usize = 256 * 1024;
-/// Bytes read from a panel's socket at a time; a bigger message grows the buffer.
-pub const READ_BUFFER: usize = 1024;
+/// Bytes read from a panel's socket at a time; a bigger message grows the buffer. Panels
+/// send hellos, commands and acks of a few hundred bytes, and every idle panel holds this
+/// buffer.
+pub const READ_BUFFER: usize = 512;
 /// Frames are gathered up to this many bytes before they are written to the socket, so
 /// a batch of events goes out in few packets (TCP_NODELAY is on).
 pub const WRITE_BUFFER: usize = 4 * 1024;
