@@ -198,6 +198,11 @@ impl Live {
         let needs_restart = restart_only_changes(running_site, &site);
         site.server.listen = running_site.server.listen;
         site.journal = running_site.journal.clone();
+        // What runs is kept as the running site, so the next reload names these keys
+        // again until a restart applies them.
+        site.server.ping_interval = running_site.server.ping_interval;
+        site.server.tls = running_site.server.tls.clone();
+        site.commands.dedupe_window = running_site.commands.dedupe_window;
 
         let summary = self.apply_devices(links, &site).await;
         let summary = Summary {

@@ -278,6 +278,12 @@ async fn lowered_limits_hold_at_once_for_new_connections_and_the_open_session() 
     .unwrap();
     let summary = gw.reload(&path).await.expect("the new file is valid");
     assert_eq!(summary.needs_restart, ["server.ping_interval"]);
+    let again = gw.reload(&path).await.expect("the same file");
+    assert_eq!(
+        again.needs_restart,
+        ["server.ping_interval"],
+        "still waiting for a restart"
+    );
     let (_second, welcome) = Panel::hello(&gw, json!({"type": "hello"})).await;
     assert_eq!(welcome["resumed"], false);
     panel
