@@ -139,6 +139,16 @@ impl Gate {
         self.slots.lock().limits
     }
 
+    /// Serves HTTPS with `tls` (plain HTTP with none) to connections arriving from now on.
+    pub fn set_tls(&self, tls: Option<TlsAcceptor>) {
+        self.slots.lock().tls = tls;
+    }
+
+    /// Whether connections get TLS.
+    pub fn has_tls(&self) -> bool {
+        self.slots.lock().tls.is_some()
+    }
+
     /// Judges connections arriving from now on by `limits` (fitted as in [`Gate::new`]).
     pub fn set_limits(&self, limits: Limits, links: usize) {
         let fitted = limits.within_open_files(self.open_files, links);
@@ -153,6 +163,8 @@ struct Slots {
 
 struct Open {
     limits: Limits,
+    /// The certificate new connections are served with; a reload may renew it.
+    tls: Option<TlsAcceptor>,
     total: usize,
     per_peer: HashMap<IpAddr, usize>,
     /// Connections refused since the last warning, so a flood logs a line a second, not
@@ -165,6 +177,7 @@ impl Open {
     fn new(limits: Limits) -> Open {
         Open {
             limits,
+            tls: None,
             total: 0,
             per_peer: HashMap::new(),
             refused: 0,
@@ -292,7 +305,6 @@ pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
     gate: Gate,
-    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
@@ -325,7 +337,10 @@ pub async fn serve(
         let Some(slot) = slots.admit(peer.ip()) else {
             continue;
         };
-        let header_read_timeout = slots.lock().limits.header_read_timeout;
+        let (header_read_timeout, tls) = {
+            let open = slots.lock();
+            (open.limits.header_read_timeout, open.tls.clone())
+        };
         if let Err(e) = stream.set_nodelay(true) {
             debug!(%peer, "cannot set TCP_NODELAY: {e}");
         }

@@ -150,6 +150,7 @@ impl Gateway {
             }))),
             web: web.clone(),
             gate: gate.clone(),
+            addr,
             spawner,
             current: tokio::sync::Mutex::new((running, site.clone())),
         });
@@ -163,27 +164,14 @@ impl Gateway {
             traces,
             history,
         };
-        let tls = match &site.server.tls {
-            None => None,
-            Some(settings) => {
-                let dir = site
-                    .journal
-                    .data_dir
-                    .clone()
-                    .unwrap_or_else(|| "avgate-data".into());
-                let tls = crate::tls::load(settings, &dir, addr)?;
-                info!(fingerprint = %tls.fingerprint, "serving HTTPS and wss:// (certificate SHA-256)");
-                if let Some(path) = &tls.self_signed {
-                    info!(path = %path.display(), "self-signed certificate: install this file on tablets to trust it (docs/SECURITY.md)");
-                }
-                Some(tokio_rustls::TlsAcceptor::from(tls.config))
-            }
-        };
+        if let Some(settings) = &site.server.tls {
+            let dir = crate::reload::data_dir(&site);
+            gate.set_tls(Some(crate::reload::tls_acceptor(settings, &dir, addr)?));
+        }
         tasks.spawn(accept::serve(
             listener,
             http::router(state).merge(crate::web::router(panels, site.server.ping_interval)),
             gate,
-            tls,
             shutdown.clone(),
             tasks.clone(),
         ));

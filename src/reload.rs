@@ -64,6 +64,10 @@ pub enum ReloadError {
     /// The check could not run to its end.
     #[error("checking the site file failed: {0}")]
     CheckFailed(String),
+    /// `[server.tls]` names a certificate or key that cannot be used (a renewal half
+    /// written, a wrong path); the gateway keeps serving the one it has.
+    #[error("nothing was changed: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// What a reload did.
@@ -170,8 +174,10 @@ pub struct Live {
     pub metrics_access: Arc<Swap<Access>>,
     /// Which pages, names and proxies browsers' requests are checked against.
     pub web: Arc<Swap<WebPolicy>>,
-    /// The connection caps and the header deadline.
+    /// The connection caps, the header deadline and the certificate.
     pub gate: Gate,
+    /// Where the gateway listens (the certificate covers it).
+    pub addr: std::net::SocketAddr,
     pub spawner: Spawner,
     /// The links and the site they run; one reload at a time holds it.
     pub current: tokio::sync::Mutex<(Links, Site)>,
@@ -195,13 +201,35 @@ impl Live {
         let (links, running_site) = &mut *current;
         // Where the gateway listens and keeps its journal was settled at start (and may
         // have come from the command line); a reload does not move them.
+        // Certificate files are read again whenever TLS stays on, so a reload after a
+        // renewal serves the new certificate; if they cannot be used, nothing changes.
+        let renewed_tls = match (&running_site.server.tls, &site.server.tls) {
+            (Some(_), Some(settings)) => {
+                let (settings, addr) = (settings.clone(), self.addr);
+                let dir = data_dir(running_site);
+                let loaded =
+                    tokio::task::spawn_blocking(move || tls_acceptor(&settings, &dir, addr))
+                        .await
+                        .map_err(|e| ReloadError::CheckFailed(e.to_string()))?;
+                match loaded {
+                    Ok(acceptor) => Some(acceptor),
+                    Err(e) => {
+                        metrics::reloaded("rejected");
+                        return Err(ReloadError::Tls(e));
+                    }
+                }
+            }
+            _ => None,
+        };
         let needs_restart = restart_only_changes(running_site, &site);
         site.server.listen = running_site.server.listen;
         site.journal = running_site.journal.clone();
         // What runs is kept as the running site, so the next reload names these keys
         // again until a restart applies them.
         site.server.ping_interval = running_site.server.ping_interval;
-        site.server.tls = running_site.server.tls.clone();
+        if site.server.tls.is_some() != running_site.server.tls.is_some() {
+            site.server.tls = running_site.server.tls.clone();
+        }
         site.commands.dedupe_window = running_site.commands.dedupe_window;
 
         let summary = self.apply_devices(links, &site).await;
@@ -210,6 +238,9 @@ impl Live {
             ..summary
         };
         self.apply_limits(links, &site);
+        if let Some(acceptor) = renewed_tls {
+            self.gate.set_tls(Some(acceptor));
+        }
         self.hub.router.replace_devices(links.routes());
         self.hub.router.replace_macros(site.macros.clone());
         self.hub.replace_tokens(&site.auth);
@@ -346,6 +377,29 @@ pub fn panel_limits(site: &Site) -> PanelLimits {
     )
 }
 
+/// Where the gateway keeps its files (a self-signed certificate among them).
+pub fn data_dir(site: &Site) -> std::path::PathBuf {
+    site.journal
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| "avgate-data".into())
+}
+
+/// The certificate `[server.tls]` names (or the self-signed one kept in `data_dir`),
+/// ready to serve connections to `addr`; its fingerprint is logged.
+pub fn tls_acceptor(
+    settings: &crate::config::site::TlsSettings,
+    data_dir: &Path,
+    addr: std::net::SocketAddr,
+) -> Result<tokio_rustls::TlsAcceptor, crate::tls::TlsError> {
+    let tls = crate::tls::load(settings, data_dir, addr)?;
+    info!(fingerprint = %tls.fingerprint, "serving HTTPS and wss:// (certificate SHA-256)");
+    if let Some(path) = &tls.self_signed {
+        info!(path = %path.display(), "self-signed certificate: install this file on tablets to trust it (docs/SECURITY.md)");
+    }
+    Ok(tokio_rustls::TlsAcceptor::from(tls.config))
+}
+
 /// The browser policy `[server]` sets: allowed origins and hosts, trusted proxies.
 pub fn web_policy(server: &Server) -> WebPolicy {
     WebPolicy::new(
@@ -377,13 +431,14 @@ fn restart_only_changes(running: &Site, new: &Site) -> Vec<&'static str> {
         allowed_origins: _,
         allowed_hosts: _,
         trusted_proxies: _,
-        // The listener's TLS configuration is built once, at start.
+        // Certificate and key files reload; switching TLS on or off changes the scheme
+        // every panel and page uses, so that waits for a restart.
         tls,
     } = &new.server;
     if *ping_interval != running.server.ping_interval {
         keys.push("server.ping_interval");
     }
-    if format!("{tls:?}") != format!("{:?}", running.server.tls) {
+    if tls.is_some() != running.server.tls.is_some() {
         keys.push("server.tls");
     }
     let CommandSettings {

@@ -295,3 +295,124 @@ async fn lowered_limits_hold_at_once_for_new_connections_and_the_open_session() 
     assert_ne!(result["error"]["code"], "rate_limited", "{result}");
     gw.shutdown().await;
 }
+
+/// A TLS client that trusts only `cert_pem`, and the certificate the server showed it.
+async fn tls_handshake(
+    addr: std::net::SocketAddr,
+    cert_pem: &std::path::Path,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, std::io::Error> {
+    use std::sync::Arc;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(cert_pem).unwrap())
+        .unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    tokio::time::timeout(
+        DEADLINE,
+        connector.connect(ServerName::from(addr.ip()), tcp),
+    )
+    .await
+    .expect("a handshake in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_serves_a_renewed_certificate_and_open_panels_stay() {
+    use futures_util::{SinkExt, StreamExt};
+    let proj = projector(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("site.toml");
+    let cert = dir.path().join("data/tls/cert.pem");
+    // A self-signed certificate is made again when the names it covers change: the
+    // same as a renewed certificate file.
+    let site = |name: &str| {
+        format!(
+            "{}[server.tls]\nself_signed = true\nnames = [\"{name}\"]\n[journal]\ndurable = false\ndata_dir = \"data\"\n",
+            site_toml(&[("proj", proj.local_addr(), None)], "")
+        )
+    };
+    std::fs::write(&path, site("first.example")).unwrap();
+    let gw = Gateway::start(load_site(&path).unwrap()).await.unwrap();
+    let first = dir.path().join("first.pem");
+    std::fs::copy(&cert, &first).unwrap();
+
+    let tls = tls_handshake(gw.local_addr(), &first)
+        .await
+        .expect("the first certificate");
+    let (mut panel, _) = tokio_tungstenite::client_async(gw.ws_url(), tls)
+        .await
+        .expect("wss upgrade");
+    panel
+        .send(json!({"type": "hello"}).to_string().into())
+        .await
+        .unwrap();
+    let welcome = tokio::time::timeout(DEADLINE, panel.next()).await.unwrap();
+    assert!(
+        welcome
+            .unwrap()
+            .unwrap()
+            .to_text()
+            .unwrap()
+            .contains("welcome")
+    );
+
+    std::fs::write(&path, site("second.example")).unwrap();
+    let summary = gw.reload(&path).await.expect("the new file is valid");
+    assert!(summary.needs_restart.is_empty(), "{summary:?}");
+    let second = dir.path().join("second.pem");
+    std::fs::copy(&cert, &second).unwrap();
+    assert_ne!(
+        std::fs::read(&first).unwrap(),
+        std::fs::read(&second).unwrap(),
+        "a new certificate was made"
+    );
+    assert!(
+        tls_handshake(gw.local_addr(), &second).await.is_ok(),
+        "new connections get the new certificate"
+    );
+    assert!(
+        tls_handshake(gw.local_addr(), &first).await.is_err(),
+        "and no longer the old one"
+    );
+
+    // The panel that connected under the old certificate keeps its session.
+    panel
+        .send(json!({"type": "ping"}).to_string().into())
+        .await
+        .unwrap();
+    let pong = loop {
+        let message = tokio::time::timeout(DEADLINE, panel.next())
+            .await
+            .expect("an answer in time")
+            .expect("open")
+            .expect("readable");
+        let text = message.to_text().unwrap_or_default().to_string();
+        if text.contains("\"pong\"") {
+            break text;
+        }
+    };
+    assert!(pong.contains("pong"));
+
+    // A certificate that cannot be loaded changes nothing.
+    std::fs::write(
+        &path,
+        site("x").replace(
+            "self_signed = true\nnames = [\"x\"]",
+            "cert = \"missing.pem\"\nkey = \"missing-key.pem\"",
+        ),
+    )
+    .unwrap();
+    let refused = gw.reload(&path).await.expect_err("no such files");
+    assert!(refused.to_string().contains("missing.pem"), "{refused}");
+    assert!(tls_handshake(gw.local_addr(), &second).await.is_ok());
+    gw.shutdown().await;
+}
