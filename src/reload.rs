@@ -7,7 +7,8 @@
 //! other device keeps its connection. Tokens, the panel pages (`/api/devices`), the
 //! metrics networks and the limits are swapped whole: the connection caps and deadlines
 //! judge the next connection, the browser policy the next request, the command rate and
-//! the device queues the next command, sessions already open included. The few keys that
+//! the device queues the next command, sessions already open included. The TLS
+//! certificate is read again and serves the next connection. The few keys that
 //! cannot change under a running gateway are named in the log ([`Summary::needs_restart`]).
 //! The reload is recorded in the journal as a `devices` event of [`SITE`], which
 //! connected panels receive like any other event.
