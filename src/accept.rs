@@ -8,6 +8,10 @@
 //! The global cap is held below the process's open-file limit, leaving descriptors for
 //! device links, the journal and the listener itself.
 //!
+//! The caps and the header deadline live in a [`Gate`] that a reload changes: each new
+//! connection is judged by the limits in force when it arrives. Lowering a cap closes
+//! nothing already open; new connections are refused until enough have closed.
+//!
 //! Accepted sockets get TCP_NODELAY: panels exchange small frames, and with Nagle's
 //! algorithm each one after the first would wait for the panel's delayed ACK (40 ms on
 //! Linux, 200 ms on Windows). The session writer batches what it sends instead.
@@ -51,6 +55,15 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The limits `[server]` sets, before [`Limits::within_open_files`].
+    pub fn of(server: &crate::config::site::Server) -> Self {
+        Self {
+            max_connections: server.max_connections,
+            max_per_peer: server.max_connections_per_peer,
+            header_read_timeout: server.header_read_timeout,
+        }
+    }
+
     /// Lowers `max_connections` so that panels can never take the descriptors that
     /// `links` device links (and the gateway's own files) need, given a soft limit of
     /// `open_files` descriptors per process.
@@ -100,14 +113,58 @@ pub fn raise_open_file_limit() -> u64 {
     }
 }
 
+/// The limits in force and the connections they admitted, shared by the accept loop and
+/// whoever changes the limits (a reload).
+#[derive(Clone)]
+pub struct Gate {
+    slots: Arc<Slots>,
+    /// The process's soft open-file limit, which every change of limits is fitted under.
+    open_files: u64,
+}
+
+impl Gate {
+    /// `limits` fitted under `open_files` descriptors with `links` device links.
+    pub fn new(limits: Limits, open_files: u64, links: usize) -> Gate {
+        let fitted = limits.within_open_files(open_files, links);
+        Gate {
+            slots: Arc::new(Slots {
+                open: Mutex::new(Open::new(fitted)),
+            }),
+            open_files,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.slots.lock().limits
+    }
+
+    /// Serves HTTPS with `tls` (plain HTTP with none) to connections arriving from now on.
+    pub fn set_tls(&self, tls: Option<TlsAcceptor>) {
+        self.slots.lock().tls = tls;
+    }
+
+    /// Whether connections get TLS.
+    pub fn has_tls(&self) -> bool {
+        self.slots.lock().tls.is_some()
+    }
+
+    /// Judges connections arriving from now on by `limits` (fitted as in [`Gate::new`]).
+    pub fn set_limits(&self, limits: Limits, links: usize) {
+        let fitted = limits.within_open_files(self.open_files, links);
+        self.slots.lock().limits = fitted;
+    }
+}
+
 /// Open connections, in total and per peer address.
 struct Slots {
-    limits: Limits,
     open: Mutex<Open>,
 }
 
-#[derive(Default)]
 struct Open {
+    limits: Limits,
+    /// The certificate new connections are served with; a reload may renew it.
+    tls: Option<TlsAcceptor>,
     total: usize,
     per_peer: HashMap<IpAddr, usize>,
     /// Connections refused since the last warning, so a flood logs a line a second, not
@@ -116,14 +173,31 @@ struct Open {
     warned: Option<tokio::time::Instant>,
 }
 
+impl Open {
+    fn new(limits: Limits) -> Open {
+        Open {
+            limits,
+            tls: None,
+            total: 0,
+            per_peer: HashMap::new(),
+            refused: 0,
+            warned: None,
+        }
+    }
+}
+
 impl Slots {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A slot for a new connection from `peer`, or `None` when a cap is reached.
     fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Slot> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.lock();
         let from_peer = open.per_peer.get(&peer).copied().unwrap_or(0);
-        let cap = if open.total >= self.limits.max_connections {
+        let cap = if open.total >= open.limits.max_connections {
             Some("max_connections")
-        } else if from_peer >= self.limits.max_per_peer {
+        } else if from_peer >= open.limits.max_per_peer {
             Some("max_connections_per_peer")
         } else {
             None
@@ -165,7 +239,7 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut open = self.slots.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.slots.lock();
         open.total -= 1;
         if let Some(count) = open.per_peer.get_mut(&self.peer) {
             *count -= 1;
@@ -230,15 +304,11 @@ impl AsyncWrite for SlottedStream {
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
-    limits: Limits,
-    tls: Option<TlsAcceptor>,
+    gate: Gate,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 ) {
-    let slots = Arc::new(Slots {
-        limits,
-        open: Mutex::default(),
-    });
+    let slots = gate.slots;
     let mut backoff = ACCEPT_BACKOFF_FIRST;
     loop {
         let accepted = tokio::select! {
@@ -267,6 +337,10 @@ pub async fn serve(
         let Some(slot) = slots.admit(peer.ip()) else {
             continue;
         };
+        let (header_read_timeout, tls) = {
+            let open = slots.lock();
+            (open.limits.header_read_timeout, open.tls.clone())
+        };
         if let Err(e) = stream.set_nodelay(true) {
             debug!(%peer, "cannot set TCP_NODELAY: {e}");
         }
@@ -274,7 +348,7 @@ pub async fn serve(
             _slot: slot,
             stream,
         };
-        let (app, deadline, stop) = (app.clone(), limits.header_read_timeout, shutdown.clone());
+        let (app, deadline, stop) = (app.clone(), header_read_timeout, shutdown.clone());
         match &tls {
             None => tasks.spawn(serve_connection(stream, peer, app, deadline, stop)),
             Some(acceptor) => {
@@ -363,10 +437,7 @@ mod tests {
 
     #[tokio::test]
     async fn slots_are_capped_in_total_and_per_peer_and_given_back() {
-        let slots = Arc::new(Slots {
-            limits: limits(3, 2),
-            open: Mutex::default(),
-        });
+        let slots = Gate::new(limits(3, 2), 1 << 20, 0).slots;
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let first = slots.admit(a).expect("room");
@@ -378,6 +449,28 @@ mod tests {
         assert!(
             slots.admit(a).is_some(),
             "a closed connection frees its slot"
+        );
+    }
+
+    #[tokio::test]
+    async fn changed_limits_judge_the_next_connection_and_close_nothing() {
+        let gate = Gate::new(limits(4, 4), 1 << 20, 0);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let held: Vec<Slot> = (0..3).map(|_| gate.slots.admit(a).unwrap()).collect();
+        gate.set_limits(limits(2, 2), 0);
+        assert_eq!(gate.limits().max_connections, 2);
+        assert!(gate.slots.admit(a).is_none(), "over the lowered cap");
+        assert_eq!(gate.slots.lock().total, 3, "the open ones stay open");
+        drop(held);
+        let _again = gate.slots.admit(a).expect("room once they closed");
+        gate.set_limits(limits(4096, 256), 10);
+        assert_eq!(gate.limits().max_per_peer, 256);
+        let fitted = Gate::new(limits(4096, 256), 1024, 0);
+        fitted.set_limits(limits(4096, 256), 100);
+        assert_eq!(
+            fitted.limits().max_connections,
+            1024 - 64 - 100,
+            "a change is fitted under the open-file limit too"
         );
     }
 }

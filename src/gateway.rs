@@ -12,7 +12,6 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::accept;
-use crate::auth::WebPolicy;
 use crate::config::Site;
 use crate::http::{self, AppState, DeviceInfo};
 use crate::hub::Hub;
@@ -69,7 +68,7 @@ impl Gateway {
         let spawner = Spawner {
             journal: journal.clone(),
             traces: traces.clone(),
-            queue: site.commands.queue,
+            queue: site.commands.queue.into(),
             cancel: shutdown.child_token(),
             tracker: tasks.clone(),
         };
@@ -93,8 +92,7 @@ impl Gateway {
                 &site.auth,
                 site.server.ping_interval,
             )
-            .with_hello_timeout(site.server.hello_timeout)
-            .with_command_rate(site.commands.panel_rate, site.commands.panel_burst),
+            .with_limits(crate::reload::panel_limits(&site)),
         );
         if let Some(mqtt) = &site.mqtt {
             let data_dir = site
@@ -118,19 +116,16 @@ impl Gateway {
             crate::macros::schedule::Clock::system(),
             shutdown.child_token(),
         ));
-        let web = WebPolicy::new(
-            site.server
-                .allowed_origins
-                .iter()
-                .map(|o| o.get_ref().clone())
-                .collect(),
-            site.server.allowed_hosts.clone(),
-            site.server.trusted_proxies.clone(),
-        );
+        let web = Arc::new(Swap::new(crate::reload::web_policy(&site.server)));
         let metrics = Arc::new(Exporter::install());
         metrics.register_site(&site.devices);
         tasks.spawn(upkeep(metrics.clone(), shutdown.clone()));
         let panels = Arc::new(Swap::new(site.panels.clone()));
+        let gate = accept::Gate::new(
+            accept::Limits::of(&site.server),
+            accept::raise_open_file_limit(),
+            links,
+        );
         let live = Arc::new(Live {
             journal: journal.clone(),
             hub: hub.clone(),
@@ -155,12 +150,15 @@ impl Gateway {
                         })
                 })
             }))),
+            web: web.clone(),
+            gate: gate.clone(),
+            addr,
             spawner,
             current: tokio::sync::Mutex::new((running, site.clone())),
         });
         let state = AppState {
             hub,
-            web: Arc::new(web),
+            web,
             devices: live.devices.clone(),
             shutdown: shutdown.clone(),
             metrics,
@@ -168,33 +166,14 @@ impl Gateway {
             traces,
             history,
         };
-        let limits = accept::Limits {
-            max_connections: site.server.max_connections,
-            max_per_peer: site.server.max_connections_per_peer,
-            header_read_timeout: site.server.header_read_timeout,
+        if let Some(settings) = &site.server.tls {
+            let dir = crate::reload::data_dir(&site);
+            gate.set_tls(Some(crate::reload::tls_acceptor(settings, &dir, addr)?));
         }
-        .within_open_files(accept::raise_open_file_limit(), links);
-        let tls = match &site.server.tls {
-            None => None,
-            Some(settings) => {
-                let dir = site
-                    .journal
-                    .data_dir
-                    .clone()
-                    .unwrap_or_else(|| "avgate-data".into());
-                let tls = crate::tls::load(settings, &dir, addr)?;
-                info!(fingerprint = %tls.fingerprint, "serving HTTPS and wss:// (certificate SHA-256)");
-                if let Some(path) = &tls.self_signed {
-                    info!(path = %path.display(), "self-signed certificate: install this file on tablets to trust it (docs/SECURITY.md)");
-                }
-                Some(tokio_rustls::TlsAcceptor::from(tls.config))
-            }
-        };
         tasks.spawn(accept::serve(
             listener,
             http::router(state).merge(crate::web::router(panels, site.server.ping_interval)),
-            limits,
-            tls,
+            gate,
             shutdown.clone(),
             tasks.clone(),
         ));

@@ -25,7 +25,7 @@ use crate::hub::{self, Hub, MAX_MESSAGE, MAX_WRITE_BUFFER, READ_BUFFER, WRITE_BU
 pub struct AppState {
     pub hub: Arc<Hub>,
     /// Which pages, names and proxies browsers' requests are checked against.
-    pub web: Arc<WebPolicy>,
+    pub web: Arc<crate::reload::Swap<WebPolicy>>,
     /// The panel pages' device list; a reload replaces it.
     pub devices: Arc<crate::reload::Swap<Vec<DeviceInfo>>>,
     pub shutdown: CancellationToken,
@@ -100,12 +100,14 @@ pub fn router(state: AppState) -> Router {
 /// against DNS rebinding, and the `Origin` check for the WebSocket and the API, so a page
 /// from elsewhere is refused before an upgrade or a token check.
 async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    // One policy for the whole request, even if a reload replaces it meanwhile.
+    let web = state.web.load();
     let forwarded_for = request
         .headers()
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok());
     if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
-        let client = state.web.client_addr(peer.ip(), forwarded_for);
+        let client = web.client_addr(peer.ip(), forwarded_for);
         if client != peer.ip() {
             let real = SocketAddr::new(client, peer.port());
             request.extensions_mut().insert(ConnectInfo(real));
@@ -114,7 +116,7 @@ async fn guard(State(state): State<AppState>, mut request: Request, next: Next) 
     let headers = request.headers();
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     match host {
-        Some(host) if state.web.host_allowed(host) => {}
+        Some(host) if web.host_allowed(host) => {}
         Some(host) => {
             debug!(host = ?host, "refused a request for another host name");
             return refuse(
@@ -131,7 +133,7 @@ async fn guard(State(state): State<AppState>, mut request: Request, next: Next) 
     let guarded = path == "/ws" || path.starts_with("/api/") || request.method() != Method::GET;
     if guarded && let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
-        if !state.web.origin_allowed(origin, host) {
+        if !web.origin_allowed(origin, host) {
             debug!(origin = ?origin, path, "refused a request from another web page");
             return refuse(
                 StatusCode::FORBIDDEN,

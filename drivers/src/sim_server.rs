@@ -118,6 +118,10 @@ async fn accept_loop<F, Fut>(
             _ = stop.wait_for(|stop| *stop) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // A real device answers at once: with Nagle's algorithm on, an answer
+                    // written in pieces would wait for the gateway's delayed ACK, and
+                    // every measurement would carry the simulator's 40 ms.
+                    let _ = stream.set_nodelay(true);
                     count.fetch_add(1, Ordering::SeqCst);
                     connections.spawn(serve(stream, peer));
                 }

@@ -32,6 +32,36 @@ pub const MAX_IN_FLIGHT: usize = 128;
 pub const RESUBSCRIBE_BURST: u32 = 5;
 pub const RESUBSCRIBE_EVERY: Duration = Duration::from_secs(1);
 
+/// The limits a site sets for its panels (`[server] hello_timeout`, `[commands]
+/// panel_rate` and `panel_burst`). A reload replaces them whole; a session reads them when
+/// it starts and again at every command, so sessions already open follow the new values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PanelLimits {
+    /// How long a new connection has to say `hello`.
+    pub hello_timeout: Duration,
+    /// Commands one connection may send at once, then one per `command_every`.
+    pub command_burst: u32,
+    pub command_every: Duration,
+}
+
+impl PanelLimits {
+    /// `burst` commands at once, then `per_second` (both at least 1).
+    pub fn new(hello_timeout: Duration, per_second: u32, burst: u32) -> Self {
+        Self {
+            hello_timeout,
+            command_burst: burst.max(1),
+            command_every: Duration::from_secs(1) / per_second.max(1),
+        }
+    }
+}
+
+impl Default for PanelLimits {
+    /// The site file's defaults.
+    fn default() -> Self {
+        Self::new(Duration::from_secs(10), 500, 1000)
+    }
+}
+
 /// Longest error text sent to a panel (bytes). Parse errors quote what the panel sent,
 /// and some refusals list what the site has: clipped, so every message in a panel's
 /// outbox stays small.
@@ -144,8 +174,31 @@ impl RateLimit {
         }
     }
 
+    /// Follows a changed limit: the new rate from now on, and no more tokens in hand
+    /// than the new burst (a lowered limit holds at once, a raised one fills up at the
+    /// new rate).
+    pub fn set(&mut self, burst: u32, every: Duration) {
+        if (burst, every) == (self.burst, self.every) {
+            return;
+        }
+        self.refill();
+        self.burst = burst;
+        self.every = every;
+        self.tokens = self.tokens.min(burst);
+    }
+
     /// Takes a token if there is one.
     pub fn allow(&mut self) -> bool {
+        self.refill();
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+
+    /// Adds the tokens earned since they were last counted.
+    fn refill(&mut self) {
         let now = Instant::now();
         let earned = (now - self.since).as_nanos() / self.every.as_nanos().max(1);
         if earned > 0 {
@@ -156,11 +209,6 @@ impl RateLimit {
                 self.since = now;
             }
         }
-        if self.tokens == 0 {
-            return false;
-        }
-        self.tokens -= 1;
-        true
     }
 }
 
@@ -223,6 +271,26 @@ mod tests {
         assert!(
             (0..3).all(|_| limit.allow()),
             "refilled, but only to the burst"
+        );
+        assert!(!limit.allow());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_changed_rate_holds_at_once_for_a_bucket_in_use() {
+        let mut limit = RateLimit::new(10, Duration::from_millis(100));
+        assert!((0..4).all(|_| limit.allow()), "6 tokens left");
+        limit.set(2, Duration::from_secs(1));
+        assert!((0..2).all(|_| limit.allow()), "clipped to the new burst");
+        assert!(!limit.allow());
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(!limit.allow(), "the new, slower rate applies");
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(limit.allow());
+        limit.set(5, Duration::from_millis(10));
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert!(
+            (0..5).all(|_| limit.allow()),
+            "a raised limit fills up to its burst"
         );
         assert!(!limit.allow());
     }

@@ -27,7 +27,9 @@ use tracing::warn;
 use crate::auth::{Attempt, Lockout, Principal, TokenBook};
 use crate::config::AuthToken;
 use crate::journal::Journal;
+use crate::reload::Swap;
 use crate::router::Router;
+use limits::PanelLimits;
 
 pub use session::serve;
 
@@ -37,8 +39,10 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 /// Outgoing bytes buffered per panel beyond what the kernel holds. Sends wait (and the
 /// panel is eventually dropped) rather than buffer more.
 pub const MAX_WRITE_BUFFER: usize = 256 * 1024;
-/// Bytes read from a panel's socket at a time; a bigger message grows the buffer.
-pub const READ_BUFFER: usize = 1024;
+/// Bytes read from a panel's socket at a time; a bigger message grows the buffer. Panels
+/// send hellos, commands and acks of a few hundred bytes, and every idle panel holds this
+/// buffer.
+pub const READ_BUFFER: usize = 512;
 /// Frames are gathered up to this many bytes before they are written to the socket, so
 /// a batch of events goes out in few packets (TCP_NODELAY is on).
 pub const WRITE_BUFFER: usize = 4 * 1024;
@@ -55,11 +59,8 @@ pub struct Hub {
     /// Failed token attempts per peer address.
     lockout: Mutex<Lockout>,
     pub ping_interval: Duration,
-    /// How long a new connection has to say `hello`.
-    pub hello_timeout: Duration,
-    /// Commands one connection may send: `burst` at once, then one per `every`.
-    pub command_burst: u32,
-    pub command_every: Duration,
+    /// The hello deadline and command rate; replaced whole by a reload.
+    limits: Swap<PanelLimits>,
     /// Panels connected now (past `hello`).
     panels: AtomicUsize,
     /// The last whole snapshot encoded, shared by panels joining at the same seq.
@@ -79,24 +80,26 @@ impl Hub {
             tokens: Mutex::new(Arc::new(TokenBook::new(tokens))),
             lockout: Mutex::default(),
             ping_interval,
-            hello_timeout: Duration::from_secs(10),
-            command_burst: 1000,
-            command_every: Duration::from_millis(2),
+            limits: Swap::new(PanelLimits::default()),
             panels: AtomicUsize::new(0),
             snapshots: snapshot::Shared::default(),
         }
     }
 
-    pub fn with_hello_timeout(mut self, hello_timeout: Duration) -> Self {
-        self.hello_timeout = hello_timeout;
+    pub fn with_limits(self, limits: PanelLimits) -> Self {
+        self.limits.store(limits);
         self
     }
 
-    /// Each connection may send `burst` commands at once, then `per_second`.
-    pub fn with_command_rate(mut self, per_second: u32, burst: u32) -> Self {
-        self.command_every = Duration::from_secs(1) / per_second.max(1);
-        self.command_burst = burst.max(1);
-        self
+    /// The limits in force now.
+    pub fn limits(&self) -> PanelLimits {
+        *self.limits.load()
+    }
+
+    /// Applies `limits` from now on (a reload): to connections that have not said hello
+    /// yet and to the next command of every session.
+    pub fn replace_limits(&self, limits: PanelLimits) {
+        self.limits.store(limits);
     }
 
     /// Panels connected now (past `hello`).

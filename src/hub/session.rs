@@ -36,12 +36,20 @@ const POSITION_EVERY: Duration = Duration::from_secs(1);
 
 type Sink = SplitSink<WebSocket, Message>;
 
-/// What the reader hands the writer.
+/// What the reader hands the writer. Boxed, so that the outbox's first block of slots,
+/// allocated with the channel and kept for the session, is small: every idle panel
+/// holds one.
 enum Outgoing {
     /// Send this, after the events before it.
-    Send(Message),
+    Send(Box<Message>),
     /// The panel changed its patterns: confirm them and send a fresh snapshot.
-    Resubscribe(Subscription),
+    Resubscribe(Box<Subscription>),
+}
+
+impl Outgoing {
+    fn send(message: Message) -> Outgoing {
+        Outgoing::Send(Box::new(message))
+    }
 }
 
 /// What a session knows about its panel after `hello`.
@@ -57,23 +65,39 @@ struct Panel {
 }
 
 /// Serves one panel until it goes away or the gateway stops.
-pub async fn serve(
-    mut socket: WebSocket,
+///
+/// An `async fn` keeps its arguments for as long as it runs, moved or not: the socket
+/// (hundreds of bytes of WebSocket state) is boxed before the session starts, so the
+/// session's future holds a pointer, and the box is emptied when the socket is split.
+pub fn serve(
+    socket: WebSocket,
+    peer: SocketAddr,
+    web_origin: Option<String>,
+    hub: Arc<Hub>,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + Send {
+    run(Box::new(socket), peer, web_origin, hub, shutdown)
+}
+
+async fn run(
+    mut socket: Box<WebSocket>,
     peer: SocketAddr,
     web_origin: Option<String>,
     hub: Arc<Hub>,
     shutdown: CancellationToken,
 ) {
     let session = format!("{:016x}", fastrand::u64(..));
-    let Some((mut panel, cursor, subscription)) = greet(&mut socket, &hub, session, peer).await
-    else {
+    // Boxed: the greeting's state (a snapshot on its way) is freed once it is done, not
+    // kept in this future for the whole session.
+    let greeting = Box::pin(greet(&mut socket, &hub, session, peer)).await;
+    let Some((mut panel, cursor, subscription)) = greeting else {
         return;
     };
     panel.web_origin = web_origin;
     info!(session = %panel.session, client = %Untrusted(&panel.client), %peer, "panel connected");
     let _counted = hub.panel_connected();
 
-    let (sink, stream) = socket.split();
+    let (sink, stream) = (*socket).split();
     let (outbox, outbox_rx) = mpsc::channel(OUTBOX);
     let done = shutdown.child_token();
     let heard = Arc::new(Heard::new());
@@ -126,14 +150,15 @@ async fn greet(
     session: String,
     peer: SocketAddr,
 ) -> Option<(Panel, u64, Subscription)> {
-    let deadline = Instant::now() + hub.hello_timeout;
+    let hello_timeout = hub.limits().hello_timeout;
+    let deadline = Instant::now() + hello_timeout;
     loop {
         let text = match tokio::time::timeout_at(deadline, socket.recv()).await {
             Err(_) => {
-                info!(%peer, "connection closed: no hello within {:?}", hub.hello_timeout);
+                info!(%peer, "connection closed: no hello within {hello_timeout:?}");
                 let failure = Failure::new(
                     ErrorCode::HelloRequired,
-                    format!("send hello within {:?} of connecting", hub.hello_timeout),
+                    format!("send hello within {hello_timeout:?} of connecting"),
                 );
                 let _ = socket.send(error_message(&failure, None)).await;
                 return None;
@@ -306,13 +331,14 @@ async fn read_loop(
 ) -> ReadEnd {
     let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
     let mut resubscribes = RateLimit::new(limits::RESUBSCRIBE_BURST, limits::RESUBSCRIBE_EVERY);
-    let mut commands = RateLimit::new(hub.command_burst, hub.command_every);
+    let limits = hub.limits();
+    let mut commands = RateLimit::new(limits.command_burst, limits.command_every);
     loop {
         let message = tokio::select! {
             _ = done.cancelled() => return ReadEnd::Stopped,
             Some((id, report)) = in_flight.next(), if !in_flight.is_empty() => {
                 let result = report_message(&id, &report);
-                if outbox.send(Outgoing::Send(result)).await.is_err() {
+                if outbox.send(Outgoing::send(result)).await.is_err() {
                     return ReadEnd::Stopped;
                 }
                 continue;
@@ -334,7 +360,7 @@ async fn read_loop(
                 };
                 handle_text(&text, hub, panel, state)
             }
-            Message::Binary(_) => Action::Reply(Outgoing::Send(error_message(
+            Message::Binary(_) => Action::Reply(Outgoing::send(error_message(
                 &Failure::new(
                     ErrorCode::Malformed,
                     "binary frames are not part of this protocol; send JSON text",
@@ -349,7 +375,7 @@ async fn read_loop(
             Action::Reply(reply) => reply,
             Action::Track { accepted, waiting } => {
                 in_flight.push(waiting);
-                Outgoing::Send(accepted)
+                Outgoing::send(accepted)
             }
         };
         if outbox.send(reply).await.is_err() {
@@ -381,7 +407,7 @@ enum Action {
 
 /// Acts on one text frame.
 fn handle_text(text: &str, hub: &Hub, panel: &Panel, state: ReaderState<'_>) -> Action {
-    let reply = |message| Action::Reply(Outgoing::Send(message));
+    let reply = |message| Action::Reply(Outgoing::send(message));
     let message = match wire::parse(text) {
         Ok(message) => message,
         Err(failure) => return reply(error_message(&failure, None)),
@@ -416,12 +442,12 @@ fn handle_text(text: &str, hub: &Hub, panel: &Panel, state: ReaderState<'_>) -> 
             reply(error_message(&failure, None))
         }
         ClientMessage::Subscribe { patterns } => match state.subscription.add(&patterns) {
-            Ok(()) => Action::Reply(Outgoing::Resubscribe(state.subscription.clone())),
+            Ok(()) => Action::Reply(Outgoing::Resubscribe(Box::new(state.subscription.clone()))),
             Err(failure) => reply(error_message(&failure, None)),
         },
         ClientMessage::Unsubscribe { patterns } => {
             state.subscription.remove(&patterns);
-            Action::Reply(Outgoing::Resubscribe(state.subscription.clone()))
+            Action::Reply(Outgoing::Resubscribe(Box::new(state.subscription.clone())))
         }
         ClientMessage::Ack { seq } => {
             if seq > hub.journal.head() {
@@ -465,12 +491,17 @@ fn handle_text(text: &str, hub: &Hub, panel: &Panel, state: ReaderState<'_>) -> 
                 );
                 return reply(result_message(&id, Err(&failure)));
             }
+            // Read per command: a reload changes the rate for sessions already open.
+            let limits = hub.limits();
+            state
+                .commands
+                .set(limits.command_burst, limits.command_every);
             if !state.commands.allow() {
                 let failure = Failure::new(
                     ErrorCode::RateLimited,
                     format!(
                         "this connection sends commands faster than the site allows ({} at once, then one every {:?}); send it again in a moment",
-                        hub.command_burst, hub.command_every
+                        limits.command_burst, limits.command_every
                     ),
                 );
                 return reply(result_message(&id, Err(&failure)));
@@ -637,9 +668,9 @@ async fn send_replies(
 ) -> Result<(), axum::Error> {
     for reply in replies.drain(..) {
         match reply {
-            Outgoing::Send(message) => sink.feed(message).await?,
+            Outgoing::Send(message) => sink.feed(*message).await?,
             Outgoing::Resubscribe(filter) => {
-                place.filter = filter;
+                place.filter = *filter;
                 resubscribe(sink, hub, place).await?;
             }
         }

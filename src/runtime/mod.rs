@@ -58,6 +58,12 @@ impl DeviceHandle {
         &self.id
     }
 
+    /// Refuses commands with `device_busy` past `capacity` waiting (a reload of
+    /// `[commands] queue`); commands already queued stay.
+    pub fn set_queue_capacity(&self, capacity: usize) {
+        self.jobs.set_capacity(capacity);
+    }
+
     /// Whether the driver can carry out `command` with `args` (the names and ranges the
     /// device's options give: an input name, an output number), so that a command it
     /// cannot is refused before it is accepted. The profile's schema is checked first,

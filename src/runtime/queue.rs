@@ -17,7 +17,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use avgate_drivers::{Map, Value};
 use tokio::sync::oneshot;
@@ -46,7 +46,8 @@ pub struct Job {
 }
 
 pub(super) struct CommandQueue {
-    capacity: usize,
+    /// Commands waiting at most (`[commands] queue`); a reload may change it.
+    capacity: AtomicUsize,
     next_ticket: AtomicU64,
     /// Held for a few operations on a short deque; never across an await.
     state: Mutex<State>,
@@ -70,10 +71,19 @@ pub(super) enum Refused {
 impl CommandQueue {
     pub fn new(capacity: usize) -> CommandQueue {
         CommandQueue {
-            capacity,
+            capacity: AtomicUsize::new(capacity),
             next_ticket: AtomicU64::new(0),
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// Refuses new commands past `capacity` from now on; commands already waiting stay.
+    pub fn set_capacity(&self, capacity: usize) {
+        self.capacity.store(capacity, Ordering::Relaxed);
+    }
+
+    fn capacity(&self) -> usize {
+        self.capacity.load(Ordering::Relaxed)
     }
 
     pub fn ticket(&self) -> Ticket {
@@ -88,7 +98,7 @@ impl CommandQueue {
             return Err(Refused::Closed);
         }
         let Some(key) = job.key.clone() else {
-            if state.jobs.len() >= self.capacity {
+            if state.jobs.len() >= self.capacity() {
                 return Err(Refused::Full);
             }
             state.jobs.push_back(job);
@@ -106,7 +116,7 @@ impl CommandQueue {
             .iter()
             .position(|queued| queued.key.as_ref() == Some(&key))
             .and_then(|at| state.jobs.remove(at));
-        if replaced.is_none() && state.jobs.len() >= self.capacity {
+        if replaced.is_none() && state.jobs.len() >= self.capacity() {
             return Err(Refused::Full);
         }
         if state.newest.len() >= MAX_TARGETS && !state.newest.contains_key(&key) {
@@ -211,6 +221,22 @@ mod tests {
 
     fn ids(queue: &CommandQueue) -> Vec<String> {
         std::iter::from_fn(|| queue.pop()).map(|j| j.id).collect()
+    }
+
+    #[test]
+    fn a_changed_capacity_judges_the_next_command_and_keeps_the_queued_ones() {
+        let queue = CommandQueue::new(4);
+        let _held: Vec<Sent> = (0..3)
+            .map(|i| push(&queue, &format!("c{i}"), "power", json!({"on": true})))
+            .collect();
+        queue.set_capacity(2);
+        let (over, _) = job(&queue, "c3", "power", json!({"on": true}));
+        assert!(matches!(queue.push(over), Err(Refused::Full)));
+        assert_eq!(ids(&queue), ["c0", "c1", "c2"], "the queued ones stay");
+        queue.set_capacity(1);
+        let _one = push(&queue, "c4", "power", json!({"on": false}));
+        let (two, _) = job(&queue, "c5", "power", json!({"on": true}));
+        assert!(matches!(queue.push(two), Err(Refused::Full)));
     }
 
     #[test]

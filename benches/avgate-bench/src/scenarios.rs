@@ -181,28 +181,44 @@ impl Bench {
     async fn commands(&self, server: &Server) -> anyhow::Result<Commands> {
         let n = self.sizes.commands;
         let (end_to_end, gateway) = (Histogram::default(), Histogram::default());
+        // The two halves of the server's share, from the device's own timestamps: the
+        // panel's send to the device reading the request, and the device's answer leaving
+        // to the panel reading the result.
+        let (inbound, outbound) = (Histogram::default(), Histogram::default());
         let (mut panel, _) = Panel::join(server.kind, server.addr, "commander", None).await?;
         let mut failed = 0;
         for i in 0..n as u64 {
             let value = 1_000_000_000 + i;
             let started = Instant::now();
             let ok = panel.command(i + 1, value).await?;
-            let took = started.elapsed();
+            let ended = Instant::now();
+            let took = ended - started;
             failed += u64::from(!ok);
             end_to_end.record(took);
             if let Some(device) = server.load.take_command_times(value as i64) {
-                gateway.record(took.saturating_sub(device.answered - device.received));
+                let to_device = device.received.saturating_duration_since(started);
+                let to_panel = ended.saturating_duration_since(device.answered);
+                inbound.record(to_device);
+                outbound.record(to_panel);
+                gateway.record(to_device + to_panel);
             }
         }
         panel.close().await;
         let end_to_end = Latency::of(&end_to_end).expect("samples");
-        let gateway = Latency::of(&gateway).ok_or_else(|| anyhow::anyhow!("no device times"))?;
+        let no_times = || anyhow::anyhow!("no device times");
+        let gateway = Latency::of(&gateway).ok_or_else(no_times)?;
+        let inbound = Latency::of(&inbound).ok_or_else(no_times)?;
+        let outbound = Latency::of(&outbound).ok_or_else(no_times)?;
         say!(
-            "one at a time: end to end p50 {} p99 {}; server share p50 {} p99 {}; {failed} failed",
+            "one at a time: end to end p50 {} p99 {}; server share p50 {} p99 {} (panel → device p50 {} p99 {}, device → panel p50 {} p99 {}); {failed} failed",
             millis(end_to_end.p50),
             millis(end_to_end.p99),
             millis(gateway.p50),
-            millis(gateway.p99)
+            millis(gateway.p99),
+            millis(inbound.p50),
+            millis(inbound.p99),
+            millis(outbound.p50),
+            millis(outbound.p99),
         );
 
         let (panels, each) = self.sizes.concurrent_commands;
@@ -234,6 +250,8 @@ impl Bench {
         Ok(Commands {
             end_to_end,
             gateway,
+            inbound,
+            outbound,
             concurrent_ok: ok,
             concurrent_total: total,
             concurrent_took: took,
@@ -259,15 +277,10 @@ impl Bench {
             },
         );
         self.row(
-            format!("command: server's share, p50 / p99{suffix}"),
+            format!("command: server's share, p50 / p99 (in + out at p99){suffix}"),
             results,
             Better::Lower,
-            |c| {
-                Cell::new(
-                    c.gateway.p50,
-                    format!("{} / {}", millis(c.gateway.p50), millis(c.gateway.p99)),
-                )
-            },
+            |c| Cell::new(c.gateway.p50, share_text(c)),
         );
         self.row(
             format!("{panels} panels × {each} commands at once: ok commands/s{suffix}"),
@@ -580,10 +593,20 @@ impl Bench {
                 }
                 Err(why) => Cell::na(why.clone()),
             };
+            let share = match result {
+                Ok((c, _)) => Cell::new(c.gateway.p50, share_text(c)),
+                Err(why) => Cell::na(why.clone()),
+            };
             let (panels, each) = self.sizes.concurrent_commands;
             self.rows.push(Row::new(
                 format!("journal {mode}: command p50 / p99"),
                 commands,
+                socketio(),
+                Better::Lower,
+            ));
+            self.rows.push(Row::new(
+                format!("journal {mode}: command, server's share p50 / p99 (in + out)"),
+                share,
                 socketio(),
                 Better::Lower,
             ));
@@ -603,6 +626,18 @@ impl Bench {
     }
 }
 
+/// The server's share of a command's round trip, and its halves at p99: panel → device
+/// write ("in"), device answer → panel result ("out").
+fn share_text(c: &Commands) -> String {
+    format!(
+        "{} / {} (in {} + out {})",
+        millis(c.gateway.p50),
+        millis(c.gateway.p99),
+        millis(c.inbound.p99),
+        millis(c.outbound.p99)
+    )
+}
+
 /// The most one scenario may take against one server, so every run ends.
 const MEASUREMENT_LIMIT: Duration = Duration::from_secs(240);
 /// How long after the last event of a fan-out step left the device every panel must have
@@ -613,7 +648,11 @@ const GRACE: Duration = Duration::from_secs(5);
 
 struct Commands {
     end_to_end: Latency,
+    /// Panel → device write plus device answer → panel result: the device's own time
+    /// taken out.
     gateway: Latency,
+    inbound: Latency,
+    outbound: Latency,
     concurrent_ok: u64,
     concurrent_total: u64,
     concurrent_took: Duration,
