@@ -19,10 +19,12 @@
 //! driver; a driver only says what to send and what the device meant.
 
 pub mod extron;
+pub mod kit;
 pub mod load;
 pub mod mdc;
 pub mod modbus;
 pub mod pjlink;
+pub mod scripted;
 pub mod sim_server;
 pub mod visca;
 
@@ -227,6 +229,7 @@ pub fn drivers() -> &'static [DriverInfo] {
         visca::DRIVER,
         modbus::DRIVER,
         load::DRIVER,
+        scripted::DRIVER,
     ]
 }
 

@@ -1,0 +1,127 @@
+//! The scripted driver against its own generated simulator, in memory, per built-in
+//! profile; and the receive path fed arbitrary bytes.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::{Model, Script, Session, load};
+use crate::kit::{DeviceModel, Pair};
+use crate::testing::{command, poll};
+use crate::{DeviceErrorKind, Output, Protocol};
+
+pub(crate) fn profile(name: &str) -> Arc<Script> {
+    let text = match name {
+        "kramer" => include_str!("../../../device-profiles/kramer-protocol-3000.toml"),
+        other => panic!("no profile {other}"),
+    };
+    Arc::new(load(text).unwrap_or_else(|e| panic!("{name}: {e:?}")))
+}
+
+fn pair(name: &str) -> Pair<Session, Model> {
+    let script = profile(name);
+    let mut pair = Pair::new(Session::new(Arc::clone(&script)), Model::new(script));
+    assert_eq!(pair.connect(), [Output::Ready], "{:?}", pair.wire);
+    pair
+}
+
+fn updates(outputs: &[Output]) -> Vec<(String, Value)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Update { point, value } => Some((point.clone(), value.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ok(outputs: &[Output]) -> bool {
+    outputs.last() == Some(&Output::Completed(Ok(())))
+}
+
+#[test]
+fn kramer_routes_and_reads_back() {
+    let mut p = pair("kramer");
+    assert_eq!(p.wire[0], (true, b"#\r".to_vec()), "the hello comes first");
+    let out = p
+        .run(&command("route", json!({"input": 3, "output": 2})))
+        .unwrap();
+    assert!(ok(&out), "{out:?}");
+    assert_eq!(updates(&out), [("route.2".into(), json!(3))]);
+    assert_eq!(p.wire[2].1, b"#ROUTE 1,2,3\r");
+    assert_eq!(p.wire[3].1, b"~01@ROUTE 1,2,3 OK\r\n");
+    assert_eq!(p.model.state["route.2"], json!(3));
+
+    let out = p.run(&poll("routes")).unwrap();
+    assert!(ok(&out), "{out:?}");
+    assert_eq!(
+        updates(&out),
+        [
+            ("route.1".into(), json!(1)),
+            ("route.2".into(), json!(3)),
+            ("route.3".into(), json!(3)),
+            ("route.4".into(), json!(4)),
+        ]
+    );
+    let out = p
+        .run(&command("mute", json!({"output": 1, "audio": true})))
+        .unwrap();
+    assert_eq!(p.wire[p.wire.len() - 2].1, b"#MUTE 1,1\r");
+    assert_eq!(updates(&out), [("audio_mute.1".into(), json!(true))]);
+    let out = p.run(&poll("model")).unwrap();
+    assert_eq!(updates(&out), [("model".into(), json!("VS-44UHD"))]);
+}
+
+#[test]
+fn kramer_errors_and_front_panel_changes() {
+    let mut p = pair("kramer");
+    p.run(&command("volume", json!({"output": 1, "level": 5})))
+        .unwrap();
+    p.session
+        .start(p.now, &command("route", json!({"input": 1, "output": 1})))
+        .unwrap();
+    let _ = p.session.poll_output();
+    let out = p.device_says(b"~01@ROUTE ERR 003\r\n");
+    let [Output::Completed(Err(e))] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(e.kind, DeviceErrorKind::InvalidArgs);
+    assert_eq!(e.message, "the switcher refused it: parameter out of range");
+    p.session
+        .start(p.now, &command("route", json!({"input": 1, "output": 1})))
+        .unwrap();
+    let _ = p.session.poll_output();
+    let out = p.device_says(b"~01@ERR009\r\n");
+    let [Output::Completed(Err(e))] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (DeviceErrorKind::Failed, "the switcher answered error 9")
+    );
+
+    let bytes = p.model.set_point("route.4", json!(2));
+    assert_eq!(bytes, b"~01@VID 2>4\r\n");
+    assert_eq!(
+        updates(&p.device_says(&bytes)),
+        [("route.4".into(), json!(2))]
+    );
+    let err = p
+        .session
+        .check(&command("route", json!({"output": 1})))
+        .unwrap_err();
+    assert_eq!(err.message, "missing argument `input`");
+}
+
+#[test]
+fn the_simulator_answers_what_it_does_not_know_with_the_profile_error() {
+    let script = profile("kramer");
+    let mut model = Model::new(script);
+    let mut conn = Default::default();
+    let now = std::time::Instant::now();
+    assert_eq!(
+        model.received(&mut conn, now, b"#FOO\r"),
+        b"~01@ERR 002\r\n"
+    );
+    assert_eq!(model.not_understood, 1);
+}
