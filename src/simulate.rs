@@ -122,6 +122,22 @@ pub enum Simulator {
         #[arg(long)]
         pty: bool,
     },
+    /// A Kramer matrix switcher on Protocol 3000 (`#ROUTE`, `~01@` replies), generated from
+    /// its scripted profile.
+    ///
+    /// Example: avgate simulate kramer --listen 127.0.0.1:5000
+    Kramer(ScriptedArgs),
+    /// Any scripted profile's device (`driver = "scripted"`): a state table that answers
+    /// the profile's queries and applies its commands, speaking its framing.
+    ///
+    /// Example: avgate simulate scripted --profile my-device.toml --listen 127.0.0.1:7000
+    Scripted {
+        /// A built-in profile name, or the path of a profile TOML file.
+        #[arg(long)]
+        profile: String,
+        #[command(flatten)]
+        args: ScriptedArgs,
+    },
     /// A load generator: publishes changing values at a set rate, for benchmarks and soak tests.
     ///
     /// Every event carries the next number of one counter (1, 2, 3, ...) on the next of its
@@ -143,6 +159,17 @@ pub enum Simulator {
         #[arg(long)]
         count: Option<u64>,
     },
+}
+
+/// Where a simulator generated from a scripted profile listens.
+#[derive(clap::Args)]
+pub struct ScriptedArgs {
+    /// Address to listen on (TCP); default: 127.0.0.1 on the profile's port.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Also serve the device on a pseudo-terminal (its RS-232 port) and print the path.
+    #[arg(long)]
+    pty: bool,
 }
 
 /// Runs a simulator until Ctrl-C or SIGTERM.
@@ -281,6 +308,8 @@ pub async fn run(simulator: Simulator) -> anyhow::Result<()> {
             crate::cli::wait_for_stop().await;
             sim.shutdown().await;
         }
+        Simulator::Kramer(args) => run_scripted("kramer-protocol-3000", args).await?,
+        Simulator::Scripted { profile, args } => run_scripted(&profile, args).await?,
         Simulator::Load {
             listen,
             rate,
@@ -314,8 +343,41 @@ fn print_pty(path: std::io::Result<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The register map of a built-in profile, or of a profile file.
-fn register_map(profile: &str) -> anyhow::Result<RegisterMap> {
+/// Serves the simulated device of a scripted profile until Ctrl-C or SIGTERM.
+async fn run_scripted(profile: &str, args: ScriptedArgs) -> anyhow::Result<()> {
+    let profile = load_profile(profile)?;
+    let script = avgate_drivers::scripted::from_options(&profile.options).map_err(|errors| {
+        anyhow::anyhow!(
+            "profile `{}` is not a scripted profile (driver = \"scripted\"): {}",
+            profile.id,
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })?;
+    let listen = args
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], profile.transport.port.unwrap_or(0))));
+    let sim = avgate_drivers::scripted::serve(std::sync::Arc::new(script), listen)
+        .with_context(|| format!("cannot start the simulator of `{}` on {listen}", profile.id))?;
+    println!(
+        "{} simulator (from profile `{}`) listening on {} (TCP)",
+        profile.name,
+        profile.id,
+        sim.local_addr()
+    );
+    if args.pty {
+        print_pty(sim.serve_pty())?;
+    }
+    crate::cli::wait_for_stop().await;
+    sim.shutdown().await;
+    Ok(())
+}
+
+/// A built-in profile, or a profile file.
+fn load_profile(profile: &str) -> anyhow::Result<Profile> {
     let path = PathBuf::from(profile);
     let loaded = if path.is_file() {
         let text = std::fs::read_to_string(&path)
@@ -332,7 +394,12 @@ fn register_map(profile: &str) -> anyhow::Result<RegisterMap> {
             )
         })?
     };
-    let profile = loaded.map_err(|e| anyhow::anyhow!("{e}"))?;
+    loaded.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The register map of a built-in profile, or of a profile file.
+fn register_map(profile: &str) -> anyhow::Result<RegisterMap> {
+    let profile = load_profile(profile)?;
     if profile.driver != avgate_drivers::modbus::DRIVER.name {
         anyhow::bail!(
             "profile `{}` uses the {} driver; give a Modbus profile (driver = \"modbus\")",

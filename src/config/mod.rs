@@ -14,6 +14,7 @@ pub mod profile;
 mod range;
 mod register_map;
 pub mod schedules;
+mod scripted;
 pub mod site;
 
 pub use auth::AuthToken;

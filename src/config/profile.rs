@@ -12,7 +12,7 @@ use avgate_drivers::{DriverInfo, DriverSettings, Map, Value};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::{ConfigError, ConfigErrors, parse_toml, register_map};
+use super::{ConfigError, ConfigErrors, parse_toml, register_map, scripted};
 
 /// Profiles compiled into the binary, so `avgate demo` and a site that uses only stock
 /// models work from any directory.
@@ -56,6 +56,10 @@ const BUILT_IN: &[(&str, &str)] = &[
     (
         "modbus-environment-sensor",
         include_str!("../../device-profiles/modbus-environment-sensor.toml"),
+    ),
+    (
+        "kramer-protocol-3000",
+        include_str!("../../device-profiles/kramer-protocol-3000.toml"),
     ),
     (
         "load-generator",
@@ -535,8 +539,9 @@ impl Profile {
             Some(Ok(Value::Object(map))) => map,
             _ => Map::new(),
         };
-        // A register map declares the points, polls and `write` itself.
-        let derived = if driver_info.name == avgate_drivers::modbus::DRIVER.name {
+        // A register map, or a script, declares the points, polls and commands itself.
+        let is_scripted = driver_info.name == avgate_drivers::scripted::DRIVER.name;
+        let derived = if driver_info.name == avgate_drivers::modbus::DRIVER.name || is_scripted {
             for (what, span) in [
                 ("[points]", file.points.keys().next().map(|k| k.span())),
                 ("[commands]", file.commands.keys().next().map(|k| k.span())),
@@ -546,12 +551,26 @@ impl Profile {
                     err(
                         span,
                         format!(
-                            "a modbus profile takes no {what}: its points, polls and the `write` command come from [[options.points]] and poll_groups"
+                            "{}",
+                            if is_scripted {
+                                format!(
+                                    "a scripted profile takes no {what}: its points, commands and polls come from [options.points], [options.commands] and [options.queries]"
+                                )
+                            } else {
+                                format!(
+                                    "a modbus profile takes no {what}: its points, polls and the `write` command come from [[options.points]] and poll_groups"
+                                )
+                            }
                         ),
                     );
                 }
             }
-            match register_map::derive(&options, text) {
+            let derived = if is_scripted {
+                scripted::derive(text)
+            } else {
+                register_map::derive(&options, text)
+            };
+            match derived {
                 Ok(derived) => Some(derived),
                 Err(located) => {
                     errors.extend(

@@ -1,0 +1,66 @@
+//! The scripted families through the gateway: each built-in scripted profile against the
+//! simulator generated from the same file, over TCP, with a real panel.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use avgate::config::Profile;
+use avgate_drivers::kit::Served;
+use avgate_drivers::scripted::{self, Model};
+use common::*;
+use serde_json::json;
+
+/// The simulator of built-in profile `id`, on a free loopback port.
+fn simulator(id: &str) -> Served<Model> {
+    let profile = Profile::find(id, &[])
+        .expect("profile is built in")
+        .expect("profile is valid");
+    let script = scripted::from_options(&profile.options).expect("profile compiles");
+    scripted::serve(Arc::new(script), "127.0.0.1:0".parse().unwrap()).expect("simulator starts")
+}
+
+fn site(id: &str, profile: &str, addr: SocketAddr, polls: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[journal]\ndurable = false\n\
+         [devices.{id}]\nprofile = \"{profile}\"\naddress = \"{addr}\"\n\
+         [devices.{id}.overrides]\ncommand_timeout = \"2s\"\n{polls}"
+    )
+}
+
+#[tokio::test]
+async fn kramer_routes_mutes_and_reports_front_panel_switches() {
+    let sim = simulator("kramer-protocol-3000");
+    let gw = gateway(&site("matrix", "kramer-protocol-3000", sim.local_addr(), "")).await;
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    panel.until_event("matrix", "online", json!(true)).await;
+    // The routes poll reads every output once connected.
+    panel.until_event("matrix", "route.4", json!(4)).await;
+
+    panel
+        .command(json!(1), "matrix", "route", json!({"input": 3, "output": 2}))
+        .await;
+    assert_eq!(panel.result(json!(1)).await["ok"], true);
+    panel.until_event("matrix", "route.2", json!(3)).await;
+    assert_eq!(sim.with(|m| m.state["route.2"].clone()), json!(3));
+
+    panel
+        .command(json!(2), "matrix", "mute", json!({"output": 1, "audio": true}))
+        .await;
+    assert_eq!(panel.result(json!(2)).await["ok"], true);
+    panel.until_event("matrix", "audio_mute.1", json!(true)).await;
+
+    // A switch on the front panel arrives without a poll (the next is 30 s away).
+    sim.change(|m| m.set_point("route.1", json!(2)));
+    panel.until_event("matrix", "route.1", json!(2)).await;
+
+    panel
+        .command(json!(3), "matrix", "route", json!({"input": 3, "output": 99}))
+        .await;
+    let result = panel.result(json!(3)).await;
+    assert_eq!(result["ok"], false, "{result}");
+    assert_eq!(result["error"]["code"], "invalid_args", "{result}");
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
