@@ -127,6 +127,10 @@ pub enum Simulator {
     ///
     /// Example: avgate simulate kramer --listen 127.0.0.1:5000
     Kramer(ScriptedArgs),
+    /// A Shure ULX-D wireless receiver on its command strings (`< GET ... >`, TCP 2202).
+    ///
+    /// Example: avgate simulate shure --listen 127.0.0.1:2202
+    Shure(ScriptedArgs),
     /// Any scripted profile's device (`driver = "scripted"`): a state table that answers
     /// the profile's queries and applies its commands, speaking its framing.
     ///
@@ -309,6 +313,7 @@ pub async fn run(simulator: Simulator) -> anyhow::Result<()> {
             sim.shutdown().await;
         }
         Simulator::Kramer(args) => run_scripted("kramer-protocol-3000", args).await?,
+        Simulator::Shure(args) => run_scripted("shure-ulxd-receiver", args).await?,
         Simulator::Scripted { profile, args } => run_scripted(&profile, args).await?,
         Simulator::Load {
             listen,

@@ -32,35 +32,92 @@ fn site(id: &str, profile: &str, addr: SocketAddr, polls: &str) -> String {
 #[tokio::test]
 async fn kramer_routes_mutes_and_reports_front_panel_switches() {
     let sim = simulator("kramer-protocol-3000");
-    let gw = gateway(&site("matrix", "kramer-protocol-3000", sim.local_addr(), "")).await;
+    let gw = gateway(&site(
+        "matrix",
+        "kramer-protocol-3000",
+        sim.local_addr(),
+        "",
+    ))
+    .await;
     let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
     panel.until_event("matrix", "online", json!(true)).await;
     // The routes poll reads every output once connected.
     panel.until_event("matrix", "route.4", json!(4)).await;
 
     panel
-        .command(json!(1), "matrix", "route", json!({"input": 3, "output": 2}))
+        .command(
+            json!(1),
+            "matrix",
+            "route",
+            json!({"input": 3, "output": 2}),
+        )
         .await;
     assert_eq!(panel.result(json!(1)).await["ok"], true);
     panel.until_event("matrix", "route.2", json!(3)).await;
     assert_eq!(sim.with(|m| m.state["route.2"].clone()), json!(3));
 
     panel
-        .command(json!(2), "matrix", "mute", json!({"output": 1, "audio": true}))
+        .command(
+            json!(2),
+            "matrix",
+            "mute",
+            json!({"output": 1, "audio": true}),
+        )
         .await;
     assert_eq!(panel.result(json!(2)).await["ok"], true);
-    panel.until_event("matrix", "audio_mute.1", json!(true)).await;
+    panel
+        .until_event("matrix", "audio_mute.1", json!(true))
+        .await;
 
     // A switch on the front panel arrives without a poll (the next is 30 s away).
     sim.change(|m| m.set_point("route.1", json!(2)));
     panel.until_event("matrix", "route.1", json!(2)).await;
 
     panel
-        .command(json!(3), "matrix", "route", json!({"input": 3, "output": 99}))
+        .command(
+            json!(3),
+            "matrix",
+            "route",
+            json!({"input": 3, "output": 99}),
+        )
         .await;
     let result = panel.result(json!(3)).await;
     assert_eq!(result["ok"], false, "{result}");
     assert_eq!(result["error"]["code"], "invalid_args", "{result}");
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn shure_gain_mute_and_names_round_trip() {
+    let sim = simulator("shure-ulxd-receiver");
+    let gw = gateway(&site("mics", "shure-ulxd-receiver", sim.local_addr(), "")).await;
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    panel.until_event("mics", "online", json!(true)).await;
+    panel.until_event("mics", "name.2", json!("Podium")).await;
+    panel.until_event("mics", "battery.3", json!(255)).await;
+
+    panel
+        .command(json!(1), "mics", "gain", json!({"channel": 1, "gain": -6}))
+        .await;
+    assert_eq!(panel.result(json!(1)).await["ok"], true);
+    panel.until_event("mics", "gain.1", json!(-6)).await;
+    assert_eq!(sim.with(|m| m.state["gain.1"].clone()), json!(-6));
+
+    panel
+        .command(
+            json!(2),
+            "mics",
+            "mute",
+            json!({"channel": 4, "mute": true}),
+        )
+        .await;
+    assert_eq!(panel.result(json!(2)).await["ok"], true);
+    panel.until_event("mics", "mute.4", json!(true)).await;
+
+    // Someone turns a knob on the receiver: its REP reaches the panel unpolled.
+    sim.change(|m| m.set_point("gain.2", json!(30)));
+    panel.until_event("mics", "gain.2", json!(30)).await;
     gw.shutdown().await;
     sim.shutdown().await;
 }

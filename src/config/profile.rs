@@ -62,6 +62,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../device-profiles/kramer-protocol-3000.toml"),
     ),
     (
+        "shure-ulxd-receiver",
+        include_str!("../../device-profiles/shure-ulxd-receiver.toml"),
+    ),
+    (
         "load-generator",
         include_str!("../../device-profiles/load-generator.toml"),
     ),

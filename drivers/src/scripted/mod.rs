@@ -110,7 +110,7 @@ pub fn load(text: &str) -> Result<Script, Vec<Located>> {
 
 /// The span of the value at `path` (table keys and array indices), or of the deepest
 /// part of it that exists.
-fn span_of(text: &str, path: &[String]) -> Option<Range<usize>> {
+pub fn span_of(text: &str, path: &[String]) -> Option<Range<usize>> {
     use toml::de::{DeTable, DeValue};
     let root = DeTable::parse(text).ok()?;
     let mut table = root.get_ref();

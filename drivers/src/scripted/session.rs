@@ -13,6 +13,7 @@ use super::definition::{CompiledExchange, ErrorKind, Script};
 use super::eval;
 use super::template::Vars;
 use crate::kit::Framer;
+use crate::kit::args::as_text;
 use crate::kit::telnet::Telnet;
 use crate::{DeviceError, DeviceErrorKind, Output, Protocol, Request};
 
@@ -167,11 +168,12 @@ impl Session {
                 return;
             }
         }
+        // A frame can be both a report and the answer awaited: its points go out once.
+        let mut updates = Vec::new();
         for report in &script.reports {
             let Some(vars) = report.pattern.capture(frame, maps) else {
                 continue;
             };
-            let mut updates = Vec::new();
             match &report.split {
                 None => updates.extend(eval::apply(&self.script, &report.set, &vars)),
                 Some((separator, each)) => {
@@ -187,15 +189,9 @@ impl Session {
                     }
                 }
             }
-            self.publish(updates);
         }
-        let Some(flight) = &self.in_flight else {
-            return;
-        };
-        let Some(expect) = &flight.exchange.expect else {
-            return;
-        };
-        let Some(captured) = expect.capture(frame, maps) else {
+        let Some(captured) = self.awaited(frame) else {
+            self.publish(updates);
             return;
         };
         let mut flight = self.in_flight.take().expect("checked above");
@@ -203,7 +199,7 @@ impl Session {
         for (k, v) in &flight.vars {
             vars.entry(k.clone()).or_insert_with(|| v.clone());
         }
-        let updates = eval::apply(&self.script, &flight.exchange.set, &vars);
+        updates.extend(eval::apply(&self.script, &flight.exchange.set, &vars));
         self.publish(updates);
         match flight.next {
             Some(value) => {
@@ -221,7 +217,32 @@ impl Session {
         }
     }
 
-    fn publish(&mut self, updates: Vec<Result<(String, Value), String>>) {
+    /// What `frame` captured, if it is the reply the request in flight waits for. A reply
+    /// about another channel or output is not (it was a report).
+    fn awaited(&self, frame: &[u8]) -> Option<Vars> {
+        let flight = self.in_flight.as_ref()?;
+        let captured = flight
+            .exchange
+            .expect
+            .as_ref()?
+            .capture(frame, &self.script.definition.maps)?;
+        let agrees = flight.vars.iter().all(|(k, v)| {
+            captured
+                .get(k)
+                .is_none_or(|c| as_text(c).trim() == as_text(v).trim())
+        });
+        agrees.then_some(captured)
+    }
+
+    fn publish(&mut self, mut updates: Vec<Result<(String, Value), String>>) {
+        let mut seen = std::collections::HashSet::new();
+        // The last value for a point wins; it goes out once.
+        updates.reverse();
+        updates.retain(|u| {
+            u.as_ref()
+                .map_or(true, |(point, _)| seen.insert(point.clone()))
+        });
+        updates.reverse();
         for update in updates {
             match update {
                 Ok((point, value)) => self.outputs.push_back(Output::Update { point, value }),

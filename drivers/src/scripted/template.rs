@@ -49,6 +49,8 @@ pub enum Token {
         name: String,
         format: Format,
         map: Option<String>,
+        /// Added to a number on the wire (`{gain:d3+18}`: 0 dB is sent as `018`).
+        offset: i64,
     },
 }
 
@@ -139,11 +141,20 @@ impl Template {
         let captures = self.regex.captures(frame)?;
         let mut vars = Vars::new();
         for (group, &token) in self.groups.iter().enumerate() {
-            let Token::Field { name, format, map } = &self.tokens[token] else {
+            let Token::Field {
+                name,
+                format,
+                map,
+                offset,
+            } = &self.tokens[token]
+            else {
                 unreachable!("groups index fields")
             };
             let raw = captures.get(group + 1)?.as_bytes();
-            let value = decode(raw, *format, map.as_deref(), maps)?;
+            let mut value = decode(raw, *format, map.as_deref(), maps)?;
+            if *offset != 0 {
+                value = Value::from(value.as_i64()? - offset);
+            }
             vars.entry(name.clone()).or_insert(value);
         }
         Some(vars)
@@ -166,12 +177,23 @@ impl Template {
                     out.extend(std::iter::repeat_n(b'0', length_width))
                 }
                 Token::Field { name, .. } if name == "_" => {}
-                Token::Field { name, format, map } => {
-                    let value = vars
+                Token::Field {
+                    name,
+                    format,
+                    map,
+                    offset,
+                } => {
+                    let mut value = vars
                         .get(name)
                         .cloned()
                         .or_else(|| lookup(name))
                         .ok_or_else(|| format!("no value for `{{{name}}}`"))?;
+                    if *offset != 0 {
+                        let n = value
+                            .as_i64()
+                            .ok_or_else(|| format!("`{name}` = {value} is not an integer"))?;
+                        value = Value::from(n + offset);
+                    }
                     out.extend(encode(name, &value, *format, map.as_deref(), maps)?);
                 }
             }
@@ -266,6 +288,16 @@ fn parse_field(inner: &str) -> Result<Token, String> {
         Some((name, format)) => (name.trim(), format.trim()),
         None => (rest.trim(), "s"),
     };
+    let (format, offset) = match format.find(['+', '-']) {
+        Some(at) => (
+            &format[..at],
+            format[at..]
+                .trim_start_matches('+')
+                .parse::<i64>()
+                .map_err(|_| format!("field `{{{inner}}}`: bad offset `{}`", &format[at..]))?,
+        ),
+        None => (format, 0),
+    };
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(format!(
             "field `{{{inner}}}`: a field name is letters, digits and `_`"
@@ -300,10 +332,21 @@ fn parse_field(inner: &str) -> Result<Token, String> {
             ));
         }
     };
+    if offset != 0
+        && !matches!(
+            format,
+            Format::Decimal(_) | Format::Hex { .. } | Format::U8 | Format::U16
+        )
+    {
+        return Err(format!(
+            "field `{{{inner}}}`: an offset needs a number format (d, x, u8, u16)"
+        ));
+    }
     Ok(Token::Field {
         name: name.to_string(),
         format,
         map,
+        offset,
     })
 }
 
@@ -409,6 +452,17 @@ mod tests {
             vars(json!({"ch": 1, "mute": true}))
         );
         assert!(t.capture(b"< REP 1 AUDIO_MUTE MAYBE", &maps()).is_none());
+        let shure = Template::parse("< REP {ch:d} AUDIO_GAIN {gain:d3+18}", 0).unwrap();
+        assert_eq!(
+            shure.capture(b"< REP 2 AUDIO_GAIN 030", &maps()).unwrap()["gain"],
+            json!(12)
+        );
+        assert_eq!(
+            shure
+                .render(&vars(json!({"ch": 2, "gain": -18})), &maps(), 0, &none)
+                .unwrap(),
+            b"< REP 2 AUDIO_GAIN 000"
+        );
         let gain = Template::parse("GAIN {g:d3}", 0).unwrap();
         assert_eq!(
             gain.render(&vars(json!({"g": 30})), &maps(), 0, &none)

@@ -13,6 +13,7 @@ use crate::{DeviceErrorKind, Output, Protocol};
 pub(crate) fn profile(name: &str) -> Arc<Script> {
     let text = match name {
         "kramer" => include_str!("../../../device-profiles/kramer-protocol-3000.toml"),
+        "shure" => include_str!("../../../device-profiles/shure-ulxd-receiver.toml"),
         other => panic!("no profile {other}"),
     };
     Arc::new(load(text).unwrap_or_else(|e| panic!("{name}: {e:?}")))
@@ -124,4 +125,48 @@ fn the_simulator_answers_what_it_does_not_know_with_the_profile_error() {
         b"~01@ERR 002\r\n"
     );
     assert_eq!(model.not_understood, 1);
+}
+
+#[test]
+fn shure_sets_gain_in_db_and_reads_channels() {
+    let mut p = pair("shure");
+    let out = p
+        .run(&command("gain", json!({"channel": 2, "gain": 0})))
+        .unwrap();
+    assert!(ok(&out), "{out:?}");
+    assert_eq!(p.wire[0].1, b"< SET 2 AUDIO_GAIN 018 >");
+    assert_eq!(p.wire[1].1, b"< REP 2 AUDIO_GAIN 018 >");
+    assert_eq!(updates(&out), [("gain.2".into(), json!(0))]);
+    let out = p
+        .run(&command("name", json!({"channel": 1, "name": "Pulpit"})))
+        .unwrap();
+    assert_eq!(p.wire[2].1, b"< SET 1 CHAN_NAME {Pulpit} >");
+    assert_eq!(updates(&out), [("name.1".into(), json!("Pulpit"))]);
+    let out = p.run(&poll("battery")).unwrap();
+    assert!(ok(&out), "{out:?}");
+    assert_eq!(updates(&out)[2], ("battery.3".into(), json!(255)));
+    let out = p.run(&poll("mute")).unwrap();
+    assert_eq!(updates(&out)[0], ("mute.1".into(), json!(false)));
+
+    // A padded name from a real receiver, and a report about another channel while a
+    // command waits: the report updates, the command still waits for its own answer.
+    let out = p.device_says(b"< REP 3 CHAN_NAME {Lead Vox                       } >");
+    assert_eq!(updates(&out), [("name.3".into(), json!("Lead Vox"))]);
+    p.session
+        .start(p.now, &command("mute", json!({"channel": 1, "mute": true})))
+        .unwrap();
+    let _ = p.session.poll_output();
+    let out = p.device_says(b"< REP 4 AUDIO_MUTE ON >");
+    assert_eq!(
+        out,
+        [Output::Update {
+            point: "mute.4".into(),
+            value: json!(true)
+        }]
+    );
+    let out = p.device_says(b"< REP ERR >");
+    let [Output::Completed(Err(e))] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(e.kind, DeviceErrorKind::InvalidArgs);
 }
