@@ -131,6 +131,10 @@ pub enum Simulator {
     ///
     /// Example: avgate simulate shure --listen 127.0.0.1:2202
     Shure(ScriptedArgs),
+    /// A Biamp Tesira DSP on the Tesira Text Protocol (Telnet negotiation, +OK/-ERR, subscriptions).
+    ///
+    /// Example: avgate simulate tesira --listen 127.0.0.1:2323
+    Tesira(ScriptedArgs),
     /// Any scripted profile's device (`driver = "scripted"`): a state table that answers
     /// the profile's queries and applies its commands, speaking its framing.
     ///
@@ -314,6 +318,7 @@ pub async fn run(simulator: Simulator) -> anyhow::Result<()> {
         }
         Simulator::Kramer(args) => run_scripted("kramer-protocol-3000", args).await?,
         Simulator::Shure(args) => run_scripted("shure-ulxd-receiver", args).await?,
+        Simulator::Tesira(args) => run_scripted("biamp-tesira", args).await?,
         Simulator::Scripted { profile, args } => run_scripted(&profile, args).await?,
         Simulator::Load {
             listen,

@@ -121,3 +121,33 @@ async fn shure_gain_mute_and_names_round_trip() {
     gw.shutdown().await;
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn tesira_levels_follow_subscriptions() {
+    let sim = simulator("biamp-tesira");
+    let gw = gateway(&site("dsp", "biamp-tesira", sim.local_addr(), "")).await;
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    panel.until_event("dsp", "online", json!(true)).await;
+    panel.until_event("dsp", "level.2", json!(-10)).await;
+
+    panel
+        .command(
+            json!(1),
+            "dsp",
+            "level",
+            json!({"channel": 1, "level": -25.5}),
+        )
+        .await;
+    assert_eq!(panel.result(json!(1)).await["ok"], true);
+    panel.until_event("dsp", "level.1", json!(-25.5)).await;
+    panel
+        .command(json!(2), "dsp", "preset", json!({"preset": 1001}))
+        .await;
+    assert_eq!(panel.result(json!(2)).await["ok"], true);
+
+    // A wall control mutes channel 2: the subscription publishes it.
+    sim.change(|m| m.set_point("mute.2", json!(true)));
+    panel.until_event("dsp", "mute.2", json!(true)).await;
+    gw.shutdown().await;
+    sim.shutdown().await;
+}

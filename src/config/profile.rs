@@ -66,6 +66,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../device-profiles/shure-ulxd-receiver.toml"),
     ),
     (
+        "biamp-tesira",
+        include_str!("../../device-profiles/biamp-tesira.toml"),
+    ),
+    (
         "load-generator",
         include_str!("../../device-profiles/load-generator.toml"),
     ),

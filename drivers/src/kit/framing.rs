@@ -83,7 +83,8 @@ impl Framer {
 
 /// Frames that end with a terminator: a line (`\r\n`, `\r`), or one delimiter byte (NUL for
 /// Q-SYS, `>` for Shure). A frame never includes its terminator; with `trim`, leading and
-/// trailing ASCII whitespace (a stray `\r` or `\n`) goes too, and empty frames are skipped.
+/// trailing ASCII whitespace and NULs (a stray `\n`, Telnet's `\r\0`) go too, and empty
+/// frames are skipped.
 #[derive(Debug, Clone)]
 pub struct Delimited {
     terminator: Vec<u8>,
@@ -121,7 +122,10 @@ impl Delimited {
                         }));
                     }
                     if self.trim {
-                        frame = frame.trim_ascii().to_vec();
+                        let keep = |b: &u8| !b.is_ascii_whitespace() && *b != 0;
+                        let start = frame.iter().position(keep).unwrap_or(frame.len());
+                        let end = frame.iter().rposition(keep).map_or(start, |e| e + 1);
+                        frame = frame[start..end].to_vec();
                         if frame.is_empty() {
                             continue;
                         }

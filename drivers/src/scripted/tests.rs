@@ -13,6 +13,7 @@ use crate::{DeviceErrorKind, Output, Protocol};
 pub(crate) fn profile(name: &str) -> Arc<Script> {
     let text = match name {
         "kramer" => include_str!("../../../device-profiles/kramer-protocol-3000.toml"),
+        "tesira" => include_str!("../../../device-profiles/biamp-tesira.toml"),
         "shure" => include_str!("../../../device-profiles/shure-ulxd-receiver.toml"),
         other => panic!("no profile {other}"),
     };
@@ -169,4 +170,51 @@ fn shure_sets_gain_in_db_and_reads_channels() {
         panic!("{out:?}")
     };
     assert_eq!(e.kind, DeviceErrorKind::InvalidArgs);
+}
+
+#[test]
+fn tesira_negotiates_subscribes_and_follows_publishes() {
+    let mut p = pair("tesira");
+    // Telnet refusals first, then the four subscriptions, each answered +OK.
+    assert_eq!(p.wire[1].1[..3], [255, 252, 0x18], "{:?}", p.wire);
+    let sent: Vec<&[u8]> = p
+        .wire
+        .iter()
+        .filter(|(s, _)| *s)
+        .map(|(_, b)| &b[..])
+        .collect();
+    assert_eq!(sent[1], b"ProgramLevel subscribe level 1 level1 250\n");
+    assert_eq!(sent.len(), 5);
+    let out = p
+        .run(&command("level", json!({"channel": 2, "level": -20.5})))
+        .unwrap();
+    assert!(ok(&out), "{out:?}");
+    assert_eq!(updates(&out), [("level.2".into(), json!(-20.5))]);
+    assert_eq!(p.model.state["level.2"], json!(-20.5));
+    let out = p.run(&poll("level")).unwrap();
+    assert_eq!(
+        updates(&out),
+        [
+            ("level.1".into(), json!(-10)),
+            ("level.2".into(), json!(-20.5))
+        ]
+    );
+    let out = p.device_says(b"! \"publishToken\":\"mute2\" \"value\":true\r\n");
+    assert_eq!(updates(&out), [("mute.2".into(), json!(true))]);
+    assert_eq!(
+        p.model.set_point("level.1", json!(-3)),
+        b"! \"publishToken\":\"level1\" \"value\":-3\r\n"
+    );
+    p.session
+        .start(p.now, &command("level", json!({"channel": 1, "level": 0})))
+        .unwrap();
+    let _ = p.session.poll_output();
+    let out = p.device_says(
+        b"-ERR INVALID_PARAMETER Index out of range:channelIndex min:1 max:8 received:10\r\0",
+    );
+    let [Output::Completed(Err(e))] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(e.kind, DeviceErrorKind::InvalidArgs);
+    assert!(e.message.ends_with("received:10"), "{}", e.message);
 }
