@@ -135,6 +135,10 @@ pub enum Simulator {
     ///
     /// Example: avgate simulate tesira --listen 127.0.0.1:2323
     Tesira(ScriptedArgs),
+    /// An NEC large-format display on its external control protocol (binary frames with an XOR check, TCP 7142).
+    ///
+    /// Example: avgate simulate nec --listen 127.0.0.1:7142 --pty
+    Nec(ScriptedArgs),
     /// Any scripted profile's device (`driver = "scripted"`): a state table that answers
     /// the profile's queries and applies its commands, speaking its framing.
     ///
@@ -319,6 +323,7 @@ pub async fn run(simulator: Simulator) -> anyhow::Result<()> {
         Simulator::Kramer(args) => run_scripted("kramer-protocol-3000", args).await?,
         Simulator::Shure(args) => run_scripted("shure-ulxd-receiver", args).await?,
         Simulator::Tesira(args) => run_scripted("biamp-tesira", args).await?,
+        Simulator::Nec(args) => run_scripted("nec-display", args).await?,
         Simulator::Scripted { profile, args } => run_scripted(&profile, args).await?,
         Simulator::Load {
             listen,

@@ -151,3 +151,38 @@ async fn tesira_levels_follow_subscriptions() {
     gw.shutdown().await;
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn nec_power_input_and_volume_in_checked_frames() {
+    let sim = simulator("nec-display");
+    // The profile's 600 ms pacing is the display's rule; the simulator needs none.
+    let gw = gateway(&format!(
+        "{}pacing = \"0ms\"\n",
+        site("wall", "nec-display", sim.local_addr(), "")
+    ))
+    .await;
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    panel.until_event("wall", "online", json!(true)).await;
+    panel.until_event("wall", "input", json!("hdmi1")).await;
+
+    panel
+        .command(json!(1), "wall", "input", json!({"input": "displayport"}))
+        .await;
+    assert_eq!(panel.result(json!(1)).await["ok"], true);
+    panel
+        .until_event("wall", "input", json!("displayport"))
+        .await;
+    panel
+        .command(json!(2), "wall", "power", json!({"power": "off"}))
+        .await;
+    assert_eq!(panel.result(json!(2)).await["ok"], true);
+    panel.until_event("wall", "power", json!("off")).await;
+    panel
+        .command(json!(3), "wall", "volume", json!({"volume": 64}))
+        .await;
+    assert_eq!(panel.result(json!(3)).await["ok"], true);
+    panel.until_event("wall", "volume", json!(64)).await;
+    assert_eq!(sim.with(|m| m.state["volume"].clone()), json!(64));
+    gw.shutdown().await;
+    sim.shutdown().await;
+}

@@ -70,6 +70,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../device-profiles/biamp-tesira.toml"),
     ),
     (
+        "nec-display",
+        include_str!("../../device-profiles/nec-display.toml"),
+    ),
+    (
         "load-generator",
         include_str!("../../device-profiles/load-generator.toml"),
     ),

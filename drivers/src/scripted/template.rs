@@ -10,12 +10,15 @@
 //! | `s` (default) | the value as text | any text, as little as possible |
 //! | `w` | the value as text | one word (no spaces) |
 //! | `d`, `d3` | decimal, zero-padded to 3 | an optional sign and digits |
-//! | `x2`, `X4` | hex (lower, upper case), zero-padded | hex digits |
+//! | `x2`, `X4` | hex (lower, upper case), zero-padded | exactly that many hex digits (`x`: any) |
 //! | `u8`, `u16` | one byte, two bytes big-endian | as many bytes |
 //!
 //! `|MAP` runs the value through a value map of the profile (`[options.maps.MAP]`, wire
-//! text to value) backwards when rendering and forwards when matching. The field `_`
-//! matches anything and is not kept; `len` stands for a checked frame's length field
+//! text to value) backwards when rendering and forwards when matching. A map's keys are
+//! the field's text as on the wire (`"000F"` for an `X4` field), or decimal numbers for
+//! `u8` and `u16` fields. The field `_`
+//! matches anything and is not kept (a simulator writes zeros of its width there);
+//! `len` stands for a checked frame's length field
 //! (filled in when the frame is sealed). `{{` and `}}` are literal braces.
 //!
 //! A template that starts with `hex:` is binary: whitespace-separated hex bytes and
@@ -92,7 +95,10 @@ impl Template {
                             Format::Text => ".*?".into(),
                             Format::Word => "[^ \\t\\r\\n]+".into(),
                             Format::Decimal(_) => "[-+]?[0-9]+".into(),
-                            Format::Hex { .. } => "[0-9A-Fa-f]+".into(),
+                            // Binary-style protocols put hex fields side by side:
+                            // a width is exact, or two fields could not be told apart.
+                            Format::Hex { width: 0, .. } => "[0-9A-Fa-f]+".into(),
+                            Format::Hex { width, .. } => format!("[0-9A-Fa-f]{{{width}}}"),
                             Format::U8 => ".".into(),
                             Format::U16 => "..".into(),
                         }
@@ -176,7 +182,15 @@ impl Template {
                 Token::Field { name, .. } if name == LENGTH_FIELD => {
                     out.extend(std::iter::repeat_n(b'0', length_width))
                 }
-                Token::Field { name, .. } if name == "_" => {}
+                // What a pattern skips, a reply still has to carry: zeros of the width.
+                Token::Field { name, format, .. } if name == "_" => match format {
+                    Format::Decimal(width) | Format::Hex { width, .. } => {
+                        out.extend(std::iter::repeat_n(b'0', *width))
+                    }
+                    Format::U8 => out.push(0),
+                    Format::U16 => out.extend([0, 0]),
+                    Format::Text | Format::Word => {}
+                },
                 Token::Field {
                     name,
                     format,
@@ -238,13 +252,15 @@ fn encode(
                 .find(|(_, v)| *v == value)
                 .map(|(wire, _)| wire.clone())
                 .ok_or_else(|| format!("`{name}` = {value} is not in map `{map}`"))?;
-            mapped = match format {
-                Format::Text | Format::Word => Value::String(wire),
-                _ => Value::from(
-                    wire.parse::<i64>()
-                        .map_err(|_| format!("map `{map}` key `{wire}` is not a number"))?,
-                ),
-            };
+            match format {
+                // The key is the text as it goes on the wire.
+                Format::U8 | Format::U16 => {}
+                _ => return Ok(wire.into_bytes()),
+            }
+            mapped = Value::from(
+                wire.parse::<i64>()
+                    .map_err(|_| format!("map `{map}` key `{wire}` is not a decimal number"))?,
+            );
             &mapped
         }
         None => value,

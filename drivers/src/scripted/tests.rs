@@ -14,6 +14,7 @@ pub(crate) fn profile(name: &str) -> Arc<Script> {
     let text = match name {
         "kramer" => include_str!("../../../device-profiles/kramer-protocol-3000.toml"),
         "tesira" => include_str!("../../../device-profiles/biamp-tesira.toml"),
+        "nec" => include_str!("../../../device-profiles/nec-display.toml"),
         "shure" => include_str!("../../../device-profiles/shure-ulxd-receiver.toml"),
         other => panic!("no profile {other}"),
     };
@@ -217,4 +218,49 @@ fn tesira_negotiates_subscribes_and_follows_publishes() {
     };
     assert_eq!(e.kind, DeviceErrorKind::InvalidArgs);
     assert!(e.message.ends_with("received:10"), "{}", e.message);
+}
+
+#[test]
+fn nec_frames_match_the_documented_bytes() {
+    let mut p = pair("nec");
+    let out = p.run(&command("power", json!({"power": "on"}))).unwrap();
+    assert!(ok(&out), "{out:?} {:?}", p.wire);
+    // Power ON for monitor 1 and its reply, byte for byte from the protocol document.
+    assert_eq!(p.wire[0].1, b"\x010A0A0C\x02C203D60001\x03\x73\r");
+    assert_eq!(p.wire[1].1, b"\x0100AB0E\x0200C203D60001\x03v\r");
+    assert_eq!(updates(&out), [("power".into(), json!("on"))]);
+    let out = p.run(&command("input", json!({"input": "hdmi2"}))).unwrap();
+    assert!(ok(&out), "{out:?} {:?}", p.wire);
+    assert_eq!(updates(&out), [("input".into(), json!("hdmi2"))]);
+    let out = p.run(&command("volume", json!({"volume": 50}))).unwrap();
+    assert_eq!(p.wire[4].1, b"\x010A0E0A\x0200620032\x03\x71\r");
+    assert_eq!(updates(&out), [("volume".into(), json!(50))]);
+    for query in ["power", "input", "volume", "mute"] {
+        let out = p.run(&poll(query)).unwrap();
+        assert!(ok(&out), "{query}: {out:?} {:?}", p.wire.last());
+    }
+    assert_eq!(p.wire[6].1, b"\x010A0A06\x0201D6\x03\x74\r");
+    // The documented power status reply reads as on.
+    p.session.start(p.now, &poll("power")).unwrap();
+    let _ = p.session.poll_output();
+    let out = p.device_says(b"\x0100AB12\x020200D60000040004\x03t\r");
+    assert!(out.is_empty(), "a bad check byte is dropped: {out:?}");
+    let mut frame = b"\x0100AB12\x020200D60000040004\x03".to_vec();
+    frame.push(crate::kit::Checksum::Xor.compute(&frame[1..]) as u8);
+    frame.push(b'\r');
+    let out = p.device_says(&frame);
+    assert_eq!(updates(&out), [("power".into(), json!("off"))]);
+    // An unsupported-op reply fails the command.
+    p.session
+        .start(p.now, &command("mute", json!({"mute": true})))
+        .unwrap();
+    let _ = p.session.poll_output();
+    let mut frame = b"\x0100AF12\x0201008D0000000000\x03".to_vec();
+    frame.push(crate::kit::Checksum::Xor.compute(&frame[1..]) as u8);
+    frame.push(b'\r');
+    let out = p.device_says(&frame);
+    let [Output::Completed(Err(e))] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(e.kind, DeviceErrorKind::Unsupported);
 }
