@@ -139,6 +139,10 @@ pub enum Simulator {
     ///
     /// Example: avgate simulate nec --listen 127.0.0.1:7142 --pty
     Nec(ScriptedArgs),
+    /// A Blackmagic Videohub router (block protocol on TCP 9990): a 4x4 with labels, dumping its state on connect and pushing changes.
+    ///
+    /// Example: avgate simulate videohub --listen 127.0.0.1:9990
+    Videohub(ScriptedArgs),
     /// Any scripted profile's device (`driver = "scripted"`): a state table that answers
     /// the profile's queries and applies its commands, speaking its framing.
     ///
@@ -324,6 +328,7 @@ pub async fn run(simulator: Simulator) -> anyhow::Result<()> {
         Simulator::Shure(args) => run_scripted("shure-ulxd-receiver", args).await?,
         Simulator::Tesira(args) => run_scripted("biamp-tesira", args).await?,
         Simulator::Nec(args) => run_scripted("nec-display", args).await?,
+        Simulator::Videohub(args) => run_scripted("blackmagic-videohub", args).await?,
         Simulator::Scripted { profile, args } => run_scripted(&profile, args).await?,
         Simulator::Load {
             listen,

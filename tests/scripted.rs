@@ -186,3 +186,44 @@ async fn nec_power_input_and_volume_in_checked_frames() {
     gw.shutdown().await;
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn videohub_routes_and_labels_from_its_dump_and_pushes() {
+    let sim = simulator("blackmagic-videohub");
+    let gw = gateway(&site("router", "blackmagic-videohub", sim.local_addr(), "")).await;
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    panel.until_event("router", "online", json!(true)).await;
+    // Nothing polls labels: they come from the dump the router sends on connect.
+    panel
+        .until_event("router", "input_label.3", json!("Lectern PC"))
+        .await;
+    panel.until_event("router", "route.4", json!(4)).await;
+
+    panel
+        .command(
+            json!(1),
+            "router",
+            "route",
+            json!({"input": 3, "output": 2}),
+        )
+        .await;
+    assert_eq!(panel.result(json!(1)).await["ok"], true);
+    panel.until_event("router", "route.2", json!(3)).await;
+    panel
+        .command(
+            json!(2),
+            "router",
+            "output_label",
+            json!({"output": 1, "label": "Main screen"}),
+        )
+        .await;
+    assert_eq!(panel.result(json!(2)).await["ok"], true);
+    panel
+        .until_event("router", "output_label.1", json!("Main screen"))
+        .await;
+
+    sim.change(|m| m.set_point("route.1", json!(4)));
+    panel.until_event("router", "route.1", json!(4)).await;
+    gw.shutdown().await;
+    sim.shutdown().await;
+}

@@ -74,6 +74,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../device-profiles/nec-display.toml"),
     ),
     (
+        "blackmagic-videohub",
+        include_str!("../../device-profiles/blackmagic-videohub.toml"),
+    ),
+    (
         "load-generator",
         include_str!("../../device-profiles/load-generator.toml"),
     ),

@@ -153,6 +153,10 @@ pub struct Exchange {
     /// The reply that completes it; without one, the request completes once sent.
     #[serde(default)]
     pub expect: Option<String>,
+    /// What the device sends before `expect` (Videohub's `ACK`): the simulator sends it;
+    /// the session needs nothing from it.
+    #[serde(default)]
+    pub reply_first: Option<String>,
     /// Points the reply sets: `"route.{output}" = "{input}"`, or with arithmetic
     /// `{ value = "{gain}", scale = 1, offset = -18 }`.
     #[serde(default)]
@@ -215,6 +219,11 @@ pub struct SimulatorSpec {
     /// The answer to a request it does not understand.
     #[serde(default)]
     pub unknown: Option<String>,
+    /// Sent after the greeting and the state dumps (Videohub's `END PRELUDE:`). Between
+    /// the two, each report with `split` is sent with every point it covers, as devices
+    /// that dump their state on connect do.
+    #[serde(default)]
+    pub greeting_end: Option<String>,
     /// Point values at start.
     #[serde(default)]
     pub initial: BTreeMap<String, Value>,
@@ -250,6 +259,7 @@ pub struct Setter {
 pub struct CompiledExchange {
     pub send: Template,
     pub expect: Option<Template>,
+    pub reply_first: Option<Template>,
     pub set: Vec<Setter>,
     pub repeat: Option<Repeat>,
 }
@@ -278,6 +288,7 @@ pub struct Script {
     pub queries: BTreeMap<String, CompiledExchange>,
     pub reports: Vec<CompiledReport>,
     pub greeting: Option<Template>,
+    pub greeting_end: Option<Template>,
     pub unknown: Option<Template>,
     pub length_width: usize,
 }
@@ -397,11 +408,16 @@ impl Script {
                         None => Some(None),
                     };
                     let set = setters(&[kind, name, "set"], &ex.set);
+                    let reply_first = match &ex.reply_first {
+                        Some(r) => template(&[kind, name, "reply_first"], r).map(Some),
+                        None => Some(None),
+                    };
                     Some((
                         name.clone(),
                         CompiledExchange {
                             send: send?,
                             expect: expect?,
+                            reply_first: reply_first?,
                             set,
                             repeat: ex.repeat.clone(),
                         },
@@ -448,7 +464,13 @@ impl Script {
             .unknown
             .as_ref()
             .and_then(|u| template(&["simulator", "unknown"], u));
+        let greeting_end = definition
+            .simulator
+            .greeting_end
+            .as_ref()
+            .and_then(|g| template(&["simulator", "greeting_end"], g));
         let script = Script {
+            greeting_end,
             handshake,
             errors: error_rules,
             commands,

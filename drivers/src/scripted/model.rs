@@ -42,8 +42,8 @@ impl Model {
         framer.seal(&content, &self.script.reply_end())
     }
 
-    /// The reply to one request frame, and the state change it makes.
-    fn answer(&mut self, frame: &[u8]) -> Option<Vec<u8>> {
+    /// The reply frames to one request frame (unsealed), and the state change it makes.
+    fn answer(&mut self, frame: &[u8]) -> Vec<Vec<u8>> {
         let script = Arc::clone(&self.script);
         let maps = &script.definition.maps;
         for (send, expect) in &script.handshake {
@@ -53,7 +53,8 @@ impl Model {
             {
                 return expect
                     .render(&Vars::new(), maps, script.length_width, &|_| None)
-                    .ok();
+                    .into_iter()
+                    .collect();
             }
         }
         let exchanges = script.commands.values().map(|e| (true, e));
@@ -70,13 +71,24 @@ impl Model {
                     self.state.insert(point, value);
                 }
             }
-            return self.reply(exchange, &vars);
+            let mut frames = Vec::new();
+            if let Some(first) = &exchange.reply_first
+                && let Ok(bytes) = first.render(&vars, maps, script.length_width, &|_| None)
+            {
+                frames.push(bytes);
+            }
+            frames.extend(self.reply(exchange, &vars));
+            return frames;
         }
         self.not_understood += 1;
-        let unknown = script.unknown.as_ref()?;
-        unknown
-            .render(&Vars::new(), maps, script.length_width, &|_| None)
-            .ok()
+        script
+            .unknown
+            .iter()
+            .filter_map(|u| {
+                u.render(&Vars::new(), maps, script.length_width, &|_| None)
+                    .ok()
+            })
+            .collect()
     }
 
     fn reply(&self, exchange: &CompiledExchange, vars: &Vars) -> Option<Vec<u8>> {
@@ -88,10 +100,54 @@ impl Model {
             .ok()
     }
 
+    /// Every report with `split` rendered from the whole state (`only`: from that one
+    /// point), as a device dumps its tables; each sealed for the wire.
+    fn dumps(&self, only: Option<&str>) -> Vec<u8> {
+        let script = &self.script;
+        let maps = &script.definition.maps;
+        let mut out = Vec::new();
+        for report in &script.reports {
+            let Some((separator, each)) = &report.split else {
+                continue;
+            };
+            let mut items = Vec::new();
+            for setter in &report.set {
+                for point in self.state.keys().filter(|p| only.is_none_or(|o| o == *p)) {
+                    let Some(vars) = setter.point.capture(point.as_bytes(), maps) else {
+                        continue;
+                    };
+                    let lookup =
+                        |field: &str| eval::lookup(script, &report.set, &vars, &self.state, field);
+                    if let Ok(item) = each.render(&vars, maps, script.length_width, &lookup) {
+                        items.push((point_order(point), item));
+                    }
+                }
+            }
+            if items.is_empty() {
+                continue;
+            }
+            items.sort();
+            let joined: Vec<Vec<u8>> = items.into_iter().map(|(_, item)| item).collect();
+            let joined = String::from_utf8_lossy(&joined.join(separator.as_bytes())).into_owned();
+            let vars = Vars::from([("items".to_string(), Value::String(joined))]);
+            if let Ok(bytes) = report
+                .pattern
+                .render(&vars, maps, script.length_width, &|_| None)
+            {
+                out.extend(self.seal(&script.framer(false), bytes));
+            }
+        }
+        out
+    }
+
     /// Sets a point as the device's front panel would, and returns the unsolicited report
     /// the device sends about it (sealed for the wire), if the profile has one.
     pub fn set_point(&mut self, point: &str, value: Value) -> Vec<u8> {
         self.state.insert(point.to_string(), value);
+        let dump = self.dumps(Some(point));
+        if !dump.is_empty() {
+            return dump;
+        }
         let script = Arc::clone(&self.script);
         let maps = &script.definition.maps;
         for report in script.reports.iter().filter(|r| r.split.is_none()) {
@@ -127,6 +183,13 @@ impl DeviceModel for Model {
                 greeting.render(&Vars::new(), &self.script.definition.maps, 0, &|_| None)
         {
             hello.extend(self.seal(&self.script.framer(false), bytes));
+            hello.extend(self.dumps(None));
+            if let Some(end) = &self.script.greeting_end
+                && let Ok(bytes) =
+                    end.render(&Vars::new(), &self.script.definition.maps, 0, &|_| None)
+            {
+                hello.extend(self.seal(&self.script.framer(false), bytes));
+            }
         }
         hello
     }
@@ -151,10 +214,18 @@ impl DeviceModel for Model {
         let reply_framer = self.script.framer(false);
         let mut out = Vec::new();
         for frame in frames {
-            if let Some(reply) = self.answer(&frame) {
+            for reply in self.answer(&frame) {
                 out.extend(self.seal(&reply_framer, reply));
             }
         }
         out
+    }
+}
+
+/// Sorts `route.10` after `route.9`: by name with each number compared as a number.
+fn point_order(point: &str) -> (String, u64) {
+    match point.rsplit_once('.') {
+        Some((base, n)) => (base.to_string(), n.parse().unwrap_or(u64::MAX)),
+        None => (point.to_string(), 0),
     }
 }

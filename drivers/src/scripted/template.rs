@@ -205,6 +205,7 @@ impl Template {
                     if *offset != 0 {
                         let n = value
                             .as_i64()
+                            .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
                             .ok_or_else(|| format!("`{name}` = {value} is not an integer"))?;
                         value = Value::from(n + offset);
                     }

@@ -15,6 +15,7 @@ pub(crate) fn profile(name: &str) -> Arc<Script> {
         "kramer" => include_str!("../../../device-profiles/kramer-protocol-3000.toml"),
         "tesira" => include_str!("../../../device-profiles/biamp-tesira.toml"),
         "nec" => include_str!("../../../device-profiles/nec-display.toml"),
+        "videohub" => include_str!("../../../device-profiles/blackmagic-videohub.toml"),
         "shure" => include_str!("../../../device-profiles/shure-ulxd-receiver.toml"),
         other => panic!("no profile {other}"),
     };
@@ -263,4 +264,58 @@ fn nec_frames_match_the_documented_bytes() {
         panic!("{out:?}")
     };
     assert_eq!(e.kind, DeviceErrorKind::Unsupported);
+}
+
+#[test]
+fn videohub_reads_its_dump_and_routes_with_ack_then_status() {
+    let script = profile("videohub");
+    let mut p = Pair::new(Session::new(Arc::clone(&script)), Model::new(script));
+    let out = p.connect();
+    assert_eq!(out[0], Output::Ready);
+    let got = updates(&out);
+    assert!(got.contains(&("route.3".into(), json!(3))), "{got:?}");
+    assert!(
+        got.contains(&("input_label.3".into(), json!("Lectern PC"))),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("output_label.4".into(), json!("Confidence"))),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("model".into(), json!("Smart Videohub 4x4"))),
+        "{got:?}"
+    );
+    let dump = String::from_utf8(p.wire[0].1.clone()).unwrap();
+    assert!(
+        dump.contains("VIDEO OUTPUT ROUTING:\n0 0\n1 1\n2 2\n3 3\n\n"),
+        "{dump}"
+    );
+    assert!(dump.ends_with("END PRELUDE:\n\n"), "{dump}");
+
+    let out = p
+        .run(&command("route", json!({"input": 4, "output": 1})))
+        .unwrap();
+    assert!(ok(&out), "{out:?}");
+    assert_eq!(p.wire[1].1, b"VIDEO OUTPUT ROUTING:\n0 3\n\n");
+    assert_eq!(p.wire[2].1, b"ACK\n\nVIDEO OUTPUT ROUTING:\n0 3\n\n");
+    assert_eq!(updates(&out), [("route.1".into(), json!(4))]);
+    let out = p
+        .run(&command(
+            "output_label",
+            json!({"output": 2, "label": "Web stream"}),
+        ))
+        .unwrap();
+    assert_eq!(
+        updates(&out),
+        [("output_label.2".into(), json!("Web stream"))]
+    );
+    assert!(ok(&p.run(&poll("ping")).unwrap()));
+    // Another client's change: only the changed lines, pushed.
+    let push = p.model.set_point("route.2", json!(3));
+    assert_eq!(push, b"VIDEO OUTPUT ROUTING:\n1 2\n\n");
+    assert_eq!(
+        updates(&p.device_says(b"VIDEO OUTPUT ROUTING:\r\n1 2\r\n3 0\r\n\r\n")),
+        [("route.2".into(), json!(3)), ("route.4".into(), json!(1))]
+    );
 }
