@@ -12,6 +12,8 @@
 pub mod args;
 pub mod checksum;
 pub mod framing;
+#[cfg(test)]
+pub(crate) mod fuzz;
 pub mod model;
 pub mod pair;
 pub mod telnet;

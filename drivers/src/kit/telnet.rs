@@ -11,6 +11,10 @@ const WILL: u8 = 251;
 const SB: u8 = 250;
 const SE: u8 = 240;
 
+/// The longest subnegotiation taken out of the stream (terminal types, window sizes are
+/// a few bytes).
+const MAX_SUBNEGOTIATION: usize = 64;
+
 /// Where a negotiation split across reads stopped.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 enum State {
@@ -19,9 +23,9 @@ enum State {
     Iac,
     /// After `IAC DO/DONT/WILL/WONT`: the option byte comes next.
     Option(u8),
-    /// Inside `IAC SB ... IAC SE`.
-    Sub,
-    SubIac,
+    /// Inside `IAC SB ... IAC SE`, this many bytes in.
+    Sub(usize),
+    SubIac(usize),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -46,7 +50,7 @@ impl Telnet {
                     State::Data
                 }
                 (State::Iac, verb @ (DO | DONT | WILL | WONT)) => State::Option(verb),
-                (State::Iac, SB) => State::Sub,
+                (State::Iac, SB) => State::Sub(0),
                 (State::Iac, _) => State::Data,
                 (State::Option(verb), option) => {
                     match verb {
@@ -56,10 +60,16 @@ impl Telnet {
                     }
                     State::Data
                 }
-                (State::Sub, IAC) => State::SubIac,
-                (State::Sub, _) => State::Sub,
-                (State::SubIac, SE) => State::Data,
-                (State::SubIac, _) => State::Sub,
+                // A subnegotiation that never ends (line noise) would swallow the
+                // protocol for good: past a bound it is given up on.
+                (State::Sub(n) | State::SubIac(n), b) if n >= MAX_SUBNEGOTIATION => {
+                    data.push(b);
+                    State::Data
+                }
+                (State::Sub(n), IAC) => State::SubIac(n + 1),
+                (State::Sub(n), _) => State::Sub(n + 1),
+                (State::SubIac(_), SE) => State::Data,
+                (State::SubIac(n), _) => State::Sub(n + 1),
             };
         }
         (data, replies)
@@ -91,5 +101,13 @@ mod tests {
         assert_eq!(&replies[..3], &[IAC, WONT, 0x18]);
         assert_eq!(&replies[replies.len() - 3..], &[IAC, DONT, 0x03]);
         assert_eq!(telnet.filter(&[IAC, SB, 0x18, 1, IAC, SE, b'x']).0, b"x");
+        let mut endless = vec![IAC, SB];
+        endless.extend([7u8; MAX_SUBNEGOTIATION]);
+        endless.extend_from_slice(b"+OK");
+        assert_eq!(
+            telnet.filter(&endless).0,
+            b"+OK",
+            "an unended subnegotiation is bounded"
+        );
     }
 }

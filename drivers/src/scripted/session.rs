@@ -50,6 +50,11 @@ impl Session {
         }
     }
 
+    /// Bytes held for a frame not yet complete.
+    pub fn buffered(&self) -> usize {
+        self.framer.buffered()
+    }
+
     fn transmit(&mut self, content: Vec<u8>) {
         let sealed = self.framer.seal(&content, &self.script.send_end());
         self.outputs.push_back(Output::Transmit(sealed));
