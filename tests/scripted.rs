@@ -227,3 +227,30 @@ async fn videohub_routes_and_labels_from_its_dump_and_pushes() {
     gw.shutdown().await;
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_venue_demo_room_brings_every_scripted_family_online() {
+    let venue = avgate::demo_venue::VenueRoom::start("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .expect("venue starts");
+    let gw = avgate::Gateway::start(venue.site.clone())
+        .await
+        .expect("gateway starts");
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    let commands = [
+        ("matrix", "route", json!({"input": 2, "output": 1})),
+        ("mics", "mute", json!({"channel": 1, "mute": true})),
+        ("dsp", "level", json!({"channel": 1, "level": -12})),
+        ("wall", "input", json!({"input": "hdmi2"})),
+        ("router", "route", json!({"input": 1, "output": 4})),
+    ];
+    assert_eq!(venue.site.devices.len(), commands.len());
+    for (n, (device, command, args)) in commands.into_iter().enumerate() {
+        panel.until_event(device, "online", json!(true)).await;
+        panel.command(json!(n), device, command, args).await;
+        let result = panel.result(json!(n)).await;
+        assert_eq!(result["ok"], true, "{device} {command}: {result}");
+    }
+    gw.shutdown().await;
+    venue.shutdown().await;
+}
