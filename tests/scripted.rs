@@ -254,3 +254,77 @@ async fn the_venue_demo_room_brings_every_scripted_family_online() {
     gw.shutdown().await;
     venue.shutdown().await;
 }
+
+/// The worked example in device-profiles/README.md, as written there.
+fn readme_example() -> String {
+    let readme = include_str!("../device-profiles/README.md");
+    let start = readme
+        .find("### A worked example")
+        .expect("the guide has its example");
+    let body = &readme[start..];
+    let open = body.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let close = body[open..].find("```").expect("the block ends");
+    body[open..open + close].to_string()
+}
+
+#[tokio::test]
+async fn the_guides_worked_example_runs_against_its_simulator() {
+    let text = readme_example();
+    let profile = Profile::parse("denon-avr", std::path::Path::new("denon-avr.toml"), &text)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(profile.commands.len(), 4);
+    let script = scripted::from_options(&profile.options).unwrap();
+    let sim = scripted::serve(Arc::new(script), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("denon-avr.toml"), &text).unwrap();
+    let gw = gateway(&format!(
+        "profile_dirs = [{}]\n{}",
+        toml::Value::String(dir.path().display().to_string()),
+        site("avr", "denon-avr", sim.local_addr(), "")
+    ))
+    .await;
+    let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello"})).await;
+    panel.until_event("avr", "volume", json!(40)).await;
+    panel
+        .command(json!(1), "avr", "input", json!({"input": "bluray"}))
+        .await;
+    assert_eq!(panel.result(json!(1)).await["ok"], true);
+    panel.until_event("avr", "input", json!("bluray")).await;
+    panel
+        .command(json!(2), "avr", "volume", json!({"volume": 55}))
+        .await;
+    assert_eq!(panel.result(json!(2)).await["ok"], true);
+    sim.change(|m| m.set_point("power", json!("off")));
+    panel.until_event("avr", "power", json!("off")).await;
+    gw.shutdown().await;
+    sim.shutdown().await;
+}
+
+#[test]
+fn profile_errors_point_at_the_line_and_column() {
+    let text = readme_example()
+        .replace("send = \"MV{volume:d2}\"", "send = \"MV{level:d2}\"")
+        .replace("\"{mute}\" }", "\"{mute}\", \"muted\" = \"{mute}\" }")
+        .replace("every = \"30s\"", "every = \"30ms\"");
+    let errors = Profile::parse("denon-avr", std::path::Path::new("denon-avr.toml"), &text)
+        .unwrap_err()
+        .to_string();
+    let line_of = |needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    assert!(
+        errors.contains(&format!("denon-avr.toml:{}:", line_of("MV{level:d2}")))
+            && errors.contains("field `{level}` is not one of the command's args (volume)"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("sets point `muted`, which [options.points] does not declare"),
+        "{errors}"
+    );
+    let broken = text.replace("kind = \"line\"", "kind = \"lines\"");
+    let errors = Profile::parse("denon-avr", std::path::Path::new("denon-avr.toml"), &broken)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errors.contains(&format!("denon-avr.toml:{}:", line_of("kind = \"line\""))),
+        "{errors}"
+    );
+}
