@@ -564,21 +564,16 @@ impl Profile {
                 ("[[poll]]", file.poll.first().map(|p| p.query.span())),
             ] {
                 if span.is_some() {
-                    err(
-                        span,
+                    let message = if is_scripted {
                         format!(
-                            "{}",
-                            if is_scripted {
-                                format!(
-                                    "a scripted profile takes no {what}: its points, commands and polls come from [options.points], [options.commands] and [options.queries]"
-                                )
-                            } else {
-                                format!(
-                                    "a modbus profile takes no {what}: its points, polls and the `write` command come from [[options.points]] and poll_groups"
-                                )
-                            }
-                        ),
-                    );
+                            "a scripted profile takes no {what}: its points, commands and polls come from [options.points], [options.commands] and [options.queries]"
+                        )
+                    } else {
+                        format!(
+                            "a modbus profile takes no {what}: its points, polls and the `write` command come from [[options.points]] and poll_groups"
+                        )
+                    };
+                    err(span, message);
                 }
             }
             let derived = if is_scripted {
