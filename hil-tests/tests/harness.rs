@@ -68,11 +68,11 @@ async fn families_without_devices_are_skipped_with_a_reason() {
         Report {
             passed: 0,
             failed: 0,
-            skipped: 5
+            skipped: 6
         }
     );
     let out = String::from_utf8(out).unwrap();
-    for family in ["pjlink", "extron", "mdc", "visca", "modbus"] {
+    for family in ["pjlink", "extron", "mdc", "visca", "modbus", "scripted"] {
         let line = format!("SKIP {family} all: no [[{family}]] devices in the rack file\n");
         assert!(out.contains(&line), "missing `{line}` in:\n{out}");
     }

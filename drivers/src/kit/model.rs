@@ -188,3 +188,90 @@ async fn serve_link<M: DeviceModel>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Answers every byte string with itself in upper case, after a greeting; counts
+    /// what it heard.
+    #[derive(Default)]
+    struct Shouter {
+        heard: usize,
+    }
+
+    impl DeviceModel for Shouter {
+        type Connection = ();
+
+        fn greeting(&mut self, _: &mut (), _: Instant) -> Vec<u8> {
+            b"hello\n".to_vec()
+        }
+
+        fn received(&mut self, _: &mut (), _: Instant, data: &[u8]) -> Vec<u8> {
+            self.heard += data.len();
+            data.to_ascii_uppercase()
+        }
+    }
+
+    async fn read_exactly(link: &mut (impl AsyncReadExt + Unpin), n: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; n];
+        link.read_exact(&mut buf).await.unwrap();
+        buf
+    }
+
+    #[tokio::test]
+    async fn tcp_greets_answers_and_broadcasts_changes() {
+        let served = serve_tcp(
+            Shouter::default(),
+            "127.0.0.1:0".parse().unwrap(),
+            "shouter",
+        )
+        .unwrap();
+        let mut a = tokio::net::TcpStream::connect(served.local_addr())
+            .await
+            .unwrap();
+        let mut b = tokio::net::TcpStream::connect(served.local_addr())
+            .await
+            .unwrap();
+        assert_eq!(read_exactly(&mut a, 6).await, b"hello\n");
+        assert_eq!(read_exactly(&mut b, 6).await, b"hello\n");
+        a.write_all(b"abc").await.unwrap();
+        assert_eq!(read_exactly(&mut a, 3).await, b"ABC");
+        served.change(|_| b"front panel\n".to_vec());
+        assert_eq!(read_exactly(&mut a, 12).await, b"front panel\n");
+        assert_eq!(read_exactly(&mut b, 12).await, b"front panel\n");
+        assert_eq!(served.with(|m| m.heard), 3);
+        assert_eq!(served.connection_count(), 2);
+        served.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn udp_answers_each_sender() {
+        let served = serve_udp(Shouter::default(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.send_to(b"ping", served.local_addr()).await.unwrap();
+        let mut buf = [0u8; 16];
+        let (n, from) = socket.recv_from(&mut buf).await.unwrap();
+        assert_eq!((&buf[..n], from), (&b"PING"[..], served.local_addr()));
+        served.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_pty_carries_the_same_model() {
+        let served = serve_tcp(
+            Shouter::default(),
+            "127.0.0.1:0".parse().unwrap(),
+            "shouter",
+        )
+        .unwrap();
+        let path = served.serve_pty().unwrap();
+        let mut port = tokio_serial::SerialStream::open(&tokio_serial::new(&path, 9600)).unwrap();
+        assert_eq!(read_exactly(&mut port, 6).await, b"hello\n");
+        port.write_all(b"rs232").await.unwrap();
+        assert_eq!(read_exactly(&mut port, 5).await, b"RS232");
+        served.shutdown().await;
+    }
+}
