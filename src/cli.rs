@@ -76,6 +76,10 @@ enum Command {
         /// topic prefix `avgate/demo` (docs/MQTT.md).
         #[arg(long, value_name = "URL")]
         mqtt: Option<String>,
+        /// Which room: `meeting` (projectors, switcher, display, camera, power), or
+        /// `venue` (Kramer matrix, Shure mics, Biamp Tesira, NEC display, Videohub).
+        #[arg(long, default_value = "meeting", value_parser = ["meeting", "venue"])]
+        room: String,
     },
     /// Show the bytes going to and from a device, from a running gateway.
     ///
@@ -210,6 +214,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print_config,
             data_dir,
             mqtt,
+            room,
+        } if room == "venue" => {
+            if mqtt.is_some() {
+                anyhow::bail!("--mqtt goes with the meeting room only");
+            }
+            let venue = crate::demo_venue::VenueRoom::start(listen, data_dir.as_deref()).await?;
+            if print_config {
+                print!("{}", venue.site_toml);
+                venue.shutdown().await;
+                return Ok(());
+            }
+            let gateway = Gateway::start(venue.site.clone()).await?;
+            let addr = gateway.local_addr();
+            println!();
+            println!("  avgate demo venue is running: open http://{addr}/ in a browser.");
+            for ((id, sim), (_, name, profile)) in
+                venue.simulators.iter().zip(crate::demo_venue::DEVICES)
+            {
+                println!(
+                    "  {id}: {name}, simulated from profile {profile} at {}",
+                    sim.local_addr()
+                );
+            }
+            println!("  Stop with Ctrl-C.");
+            println!();
+            wait_for_stop().await;
+            gateway.shutdown().await;
+            venue.shutdown().await;
+        }
+        Command::Demo {
+            listen,
+            print_config,
+            data_dir,
+            mqtt,
+            room: _,
         } => {
             let room =
                 DemoRoom::start_with_mqtt(listen, data_dir.as_deref(), mqtt.as_deref()).await?;

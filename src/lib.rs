@@ -39,6 +39,7 @@ pub mod cli;
 pub mod command;
 pub mod config;
 pub mod demo;
+pub mod demo_venue;
 pub mod gateway;
 pub mod history;
 pub mod http;

@@ -122,6 +122,38 @@ pub enum Simulator {
         #[arg(long)]
         pty: bool,
     },
+    /// A Kramer matrix switcher on Protocol 3000 (`#ROUTE`, `~01@` replies), generated from
+    /// its scripted profile.
+    ///
+    /// Example: avgate simulate kramer --listen 127.0.0.1:5000
+    Kramer(ScriptedArgs),
+    /// A Shure ULX-D wireless receiver on its command strings (`< GET ... >`, TCP 2202).
+    ///
+    /// Example: avgate simulate shure --listen 127.0.0.1:2202
+    Shure(ScriptedArgs),
+    /// A Biamp Tesira DSP on the Tesira Text Protocol (Telnet negotiation, +OK/-ERR, subscriptions).
+    ///
+    /// Example: avgate simulate tesira --listen 127.0.0.1:2323
+    Tesira(ScriptedArgs),
+    /// An NEC large-format display on its external control protocol (binary frames with an XOR check, TCP 7142).
+    ///
+    /// Example: avgate simulate nec --listen 127.0.0.1:7142 --pty
+    Nec(ScriptedArgs),
+    /// A Blackmagic Videohub router (block protocol on TCP 9990): a 4x4 with labels, dumping its state on connect and pushing changes.
+    ///
+    /// Example: avgate simulate videohub --listen 127.0.0.1:9990
+    Videohub(ScriptedArgs),
+    /// Any scripted profile's device (`driver = "scripted"`): a state table that answers
+    /// the profile's queries and applies its commands, speaking its framing.
+    ///
+    /// Example: avgate simulate scripted --profile my-device.toml --listen 127.0.0.1:7000
+    Scripted {
+        /// A built-in profile name, or the path of a profile TOML file.
+        #[arg(long)]
+        profile: String,
+        #[command(flatten)]
+        args: ScriptedArgs,
+    },
     /// A load generator: publishes changing values at a set rate, for benchmarks and soak tests.
     ///
     /// Every event carries the next number of one counter (1, 2, 3, ...) on the next of its
@@ -143,6 +175,17 @@ pub enum Simulator {
         #[arg(long)]
         count: Option<u64>,
     },
+}
+
+/// Where a simulator generated from a scripted profile listens.
+#[derive(clap::Args)]
+pub struct ScriptedArgs {
+    /// Address to listen on (TCP); default: 127.0.0.1 on the profile's port.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Also serve the device on a pseudo-terminal (its RS-232 port) and print the path.
+    #[arg(long)]
+    pty: bool,
 }
 
 /// Runs a simulator until Ctrl-C or SIGTERM.
@@ -281,6 +324,12 @@ pub async fn run(simulator: Simulator) -> anyhow::Result<()> {
             crate::cli::wait_for_stop().await;
             sim.shutdown().await;
         }
+        Simulator::Kramer(args) => run_scripted("kramer-protocol-3000", args).await?,
+        Simulator::Shure(args) => run_scripted("shure-ulxd-receiver", args).await?,
+        Simulator::Tesira(args) => run_scripted("biamp-tesira", args).await?,
+        Simulator::Nec(args) => run_scripted("nec-display", args).await?,
+        Simulator::Videohub(args) => run_scripted("blackmagic-videohub", args).await?,
+        Simulator::Scripted { profile, args } => run_scripted(&profile, args).await?,
         Simulator::Load {
             listen,
             rate,
@@ -314,8 +363,41 @@ fn print_pty(path: std::io::Result<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The register map of a built-in profile, or of a profile file.
-fn register_map(profile: &str) -> anyhow::Result<RegisterMap> {
+/// Serves the simulated device of a scripted profile until Ctrl-C or SIGTERM.
+async fn run_scripted(profile: &str, args: ScriptedArgs) -> anyhow::Result<()> {
+    let profile = load_profile(profile)?;
+    let script = avgate_drivers::scripted::from_options(&profile.options).map_err(|errors| {
+        anyhow::anyhow!(
+            "profile `{}` is not a scripted profile (driver = \"scripted\"): {}",
+            profile.id,
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })?;
+    let listen = args
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], profile.transport.port.unwrap_or(0))));
+    let sim = avgate_drivers::scripted::serve(std::sync::Arc::new(script), listen)
+        .with_context(|| format!("cannot start the simulator of `{}` on {listen}", profile.id))?;
+    println!(
+        "{} simulator (from profile `{}`) listening on {} (TCP)",
+        profile.name,
+        profile.id,
+        sim.local_addr()
+    );
+    if args.pty {
+        print_pty(sim.serve_pty())?;
+    }
+    crate::cli::wait_for_stop().await;
+    sim.shutdown().await;
+    Ok(())
+}
+
+/// A built-in profile, or a profile file.
+fn load_profile(profile: &str) -> anyhow::Result<Profile> {
     let path = PathBuf::from(profile);
     let loaded = if path.is_file() {
         let text = std::fs::read_to_string(&path)
@@ -332,7 +414,12 @@ fn register_map(profile: &str) -> anyhow::Result<RegisterMap> {
             )
         })?
     };
-    let profile = loaded.map_err(|e| anyhow::anyhow!("{e}"))?;
+    loaded.map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The register map of a built-in profile, or of a profile file.
+fn register_map(profile: &str) -> anyhow::Result<RegisterMap> {
+    let profile = load_profile(profile)?;
     if profile.driver != avgate_drivers::modbus::DRIVER.name {
         anyhow::bail!(
             "profile `{}` uses the {} driver; give a Modbus profile (driver = \"modbus\")",

@@ -375,15 +375,15 @@ pub struct OptionsError {
     pub message: String,
     /// The offending field (empty: the table as a whole, or unknown).
     pub at: OptionsPath,
+    /// Further problems found in the same pass (a data-driven driver checks its whole
+    /// definition at once), each with its own place, so one check-config run lists them all.
+    pub more: Vec<OptionsError>,
 }
 
 impl OptionsError {
     /// A problem with the options as a whole.
     pub fn new(message: impl Into<String>) -> OptionsError {
-        OptionsError {
-            message: message.into(),
-            at: Vec::new(),
-        }
+        OptionsError::at(Vec::new(), message)
     }
 
     /// A problem with one top-level key of `[options]`.
@@ -396,7 +396,13 @@ impl OptionsError {
         OptionsError {
             message: message.into(),
             at,
+            more: Vec::new(),
         }
+    }
+
+    /// This problem and every further one.
+    pub fn all(&self) -> impl Iterator<Item = &OptionsError> {
+        std::iter::once(self).chain(self.more.iter())
     }
 }
 

@@ -32,10 +32,12 @@
 
 pub mod catalog;
 pub mod extron;
+pub mod kit;
 pub mod load;
 pub mod mdc;
 pub mod modbus;
 pub mod pjlink;
+pub mod scripted;
 pub mod sim_server;
 pub mod visca;
 
@@ -309,6 +311,7 @@ pub fn drivers() -> &'static [DriverInfo] {
         visca::DRIVER,
         modbus::DRIVER,
         load::DRIVER,
+        scripted::DRIVER,
     ]
 }
 

@@ -39,6 +39,26 @@ pub struct Rack {
     pub visca: Vec<ViscaDevice>,
     #[serde(default)]
     pub modbus: Vec<ModbusDevice>,
+    #[serde(default)]
+    pub scripted: Vec<ScriptedDevice>,
+}
+
+/// A device of a scripted family (Kramer, Shure, Tesira, NEC, Videohub, or a profile of
+/// your own with `driver = "scripted"`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptedDevice {
+    pub name: String,
+    /// A built-in scripted profile, or one found in `profile_dirs`.
+    pub profile: String,
+    #[serde(default)]
+    pub profile_dirs: Vec<String>,
+    pub address: Option<String>,
+    pub serial_port: Option<String>,
+    /// Whether the checks may write a value back (the one it already has) with the
+    /// family's usual command (a route, a gain, a volume).
+    #[serde(default)]
+    pub allow_control: bool,
 }
 
 /// A Samsung display on MDC.
@@ -237,7 +257,111 @@ pub async fn run(rack: &Rack, out: &mut dyn Write) -> Report {
     for device in &rack.modbus {
         check_modbus(device, &mut report, out).await;
     }
+    if rack.scripted.is_empty() {
+        report.line(
+            out,
+            "scripted",
+            "all",
+            Ok(Some("no [[scripted]] devices in the rack file".into())),
+        );
+    }
+    for device in &rack.scripted {
+        check_scripted(device, &mut report, out).await;
+    }
     report
+}
+
+/// For each built-in scripted family, a write-back that nobody in the room notices: the
+/// point read, the command, its value argument and the arguments that name the target.
+const SCRIPTED_REWRITES: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "kramer-protocol-3000",
+        "route.1",
+        "route",
+        "input",
+        r#"{"output": 1}"#,
+    ),
+    (
+        "shure-ulxd-receiver",
+        "gain.1",
+        "gain",
+        "gain",
+        r#"{"channel": 1}"#,
+    ),
+    (
+        "biamp-tesira",
+        "level.1",
+        "level",
+        "level",
+        r#"{"channel": 1}"#,
+    ),
+    ("nec-display", "volume", "volume", "volume", "{}"),
+    (
+        "blackmagic-videohub",
+        "route.1",
+        "route",
+        "input",
+        r#"{"output": 1}"#,
+    ),
+];
+
+async fn check_scripted(device: &ScriptedDevice, report: &mut Report, out: &mut dyn Write) {
+    let name = device.name.as_str();
+    let dut = device_toml(
+        &device.profile,
+        device.address.as_deref(),
+        device.serial_port.as_deref(),
+        None,
+    );
+    let dirs = toml::Value::Array(
+        device
+            .profile_dirs
+            .iter()
+            .map(|d| toml::Value::String(d.clone()))
+            .collect(),
+    );
+    let top = format!("profile_dirs = {dirs}\n");
+    // Every point the profile declares; a numbered one (`route.*`) as its first.
+    let site = format!("{top}[devices.dut]\n{dut}");
+    let points: Vec<String> = match parse_site(Path::new("hil-site.toml"), &site) {
+        Ok(site) => site.devices[0]
+            .profile
+            .points
+            .keys()
+            .map(|p| p.replace('*', "1"))
+            .collect(),
+        Err(e) => {
+            report.line(out, name, "profile", Err(e.to_string()));
+            return;
+        }
+    };
+    let Some((gateway, mut panel)) = connect_dut_with(name, &top, &dut, report, out).await else {
+        return;
+    };
+    let points: Vec<&str> = points.iter().map(String::as_str).collect();
+    check_points(&mut panel, name, &points, report, out).await;
+    let rewrite = SCRIPTED_REWRITES
+        .iter()
+        .find(|(profile, ..)| *profile == device.profile);
+    let result = match rewrite {
+        None => Ok(Some(format!(
+            "no write-back is known for profile {}",
+            device.profile
+        ))),
+        Some(_) if !device.allow_control => {
+            Ok(Some("allow_control = false for this device".into()))
+        }
+        Some((_, point, command, arg, target)) => match panel.points.get(*point).cloned() {
+            Some(value) => {
+                let mut args: Value = serde_json::from_str(target).expect("valid JSON");
+                args[*arg] = value;
+                panel.command(command, args).await.map(|_| None)
+            }
+            None => Err(format!("`{point}` is unknown")),
+        },
+    };
+    report.line(out, name, "write back", result);
+    gateway.shutdown().await;
 }
 
 /// Starts a gateway with the device under test as `dut`, connects a panel and runs the

@@ -68,11 +68,11 @@ async fn families_without_devices_are_skipped_with_a_reason() {
         Report {
             passed: 0,
             failed: 0,
-            skipped: 5
+            skipped: 6
         }
     );
     let out = String::from_utf8(out).unwrap();
-    for family in ["pjlink", "extron", "mdc", "visca", "modbus"] {
+    for family in ["pjlink", "extron", "mdc", "visca", "modbus", "scripted"] {
         let line = format!("SKIP {family} all: no [[{family}]] devices in the rack file\n");
         assert!(out.contains(&line), "missing `{line}` in:\n{out}");
     }
@@ -171,5 +171,43 @@ async fn display_camera_and_modbus_checks_pass_against_simulators() {
         "PASS meter relay",
     ] {
         assert!(out.contains(line), "missing `{line}` in:\n{out}");
+    }
+}
+
+#[tokio::test]
+async fn every_scripted_family_passes_against_its_generated_simulator() {
+    use std::sync::Arc;
+    let mut sims = Vec::new();
+    let mut body = String::new();
+    for profile in [
+        "kramer-protocol-3000",
+        "shure-ulxd-receiver",
+        "biamp-tesira",
+        "nec-display",
+        "blackmagic-videohub",
+    ] {
+        let loaded = avgate::config::Profile::find(profile, &[])
+            .unwrap()
+            .unwrap();
+        let script = avgate_drivers::scripted::from_options(&loaded.options).unwrap();
+        let sim = avgate_drivers::scripted::serve(Arc::new(script), "127.0.0.1:0".parse().unwrap())
+            .unwrap();
+        body += &format!(
+            "[[scripted]]\nname = \"{profile}\"\nprofile = \"{profile}\"\naddress = \"{}\"\nallow_control = true\n",
+            sim.local_addr()
+        );
+        sims.push(sim);
+    }
+    let rack = rack_file(&body).await;
+    let mut out = Vec::new();
+    let report = run_file(rack.path(), &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(report.failed, 0, "{out}");
+    for profile in ["kramer-protocol-3000", "nec-display", "blackmagic-videohub"] {
+        assert!(out.contains(&format!("PASS {profile} write back")), "{out}");
+    }
+    assert!(out.contains("PASS shure-ulxd-receiver battery.1"), "{out}");
+    for sim in sims {
+        sim.shutdown().await;
     }
 }

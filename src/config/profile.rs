@@ -63,6 +63,26 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../device-profiles/modbus-environment-sensor.toml"),
     ),
     (
+        "kramer-protocol-3000",
+        include_str!("../../device-profiles/kramer-protocol-3000.toml"),
+    ),
+    (
+        "shure-ulxd-receiver",
+        include_str!("../../device-profiles/shure-ulxd-receiver.toml"),
+    ),
+    (
+        "biamp-tesira",
+        include_str!("../../device-profiles/biamp-tesira.toml"),
+    ),
+    (
+        "nec-display",
+        include_str!("../../device-profiles/nec-display.toml"),
+    ),
+    (
+        "blackmagic-videohub",
+        include_str!("../../device-profiles/blackmagic-videohub.toml"),
+    ),
+    (
         "load-generator",
         include_str!("../../device-profiles/load-generator.toml"),
     ),
@@ -651,11 +671,13 @@ impl Profile {
         };
         let catalog = match (driver_info.catalog)(&DriverSettings::with_options(options.clone())) {
             Ok(catalog) => catalog,
-            Err(error) => {
-                let span = options::locate(text, &["options"], &error.at)
-                    .or_else(|| file.options.as_ref().map(|o| o.span()))
-                    .or(Some(file.driver.span()));
-                err(span, format!("[options]: {}", error.message));
+            Err(found) => {
+                for error in found.all() {
+                    let span = options::locate(text, &["options"], &error.at)
+                        .or_else(|| file.options.as_ref().map(|o| o.span()))
+                        .or(Some(file.driver.span()));
+                    err(span, format!("[options]: {}", error.message));
+                }
                 return Err(ConfigErrors(errors));
             }
         };

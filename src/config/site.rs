@@ -627,16 +627,18 @@ pub fn parse_site_with(
                 options: options.clone(),
                 password: device.password.clone(),
             };
-            if let Err(why) = (profile.driver_info.catalog)(&settings) {
-                let span = device.overrides.options.as_ref().map(|table| {
-                    let at = super::options::locate(
-                        text,
-                        &["devices", id.get_ref(), "overrides", "options"],
-                        &why.at,
-                    );
-                    at.unwrap_or_else(|| table.span())
-                });
-                errors.push(here(span, format!("overrides.options: {}", why.message)));
+            if let Err(found) = (profile.driver_info.catalog)(&settings) {
+                for why in found.all() {
+                    let span = device.overrides.options.as_ref().map(|table| {
+                        let at = super::options::locate(
+                            text,
+                            &["devices", id.get_ref(), "overrides", "options"],
+                            &why.at,
+                        );
+                        at.unwrap_or_else(|| table.span())
+                    });
+                    errors.push(here(span, format!("overrides.options: {}", why.message)));
+                }
                 continue;
             }
         }

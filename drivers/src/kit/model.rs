@@ -1,0 +1,277 @@
+//! The device side of the kit: a [`DeviceModel`] is a pretend device, sans-IO like a
+//! session, and [`serve_tcp`], [`serve_udp`] and [`Served::serve_pty`] put any model on
+//! a real socket, the way the drivers' own simulators do (they share
+//! [`crate::sim_server`]).
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use crate::sim_server::{self, Link, Listener, lock};
+
+/// A pretend device: bytes in, bytes out, no sockets and no clock reads.
+///
+/// One model stands for one device; each connection to it keeps its own
+/// [`DeviceModel::Connection`] (a half-received frame, a login step), while the device's
+/// state is shared by all of them, as on the real thing.
+pub trait DeviceModel: Send + 'static {
+    /// What one connection remembers between reads.
+    type Connection: Default + Send;
+
+    /// What the device says as a connection opens (a banner, a Telnet negotiation).
+    fn greeting(&mut self, _connection: &mut Self::Connection, _now: Instant) -> Vec<u8> {
+        Vec::new()
+    }
+
+    /// Bytes from the controller on `connection`; returns what the device answers.
+    fn received(&mut self, connection: &mut Self::Connection, now: Instant, data: &[u8])
+    -> Vec<u8>;
+}
+
+/// The clock a served model sees: tokio's, so a paused test clock applies.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// A model on the wire. Dropping it does not stop it; [`Served::shutdown`] does.
+pub struct Served<M: DeviceModel> {
+    listener: Option<Listener>,
+    udp: Option<(SocketAddr, JoinHandle<()>)>,
+    model: Arc<Mutex<M>>,
+    /// Unsolicited bytes for every open connection (front-panel changes).
+    changes: broadcast::Sender<Vec<u8>>,
+}
+
+impl<M: DeviceModel> Served<M> {
+    pub fn local_addr(&self) -> SocketAddr {
+        match (&self.listener, &self.udp) {
+            (Some(listener), _) => listener.local_addr(),
+            (None, Some((addr, _))) => *addr,
+            (None, None) => unreachable!("a served model listens somewhere"),
+        }
+    }
+
+    /// How many TCP connections were accepted since start.
+    pub fn connection_count(&self) -> usize {
+        self.listener.as_ref().map_or(0, Listener::connection_count)
+    }
+
+    /// Reads the model's state.
+    pub fn with<R>(&self, read: impl FnOnce(&M) -> R) -> R {
+        read(&lock(&self.model))
+    }
+
+    /// Changes the model as its front panel would; the bytes `change` returns are sent to
+    /// every open connection, as the device reports a change unprompted.
+    pub fn change(&self, change: impl FnOnce(&mut M) -> Vec<u8>) {
+        let bytes = change(&mut lock(&self.model));
+        if !bytes.is_empty() {
+            let _ = self.changes.send(bytes);
+        }
+    }
+
+    /// Also serves the model on a new pseudo-terminal, as on its RS-232 port; returns the
+    /// path to give a site as `serial_port`.
+    pub fn serve_pty(&self) -> io::Result<String> {
+        let model = Arc::clone(&self.model);
+        let changes = self.changes.subscribe();
+        let (path, _task) = sim_server::spawn_pty(move |link, _| serve_link(link, model, changes))?;
+        Ok(path)
+    }
+
+    /// Stops listening and closes every connection.
+    pub async fn shutdown(&self) {
+        if let Some(listener) = &self.listener {
+            listener.shutdown().await;
+        }
+        if let Some((_, task)) = &self.udp {
+            task.abort();
+        }
+    }
+}
+
+/// Serves `model` on TCP at `addr` (port 0 for any free port).
+pub fn serve_tcp<M: DeviceModel>(
+    model: M,
+    addr: SocketAddr,
+    name: &'static str,
+) -> io::Result<Served<M>> {
+    let model = Arc::new(Mutex::new(model));
+    let (changes, _) = broadcast::channel(64);
+    let listener = {
+        let model = Arc::clone(&model);
+        let changes = changes.clone();
+        Listener::start(addr, name, move |stream, _| {
+            let _ = stream.set_nodelay(true);
+            serve_link(Box::new(stream), Arc::clone(&model), changes.subscribe())
+        })?
+    };
+    Ok(Served {
+        listener: Some(listener),
+        udp: None,
+        model,
+        changes,
+    })
+}
+
+/// Serves `model` on UDP at `addr`: every datagram is read as it comes, each sender with
+/// a connection state of its own, and the answer goes back to the sender.
+pub async fn serve_udp<M: DeviceModel>(model: M, addr: SocketAddr) -> io::Result<Served<M>> {
+    let socket = tokio::net::UdpSocket::bind(addr).await?;
+    let local = socket.local_addr()?;
+    let model = Arc::new(Mutex::new(model));
+    let (changes, _) = broadcast::channel(64);
+    let task = {
+        let model = Arc::clone(&model);
+        tokio::spawn(async move {
+            let mut peers: std::collections::HashMap<SocketAddr, M::Connection> =
+                std::collections::HashMap::new();
+            let mut buf = vec![0u8; 2048];
+            while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
+                // A bounded table: a flood of senders cannot grow it without end.
+                if peers.len() >= 64 && !peers.contains_key(&peer) {
+                    peers.clear();
+                }
+                let connection = peers.entry(peer).or_default();
+                let reply = lock(&model).received(connection, now(), &buf[..n]);
+                if !reply.is_empty() {
+                    let _ = socket.send_to(&reply, peer).await;
+                }
+            }
+        })
+    };
+    Ok(Served {
+        listener: None,
+        udp: Some((local, task)),
+        model,
+        changes,
+    })
+}
+
+async fn serve_link<M: DeviceModel>(
+    mut link: Box<dyn Link>,
+    model: Arc<Mutex<M>>,
+    mut changes: broadcast::Receiver<Vec<u8>>,
+) {
+    let mut connection = M::Connection::default();
+    let hello = lock(&model).greeting(&mut connection, now());
+    if !hello.is_empty() && link.write_all(&hello).await.is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; 2048];
+    loop {
+        tokio::select! {
+            read = link.read(&mut buf) => {
+                let n = match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let reply = lock(&model).received(&mut connection, now(), &buf[..n]);
+                if !reply.is_empty() && link.write_all(&reply).await.is_err() {
+                    return;
+                }
+            }
+            change = changes.recv() => match change {
+                Ok(bytes) => {
+                    if link.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Answers every byte string with itself in upper case, after a greeting; counts
+    /// what it heard.
+    #[derive(Default)]
+    struct Shouter {
+        heard: usize,
+    }
+
+    impl DeviceModel for Shouter {
+        type Connection = ();
+
+        fn greeting(&mut self, _: &mut (), _: Instant) -> Vec<u8> {
+            b"hello\n".to_vec()
+        }
+
+        fn received(&mut self, _: &mut (), _: Instant, data: &[u8]) -> Vec<u8> {
+            self.heard += data.len();
+            data.to_ascii_uppercase()
+        }
+    }
+
+    async fn read_exactly(link: &mut (impl AsyncReadExt + Unpin), n: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; n];
+        link.read_exact(&mut buf).await.unwrap();
+        buf
+    }
+
+    #[tokio::test]
+    async fn tcp_greets_answers_and_broadcasts_changes() {
+        let served = serve_tcp(
+            Shouter::default(),
+            "127.0.0.1:0".parse().unwrap(),
+            "shouter",
+        )
+        .unwrap();
+        let mut a = tokio::net::TcpStream::connect(served.local_addr())
+            .await
+            .unwrap();
+        let mut b = tokio::net::TcpStream::connect(served.local_addr())
+            .await
+            .unwrap();
+        assert_eq!(read_exactly(&mut a, 6).await, b"hello\n");
+        assert_eq!(read_exactly(&mut b, 6).await, b"hello\n");
+        a.write_all(b"abc").await.unwrap();
+        assert_eq!(read_exactly(&mut a, 3).await, b"ABC");
+        served.change(|_| b"front panel\n".to_vec());
+        assert_eq!(read_exactly(&mut a, 12).await, b"front panel\n");
+        assert_eq!(read_exactly(&mut b, 12).await, b"front panel\n");
+        assert_eq!(served.with(|m| m.heard), 3);
+        assert_eq!(served.connection_count(), 2);
+        served.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn udp_answers_each_sender() {
+        let served = serve_udp(Shouter::default(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.send_to(b"ping", served.local_addr()).await.unwrap();
+        let mut buf = [0u8; 16];
+        let (n, from) = socket.recv_from(&mut buf).await.unwrap();
+        assert_eq!((&buf[..n], from), (&b"PING"[..], served.local_addr()));
+        served.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_pty_carries_the_same_model() {
+        let served = serve_tcp(
+            Shouter::default(),
+            "127.0.0.1:0".parse().unwrap(),
+            "shouter",
+        )
+        .unwrap();
+        let path = served.serve_pty().unwrap();
+        let mut port = tokio_serial::SerialStream::open(&tokio_serial::new(&path, 9600)).unwrap();
+        assert_eq!(read_exactly(&mut port, 6).await, b"hello\n");
+        port.write_all(b"rs232").await.unwrap();
+        assert_eq!(read_exactly(&mut port, 5).await, b"RS232");
+        served.shutdown().await;
+    }
+}
