@@ -32,10 +32,21 @@ pub struct Resume {
 pub enum Frame {
     /// A load generator value (the counter).
     Value(u64),
-    /// The result of command `id`: ok, or not.
-    Result { id: u64, ok: bool },
+    /// The result of command `id`.
+    Result { id: u64, answer: Answer },
     /// Anything else (welcome, accepted, other points, pings already answered).
     Other,
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Ok,
+    /// A newer command with the same target replaced it while it waited (conflation): by
+    /// design, not a refusal.
+    Superseded,
+    /// Any other failure, by its code (`device_busy`, `rate_limited`, `timeout`).
+    Refused(String),
 }
 
 pub struct Panel {
@@ -182,8 +193,14 @@ impl Panel {
                 }
                 if text.starts_with(r#"{"type":"result""#) {
                     let id = number_after(text, r#""id":"#).unwrap_or(u64::MAX);
-                    let ok = text.contains(r#""ok":true"#);
-                    return Frame::Result { id, ok };
+                    let answer = if text.contains(r#""ok":true"#) {
+                        Answer::Ok
+                    } else if text.contains(r#""code":"superseded""#) {
+                        Answer::Superseded
+                    } else {
+                        Answer::Refused(string_after(text, r#""code":""#).unwrap_or("?").into())
+                    };
+                    return Frame::Result { id, answer };
                 }
                 if text.starts_with(r#"{"type":"snapshot""#)
                     && let Some(seq) = number_after(text, r#""seq":"#)
@@ -206,8 +223,12 @@ impl Panel {
                 if let Some(ack) = text.strip_prefix("43") {
                     let digits = ack.bytes().take_while(u8::is_ascii_digit).count();
                     let id = ack[..digits].parse().unwrap_or(u64::MAX);
-                    let ok = ack.contains(r#""ok":true"#);
-                    return Frame::Result { id, ok };
+                    let answer = if ack.contains(r#""ok":true"#) {
+                        Answer::Ok
+                    } else {
+                        Answer::Refused(string_after(ack, r#""code":""#).unwrap_or("?").into())
+                    };
+                    return Frame::Result { id, answer };
                 }
                 Frame::Other
             }
@@ -228,13 +249,16 @@ impl Panel {
     }
 
     /// Sends a command and waits for its answer; returns whether it succeeded.
-    pub async fn command(&mut self, id: u64, value: u64) -> anyhow::Result<bool> {
+    pub async fn command(&mut self, id: u64, value: u64) -> anyhow::Result<Answer> {
         self.send_set(id, value).await?;
         loop {
-            if let Frame::Result { id: answered, ok } = self.next().await?
+            if let Frame::Result {
+                id: answered,
+                answer,
+            } = self.next().await?
                 && answered == id
             {
-                return Ok(ok);
+                return Ok(answer);
             }
         }
     }

@@ -1,5 +1,6 @@
 //! The scenarios: each runs against avgate, then socket.io, and adds rows to the table.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::flock::{self, Flock};
-use crate::panel::{Frame, Panel};
+use crate::panel::{Answer, Frame, Panel};
 use crate::report::{Better, Cell, Histogram, Latency, Row, millis};
 use crate::servers::{AvgateSetup, Kind, Programs, Server};
 
@@ -190,7 +191,7 @@ impl Bench {
         for i in 0..n as u64 {
             let value = 1_000_000_000 + i;
             let started = Instant::now();
-            let ok = panel.command(i + 1, value).await?;
+            let ok = panel.command(i + 1, value).await? == Answer::Ok;
             let ended = Instant::now();
             let took = ended - started;
             failed += u64::from(!ok);
@@ -227,25 +228,34 @@ impl Bench {
             let (kind, addr) = (server.kind, server.addr);
             senders.spawn(async move {
                 let (mut panel, _) = Panel::join(kind, addr, &format!("busy-{p}"), None).await?;
-                let mut ok = 0u64;
+                let mut answers = BTreeMap::<String, u64>::new();
                 for c in 0..each as u64 {
                     let value = 2_000_000_000 + p * 1_000_000 + c;
-                    ok += u64::from(panel.command(c + 1, value).await?);
+                    let answer = match panel.command(c + 1, value).await? {
+                        Answer::Ok => "ok".to_string(),
+                        Answer::Superseded => "superseded".to_string(),
+                        Answer::Refused(code) => code,
+                    };
+                    *answers.entry(answer).or_default() += 1;
                 }
                 panel.close().await;
-                anyhow::Ok(ok)
+                anyhow::Ok(answers)
             });
         }
         let started = Instant::now();
-        let mut ok = 0;
+        let mut answers = BTreeMap::<String, u64>::new();
         while let Some(done) = senders.join_next().await {
-            ok += done??;
+            for (answer, count) in done?? {
+                *answers.entry(answer).or_default() += count;
+            }
         }
+        let ok = answers.remove("ok").unwrap_or(0);
         let took = started.elapsed();
         let total = (panels * each) as u64;
         say!(
-            "{panels} panels × {each} at once: {ok} of {total} ok in {:.2} s",
-            took.as_secs_f64()
+            "{panels} panels × {each} at once: {ok} of {total} ok in {:.2} s; the others: {}",
+            took.as_secs_f64(),
+            not_ok(&answers)
         );
         Ok(Commands {
             end_to_end,
@@ -253,6 +263,7 @@ impl Bench {
             inbound,
             outbound,
             concurrent_ok: ok,
+            concurrent_not_ok: answers,
             concurrent_total: total,
             concurrent_took: took,
         })
@@ -288,10 +299,14 @@ impl Bench {
             Better::Higher,
             |c| {
                 let rate = c.concurrent_ok as f64 / c.concurrent_took.as_secs_f64();
-                let refused = c.concurrent_total - c.concurrent_ok;
                 Cell::new(
                     rate,
-                    format!("{rate:.0}/s ({refused} of {} refused)", c.concurrent_total),
+                    format!(
+                        "{rate:.0}/s ({} of {} ok; {})",
+                        c.concurrent_ok,
+                        c.concurrent_total,
+                        not_ok(&c.concurrent_not_ok)
+                    ),
                 )
             },
         );
@@ -588,8 +603,10 @@ impl Bench {
             let concurrent = match result {
                 Ok((c, _)) => {
                     let rate = c.concurrent_ok as f64 / c.concurrent_took.as_secs_f64();
-                    let refused = c.concurrent_total - c.concurrent_ok;
-                    Cell::new(rate, format!("{rate:.0} ok/s ({refused} refused)"))
+                    Cell::new(
+                        rate,
+                        format!("{rate:.0} ok/s ({})", not_ok(&c.concurrent_not_ok)),
+                    )
                 }
                 Err(why) => Cell::na(why.clone()),
             };
@@ -654,6 +671,9 @@ struct Commands {
     inbound: Latency,
     outbound: Latency,
     concurrent_ok: u64,
+    /// The other answers by code: `superseded` (a newer set of the same point replaced it
+    /// while queued, by design), `device_busy` (the device's queue was full), ...
+    concurrent_not_ok: BTreeMap<String, u64>,
     concurrent_total: u64,
     concurrent_took: Duration,
 }
@@ -846,4 +866,16 @@ async fn event_latency(server: &Server, rate: u64, length: Duration) -> anyhow::
     say!("1 panel at {rate} ev/s: {}", latency.show());
     flock::recall(&herd, tasks).await;
     Ok(latency)
+}
+
+/// The answers other than ok, by code: `750 device_busy, 12 superseded`, or `all ok`.
+fn not_ok(answers: &BTreeMap<String, u64>) -> String {
+    if answers.is_empty() {
+        return "all ok".into();
+    }
+    answers
+        .iter()
+        .map(|(code, count)| format!("{count} {code}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
