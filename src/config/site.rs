@@ -728,7 +728,7 @@ pub fn parse_site_with(
     errors.append(&mut ranges.errors);
     let mqtt = file
         .mqtt
-        .and_then(|m| crate::mqtt::config::check(path, text, m, &auth, &mut errors));
+        .and_then(|m| crate::mqtt::config::check(path, text, m, &auth, &mut errors, &mut warnings));
 
     let mut macro_sources = vec![super::macros::MacroSource {
         path: path.to_path_buf(),

@@ -100,13 +100,15 @@ fn default_keep_alive() -> Duration {
     Duration::from_secs(30)
 }
 
-/// Checks `[mqtt]`; problems go to `errors` with their place in the file.
+/// Checks `[mqtt]`; problems go to `errors`, and settings that would do nothing to
+/// `warnings`, each with its place in the file.
 pub(crate) fn check(
     path: &Path,
     text: &str,
     file: MqttFile,
     tokens: &[AuthToken],
     errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<ConfigError>,
 ) -> Option<MqttSettings> {
     let before = errors.len();
     let commands = check_identity(path, text, &file, tokens, errors);
@@ -146,6 +148,14 @@ pub(crate) fn check(
             let trimmed = prefix.get_ref().trim_end_matches('/').to_string();
             if let Err(why) = check_prefix(&trimmed) {
                 fail(prefix.span(), why.replacen("prefix", "discovery_prefix", 1));
+            }
+            if !file.discovery {
+                warnings.push(ConfigError::at(
+                    path,
+                    text,
+                    Some(prefix.span()),
+                    "[mqtt] discovery_prefix does nothing while discovery is off: add `discovery = true` to announce the devices to Home Assistant, or remove discovery_prefix".into(),
+                ));
             }
             file.discovery.then_some(trimmed)
         }
@@ -542,6 +552,15 @@ mod tests {
         let site =
             parse("broker = \"mqtt://b\"\ndiscovery = true\ndiscovery_prefix = \"ha/\"\n").unwrap();
         assert_eq!(site.mqtt.unwrap().discovery.as_deref(), Some("ha"));
+        let site = parse("broker = \"mqtt://b\"\ndiscovery_prefix = \"ha\"\n").unwrap();
+        assert_eq!(site.mqtt.as_ref().unwrap().discovery, None);
+        let warnings: Vec<String> = site.warnings.iter().map(ToString::to_string).collect();
+        assert!(
+            warnings.iter().any(|w| w.starts_with(
+                "room-101.toml:6:20: [mqtt] discovery_prefix does nothing while discovery is off"
+            )),
+            "{warnings:?}"
+        );
         let errors =
             parse("broker = \"mqtt://b\"\ndiscovery = true\ndiscovery_prefix = \"ha/#\"\n")
                 .unwrap_err()
