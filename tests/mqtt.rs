@@ -1098,6 +1098,81 @@ async fn home_assistant_finds_the_devices_and_its_switch_drives_the_projector() 
 }
 
 #[tokio::test]
+async fn the_entity_of_a_device_removed_from_the_site_is_cleared_from_home_assistant() {
+    let Some(binary) =
+        mosquitto("the_entity_of_a_device_removed_from_the_site_is_cleared_from_home_assistant")
+    else {
+        return;
+    };
+    let broker = Broker::start(binary, false).await;
+    // What an earlier version of the site announced: a device since removed, and one of
+    // another gateway, which is not this gateway's to clear.
+    let removed = "homeassistant/switch/avgate_room-101/old-proj_power/config";
+    let someone_elses = "homeassistant/switch/avgate_room-102/proj_power/config";
+    publish_retained(broker.port, removed, r#"{"name":"Power"}"#).await;
+    publish_retained(broker.port, someone_elses, r#"{"name":"Power"}"#).await;
+
+    // Home Assistant listens from before the gateway starts, so it sees the clearing.
+    let mut ha = Observer::start(broker.port, "home-assistant", "homeassistant/#", false).await;
+    let proj = projector(None).await;
+    let data = tempfile::tempdir().unwrap();
+    let gw = gateway(&discovery_site(
+        proj.local_addr(),
+        &broker.url(),
+        data.path(),
+    ))
+    .await;
+    // The removed device's config is emptied (Home Assistant deletes the entity); the
+    // current device's is there.
+    let current = "homeassistant/switch/avgate_room-101/proj_power/config";
+    let (mut cleared, mut announced) = (false, false);
+    while !(cleared && announced) {
+        let (topic, payload, _, _) = ha.next().await;
+        cleared |= topic == removed && payload.is_empty();
+        announced |= topic == current && !payload.is_empty();
+    }
+    gw.shutdown().await;
+
+    // What a Home Assistant starting now reads: the other gateway's config, untouched,
+    // and nothing for the removed device.
+    let mut late = Observer::start(broker.port, "late-ha", "homeassistant/#", false).await;
+    let mut retained = std::collections::BTreeMap::new();
+    while let Ok(Some((topic, payload, true, _))) =
+        tokio::time::timeout(Duration::from_millis(500), late.messages.recv()).await
+    {
+        retained.insert(topic, payload);
+    }
+    assert!(
+        retained.contains_key(someone_elses),
+        "{:?}",
+        retained.keys()
+    );
+    assert!(retained.contains_key(current), "{:?}", retained.keys());
+    assert!(!retained.contains_key(removed), "{:?}", retained.keys());
+}
+
+/// Publishes a retained `payload` to `topic` at QoS 1 and waits for the broker's PUBACK.
+async fn publish_retained(port: u16, topic: &str, payload: &str) {
+    let (client, mut eventloop) =
+        AsyncClient::new(MqttOptions::new("retainer", "127.0.0.1", port), 8);
+    client
+        .publish(topic, QoS::AtLeastOnce, true, payload)
+        .await
+        .unwrap();
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Event::Incoming(Packet::PubAck(_)) =
+                eventloop.poll().await.expect("broker reachable")
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the broker keeps the config");
+}
+
+#[tokio::test]
 async fn an_mqtt5_request_gets_its_outcome_on_its_response_topic_correlated() {
     let Some(binary) =
         mosquitto("an_mqtt5_request_gets_its_outcome_on_its_response_topic_correlated")

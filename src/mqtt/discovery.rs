@@ -262,6 +262,13 @@ fn sanitize(text: &str) -> String {
         .collect()
 }
 
+/// Every discovery config this gateway may ever have published, current or not: what
+/// the bridge reads back after connecting to clear the entities of devices and points
+/// that are gone from the site.
+pub fn own_configs_filter(discovery_prefix: &str, prefix: &str) -> String {
+    format!("{discovery_prefix}/+/{}/+/config", node_id(prefix))
+}
+
 /// One gateway's node id: its topic prefix, which is unique on the broker.
 fn node_id(prefix: &str) -> String {
     sanitize(prefix)

@@ -257,6 +257,12 @@ impl Bridge {
         }
         if let Some(discovery_prefix) = &self.settings.discovery {
             client.try_subscribe(discovery::birth_topic(discovery_prefix), QoS::AtLeastOnce)?;
+            // The broker answers with the retained configs of this node, among them those
+            // of devices removed since: each is cleared as it arrives (`stale_config`).
+            client.try_subscribe(
+                discovery::own_configs_filter(discovery_prefix, &self.settings.prefix),
+                QoS::AtLeastOnce,
+            )?;
         }
         let resume = self
             .acked
@@ -343,6 +349,11 @@ impl Bridge {
                             Some(Ok(MqttEvent::Incoming(Packet::Publish(publish)))) => {
                                 if self.is_birth(&publish) {
                                     reannounce.birth(tokio::time::Instant::now());
+                                } else if let Some(topic) = self.stale_config(&publish) {
+                                    info!(%topic, "mqtt: clearing the Home Assistant entity of a device or point no longer in the site");
+                                    backlog.push_back(Message { topic, payload: Vec::new(), delivers: None });
+                                } else if self.is_config(&publish) {
+                                    // One of ours, current (our own publish coming back).
                                 } else {
                                     self.command(&client, &publish);
                                 }
@@ -402,6 +413,26 @@ impl Bridge {
             publish.topic == discovery::birth_topic(prefix).as_bytes()
                 && &publish.payload[..] == b"online"
         })
+    }
+
+    /// Whether `publish` is on one of this node's discovery config topics.
+    fn is_config(&self, publish: &Publish) -> bool {
+        let Some(discovery_prefix) = &self.settings.discovery else {
+            return false;
+        };
+        let filter = discovery::own_configs_filter(discovery_prefix, &self.settings.prefix);
+        std::str::from_utf8(&publish.topic).is_ok_and(|topic| topic_matches(&filter, topic))
+    }
+
+    /// The topic of a retained discovery config of this node that no current device or
+    /// point announces (a removed device, a renamed point), to be cleared with an empty
+    /// retained message, which also removes the entity from Home Assistant.
+    fn stale_config(&self, publish: &Publish) -> Option<String> {
+        if publish.payload.is_empty() || !self.is_config(publish) {
+            return None;
+        }
+        let topic = std::str::from_utf8(&publish.topic).ok()?;
+        (!self.announcements.iter().any(|a| a.topic == topic)).then(|| topic.to_string())
     }
 
     fn discovery_messages(&self) -> impl Iterator<Item = Message> + '_ {
@@ -628,6 +659,22 @@ fn command_id(session: u64, publish: &Publish) -> String {
     format!("{session}-{}-{}", publish.pkid, hex::encode(&digest[..8]))
 }
 
+/// Whether MQTT `topic` matches `filter`, where `+` stands for one level (the only
+/// wildcard the bridge's own filters use besides a final `#`).
+fn topic_matches(filter: &str, topic: &str) -> bool {
+    let mut levels = topic.split('/');
+    for part in filter.split('/') {
+        if part == "#" {
+            return true;
+        }
+        match levels.next() {
+            Some(level) if part == "+" || part == level => {}
+            _ => return false,
+        }
+    }
+    levels.next().is_none()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -677,5 +724,27 @@ mod tests {
         assert_eq!(command_topic("a/b", "a/b/proj/power"), None);
         assert_eq!(command_topic("a/b", "a/bc/proj/power/set"), None);
         assert_eq!(command_topic("a/b", "a/b/proj/x/power/set"), None);
+    }
+
+    #[test]
+    fn plus_matches_one_level_and_hash_the_rest() {
+        let filter = "homeassistant/+/avgate_room-101/+/config";
+        assert!(topic_matches(
+            filter,
+            "homeassistant/switch/avgate_room-101/proj_power/config"
+        ));
+        assert!(!topic_matches(
+            filter,
+            "homeassistant/switch/avgate_room-102/proj_power/config"
+        ));
+        assert!(!topic_matches(
+            filter,
+            "homeassistant/switch/avgate_room-101/proj_power/config/x"
+        ));
+        assert!(!topic_matches(
+            filter,
+            "homeassistant/switch/avgate_room-101/config"
+        ));
+        assert!(topic_matches("a/#", "a/b/c"));
     }
 }
