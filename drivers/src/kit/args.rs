@@ -54,6 +54,17 @@ pub fn boolean(args: &Map<String, Value>, name: &str) -> Result<bool, DeviceErro
     })
 }
 
+/// A boolean argument that may be left out (a mute naming only video).
+pub fn optional_boolean(
+    args: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<bool>, DeviceError> {
+    match args.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => boolean(args, name).map(Some),
+    }
+}
+
 /// A string argument.
 pub fn text<'a>(args: &'a Map<String, Value>, name: &str) -> Result<&'a str, DeviceError> {
     let value = required(args, name)?;
@@ -104,5 +115,7 @@ mod tests {
                 .contains("true or false")
         );
         assert_eq!(integer(&args(json!({"output": 8})), "output", 1..=8), Ok(8));
+        assert_eq!(optional_boolean(&a, "video"), Ok(None));
+        assert!(optional_boolean(&a, "on").is_err());
     }
 }

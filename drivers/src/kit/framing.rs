@@ -89,6 +89,8 @@ impl Framer {
 pub struct Delimited {
     terminator: Vec<u8>,
     trim: bool,
+    /// Bytes dropped where a frame would start (PJLink's LF after a CR terminator).
+    skip_leading: Vec<u8>,
     max_frame: usize,
     buf: Vec<u8>,
 }
@@ -99,9 +101,17 @@ impl Delimited {
         Delimited {
             terminator: terminator.to_vec(),
             trim,
+            skip_leading: Vec::new(),
             max_frame,
             buf: Vec::new(),
         }
+    }
+
+    /// Drops any of `bytes` where a frame would start, before it counts against the
+    /// limit: a device that ends lines with CR LF read by a CR framer.
+    pub fn skip_leading(mut self, bytes: &[u8]) -> Delimited {
+        self.skip_leading = bytes.to_vec();
+        self
     }
 
     /// Lines ending in `\n`, with a `\r` before it (or anywhere at the ends) trimmed off.
@@ -111,6 +121,12 @@ impl Delimited {
 
     fn next_frame(&mut self) -> Option<Result<Vec<u8>, FrameError>> {
         loop {
+            let skipped = self
+                .buf
+                .iter()
+                .take_while(|b| self.skip_leading.contains(b))
+                .count();
+            self.buf.drain(..skipped);
             match find(&self.buf, &self.terminator) {
                 Some(at) => {
                     let mut frame: Vec<u8> = self.buf.drain(..at + self.terminator.len()).collect();
@@ -132,7 +148,9 @@ impl Delimited {
                     }
                     return Some(Ok(frame));
                 }
-                None if self.buf.len() > self.max_frame + self.terminator.len() => {
+                // From this length on, no terminator can come early enough: say so now
+                // rather than on the next byte.
+                None if self.buf.len() >= self.max_frame + self.terminator.len() => {
                     // Keep what could be the start of a terminator, so the next frame is
                     // found even when its terminator was split across the limit.
                     let keep = self.terminator.len() - 1;
@@ -403,6 +421,27 @@ mod tests {
         assert!(framer.buffered() <= 10);
         let got = frames(&mut framer, b"yy\r\nok\r\n");
         assert_eq!(got.last(), Some(&ok(b"ok")), "{got:?}");
+    }
+
+    #[test]
+    fn a_cr_framer_skips_the_lf_of_crlf_and_refuses_at_the_limit() {
+        let mut framer = Framer::Delimited(Delimited::new(b"\r", false, 4).skip_leading(b"\n"));
+        assert_eq!(
+            frames(&mut framer, b"\n\nab \r\nabcd\r\n"),
+            [ok(b"ab "), ok(b"abcd")]
+        );
+        // Five bytes and no CR: no CR can come in time any more.
+        let got = frames(&mut framer, b"\nabcde");
+        assert!(
+            matches!(
+                got[..],
+                [Err(FrameError::TooLong {
+                    limit: 4,
+                    dropped: 5
+                })]
+            ),
+            "{got:?}"
+        );
     }
 
     #[test]

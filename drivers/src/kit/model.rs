@@ -6,7 +6,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast;
@@ -31,6 +31,23 @@ pub trait DeviceModel: Send + 'static {
     /// Bytes from the controller on `connection`; returns what the device answers.
     fn received(&mut self, connection: &mut Self::Connection, now: Instant, data: &[u8])
     -> Vec<u8>;
+
+    /// Whether the device closes `connection` once its last answer is written (a refused
+    /// login; firmware that hangs up after every reply).
+    fn hangs_up(&self, _connection: &Self::Connection) -> bool {
+        false
+    }
+
+    /// How long the device keeps a connection that sends nothing (PJLink: 30 s).
+    fn idle_timeout(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Answers `connection` held back until now (a device that stalled): asked after
+    /// every [`Served::change`].
+    fn release(&mut self, _connection: &mut Self::Connection, _now: Instant) -> Vec<u8> {
+        Vec::new()
+    }
 }
 
 /// The clock a served model sees: tokio's, so a paused test clock applies.
@@ -67,12 +84,19 @@ impl<M: DeviceModel> Served<M> {
     }
 
     /// Changes the model as its front panel would; the bytes `change` returns are sent to
-    /// every open connection, as the device reports a change unprompted.
+    /// every open connection, as the device reports a change unprompted, and each
+    /// connection is given what the model [releases](DeviceModel::release).
     pub fn change(&self, change: impl FnOnce(&mut M) -> Vec<u8>) {
         let bytes = change(&mut lock(&self.model));
-        if !bytes.is_empty() {
-            let _ = self.changes.send(bytes);
-        }
+        let _ = self.changes.send(bytes);
+    }
+
+    /// Changes the model without a word on the wire (an injected fault, a silent setting);
+    /// returns what `update` returns.
+    pub fn update<R>(&self, update: impl FnOnce(&mut M) -> R) -> R {
+        let result = update(&mut lock(&self.model));
+        let _ = self.changes.send(Vec::new());
+        result
     }
 
     /// Also serves the model on a new pseudo-terminal, as on its RS-232 port; returns the
@@ -163,28 +187,41 @@ async fn serve_link<M: DeviceModel>(
     if !hello.is_empty() && link.write_all(&hello).await.is_err() {
         return;
     }
+    let idle_timeout = lock(&model).idle_timeout();
+    let idle = |from: tokio::time::Instant| idle_timeout.map(|timeout| from + timeout);
+    let mut idle_deadline = idle(tokio::time::Instant::now());
     let mut buf = vec![0u8; 2048];
     loop {
-        tokio::select! {
+        let idle_out = async {
+            match idle_deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        let reply = tokio::select! {
             read = link.read(&mut buf) => {
                 let n = match read {
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 };
-                let reply = lock(&model).received(&mut connection, now(), &buf[..n]);
-                if !reply.is_empty() && link.write_all(&reply).await.is_err() {
-                    return;
-                }
+                idle_deadline = idle(tokio::time::Instant::now());
+                lock(&model).received(&mut connection, now(), &buf[..n])
             }
             change = changes.recv() => match change {
-                Ok(bytes) => {
-                    if link.write_all(&bytes).await.is_err() {
-                        return;
-                    }
+                Ok(mut bytes) => {
+                    bytes.extend(lock(&model).release(&mut connection, now()));
+                    bytes
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => Vec::new(),
                 Err(broadcast::error::RecvError::Closed) => return,
             },
+            () = idle_out => return,
+        };
+        if !reply.is_empty() && link.write_all(&reply).await.is_err() {
+            return;
+        }
+        if lock(&model).hangs_up(&connection) {
+            return;
         }
     }
 }
