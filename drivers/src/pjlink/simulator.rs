@@ -367,6 +367,8 @@ fn now() -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kit::Pair;
+    use crate::pjlink::{Options, Session};
     use crate::{DriverSettings, Output, Request};
     use serde_json::json;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -644,94 +646,75 @@ mod tests {
         sim.shutdown().await;
     }
 
-    /// Runs requests through the real driver session against the simulator, as the
-    /// gateway's runtime would (minus retries), and returns every output.
-    async fn drive(addr: SocketAddr, password: Option<&str>, requests: &[Request]) -> Vec<Output> {
-        let settings = DriverSettings {
-            options: serde_json::Map::new(),
-            password: password.map(Into::into),
-        };
-        let mut session = (crate::pjlink::DRIVER.build)(&settings).unwrap();
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        session.connected(now());
-        let mut requests = requests.iter();
-        let mut outputs = Vec::new();
-        let mut buf = [0; 256];
-        loop {
-            while let Some(output) = session.poll_output() {
-                match &output {
-                    Output::Transmit(bytes) => stream.write_all(bytes).await.unwrap(),
-                    Output::Ready | Output::Completed(_) => match requests.next() {
-                        Some(request) => session.start(now(), request).unwrap(),
-                        None => return outputs,
-                    },
-                    Output::Fatal(_) => {
-                        outputs.push(output);
-                        return outputs;
-                    }
-                    Output::Update { .. } | Output::Discovered(_) => {}
-                    Output::Paused => session.resume(now()),
-                }
-                outputs.push(output);
-            }
-            let n = time::timeout(PATIENCE, stream.read(&mut buf))
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(n > 0, "simulator closed the connection");
-            session.received(now(), &buf[..n]);
+    fn command(name: &str, args: serde_json::Value) -> Request {
+        Request::Command {
+            name: name.into(),
+            args: args.as_object().unwrap().clone(),
         }
     }
 
-    #[tokio::test]
-    async fn driver_session_against_simulator() {
+    fn poll(query: &str) -> Request {
+        Request::Poll {
+            query: query.into(),
+        }
+    }
+
+    /// The driver's session against the projector in memory, as the gateway's runtime
+    /// would run it (minus retries), on the pair's clock.
+    fn pair(password: &str, config: &Config) -> Pair<Session, Projector> {
+        let settings = DriverSettings {
+            options: serde_json::Map::new(),
+            password: Some(password.into()),
+        };
+        let session = Session::new(Options::from_settings(&settings).unwrap());
+        Pair::new(session, Projector::new(config))
+    }
+
+    fn update(point: &str, value: serde_json::Value) -> Output {
+        Output::Update {
+            point: point.into(),
+            value,
+        }
+    }
+
+    #[test]
+    fn driver_session_against_the_model() {
         let config = Config {
             password: Some("pw".into()),
-            warm_up: Duration::ZERO,
             ..Config::default()
         };
-        let sim = start(config).await.unwrap();
-        let requests = [
-            Request::Command {
-                name: "power".into(),
-                args: json!({"on": true}).as_object().unwrap().clone(),
-            },
-            Request::Command {
-                name: "input".into(),
-                args: json!({"source": "32"}).as_object().unwrap().clone(),
-            },
-            Request::Poll {
-                query: "lamp".into(),
-            },
-        ];
-        let outputs = drive(sim.local_addr(), Some("pw"), &requests).await;
-        let updates: Vec<_> = outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Update { point, value } => Some((point.as_str(), value.clone())),
-                _ => None,
-            })
-            .collect();
+        let mut pair = pair("pw", &config);
+        assert_eq!(pair.connect(), [Output::Ready]);
+        let done = Output::Completed(Ok(()));
+        let power_on = command("power", json!({"on": true}));
         assert_eq!(
-            updates,
+            pair.run(&power_on).unwrap(),
+            [update("power", json!("warming")), done.clone()]
+        );
+        pair.advance(config.warm_up);
+        assert_eq!(
+            pair.run(&poll("power")).unwrap(),
+            [update("power", json!("on")), done.clone()]
+        );
+        assert_eq!(
+            pair.run(&command("input", json!({"source": "32"})))
+                .unwrap(),
+            [update("input", json!("32")), done.clone()]
+        );
+        assert_eq!(
+            pair.run(&poll("lamp")).unwrap(),
             [
-                ("power", json!("on")),
-                ("input", json!("32")),
-                ("lamp_hours", json!(1234)),
-                ("lamps", json!([{"hours": 1234, "on": true}])),
+                update("lamp_hours", json!(1234)),
+                update("lamps", json!([{"hours": 1234, "on": true}])),
+                done
             ]
         );
-        assert!(
-            outputs
-                .iter()
-                .all(|o| !matches!(o, Output::Completed(Err(_)))),
-            "{outputs:?}"
-        );
         assert_eq!(
-            sim.commands_received(),
+            pair.model.commands,
             [
                 "%1CLSS ?",
                 "%1POWR 1",
+                "%1POWR ?",
                 "%1POWR ?",
                 "%1INPT 32",
                 "%1INPT ?",
@@ -739,14 +722,14 @@ mod tests {
             ]
         );
 
-        let outputs = drive(sim.local_addr(), Some("wrong"), &requests[2..]).await;
+        let mut pair = self::pair("wrong", &config);
         assert!(
             matches!(
-                outputs.last(),
+                pair.connect().last(),
                 Some(Output::Fatal(crate::SessionError::AuthFailed(_)))
             ),
-            "{outputs:?}"
+            "{:?}",
+            pair.wire
         );
-        sim.shutdown().await;
     }
 }
