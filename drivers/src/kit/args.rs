@@ -44,6 +44,18 @@ pub fn integer(
     Ok(n)
 }
 
+/// An integer argument within `range` that may be left out.
+pub fn optional_integer(
+    args: &Map<String, Value>,
+    name: &str,
+    range: RangeInclusive<i64>,
+) -> Result<Option<i64>, DeviceError> {
+    match args.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => integer(args, name, range).map(Some),
+    }
+}
+
 /// A boolean argument.
 pub fn boolean(args: &Map<String, Value>, name: &str) -> Result<bool, DeviceError> {
     let value = required(args, name)?;
@@ -116,6 +128,8 @@ mod tests {
         );
         assert_eq!(integer(&args(json!({"output": 8})), "output", 1..=8), Ok(8));
         assert_eq!(optional_boolean(&a, "video"), Ok(None));
+        assert_eq!(optional_integer(&a, "input", 1..=8), Ok(None));
+        assert!(optional_integer(&a, "output", 1..=8).is_err());
         assert!(optional_boolean(&a, "on").is_err());
     }
 }

@@ -62,6 +62,16 @@ impl Framer {
         }
     }
 
+    /// The bytes of an unfinished frame, as far as they are read: a prompt that comes
+    /// with no terminator (`Password:`) is recognised here.
+    pub fn pending(&self) -> &[u8] {
+        match self {
+            Framer::Delimited(f) => &f.buf,
+            Framer::Block(f) => &f.lines.buf,
+            Framer::Checked(f) => &f.buf,
+        }
+    }
+
     /// Bytes held for an unfinished frame.
     pub fn buffered(&self) -> usize {
         match self {
@@ -88,6 +98,8 @@ impl Framer {
 #[derive(Debug, Clone)]
 pub struct Delimited {
     terminator: Vec<u8>,
+    /// Any one byte of `terminator` ends a frame (Extron: CR, LF or both).
+    any_byte: bool,
     trim: bool,
     /// Bytes dropped where a frame would start (PJLink's LF after a CR terminator).
     skip_leading: Vec<u8>,
@@ -100,10 +112,20 @@ impl Delimited {
         assert!(!terminator.is_empty(), "a terminator has at least one byte");
         Delimited {
             terminator: terminator.to_vec(),
+            any_byte: false,
             trim,
             skip_leading: Vec::new(),
             max_frame,
             buf: Vec::new(),
+        }
+    }
+
+    /// Frames that end at any one of `ends`: a device that ends lines with CR, LF or
+    /// both, read with `skip_leading(ends)` so a CR LF leaves no empty frame.
+    pub fn any_of(ends: &[u8], max_frame: usize) -> Delimited {
+        Delimited {
+            any_byte: true,
+            ..Delimited::new(ends, false, max_frame)
         }
     }
 
@@ -127,9 +149,15 @@ impl Delimited {
                 .take_while(|b| self.skip_leading.contains(b))
                 .count();
             self.buf.drain(..skipped);
-            match find(&self.buf, &self.terminator) {
+            let (end, terminator_len) = if self.any_byte {
+                let at = self.buf.iter().position(|b| self.terminator.contains(b));
+                (at, 1)
+            } else {
+                (find(&self.buf, &self.terminator), self.terminator.len())
+            };
+            match end {
                 Some(at) => {
-                    let mut frame: Vec<u8> = self.buf.drain(..at + self.terminator.len()).collect();
+                    let mut frame: Vec<u8> = self.buf.drain(..at + terminator_len).collect();
                     frame.truncate(at);
                     if at > self.max_frame {
                         return Some(Err(FrameError::TooLong {
@@ -150,10 +178,10 @@ impl Delimited {
                 }
                 // From this length on, no terminator can come early enough: say so now
                 // rather than on the next byte.
-                None if self.buf.len() >= self.max_frame + self.terminator.len() => {
+                None if self.buf.len() >= self.max_frame + terminator_len => {
                     // Keep what could be the start of a terminator, so the next frame is
                     // found even when its terminator was split across the limit.
-                    let keep = self.terminator.len() - 1;
+                    let keep = terminator_len - 1;
                     let dropped = self.buf.len() - keep;
                     self.buf.drain(..dropped);
                     return Some(Err(FrameError::TooLong {
@@ -442,6 +470,16 @@ mod tests {
             ),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn any_of_several_bytes_ends_a_line() {
+        let mut framer = Framer::Delimited(Delimited::any_of(b"\r\n", 16).skip_leading(b"\r\n"));
+        assert_eq!(
+            frames(&mut framer, b"a\rb\nc\r\n\r\nPassword:"),
+            [ok(b"a"), ok(b"b"), ok(b"c")]
+        );
+        assert_eq!(framer.pending(), b"Password:");
     }
 
     #[test]
