@@ -28,6 +28,12 @@ pub trait DeviceModel: Send + 'static {
         Vec::new()
     }
 
+    /// What the device says as its serial port is opened: the network greeting unless the
+    /// device's serial port differs (no banner, no login on an Extron's RS-232).
+    fn serial_greeting(&mut self, connection: &mut Self::Connection, now: Instant) -> Vec<u8> {
+        self.greeting(connection, now)
+    }
+
     /// Bytes from the controller on `connection`; returns what the device answers.
     fn received(&mut self, connection: &mut Self::Connection, now: Instant, data: &[u8])
     -> Vec<u8>;
@@ -38,9 +44,14 @@ pub trait DeviceModel: Send + 'static {
         false
     }
 
-    /// How long the device keeps a connection that sends nothing (PJLink: 30 s).
-    fn idle_timeout(&self) -> Option<Duration> {
+    /// How long the device keeps `connection` open while it sends nothing (PJLink: 30 s).
+    fn idle_timeout(&self, _connection: &Self::Connection) -> Option<Duration> {
         None
+    }
+
+    /// How long the device takes before answering (an injected slow reply).
+    fn reply_delay(&self) -> Duration {
+        Duration::ZERO
     }
 
     /// Answers `connection` held back until now (a device that stalled): asked after
@@ -62,6 +73,8 @@ pub struct Served<M: DeviceModel> {
     model: Arc<Mutex<M>>,
     /// Unsolicited bytes for every open connection (front-panel changes).
     changes: broadcast::Sender<Vec<u8>>,
+    /// The connections on pseudo-terminals, ended by [`Served::unplug`].
+    ptys: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl<M: DeviceModel> Served<M> {
@@ -104,12 +117,22 @@ impl<M: DeviceModel> Served<M> {
     pub fn serve_pty(&self) -> io::Result<String> {
         let model = Arc::clone(&self.model);
         let changes = self.changes.subscribe();
-        let (path, _task) = sim_server::spawn_pty(move |link, _| serve_link(link, model, changes))?;
+        let (path, task) =
+            sim_server::spawn_pty(move |link, _| serve_link(link, model, changes, true))?;
+        lock(&self.ptys).push(task);
         Ok(path)
     }
 
-    /// Stops listening and closes every connection.
+    /// Pulls the cable out of every pseudo-terminal served so far.
+    pub fn unplug(&self) {
+        for task in lock(&self.ptys).drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Stops listening and closes every connection, serial ones included.
     pub async fn shutdown(&self) {
+        self.unplug();
         if let Some(listener) = &self.listener {
             listener.shutdown().await;
         }
@@ -132,7 +155,12 @@ pub fn serve_tcp<M: DeviceModel>(
         let changes = changes.clone();
         Listener::start(addr, name, move |stream, _| {
             let _ = stream.set_nodelay(true);
-            serve_link(Box::new(stream), Arc::clone(&model), changes.subscribe())
+            serve_link(
+                Box::new(stream),
+                Arc::clone(&model),
+                changes.subscribe(),
+                false,
+            )
         })?
     };
     Ok(Served {
@@ -140,6 +168,7 @@ pub fn serve_tcp<M: DeviceModel>(
         udp: None,
         model,
         changes,
+        ptys: Mutex::new(Vec::new()),
     })
 }
 
@@ -174,6 +203,7 @@ pub async fn serve_udp<M: DeviceModel>(model: M, addr: SocketAddr) -> io::Result
         udp: Some((local, task)),
         model,
         changes,
+        ptys: Mutex::new(Vec::new()),
     })
 }
 
@@ -181,17 +211,28 @@ async fn serve_link<M: DeviceModel>(
     mut link: Box<dyn Link>,
     model: Arc<Mutex<M>>,
     mut changes: broadcast::Receiver<Vec<u8>>,
+    serial: bool,
 ) {
     let mut connection = M::Connection::default();
-    let hello = lock(&model).greeting(&mut connection, now());
+    let hello = if serial {
+        lock(&model).serial_greeting(&mut connection, now())
+    } else {
+        lock(&model).greeting(&mut connection, now())
+    };
     if !hello.is_empty() && link.write_all(&hello).await.is_err() {
         return;
     }
-    let idle_timeout = lock(&model).idle_timeout();
-    let idle = |from: tokio::time::Instant| idle_timeout.map(|timeout| from + timeout);
-    let mut idle_deadline = idle(tokio::time::Instant::now());
+    if lock(&model).hangs_up(&connection) {
+        return;
+    }
     let mut buf = vec![0u8; 2048];
+    let deadline_for = |connection: &M::Connection| {
+        let timeout = lock(&model).idle_timeout(connection);
+        timeout.map(|timeout| tokio::time::Instant::now() + timeout)
+    };
+    let mut idle_deadline_at = deadline_for(&connection);
     loop {
+        let idle_deadline = idle_deadline_at;
         let idle_out = async {
             match idle_deadline {
                 Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -204,8 +245,13 @@ async fn serve_link<M: DeviceModel>(
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 };
-                idle_deadline = idle(tokio::time::Instant::now());
-                lock(&model).received(&mut connection, now(), &buf[..n])
+                let reply = lock(&model).received(&mut connection, now(), &buf[..n]);
+                idle_deadline_at = deadline_for(&connection);
+                let delay = lock(&model).reply_delay();
+                if !reply.is_empty() && !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                reply
             }
             change = changes.recv() => match change {
                 Ok(mut bytes) => {

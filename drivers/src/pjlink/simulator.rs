@@ -258,7 +258,7 @@ impl DeviceModel for Projector {
         connection.closing
     }
 
-    fn idle_timeout(&self) -> Option<Duration> {
+    fn idle_timeout(&self, _connection: &Connection) -> Option<Duration> {
         Some(self.idle_timeout)
     }
 
