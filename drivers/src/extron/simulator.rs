@@ -413,7 +413,9 @@ fn garble(reply: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::extron::frame::{Item, LineReader};
-    use crate::{DriverSettings, Output, Request, SessionError};
+    use crate::extron::{Options, Session};
+    use crate::kit::Pair;
+    use crate::{DriverSettings, Output, Protocol, Request, SessionError};
     use serde_json::{Value, json};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
@@ -692,20 +694,14 @@ mod tests {
         sim.shutdown().await;
     }
 
-    fn now() -> std::time::Instant {
-        Instant::now().into_std()
-    }
-
-    /// Runs requests through the real driver session against the simulator, as the
-    /// gateway's runtime would (minus retries), with the session's own timers, and returns
-    /// every output. `on_ready` runs once the session is ready (front-panel changes).
-    async fn drive(
-        addr: SocketAddr,
+    /// The driver's session against the switcher in memory, connected: the clock moves
+    /// to each timer the session sets (the quiet after a banner) until it is ready or
+    /// gives up. Returns the pair and what the session put out.
+    fn connect(
+        config: &Config,
         options: Value,
         password: Option<&str>,
-        requests: &[Request],
-        on_ready: impl FnOnce(),
-    ) -> Vec<Output> {
+    ) -> (Pair<Session, Switcher>, Vec<Output>) {
         let Value::Object(options) = options else {
             panic!("options must be an object")
         };
@@ -713,52 +709,29 @@ mod tests {
             options,
             password: password.map(Into::into),
         };
-        let mut session = (crate::extron::DRIVER.build)(&settings).unwrap();
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        session.connected(now());
-        let mut requests = requests.iter();
-        let mut on_ready = Some(on_ready);
-        let mut outputs = Vec::new();
-        let mut buf = [0; 256];
-        let give_up = Instant::now() + PATIENCE;
-        loop {
-            while let Some(output) = session.poll_output() {
-                match &output {
-                    Output::Transmit(bytes) => stream.write_all(bytes).await.unwrap(),
-                    Output::Ready | Output::Completed(_) => {
-                        if let Some(hook) = on_ready.take() {
-                            hook();
-                        }
-                        match requests.next() {
-                            Some(request) => session.start(now(), request).unwrap(),
-                            None => {
-                                outputs.push(output);
-                                return outputs;
-                            }
-                        }
-                    }
-                    Output::Fatal(_) => {
-                        outputs.push(output);
-                        return outputs;
-                    }
-                    Output::Update { .. } | Output::Discovered(_) => {}
-                    Output::Paused => session.resume(now()),
-                }
-                outputs.push(output);
-            }
-            let wake = session
+        let session = Session::new(Options::from_settings(&settings).unwrap());
+        let mut pair = Pair::new(session, Switcher::new(config));
+        let mut outputs = pair.connect();
+        while !outputs
+            .iter()
+            .any(|o| matches!(o, Output::Ready | Output::Fatal(_)))
+        {
+            let at = pair
+                .session
                 .poll_timeout()
-                .map_or(give_up, |t| Instant::from_std(t).min(give_up));
-            assert!(Instant::now() < give_up, "session stuck: {outputs:?}");
-            match time::timeout_at(wake, stream.read(&mut buf)).await {
-                Ok(read) => {
-                    let n = read.unwrap();
-                    assert!(n > 0, "simulator closed the connection");
-                    session.received(now(), &buf[..n]);
-                }
-                Err(_) => session.handle_timeout(now()),
-            }
+                .expect("the session waits for nothing");
+            outputs.extend(pair.advance(at - pair.now));
         }
+        (pair, outputs)
+    }
+
+    /// Runs each request to completion, returning every output.
+    fn run(pair: &mut Pair<Session, Switcher>, requests: &[Request]) -> Vec<Output> {
+        let mut outputs = Vec::new();
+        for request in requests {
+            outputs.extend(pair.run(request).unwrap());
+        }
+        outputs
     }
 
     fn command(name: &str, args: Value) -> Request {
@@ -787,36 +760,30 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn driver_session_against_simulator() {
-        let sim = start(Config {
+    #[test]
+    fn driver_session_against_the_model() {
+        let config = Config {
             password: Some("pw".into()),
             outputs: 2,
             inputs: 4,
             ..Config::default()
-        })
-        .await
-        .unwrap();
-        let requests = [
-            command("route", json!({"input": 3, "output": 2})),
-            command("route", json!({"input": 4, "output": 1, "kind": "audio"})),
-            command("volume", json!({"level": 40, "output": 1})),
-            command("mute", json!({"audio": true, "video": false, "output": 2})),
-            poll("routes"),
-            poll("info"),
-        ];
-        let front_panel = sim.clone();
+        };
         let options = json!({"outputs": 2, "inputs": 4});
-        let outputs = drive(
-            sim.local_addr(),
-            options.clone(),
-            Some("pw"),
-            &requests,
-            move || {
-                front_panel.tie(2, 1, TieKind::Video).unwrap();
-            },
-        )
-        .await;
+        let (mut pair, _) = connect(&config, options.clone(), Some("pw"));
+        // A front-panel tie, reported as a verbose-3 connection hears it.
+        let report = pair.model.model.tie(2, 1, TieKind::Video).unwrap();
+        let mut outputs = pair.device_says(&report.encode());
+        outputs.extend(run(
+            &mut pair,
+            &[
+                command("route", json!({"input": 3, "output": 2})),
+                command("route", json!({"input": 4, "output": 1, "kind": "audio"})),
+                command("volume", json!({"level": 40, "output": 1})),
+                command("mute", json!({"audio": true, "video": false, "output": 2})),
+                poll("routes"),
+                poll("info"),
+            ],
+        ));
         assert!(
             outputs
                 .iter()
@@ -825,7 +792,6 @@ mod tests {
         );
         let got = updates(&outputs);
         let has = |point: &str, value: Value| got.contains(&(point.to_string(), value));
-        // The front-panel tie arrived unsolicited, whenever it came.
         assert!(has("route.1", json!(2)), "{got:?}");
         assert!(
             has("route.2", json!(3)) && has("audio_route.2", json!(3)),
@@ -838,9 +804,8 @@ mod tests {
         assert!(has("part_number", json!("60-0000-01")), "{got:?}");
         assert!(has("firmware", json!("1.05")), "{got:?}");
         // The routes poll read back what was set, video then audio per output.
-        let polled: Vec<_> = got[got.len() - 6..got.len() - 2].to_vec();
         assert_eq!(
-            polled,
+            got[got.len() - 6..got.len() - 2],
             [
                 ("route.1".to_string(), json!(2)),
                 ("audio_route.1".to_string(), json!(4)),
@@ -849,36 +814,36 @@ mod tests {
             ]
         );
         assert_eq!(
-            sim.commands_received(),
+            pair.model.commands,
             [
                 "\\x1b3CV", "3*2!", "4*1$", "1*40V", "2*1Z", "2*0B", "1%", "1$", "2%", "2$", "N",
                 "Q"
             ]
         );
 
-        let outputs = drive(sim.local_addr(), options.clone(), Some("wrong"), &[], || {}).await;
+        let (_, outputs) = connect(&config, options.clone(), Some("wrong"));
         assert!(
             matches!(outputs.last(), Some(Output::Fatal(SessionError::AuthFailed(m))) if m.contains("rejected")),
             "{outputs:?}"
         );
-        let outputs = drive(sim.local_addr(), options, None, &[], || {}).await;
+        let (_, outputs) = connect(&config, options, None);
         assert!(
             matches!(outputs.last(), Some(Output::Fatal(SessionError::AuthFailed(m))) if m.contains("set `password`")),
             "{outputs:?}"
         );
-        sim.shutdown().await;
     }
 
-    #[tokio::test]
-    async fn driver_session_without_password_uses_the_quiet_banner() {
-        let sim = start(Config {
+    #[test]
+    fn driver_session_without_password_uses_the_quiet_banner() {
+        let config = Config {
             outputs: 1,
             ..Config::default()
-        })
-        .await
-        .unwrap();
-        let requests = [command("volume", json!({"level": 82})), poll("mute")];
-        let outputs = drive(sim.local_addr(), json!({}), None, &requests, || {}).await;
+        };
+        let (mut pair, _) = connect(&config, json!({}), None);
+        let outputs = run(
+            &mut pair,
+            &[command("volume", json!({"level": 82})), poll("mute")],
+        );
         assert_eq!(
             updates(&outputs),
             [
@@ -887,7 +852,6 @@ mod tests {
                 ("video_mute".to_string(), json!(false)),
             ]
         );
-        assert_eq!(sim.commands_received(), ["\\x1b3CV", "82V", "Z", "B"]);
-        sim.shutdown().await;
+        assert_eq!(pair.model.commands, ["\\x1b3CV", "82V", "Z", "B"]);
     }
 }
