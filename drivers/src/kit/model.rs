@@ -329,6 +329,91 @@ mod tests {
         served.shutdown().await;
     }
 
+    /// Holds its answers while `closed`, hangs up after `bye`, and drops a connection
+    /// that stays silent for `idle`.
+    struct Gate {
+        closed: bool,
+        idle: Duration,
+        heard: usize,
+    }
+
+    #[derive(Default)]
+    struct GateConnection {
+        held: Vec<u8>,
+        bye: bool,
+    }
+
+    impl DeviceModel for Gate {
+        type Connection = GateConnection;
+
+        fn received(&mut self, c: &mut GateConnection, _: Instant, data: &[u8]) -> Vec<u8> {
+            c.bye = data == b"bye";
+            self.heard += data.len();
+            if self.closed {
+                c.held.extend_from_slice(data);
+                return Vec::new();
+            }
+            data.to_vec()
+        }
+
+        fn hangs_up(&self, c: &GateConnection) -> bool {
+            c.bye
+        }
+
+        fn idle_timeout(&self, _: &GateConnection) -> Option<Duration> {
+            Some(self.idle)
+        }
+
+        fn release(&mut self, c: &mut GateConnection, _: Instant) -> Vec<u8> {
+            if self.closed {
+                return Vec::new();
+            }
+            std::mem::take(&mut c.held)
+        }
+    }
+
+    async fn closes(link: &mut tokio::net::TcpStream) -> bool {
+        let mut buf = [0u8; 8];
+        let read = tokio::time::timeout(Duration::from_secs(10), link.read(&mut buf)).await;
+        matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+    }
+
+    #[tokio::test]
+    async fn held_answers_come_on_update_and_connections_end_by_hang_up_or_idle() {
+        let gate = Gate {
+            closed: true,
+            idle: Duration::from_secs(3600),
+            heard: 0,
+        };
+        let served = serve_tcp(gate, "127.0.0.1:0".parse().unwrap(), "gate").unwrap();
+        let mut a = tokio::net::TcpStream::connect(served.local_addr())
+            .await
+            .unwrap();
+        a.write_all(b"late").await.unwrap();
+        let heard = async {
+            while served.with(|gate| gate.heard) < 4 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), heard)
+            .await
+            .expect("the model never heard the request");
+        // The answer waited for the gate to open, and comes unasked.
+        served.update(|gate| gate.closed = false);
+        let answer = tokio::time::timeout(Duration::from_secs(10), read_exactly(&mut a, 4));
+        assert_eq!(answer.await.expect("no held answer"), b"late");
+        a.write_all(b"bye").await.unwrap();
+        assert_eq!(read_exactly(&mut a, 3).await, b"bye");
+        assert!(closes(&mut a).await, "no hang-up after bye");
+
+        served.update(|gate| gate.idle = Duration::from_millis(20));
+        let mut b = tokio::net::TcpStream::connect(served.local_addr())
+            .await
+            .unwrap();
+        assert!(closes(&mut b).await, "a silent connection stayed open");
+        served.shutdown().await;
+    }
+
     #[tokio::test]
     async fn udp_answers_each_sender() {
         let served = serve_udp(Shouter::default(), "127.0.0.1:0".parse().unwrap())
