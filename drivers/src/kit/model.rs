@@ -1,7 +1,8 @@
 //! The device side of the kit: a [`DeviceModel`] is a pretend device, sans-IO like a
 //! session, and [`serve_tcp`], [`serve_udp`] and [`Served::serve_pty`] put any model on
-//! a real socket, the way the drivers' own simulators do (they share
-//! [`crate::sim_server`]).
+//! a real socket (on [`crate::sim_server`]). The PJLink and Extron simulators are models
+//! served here; the hooks past `received` (hanging up, idle timeouts, answers held back or
+//! delayed, a serial port that greets differently) are what they need from a device.
 
 use std::io;
 use std::net::SocketAddr;
