@@ -11,6 +11,9 @@
 
 use std::fmt;
 
+use crate::kit::telnet::Telnet;
+use crate::kit::{self, Delimited, Framer};
+
 /// Longest response line accepted, line end excluded. Extron lines are short (a copyright
 /// banner is about 80 characters); a longer run without a line end means the stream is
 /// out of step or not SIS at all.
@@ -27,9 +30,12 @@ const ESC: u8 = 0x1b;
 /// Why bytes could not be read as SIS. Messages quote the offending bytes, escaped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
-    /// More than the allowed number of bytes arrived without a line end.
+    /// More than the allowed number of command bytes arrived without an end.
     #[error("line longer than {max} bytes without a line end: `{start}`")]
     TooLong { max: usize, start: String },
+    /// A response line ran past [`MAX_LINE`]; the bytes so far were dropped.
+    #[error("line longer than {max} bytes without a line end ({dropped} bytes dropped)")]
+    ResponseTooLong { max: usize, dropped: usize },
 }
 
 /// Renders wire bytes for a message: printable ASCII as is, everything else escaped.
@@ -551,30 +557,14 @@ pub enum Item {
     PasswordPrompt,
 }
 
-/// Telnet option negotiation (IAC ...) in progress, stripped defensively: Extron units
-/// send plain text on port 23, but a serial device server may negotiate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-enum Telnet {
-    #[default]
-    Data,
-    /// After IAC (255).
-    Iac,
-    /// After IAC WILL/WONT/DO/DONT: one option byte follows.
-    Option,
-    /// Inside IAC SB ... IAC SE.
-    Sub,
-    SubIac,
-}
-
-const IAC: u8 = 255;
-
 /// Cuts a response stream into lines. A line ends at CR, LF or CR LF (empty lines are
 /// skipped); the `Password:` prompt is recognised without a line end; runaway lines are
-/// refused.
+/// refused. Telnet negotiation is dropped unanswered: Extron units send plain text on
+/// port 23, but a serial device server may negotiate.
 #[derive(Debug)]
 pub struct LineReader {
-    buf: Vec<u8>,
     telnet: Telnet,
+    lines: Framer,
 }
 
 impl Default for LineReader {
@@ -586,62 +576,43 @@ impl Default for LineReader {
 impl LineReader {
     pub fn new() -> LineReader {
         LineReader {
-            buf: Vec::new(),
-            telnet: Telnet::Data,
+            telnet: Telnet::default(),
+            lines: Framer::Delimited(Delimited::any_of(b"\r\n", MAX_LINE).skip_leading(b"\r\n")),
         }
     }
 
     /// Adds bytes, dropping Telnet negotiation.
     pub fn push(&mut self, data: &[u8]) {
-        for &byte in data {
-            self.telnet = match (self.telnet, byte) {
-                (Telnet::Data, IAC) => Telnet::Iac,
-                (Telnet::Data, _) => {
-                    self.buf.push(byte);
-                    Telnet::Data
-                }
-                (Telnet::Iac, IAC) => {
-                    self.buf.push(IAC);
-                    Telnet::Data
-                }
-                (Telnet::Iac, 251..=254) => Telnet::Option,
-                (Telnet::Iac, 250) => Telnet::Sub,
-                (Telnet::Iac, _) | (Telnet::Option, _) => Telnet::Data,
-                (Telnet::Sub, IAC) => Telnet::SubIac,
-                (Telnet::Sub, _) => Telnet::Sub,
-                (Telnet::SubIac, 240) => Telnet::Data,
-                (Telnet::SubIac, _) => Telnet::Sub,
-            };
-        }
+        let (text, _refusals) = self.telnet.filter(data);
+        self.lines.push(&text);
     }
 
     /// The next line or prompt, `None` if more bytes are needed.
     pub fn next_item(&mut self) -> Result<Option<Item>, FrameError> {
-        let ends = |b: &u8| *b == b'\r' || *b == b'\n';
-        let leading = self.buf.iter().take_while(|b| ends(b)).count();
-        self.buf.drain(..leading);
-        match self.buf.iter().position(ends) {
-            Some(end) if end <= MAX_LINE => {
-                let line = String::from_utf8_lossy(&self.buf[..end]).into_owned();
-                self.buf.drain(..=end);
-                Ok(Some(Item::Line(line)))
+        match self.lines.next_frame() {
+            Some(Ok(line)) => Ok(Some(Item::Line(
+                String::from_utf8_lossy(&line).into_owned(),
+            ))),
+            Some(Err(kit::FrameError::TooLong { dropped, .. })) => {
+                Err(FrameError::ResponseTooLong {
+                    max: MAX_LINE,
+                    dropped,
+                })
             }
-            None if is_prompt(&self.buf) => {
-                self.buf.clear();
+            // A line framer reports nothing else.
+            Some(Err(_)) => Ok(None),
+            None if is_prompt(self.lines.pending()) => {
+                self.lines.clear();
                 Ok(Some(Item::PasswordPrompt))
             }
-            None if self.buf.len() <= MAX_LINE => Ok(None),
-            _ => Err(FrameError::TooLong {
-                max: MAX_LINE,
-                start: escape(&self.buf[..self.buf.len().min(40)]),
-            }),
+            None => Ok(None),
         }
     }
 
     /// Forgets buffered bytes (new connection, or the stream is out of step).
     pub fn clear(&mut self) {
-        self.buf.clear();
-        self.telnet = Telnet::Data;
+        self.lines.clear();
+        self.telnet = Telnet::default();
     }
 }
 
@@ -1144,7 +1115,7 @@ mod tests {
         reader.push(&[b'A'; MAX_LINE + 1]);
         assert!(matches!(
             reader.next_item(),
-            Err(FrameError::TooLong { max: MAX_LINE, .. })
+            Err(FrameError::ResponseTooLong { max: MAX_LINE, .. })
         ));
     }
 

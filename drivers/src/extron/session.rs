@@ -31,6 +31,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::frame::{self, Command, ErrorCode, Item, LineReader, Response, TieKind};
+use crate::kit;
 use crate::{
     DeviceError, DeviceErrorKind, DriverSettings, OptionsError, Output, Protocol, Request,
     SessionError,
@@ -530,16 +531,11 @@ impl Session {
     }
 
     fn plan_route(&self, args: &Map<String, Value>) -> Result<Vec<Step>, DeviceError> {
-        let input = int_arg(args, "input")?
-            .ok_or_else(|| invalid("`route` needs `input` (an input number, 0 to untie)"))?;
         let max_input = self.options.inputs.unwrap_or(9999);
-        let input = u16::try_from(input)
-            .ok()
-            .filter(|i| *i <= max_input)
-            .ok_or_else(|| invalid(format!("`input` must be 0 to {max_input}, got {input}")))?;
-        let output = int_arg(args, "output")?
+        let input = kit::args::integer(args, "input", 0..=i64::from(max_input))? as u16;
+        let output = self
+            .output_arg(args)?
             .ok_or_else(|| invalid("`route` needs `output` (an output number)"))?;
-        let output = self.output_number(output)?;
         let kind = match args.get("kind") {
             None | Some(Value::Null) => TieKind::All,
             Some(Value::String(kind)) if kind == "all" => TieKind::All,
@@ -558,29 +554,18 @@ impl Session {
         }])
     }
 
+    /// `level` is on the unit's raw scale, 0 to `volume_max`.
     fn plan_volume(&self, args: &Map<String, Value>) -> Result<Vec<Step>, DeviceError> {
         let max = self.options.volume_max;
-        let level = int_arg(args, "level")?.ok_or_else(|| {
-            invalid(format!(
-                "`volume` needs `level` (0 to {max}, the unit's raw scale)"
-            ))
-        })?;
-        let level = u16::try_from(level)
-            .ok()
-            .filter(|l| *l <= max)
-            .ok_or_else(|| {
-                invalid(format!(
-                    "`level` must be 0 to {max} (the unit's raw scale), got {level}"
-                ))
-            })?;
+        let level = kit::args::integer(args, "level", 0..=i64::from(max))? as u16;
         let output = self.target(args, "volume")?;
         Ok(vec![Step::SetVolume { output, level }])
     }
 
     /// Audio first, then video, each waiting for its answer; an unnamed one stays as is.
     fn plan_mute(&self, args: &Map<String, Value>) -> Result<Vec<Step>, DeviceError> {
-        let audio = bool_arg(args, "audio")?;
-        let video = bool_arg(args, "video")?;
+        let audio = kit::args::optional_boolean(args, "audio")?;
+        let video = kit::args::optional_boolean(args, "video")?;
         if audio.is_none() && video.is_none() {
             return Err(invalid(
                 "`mute` needs `audio` and/or `video` (true or false)",
@@ -628,24 +613,23 @@ impl Session {
         matrix.into_iter().flatten().map(Some).chain(single)
     }
 
-    fn output_number(&self, output: i64) -> Result<u16, DeviceError> {
+    fn output_arg(&self, args: &Map<String, Value>) -> Result<Option<u16>, DeviceError> {
         let outputs = self.options.outputs;
-        u16::try_from(output)
-            .ok()
-            .filter(|o| (1..=outputs).contains(o))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "`output` must be 1 to {outputs} (set the `outputs` option for a bigger matrix), got {output}"
-                ))
-            })
+        match kit::args::optional_integer(args, "output", 1..=i64::from(outputs)) {
+            Ok(output) => Ok(output.map(|o| o as u16)),
+            Err(mut error) => {
+                error
+                    .message
+                    .push_str(" (set the `outputs` option for a bigger matrix)");
+                Err(error)
+            }
+        }
     }
 
     /// The `output` a volume or mute command is for: `None` (single-output form) on a
     /// single-output product, a required output number on a matrix.
     fn target(&self, args: &Map<String, Value>, command: &str) -> Result<Option<u16>, DeviceError> {
-        let output = int_arg(args, "output")?
-            .map(|o| self.output_number(o))
-            .transpose()?;
+        let output = self.output_arg(args)?;
         if self.options.single_output() {
             return Ok(None);
         }
@@ -806,28 +790,6 @@ fn device_error(code: ErrorCode, command: &Command) -> DeviceError {
             code.meaning()
         ),
     )
-}
-
-/// An optional integer argument; present but not an integer is the caller's mistake.
-fn int_arg(args: &Map<String, Value>, name: &str) -> Result<Option<i64>, DeviceError> {
-    match args.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => value
-            .as_i64()
-            .map(Some)
-            .ok_or_else(|| invalid(format!("`{name}` must be an integer, got {value}"))),
-    }
-}
-
-/// An optional boolean argument.
-fn bool_arg(args: &Map<String, Value>, name: &str) -> Result<Option<bool>, DeviceError> {
-    match args.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(invalid(format!(
-            "`{name}` must be true or false, got {other}"
-        ))),
-    }
 }
 
 fn invalid(message: impl Into<String>) -> DeviceError {
@@ -1410,7 +1372,11 @@ mod tests {
         let err = s
             .start(Instant::now(), &command("volume", json!({"level": 65})))
             .unwrap_err();
-        assert!(err.message.contains("0 to 64"), "{}", err.message);
+        assert!(
+            err.message.contains("out of range 0..=64"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! An Extron switcher on a TCP socket: the [`model`](super::model) served with tokio the
-//! way a unit serves Telnet, plus a [`Handle`] for front-panel changes and fault injection.
+//! An Extron switcher on a TCP socket: the [`model`](super::model) as a kit
+//! [`DeviceModel`] ([`Switcher`]) on the kit's server, the way a unit serves Telnet, plus a
+//! [`Handle`] for front-panel changes and fault injection.
 //! [`Handle::serve_pty`] also puts it on a pseudo-terminal, as if on its RS-232 port: no
 //! banner, no login, no idle timeout there, as on a real unit's serial port.
 //!
@@ -19,20 +20,17 @@
 //! # }
 //! ```
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
-use tokio::time::{self, Instant};
 use tracing::debug;
 
 use super::frame::{self, Command, CommandReader, ErrorCode, PASSWORD_PROMPT, Response};
 use super::model::{Model, Settings};
-use crate::sim_server::{Link, Listener, lock, spawn_pty};
+use crate::kit::{self, DeviceModel, Served};
 
 pub use super::frame::TieKind;
 pub use super::model::{OutputState, State};
@@ -120,353 +118,286 @@ struct Pending {
     delay: Duration,
 }
 
-/// State shared by the accept loop, every connection and every [`Handle`].
+/// Front-panel reports kept for connections that have not passed them on yet.
+const KEPT_REPORTS: usize = 64;
+
+/// The switcher as the kit serves it: the [`Model`], its banner and password, the
+/// faults a test injected and the front-panel reports for verbose connections.
 #[derive(Debug)]
-struct Shared {
+pub struct Switcher {
+    model: Model,
     password: Option<String>,
     banner: Vec<String>,
     idle_timeout: Duration,
-    model: Mutex<Model>,
-    pending: Mutex<Pending>,
-    commands: Mutex<Vec<String>>,
-    /// Front-panel reports, fanned out to connections (each decides by its verbose mode).
-    notify: broadcast::Sender<Response>,
-    /// Pseudo-terminals being served (see [`Handle::serve_pty`]).
-    ptys: Mutex<Vec<JoinHandle<()>>>,
+    pending: Pending,
+    commands: Vec<String>,
+    /// The latest front-panel reports; the last one is number `reported`.
+    reports: VecDeque<Response>,
+    reported: u64,
+}
+
+/// One client connection's side of the conversation.
+#[derive(Debug, Default)]
+pub struct Connection {
+    reader: CommandReader,
+    verbose: u8,
+    /// Waiting for the password.
+    logging_in: bool,
+    /// On the RS-232 port: no banner, no login, no idle timeout.
+    serial: bool,
+    /// The number of the last front-panel report passed on (or skipped).
+    seen: u64,
+    closing: bool,
+}
+
+impl Switcher {
+    pub fn new(config: &Config) -> Switcher {
+        Switcher {
+            model: Model::new(config.switcher()),
+            password: config.password.clone(),
+            banner: config.banner.clone(),
+            idle_timeout: config.idle_timeout,
+            pending: Pending::default(),
+            commands: Vec::new(),
+            reports: VecDeque::new(),
+            reported: 0,
+        }
+    }
+
+    fn prompt() -> Vec<u8> {
+        format!("\r\n{PASSWORD_PROMPT}").into_bytes()
+    }
+
+    fn login(&mut self, connection: &mut Connection, line: &[u8]) -> Vec<u8> {
+        if Some(line) == self.password.as_deref().map(str::as_bytes) {
+            connection.logging_in = false;
+            return b"\r\nLogin Administrator\r\n".to_vec();
+        }
+        Switcher::prompt()
+    }
+
+    fn respond(&mut self, connection: &mut Connection, command: &[u8]) -> Vec<u8> {
+        debug!(command = %frame::escape(command), "extron simulator <-");
+        self.commands.push(frame::escape(command));
+        if std::mem::take(&mut self.pending.close) {
+            connection.closing = true;
+            return Vec::new();
+        }
+        let reply = match self.pending.error.take() {
+            Some(code) => format!("{code}\r\n").into_bytes(),
+            None => {
+                let single = self.model.single_output();
+                let response = match Command::parse(command, single) {
+                    Some(Command::Verbose(mode)) => {
+                        connection.verbose = mode;
+                        Response::Verbose(mode)
+                    }
+                    Some(Command::ReadVerbose) => Response::Other(connection.verbose.to_string()),
+                    _ => self
+                        .model
+                        .answer_tagged(command, matches!(connection.verbose, 2 | 3)),
+                };
+                response.encode()
+            }
+        };
+        if std::mem::take(&mut self.pending.drop_reply) {
+            return Vec::new();
+        }
+        if std::mem::take(&mut self.pending.garble_reply) {
+            return garble(&reply);
+        }
+        reply
+    }
+
+    fn front_panel(&mut self, report: Response) {
+        debug!(report = %report, "extron simulator: front panel");
+        if self.reports.len() == KEPT_REPORTS {
+            self.reports.pop_front();
+        }
+        self.reports.push_back(report);
+        self.reported += 1;
+    }
+}
+
+impl DeviceModel for Switcher {
+    type Connection = Connection;
+
+    fn greeting(&mut self, connection: &mut Connection, _now: Instant) -> Vec<u8> {
+        connection.seen = self.reported;
+        let mut banner = String::new();
+        for line in &self.banner {
+            banner.push_str(line);
+            banner.push_str("\r\n");
+        }
+        let mut greeting = banner.into_bytes();
+        if self.password.is_some() {
+            connection.logging_in = true;
+            greeting.extend(Switcher::prompt());
+        }
+        greeting
+    }
+
+    fn serial_greeting(&mut self, connection: &mut Connection, _now: Instant) -> Vec<u8> {
+        connection.seen = self.reported;
+        connection.serial = true;
+        Vec::new()
+    }
+
+    fn received(&mut self, connection: &mut Connection, _now: Instant, data: &[u8]) -> Vec<u8> {
+        connection.reader.push(data);
+        let mut answers = Vec::new();
+        while !connection.closing {
+            let next = if connection.logging_in {
+                connection.reader.next_line()
+            } else {
+                connection.reader.next_command()
+            };
+            match next {
+                Ok(None) => break,
+                Ok(Some(bytes)) if connection.logging_in => {
+                    answers.extend(self.login(connection, &bytes));
+                }
+                Ok(Some(command)) => answers.extend(self.respond(connection, &command)),
+                Err(e) => {
+                    debug!(error = %e, "extron simulator: closing");
+                    connection.closing = true;
+                }
+            }
+        }
+        answers
+    }
+
+    fn hangs_up(&self, connection: &Connection) -> bool {
+        connection.closing
+    }
+
+    fn idle_timeout(&self, connection: &Connection) -> Option<Duration> {
+        (!connection.serial).then_some(self.idle_timeout)
+    }
+
+    fn reply_delay(&self) -> Duration {
+        self.pending.delay
+    }
+
+    /// Front-panel reports go to connections in verbose mode 1 or 3, as on a real unit.
+    fn release(&mut self, connection: &mut Connection, _now: Instant) -> Vec<u8> {
+        let unseen = usize::try_from(self.reported - connection.seen).unwrap_or(usize::MAX);
+        connection.seen = self.reported;
+        if connection.logging_in || !matches!(connection.verbose, 1 | 3) {
+            return Vec::new();
+        }
+        let from = self.reports.len().saturating_sub(unseen);
+        self.reports
+            .range(from..)
+            .flat_map(Response::encode)
+            .collect()
+    }
 }
 
 /// Controls a running simulator. Cheap to clone; the simulator runs until
 /// [`Handle::shutdown`] (or the end of the tokio runtime).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Handle {
-    shared: Arc<Shared>,
-    listener: Arc<Listener>,
+    served: Arc<Served<Switcher>>,
 }
 
 /// Starts a simulator listening on `config.listen`.
 pub async fn start(config: Config) -> io::Result<Handle> {
-    let shared = Arc::new(Shared {
-        password: config.password.clone(),
-        banner: config.banner.clone(),
-        idle_timeout: config.idle_timeout,
-        model: Mutex::new(Model::new(config.switcher())),
-        pending: Mutex::new(Pending::default()),
-        commands: Mutex::new(Vec::new()),
-        notify: broadcast::Sender::new(64),
-        ptys: Mutex::new(Vec::new()),
-    });
-    let serving = Arc::clone(&shared);
-    let listener = Listener::start(config.listen, "extron simulator", move |stream, peer| {
-        let idle = Some(serving.idle_timeout);
-        serve(
-            Arc::clone(&serving),
-            Box::new(stream),
-            peer.to_string(),
-            idle,
-        )
-    })?;
+    let served = kit::serve_tcp(Switcher::new(&config), config.listen, "extron simulator")?;
     Ok(Handle {
-        shared,
-        listener: Arc::new(listener),
+        served: Arc::new(served),
     })
 }
 
 impl Handle {
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr()
+        self.served.local_addr()
     }
 
     /// The switcher's state now.
     pub fn state(&self) -> State {
-        lock(&self.shared.model).state()
+        self.served.with(|s| s.model.state())
     }
 
     /// Ties `input` (0 = none) to `output` on the front panel and reports it
     /// (`Out02 In03 All`) to every connection in verbose mode 1 or 3. Returns the error
     /// code a unit would show for an input or output it does not have.
     pub fn tie(&self, input: u16, output: u16, kind: TieKind) -> Result<(), ErrorCode> {
-        let report = lock(&self.shared.model).tie(input, output, kind)?;
-        self.shared.front_panel(report);
-        Ok(())
+        self.served.update(|s| {
+            let report = s.model.tie(input, output, kind)?;
+            s.front_panel(report);
+            Ok(())
+        })
     }
 
     /// Turns `output`'s volume knob, reported as `Out01 Vol50` (or `Vol50` on a
     /// single-output product).
     pub fn set_volume(&self, output: u16, level: u16) -> Result<(), ErrorCode> {
-        let mut model = lock(&self.shared.model);
-        let form = model.report_form(output)?;
-        let report = model.set_volume(form, level)?;
-        drop(model);
-        self.shared.front_panel(report);
-        Ok(())
+        self.served.update(|s| {
+            let form = s.model.report_form(output)?;
+            let report = s.model.set_volume(form, level)?;
+            s.front_panel(report);
+            Ok(())
+        })
     }
 
     /// Presses `output`'s audio mute, reported as `Amt01*1` (or `Amt1`).
     pub fn set_audio_mute(&self, output: u16, on: bool) -> Result<(), ErrorCode> {
-        let mut model = lock(&self.shared.model);
-        let form = model.report_form(output)?;
-        let report = model.set_audio_mute(form, on)?;
-        drop(model);
-        self.shared.front_panel(report);
-        Ok(())
+        self.served.update(|s| {
+            let form = s.model.report_form(output)?;
+            let report = s.model.set_audio_mute(form, on)?;
+            s.front_panel(report);
+            Ok(())
+        })
     }
 
     /// Presses `output`'s video mute, reported as `Vmt01*1` (or `Vmt1`).
     pub fn set_video_mute(&self, output: u16, on: bool) -> Result<(), ErrorCode> {
-        let mut model = lock(&self.shared.model);
-        let form = model.report_form(output)?;
-        let report = model.set_video_mute(form, on)?;
-        drop(model);
-        self.shared.front_panel(report);
-        Ok(())
+        self.served.update(|s| {
+            let form = s.model.report_form(output)?;
+            let report = s.model.set_video_mute(form, on)?;
+            s.front_panel(report);
+            Ok(())
+        })
     }
 
     pub fn inject(&self, fault: Fault) {
-        let mut pending = lock(&self.shared.pending);
-        match fault {
-            Fault::DropNextReply => pending.drop_reply = true,
-            Fault::GarbleNextReply => pending.garble_reply = true,
-            Fault::CloseOnNextCommand => pending.close = true,
-            Fault::ErrorNextCommand(code) => pending.error = Some(code),
-            Fault::DelayReplies(delay) => pending.delay = delay,
-        }
+        self.served.update(|s| match fault {
+            Fault::DropNextReply => s.pending.drop_reply = true,
+            Fault::GarbleNextReply => s.pending.garble_reply = true,
+            Fault::CloseOnNextCommand => s.pending.close = true,
+            Fault::ErrorNextCommand(code) => s.pending.error = Some(code),
+            Fault::DelayReplies(delay) => s.pending.delay = delay,
+        });
     }
 
     /// Every command received after login on any connection, in order, escaped
     /// (`\x1b3CV`), also those refused or answered with an error. Passwords are not kept.
     pub fn commands_received(&self) -> Vec<String> {
-        lock(&self.shared.commands).clone()
+        self.served.with(|s| s.commands.clone())
     }
 
     /// How many connections were accepted since start.
     pub fn connection_count(&self) -> usize {
-        self.listener.connection_count()
+        self.served.connection_count()
     }
 
-    /// Stops listening and closes every connection; returns once both are done, so the
-    /// address can be bound again right away. Later calls return at once.
+    /// Stops listening and closes every connection, serial ones included; returns once
+    /// both are done, so the address can be bound again right away.
     pub async fn shutdown(&self) {
-        self.unplug();
-        self.listener.shutdown().await;
+        self.served.shutdown().await;
     }
-}
 
-impl Handle {
     /// Serves the switcher on a new pseudo-terminal, as on its RS-232 port, and returns the
     /// path of the device end (`/dev/pts/N`) for the gateway to open.
     pub fn serve_pty(&self) -> io::Result<String> {
-        let shared = Arc::clone(&self.shared);
-        let (path, task) = spawn_pty(|link, label| serve(shared, link, label, None))?;
-        lock(&self.shared.ptys).push(task);
-        Ok(path)
+        self.served.serve_pty()
     }
 
     /// Pulls the cable: every pseudo-terminal served goes away, as an unplugged USB
     /// adapter does (the other end reads an error, the path disappears).
     pub fn unplug(&self) {
-        for task in lock(&self.shared.ptys).drain(..) {
-            task.abort();
-        }
-    }
-}
-
-/// Runs one connection. `idle` is the Telnet idle timeout; `None` means a serial port,
-/// which has no banner, login or timeout.
-async fn serve(shared: Arc<Shared>, stream: Box<dyn Link>, peer: String, idle: Option<Duration>) {
-    debug!(%peer, "extron simulator: connection opened");
-    let notes = shared.notify.subscribe();
-    let connection = Connection {
-        shared,
-        stream,
-        peer: peer.clone(),
-        idle,
-        reader: CommandReader::new(),
-        verbose: 0,
-        notes,
-    };
-    match connection.run().await {
-        Ok(()) => debug!(%peer, "extron simulator: connection closed"),
-        Err(e) => debug!(%peer, error = %e, "extron simulator: connection failed"),
-    }
-}
-
-/// What to do after a command.
-enum Action {
-    Reply(Vec<u8>),
-    Nothing,
-    Close,
-}
-
-/// One client connection.
-struct Connection {
-    shared: Arc<Shared>,
-    stream: Box<dyn Link>,
-    peer: String,
-    /// Telnet idle timeout; `None` on a serial port.
-    idle: Option<Duration>,
-    reader: CommandReader,
-    /// 0 none (Telnet default), 1 verbose, 2 tagged, 3 verbose + tagged.
-    verbose: u8,
-    notes: broadcast::Receiver<Response>,
-}
-
-impl Connection {
-    async fn run(mut self) -> io::Result<()> {
-        if self.idle.is_some() {
-            let mut banner = String::new();
-            for line in &self.shared.banner {
-                banner.push_str(line);
-                banner.push_str("\r\n");
-            }
-            self.send(banner.as_bytes()).await?;
-            if self.shared.password.is_some() && !self.login().await? {
-                return Ok(());
-            }
-        }
-        let mut idle_deadline = self.idle_deadline();
-        loop {
-            let command = match self.reader.next_command() {
-                Ok(Some(command)) => command,
-                Ok(None) => {
-                    if !self.wait(idle_deadline).await? {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    debug!(peer = %self.peer, error = %e, "extron simulator: closing");
-                    return Ok(());
-                }
-            };
-            idle_deadline = self.idle_deadline();
-            match self.respond(&command).await {
-                Action::Reply(bytes) => self.send(&bytes).await?,
-                Action::Nothing => {}
-                Action::Close => return Ok(()),
-            }
-        }
-    }
-
-    /// When an idle Telnet session is closed; a serial port never is (a day stands for
-    /// never, as a timer needs a time).
-    fn idle_deadline(&self) -> Instant {
-        Instant::now() + self.idle.unwrap_or(Duration::from_secs(86_400))
-    }
-
-    /// Prompts until the right password comes; `false` if the client left first.
-    async fn login(&mut self) -> io::Result<bool> {
-        let prompt = format!("\r\n{PASSWORD_PROMPT}");
-        self.send(prompt.as_bytes()).await?;
-        let deadline = self.idle_deadline();
-        loop {
-            let line = match self.reader.next_line() {
-                Ok(Some(line)) => line,
-                Ok(None) => {
-                    if !self.read_more(deadline).await? {
-                        return Ok(false);
-                    }
-                    continue;
-                }
-                Err(_) => return Ok(false),
-            };
-            if Some(line.as_slice()) == self.shared.password.as_deref().map(str::as_bytes) {
-                self.send(b"\r\nLogin Administrator\r\n").await?;
-                return Ok(true);
-            }
-            self.send(prompt.as_bytes()).await?;
-        }
-    }
-
-    /// Waits for bytes or a front-panel report; `false` when the client closed or went
-    /// idle too long.
-    async fn wait(&mut self, deadline: Instant) -> io::Result<bool> {
-        loop {
-            let mut buf = [0; 512];
-            tokio::select! {
-                read = time::timeout_at(deadline, self.stream.read(&mut buf)) => {
-                    let Ok(read) = read else {
-                        debug!(peer = %self.peer, "extron simulator: idle, closing");
-                        return Ok(false);
-                    };
-                    let n = read?;
-                    self.reader.push(&buf[..n]);
-                    return Ok(n > 0);
-                }
-                note = self.notes.recv() => match note {
-                    Ok(report) if matches!(self.verbose, 1 | 3) => {
-                        self.send(&report.encode()).await?;
-                    }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return Ok(false),
-                },
-            }
-        }
-    }
-
-    async fn read_more(&mut self, deadline: Instant) -> io::Result<bool> {
-        let mut buf = [0; 512];
-        match time::timeout_at(deadline, self.stream.read(&mut buf)).await {
-            Err(_) => Ok(false),
-            Ok(read) => {
-                let n = read?;
-                self.reader.push(&buf[..n]);
-                Ok(n > 0)
-            }
-        }
-    }
-
-    async fn respond(&mut self, command: &[u8]) -> Action {
-        debug!(peer = %self.peer, command = %frame::escape(command), "extron simulator <-");
-        let shared = Arc::clone(&self.shared);
-        lock(&shared.commands).push(frame::escape(command));
-        if shared.take(|p| &mut p.close) {
-            return Action::Close;
-        }
-        let injected = lock(&shared.pending).error.take();
-        let reply = match injected {
-            Some(code) => format!("{code}\r\n").into_bytes(),
-            None => {
-                let single = lock(&shared.model).single_output();
-                let response = match Command::parse(command, single) {
-                    Some(Command::Verbose(mode)) => {
-                        self.verbose = mode;
-                        Response::Verbose(mode)
-                    }
-                    Some(Command::ReadVerbose) => Response::Other(self.verbose.to_string()),
-                    _ => lock(&shared.model).answer_tagged(command, matches!(self.verbose, 2 | 3)),
-                };
-                response.encode()
-            }
-        };
-        let delay = lock(&shared.pending).delay;
-        if !delay.is_zero() {
-            time::sleep(delay).await;
-        }
-        if shared.take(|p| &mut p.drop_reply) {
-            return Action::Nothing;
-        }
-        if shared.take(|p| &mut p.garble_reply) {
-            return Action::Reply(garble(&reply));
-        }
-        Action::Reply(reply)
-    }
-
-    async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        debug!(peer = %self.peer, bytes = %frame::escape(bytes), "extron simulator ->");
-        self.stream.write_all(bytes).await
-    }
-}
-
-impl Shared {
-    /// Clears and returns one pending fault flag.
-    fn take(&self, flag: impl FnOnce(&mut Pending) -> &mut bool) -> bool {
-        std::mem::take(flag(&mut lock(&self.pending)))
-    }
-
-    fn front_panel(&self, report: Response) {
-        debug!(report = %report, "extron simulator: front panel");
-        // No receivers (no connection) is fine.
-        let _ = self.notify.send(report);
+        self.served.unplug();
     }
 }
 
@@ -482,9 +413,13 @@ fn garble(reply: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::extron::frame::{Item, LineReader};
-    use crate::{DriverSettings, Output, Request, SessionError};
+    use crate::extron::{Options, Session};
+    use crate::kit::Pair;
+    use crate::{DriverSettings, Output, Protocol, Request, SessionError};
     use serde_json::{Value, json};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
+    use tokio::time::{self, Instant};
 
     /// Bound on every wait, so a broken simulator fails the test instead of hanging it.
     const PATIENCE: Duration = Duration::from_secs(5);
@@ -759,20 +694,14 @@ mod tests {
         sim.shutdown().await;
     }
 
-    fn now() -> std::time::Instant {
-        Instant::now().into_std()
-    }
-
-    /// Runs requests through the real driver session against the simulator, as the
-    /// gateway's runtime would (minus retries), with the session's own timers, and returns
-    /// every output. `on_ready` runs once the session is ready (front-panel changes).
-    async fn drive(
-        addr: SocketAddr,
+    /// The driver's session against the switcher in memory, connected: the clock moves
+    /// to each timer the session sets (the quiet after a banner) until it is ready or
+    /// gives up. Returns the pair and what the session put out.
+    fn connect(
+        config: &Config,
         options: Value,
         password: Option<&str>,
-        requests: &[Request],
-        on_ready: impl FnOnce(),
-    ) -> Vec<Output> {
+    ) -> (Pair<Session, Switcher>, Vec<Output>) {
         let Value::Object(options) = options else {
             panic!("options must be an object")
         };
@@ -780,52 +709,29 @@ mod tests {
             options,
             password: password.map(Into::into),
         };
-        let mut session = (crate::extron::DRIVER.build)(&settings).unwrap();
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        session.connected(now());
-        let mut requests = requests.iter();
-        let mut on_ready = Some(on_ready);
-        let mut outputs = Vec::new();
-        let mut buf = [0; 256];
-        let give_up = Instant::now() + PATIENCE;
-        loop {
-            while let Some(output) = session.poll_output() {
-                match &output {
-                    Output::Transmit(bytes) => stream.write_all(bytes).await.unwrap(),
-                    Output::Ready | Output::Completed(_) => {
-                        if let Some(hook) = on_ready.take() {
-                            hook();
-                        }
-                        match requests.next() {
-                            Some(request) => session.start(now(), request).unwrap(),
-                            None => {
-                                outputs.push(output);
-                                return outputs;
-                            }
-                        }
-                    }
-                    Output::Fatal(_) => {
-                        outputs.push(output);
-                        return outputs;
-                    }
-                    Output::Update { .. } | Output::Discovered(_) => {}
-                    Output::Paused => session.resume(now()),
-                }
-                outputs.push(output);
-            }
-            let wake = session
+        let session = Session::new(Options::from_settings(&settings).unwrap());
+        let mut pair = Pair::new(session, Switcher::new(config));
+        let mut outputs = pair.connect();
+        while !outputs
+            .iter()
+            .any(|o| matches!(o, Output::Ready | Output::Fatal(_)))
+        {
+            let at = pair
+                .session
                 .poll_timeout()
-                .map_or(give_up, |t| Instant::from_std(t).min(give_up));
-            assert!(Instant::now() < give_up, "session stuck: {outputs:?}");
-            match time::timeout_at(wake, stream.read(&mut buf)).await {
-                Ok(read) => {
-                    let n = read.unwrap();
-                    assert!(n > 0, "simulator closed the connection");
-                    session.received(now(), &buf[..n]);
-                }
-                Err(_) => session.handle_timeout(now()),
-            }
+                .expect("the session waits for nothing");
+            outputs.extend(pair.advance(at - pair.now));
         }
+        (pair, outputs)
+    }
+
+    /// Runs each request to completion, returning every output.
+    fn run(pair: &mut Pair<Session, Switcher>, requests: &[Request]) -> Vec<Output> {
+        let mut outputs = Vec::new();
+        for request in requests {
+            outputs.extend(pair.run(request).unwrap());
+        }
+        outputs
     }
 
     fn command(name: &str, args: Value) -> Request {
@@ -854,36 +760,30 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test]
-    async fn driver_session_against_simulator() {
-        let sim = start(Config {
+    #[test]
+    fn driver_session_against_the_model() {
+        let config = Config {
             password: Some("pw".into()),
             outputs: 2,
             inputs: 4,
             ..Config::default()
-        })
-        .await
-        .unwrap();
-        let requests = [
-            command("route", json!({"input": 3, "output": 2})),
-            command("route", json!({"input": 4, "output": 1, "kind": "audio"})),
-            command("volume", json!({"level": 40, "output": 1})),
-            command("mute", json!({"audio": true, "video": false, "output": 2})),
-            poll("routes"),
-            poll("info"),
-        ];
-        let front_panel = sim.clone();
+        };
         let options = json!({"outputs": 2, "inputs": 4});
-        let outputs = drive(
-            sim.local_addr(),
-            options.clone(),
-            Some("pw"),
-            &requests,
-            move || {
-                front_panel.tie(2, 1, TieKind::Video).unwrap();
-            },
-        )
-        .await;
+        let (mut pair, _) = connect(&config, options.clone(), Some("pw"));
+        // A front-panel tie, reported as a verbose-3 connection hears it.
+        let report = pair.model.model.tie(2, 1, TieKind::Video).unwrap();
+        let mut outputs = pair.device_says(&report.encode());
+        outputs.extend(run(
+            &mut pair,
+            &[
+                command("route", json!({"input": 3, "output": 2})),
+                command("route", json!({"input": 4, "output": 1, "kind": "audio"})),
+                command("volume", json!({"level": 40, "output": 1})),
+                command("mute", json!({"audio": true, "video": false, "output": 2})),
+                poll("routes"),
+                poll("info"),
+            ],
+        ));
         assert!(
             outputs
                 .iter()
@@ -892,7 +792,6 @@ mod tests {
         );
         let got = updates(&outputs);
         let has = |point: &str, value: Value| got.contains(&(point.to_string(), value));
-        // The front-panel tie arrived unsolicited, whenever it came.
         assert!(has("route.1", json!(2)), "{got:?}");
         assert!(
             has("route.2", json!(3)) && has("audio_route.2", json!(3)),
@@ -905,9 +804,8 @@ mod tests {
         assert!(has("part_number", json!("60-0000-01")), "{got:?}");
         assert!(has("firmware", json!("1.05")), "{got:?}");
         // The routes poll read back what was set, video then audio per output.
-        let polled: Vec<_> = got[got.len() - 6..got.len() - 2].to_vec();
         assert_eq!(
-            polled,
+            got[got.len() - 6..got.len() - 2],
             [
                 ("route.1".to_string(), json!(2)),
                 ("audio_route.1".to_string(), json!(4)),
@@ -916,36 +814,36 @@ mod tests {
             ]
         );
         assert_eq!(
-            sim.commands_received(),
+            pair.model.commands,
             [
                 "\\x1b3CV", "3*2!", "4*1$", "1*40V", "2*1Z", "2*0B", "1%", "1$", "2%", "2$", "N",
                 "Q"
             ]
         );
 
-        let outputs = drive(sim.local_addr(), options.clone(), Some("wrong"), &[], || {}).await;
+        let (_, outputs) = connect(&config, options.clone(), Some("wrong"));
         assert!(
             matches!(outputs.last(), Some(Output::Fatal(SessionError::AuthFailed(m))) if m.contains("rejected")),
             "{outputs:?}"
         );
-        let outputs = drive(sim.local_addr(), options, None, &[], || {}).await;
+        let (_, outputs) = connect(&config, options, None);
         assert!(
             matches!(outputs.last(), Some(Output::Fatal(SessionError::AuthFailed(m))) if m.contains("set `password`")),
             "{outputs:?}"
         );
-        sim.shutdown().await;
     }
 
-    #[tokio::test]
-    async fn driver_session_without_password_uses_the_quiet_banner() {
-        let sim = start(Config {
+    #[test]
+    fn driver_session_without_password_uses_the_quiet_banner() {
+        let config = Config {
             outputs: 1,
             ..Config::default()
-        })
-        .await
-        .unwrap();
-        let requests = [command("volume", json!({"level": 82})), poll("mute")];
-        let outputs = drive(sim.local_addr(), json!({}), None, &requests, || {}).await;
+        };
+        let (mut pair, _) = connect(&config, json!({}), None);
+        let outputs = run(
+            &mut pair,
+            &[command("volume", json!({"level": 82})), poll("mute")],
+        );
         assert_eq!(
             updates(&outputs),
             [
@@ -954,7 +852,6 @@ mod tests {
                 ("video_mute".to_string(), json!(false)),
             ]
         );
-        assert_eq!(sim.commands_received(), ["\\x1b3CV", "82V", "Z", "B"]);
-        sim.shutdown().await;
+        assert_eq!(pair.model.commands, ["\\x1b3CV", "82V", "Z", "B"]);
     }
 }

@@ -44,6 +44,18 @@ pub fn integer(
     Ok(n)
 }
 
+/// An integer argument within `range` that may be left out.
+pub fn optional_integer(
+    args: &Map<String, Value>,
+    name: &str,
+    range: RangeInclusive<i64>,
+) -> Result<Option<i64>, DeviceError> {
+    match args.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => integer(args, name, range).map(Some),
+    }
+}
+
 /// A boolean argument.
 pub fn boolean(args: &Map<String, Value>, name: &str) -> Result<bool, DeviceError> {
     let value = required(args, name)?;
@@ -52,6 +64,17 @@ pub fn boolean(args: &Map<String, Value>, name: &str) -> Result<bool, DeviceErro
             "argument `{name}`: expected true or false, got {value}"
         ))
     })
+}
+
+/// A boolean argument that may be left out (a mute naming only video).
+pub fn optional_boolean(
+    args: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<bool>, DeviceError> {
+    match args.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => boolean(args, name).map(Some),
+    }
 }
 
 /// A string argument.
@@ -104,5 +127,9 @@ mod tests {
                 .contains("true or false")
         );
         assert_eq!(integer(&args(json!({"output": 8})), "output", 1..=8), Ok(8));
+        assert_eq!(optional_boolean(&a, "video"), Ok(None));
+        assert_eq!(optional_integer(&a, "input", 1..=8), Ok(None));
+        assert!(optional_integer(&a, "output", 1..=8).is_err());
+        assert!(optional_boolean(&a, "on").is_err());
     }
 }

@@ -62,6 +62,16 @@ impl Framer {
         }
     }
 
+    /// The bytes of an unfinished frame, as far as they are read: a prompt that comes
+    /// with no terminator (`Password:`) is recognised here.
+    pub fn pending(&self) -> &[u8] {
+        match self {
+            Framer::Delimited(f) => &f.buf,
+            Framer::Block(f) => &f.lines.buf,
+            Framer::Checked(f) => &f.buf,
+        }
+    }
+
     /// Bytes held for an unfinished frame.
     pub fn buffered(&self) -> usize {
         match self {
@@ -88,7 +98,11 @@ impl Framer {
 #[derive(Debug, Clone)]
 pub struct Delimited {
     terminator: Vec<u8>,
+    /// Any one byte of `terminator` ends a frame (Extron: CR, LF or both).
+    any_byte: bool,
     trim: bool,
+    /// Bytes dropped where a frame would start (PJLink's LF after a CR terminator).
+    skip_leading: Vec<u8>,
     max_frame: usize,
     buf: Vec<u8>,
 }
@@ -98,10 +112,28 @@ impl Delimited {
         assert!(!terminator.is_empty(), "a terminator has at least one byte");
         Delimited {
             terminator: terminator.to_vec(),
+            any_byte: false,
             trim,
+            skip_leading: Vec::new(),
             max_frame,
             buf: Vec::new(),
         }
+    }
+
+    /// Frames that end at any one of `ends`: a device that ends lines with CR, LF or
+    /// both, read with `skip_leading(ends)` so a CR LF leaves no empty frame.
+    pub fn any_of(ends: &[u8], max_frame: usize) -> Delimited {
+        Delimited {
+            any_byte: true,
+            ..Delimited::new(ends, false, max_frame)
+        }
+    }
+
+    /// Drops any of `bytes` where a frame would start, before it counts against the
+    /// limit: a device that ends lines with CR LF read by a CR framer.
+    pub fn skip_leading(mut self, bytes: &[u8]) -> Delimited {
+        self.skip_leading = bytes.to_vec();
+        self
     }
 
     /// Lines ending in `\n`, with a `\r` before it (or anywhere at the ends) trimmed off.
@@ -111,9 +143,21 @@ impl Delimited {
 
     fn next_frame(&mut self) -> Option<Result<Vec<u8>, FrameError>> {
         loop {
-            match find(&self.buf, &self.terminator) {
+            let skipped = self
+                .buf
+                .iter()
+                .take_while(|b| self.skip_leading.contains(b))
+                .count();
+            self.buf.drain(..skipped);
+            let (end, terminator_len) = if self.any_byte {
+                let at = self.buf.iter().position(|b| self.terminator.contains(b));
+                (at, 1)
+            } else {
+                (find(&self.buf, &self.terminator), self.terminator.len())
+            };
+            match end {
                 Some(at) => {
-                    let mut frame: Vec<u8> = self.buf.drain(..at + self.terminator.len()).collect();
+                    let mut frame: Vec<u8> = self.buf.drain(..at + terminator_len).collect();
                     frame.truncate(at);
                     if at > self.max_frame {
                         return Some(Err(FrameError::TooLong {
@@ -132,10 +176,12 @@ impl Delimited {
                     }
                     return Some(Ok(frame));
                 }
-                None if self.buf.len() > self.max_frame + self.terminator.len() => {
+                // From this length on, no terminator can come early enough: say so now
+                // rather than on the next byte.
+                None if self.buf.len() >= self.max_frame + terminator_len => {
                     // Keep what could be the start of a terminator, so the next frame is
                     // found even when its terminator was split across the limit.
-                    let keep = self.terminator.len() - 1;
+                    let keep = terminator_len - 1;
                     let dropped = self.buf.len() - keep;
                     self.buf.drain(..dropped);
                     return Some(Err(FrameError::TooLong {
@@ -403,6 +449,37 @@ mod tests {
         assert!(framer.buffered() <= 10);
         let got = frames(&mut framer, b"yy\r\nok\r\n");
         assert_eq!(got.last(), Some(&ok(b"ok")), "{got:?}");
+    }
+
+    #[test]
+    fn a_cr_framer_skips_the_lf_of_crlf_and_refuses_at_the_limit() {
+        let mut framer = Framer::Delimited(Delimited::new(b"\r", false, 4).skip_leading(b"\n"));
+        assert_eq!(
+            frames(&mut framer, b"\n\nab \r\nabcd\r\n"),
+            [ok(b"ab "), ok(b"abcd")]
+        );
+        // Five bytes and no CR: no CR can come in time any more.
+        let got = frames(&mut framer, b"\nabcde");
+        assert!(
+            matches!(
+                got[..],
+                [Err(FrameError::TooLong {
+                    limit: 4,
+                    dropped: 5
+                })]
+            ),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn any_of_several_bytes_ends_a_line() {
+        let mut framer = Framer::Delimited(Delimited::any_of(b"\r\n", 16).skip_leading(b"\r\n"));
+        assert_eq!(
+            frames(&mut framer, b"a\rb\nc\r\n\r\nPassword:"),
+            [ok(b"a"), ok(b"b"), ok(b"c")]
+        );
+        assert_eq!(framer.pending(), b"Password:");
     }
 
     #[test]

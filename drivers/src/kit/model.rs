@@ -1,12 +1,13 @@
 //! The device side of the kit: a [`DeviceModel`] is a pretend device, sans-IO like a
 //! session, and [`serve_tcp`], [`serve_udp`] and [`Served::serve_pty`] put any model on
-//! a real socket, the way the drivers' own simulators do (they share
-//! [`crate::sim_server`]).
+//! a real socket (on [`crate::sim_server`]). The PJLink and Extron simulators are models
+//! served here; the hooks past `received` (hanging up, idle timeouts, answers held back or
+//! delayed, a serial port that greets differently) are what they need from a device.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast;
@@ -28,9 +29,37 @@ pub trait DeviceModel: Send + 'static {
         Vec::new()
     }
 
+    /// What the device says as its serial port is opened: the network greeting unless the
+    /// device's serial port differs (no banner, no login on an Extron's RS-232).
+    fn serial_greeting(&mut self, connection: &mut Self::Connection, now: Instant) -> Vec<u8> {
+        self.greeting(connection, now)
+    }
+
     /// Bytes from the controller on `connection`; returns what the device answers.
     fn received(&mut self, connection: &mut Self::Connection, now: Instant, data: &[u8])
     -> Vec<u8>;
+
+    /// Whether the device closes `connection` once its last answer is written (a refused
+    /// login; firmware that hangs up after every reply).
+    fn hangs_up(&self, _connection: &Self::Connection) -> bool {
+        false
+    }
+
+    /// How long the device keeps `connection` open while it sends nothing (PJLink: 30 s).
+    fn idle_timeout(&self, _connection: &Self::Connection) -> Option<Duration> {
+        None
+    }
+
+    /// How long the device takes before answering (an injected slow reply).
+    fn reply_delay(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    /// Answers `connection` held back until now (a device that stalled): asked after
+    /// every [`Served::change`].
+    fn release(&mut self, _connection: &mut Self::Connection, _now: Instant) -> Vec<u8> {
+        Vec::new()
+    }
 }
 
 /// The clock a served model sees: tokio's, so a paused test clock applies.
@@ -45,6 +74,8 @@ pub struct Served<M: DeviceModel> {
     model: Arc<Mutex<M>>,
     /// Unsolicited bytes for every open connection (front-panel changes).
     changes: broadcast::Sender<Vec<u8>>,
+    /// The connections on pseudo-terminals, ended by [`Served::unplug`].
+    ptys: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl<M: DeviceModel> Served<M> {
@@ -67,12 +98,19 @@ impl<M: DeviceModel> Served<M> {
     }
 
     /// Changes the model as its front panel would; the bytes `change` returns are sent to
-    /// every open connection, as the device reports a change unprompted.
+    /// every open connection, as the device reports a change unprompted, and each
+    /// connection is given what the model [releases](DeviceModel::release).
     pub fn change(&self, change: impl FnOnce(&mut M) -> Vec<u8>) {
         let bytes = change(&mut lock(&self.model));
-        if !bytes.is_empty() {
-            let _ = self.changes.send(bytes);
-        }
+        let _ = self.changes.send(bytes);
+    }
+
+    /// Changes the model without a word on the wire (an injected fault, a silent setting);
+    /// returns what `update` returns.
+    pub fn update<R>(&self, update: impl FnOnce(&mut M) -> R) -> R {
+        let result = update(&mut lock(&self.model));
+        let _ = self.changes.send(Vec::new());
+        result
     }
 
     /// Also serves the model on a new pseudo-terminal, as on its RS-232 port; returns the
@@ -80,12 +118,22 @@ impl<M: DeviceModel> Served<M> {
     pub fn serve_pty(&self) -> io::Result<String> {
         let model = Arc::clone(&self.model);
         let changes = self.changes.subscribe();
-        let (path, _task) = sim_server::spawn_pty(move |link, _| serve_link(link, model, changes))?;
+        let (path, task) =
+            sim_server::spawn_pty(move |link, _| serve_link(link, model, changes, true))?;
+        lock(&self.ptys).push(task);
         Ok(path)
     }
 
-    /// Stops listening and closes every connection.
+    /// Pulls the cable out of every pseudo-terminal served so far.
+    pub fn unplug(&self) {
+        for task in lock(&self.ptys).drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Stops listening and closes every connection, serial ones included.
     pub async fn shutdown(&self) {
+        self.unplug();
         if let Some(listener) = &self.listener {
             listener.shutdown().await;
         }
@@ -108,7 +156,12 @@ pub fn serve_tcp<M: DeviceModel>(
         let changes = changes.clone();
         Listener::start(addr, name, move |stream, _| {
             let _ = stream.set_nodelay(true);
-            serve_link(Box::new(stream), Arc::clone(&model), changes.subscribe())
+            serve_link(
+                Box::new(stream),
+                Arc::clone(&model),
+                changes.subscribe(),
+                false,
+            )
         })?
     };
     Ok(Served {
@@ -116,6 +169,7 @@ pub fn serve_tcp<M: DeviceModel>(
         udp: None,
         model,
         changes,
+        ptys: Mutex::new(Vec::new()),
     })
 }
 
@@ -150,6 +204,7 @@ pub async fn serve_udp<M: DeviceModel>(model: M, addr: SocketAddr) -> io::Result
         udp: Some((local, task)),
         model,
         changes,
+        ptys: Mutex::new(Vec::new()),
     })
 }
 
@@ -157,34 +212,63 @@ async fn serve_link<M: DeviceModel>(
     mut link: Box<dyn Link>,
     model: Arc<Mutex<M>>,
     mut changes: broadcast::Receiver<Vec<u8>>,
+    serial: bool,
 ) {
     let mut connection = M::Connection::default();
-    let hello = lock(&model).greeting(&mut connection, now());
+    let hello = if serial {
+        lock(&model).serial_greeting(&mut connection, now())
+    } else {
+        lock(&model).greeting(&mut connection, now())
+    };
     if !hello.is_empty() && link.write_all(&hello).await.is_err() {
         return;
     }
+    if lock(&model).hangs_up(&connection) {
+        return;
+    }
     let mut buf = vec![0u8; 2048];
+    let deadline_for = |connection: &M::Connection| {
+        let timeout = lock(&model).idle_timeout(connection);
+        timeout.map(|timeout| tokio::time::Instant::now() + timeout)
+    };
+    let mut idle_deadline_at = deadline_for(&connection);
     loop {
-        tokio::select! {
+        let idle_deadline = idle_deadline_at;
+        let idle_out = async {
+            match idle_deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
+        };
+        let reply = tokio::select! {
             read = link.read(&mut buf) => {
                 let n = match read {
                     Ok(0) | Err(_) => return,
                     Ok(n) => n,
                 };
                 let reply = lock(&model).received(&mut connection, now(), &buf[..n]);
-                if !reply.is_empty() && link.write_all(&reply).await.is_err() {
-                    return;
+                idle_deadline_at = deadline_for(&connection);
+                let delay = lock(&model).reply_delay();
+                if !reply.is_empty() && !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
                 }
+                reply
             }
             change = changes.recv() => match change {
-                Ok(bytes) => {
-                    if link.write_all(&bytes).await.is_err() {
-                        return;
-                    }
+                Ok(mut bytes) => {
+                    bytes.extend(lock(&model).release(&mut connection, now()));
+                    bytes
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => Vec::new(),
                 Err(broadcast::error::RecvError::Closed) => return,
             },
+            () = idle_out => return,
+        };
+        if !reply.is_empty() && link.write_all(&reply).await.is_err() {
+            return;
+        }
+        if lock(&model).hangs_up(&connection) {
+            return;
         }
     }
 }
@@ -243,6 +327,91 @@ mod tests {
         assert_eq!(read_exactly(&mut b, 12).await, b"front panel\n");
         assert_eq!(served.with(|m| m.heard), 3);
         assert_eq!(served.connection_count(), 2);
+        served.shutdown().await;
+    }
+
+    /// Holds its answers while `closed`, hangs up after `bye`, and drops a connection
+    /// that stays silent for `idle`.
+    struct Gate {
+        closed: bool,
+        idle: Duration,
+        heard: usize,
+    }
+
+    #[derive(Default)]
+    struct GateConnection {
+        held: Vec<u8>,
+        bye: bool,
+    }
+
+    impl DeviceModel for Gate {
+        type Connection = GateConnection;
+
+        fn received(&mut self, c: &mut GateConnection, _: Instant, data: &[u8]) -> Vec<u8> {
+            c.bye = data == b"bye";
+            self.heard += data.len();
+            if self.closed {
+                c.held.extend_from_slice(data);
+                return Vec::new();
+            }
+            data.to_vec()
+        }
+
+        fn hangs_up(&self, c: &GateConnection) -> bool {
+            c.bye
+        }
+
+        fn idle_timeout(&self, _: &GateConnection) -> Option<Duration> {
+            Some(self.idle)
+        }
+
+        fn release(&mut self, c: &mut GateConnection, _: Instant) -> Vec<u8> {
+            if self.closed {
+                return Vec::new();
+            }
+            std::mem::take(&mut c.held)
+        }
+    }
+
+    async fn closes(link: &mut tokio::net::TcpStream) -> bool {
+        let mut buf = [0u8; 8];
+        let read = tokio::time::timeout(Duration::from_secs(10), link.read(&mut buf)).await;
+        matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+    }
+
+    #[tokio::test]
+    async fn held_answers_come_on_update_and_connections_end_by_hang_up_or_idle() {
+        let gate = Gate {
+            closed: true,
+            idle: Duration::from_secs(3600),
+            heard: 0,
+        };
+        let served = serve_tcp(gate, "127.0.0.1:0".parse().unwrap(), "gate").unwrap();
+        let mut a = tokio::net::TcpStream::connect(served.local_addr())
+            .await
+            .unwrap();
+        a.write_all(b"late").await.unwrap();
+        let heard = async {
+            while served.with(|gate| gate.heard) < 4 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), heard)
+            .await
+            .expect("the model never heard the request");
+        // The answer waited for the gate to open, and comes unasked.
+        served.update(|gate| gate.closed = false);
+        let answer = tokio::time::timeout(Duration::from_secs(10), read_exactly(&mut a, 4));
+        assert_eq!(answer.await.expect("no held answer"), b"late");
+        a.write_all(b"bye").await.unwrap();
+        assert_eq!(read_exactly(&mut a, 3).await, b"bye");
+        assert!(closes(&mut a).await, "no hang-up after bye");
+
+        served.update(|gate| gate.idle = Duration::from_millis(20));
+        let mut b = tokio::net::TcpStream::connect(served.local_addr())
+            .await
+            .unwrap();
+        assert!(closes(&mut b).await, "a silent connection stayed open");
         served.shutdown().await;
     }
 

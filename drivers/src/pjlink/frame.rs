@@ -11,6 +11,8 @@ use std::fmt;
 
 use md5::{Digest, Md5};
 
+use crate::kit::{Delimited, Framer};
+
 /// Longest line the spec allows, CR included: `%1XXXX ` plus a 128-byte parameter.
 /// Nothing a real projector sends is longer, so a longer run of bytes without a CR means
 /// the stream is out of step (or not PJLink at all).
@@ -36,9 +38,9 @@ pub const ERROR_CATEGORIES: [&str; 6] = [
 /// because that is what an integrator needs to see in the log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
-    /// More than [`MAX_LINE`] bytes arrived without a CR.
-    #[error("line longer than {max} bytes without a CR: `{start}`")]
-    TooLong { max: usize, start: String },
+    /// More than `max` bytes (CR included) arrived without a CR; they were dropped.
+    #[error("line longer than {max} bytes without a CR ({dropped} bytes dropped)")]
+    TooLong { max: usize, dropped: usize },
     /// A line that should be a reply (`%1POWR=...`) is not one.
     #[error("malformed reply `{0}`")]
     MalformedReply(String),
@@ -320,49 +322,10 @@ pub fn split_digest(line: &[u8]) -> (Option<&str>, &[u8]) {
     }
 }
 
-/// Cuts a byte stream into CR-terminated lines. Tolerates an LF after the CR (some
-/// projectors and serial servers add one) and refuses runaway lines.
-#[derive(Debug)]
-pub struct LineReader {
-    buf: Vec<u8>,
-    /// Longest accepted line, CR included.
-    max: usize,
-}
-
-impl LineReader {
-    pub fn new(max: usize) -> LineReader {
-        LineReader {
-            buf: Vec::new(),
-            max,
-        }
-    }
-
-    pub fn push(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
-    }
-
-    /// The next complete line without its CR, `None` if more bytes are needed.
-    pub fn next_line(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
-        let leading_lf = self.buf.iter().take_while(|&&b| b == b'\n').count();
-        self.buf.drain(..leading_lf);
-        match self.buf.iter().position(|&b| b == b'\r') {
-            Some(end) if end < self.max => {
-                let line = self.buf[..end].to_vec();
-                self.buf.drain(..=end);
-                Ok(Some(line))
-            }
-            None if self.buf.len() < self.max => Ok(None),
-            _ => Err(FrameError::TooLong {
-                max: self.max,
-                start: escape(&self.buf[..self.max.min(40)]),
-            }),
-        }
-    }
-
-    /// Forgets buffered bytes (new connection, or the stream is out of step).
-    pub fn clear(&mut self) {
-        self.buf.clear();
-    }
+/// The kit's line framer set up for PJLink: CR-terminated lines of at most `max` bytes
+/// CR included, tolerating an LF after the CR (some projectors and serial servers add one).
+pub fn line_framer(max: usize) -> Framer {
+    Framer::Delimited(Delimited::new(b"\r", false, max - 1).skip_leading(b"\n"))
 }
 
 /// The POWR states.
@@ -683,35 +646,33 @@ mod tests {
 
     #[test]
     fn lines_split_across_chunks_and_tolerate_lf() {
-        let mut reader = LineReader::new(MAX_LINE);
+        let mut reader = line_framer(MAX_LINE);
         reader.push(b"PJLI");
-        assert_eq!(reader.next_line(), Ok(None));
+        assert_eq!(reader.next_frame(), None);
         reader.push(b"NK 0\r\n%1POWR=");
-        assert_eq!(reader.next_line(), Ok(Some(b"PJLINK 0".to_vec())));
-        assert_eq!(reader.next_line(), Ok(None));
+        assert_eq!(reader.next_frame(), Some(Ok(b"PJLINK 0".to_vec())));
+        assert_eq!(reader.next_frame(), None);
         reader.push(b"OK\r%1POWR=1\r");
-        assert_eq!(reader.next_line(), Ok(Some(b"%1POWR=OK".to_vec())));
-        assert_eq!(reader.next_line(), Ok(Some(b"%1POWR=1".to_vec())));
-        assert_eq!(reader.next_line(), Ok(None));
+        assert_eq!(reader.next_frame(), Some(Ok(b"%1POWR=OK".to_vec())));
+        assert_eq!(reader.next_frame(), Some(Ok(b"%1POWR=1".to_vec())));
+        assert_eq!(reader.next_frame(), None);
     }
 
     #[test]
     fn overlong_lines_are_refused() {
-        let mut reader = LineReader::new(MAX_LINE);
+        let mut reader = line_framer(MAX_LINE);
         reader.push(&[b'A'; MAX_LINE - 1]);
-        assert_eq!(reader.next_line(), Ok(None));
+        assert_eq!(reader.next_frame(), None);
         reader.push(b"A");
-        assert!(matches!(
-            reader.next_line(),
-            Err(FrameError::TooLong { max: MAX_LINE, .. })
-        ));
+        assert!(matches!(reader.next_frame(), Some(Err(_))));
 
-        let mut reader = LineReader::new(MAX_LINE);
-        let mut longest = vec![b'A'; MAX_LINE - 1];
+        let mut reader = line_framer(MAX_LINE);
+        let mut longest = vec![b'\n'];
+        longest.extend_from_slice(&[b'A'; MAX_LINE - 1]);
         longest.push(b'\r');
         reader.push(&longest);
         assert_eq!(
-            reader.next_line().unwrap().map(|l| l.len()),
+            reader.next_frame().map(|l| l.unwrap().len()),
             Some(MAX_LINE - 1)
         );
     }

@@ -13,9 +13,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::frame::{
-    self, Class, Command, ERROR_CATEGORIES, ErrorCode, Greeting, LineReader, MAX_LINE, Mute,
+    self, Class, Command, ERROR_CATEGORIES, ErrorCode, FrameError, Greeting, MAX_LINE, Mute,
     PowerState, Reply,
 };
+use crate::kit::{self, Framer};
 use crate::{
     DeviceError, DeviceErrorKind, DriverSettings, OptionsError, Output, Protocol, Request,
     SessionError,
@@ -277,7 +278,7 @@ type Update = (&'static str, Value);
 pub struct Session {
     options: Options,
     phase: Phase,
-    lines: LineReader,
+    lines: Framer,
     /// The digest still to be prefixed to the first command of this connection.
     digest: Option<String>,
     request: Option<InFlight>,
@@ -293,7 +294,7 @@ impl Session {
         Session {
             options,
             phase: Phase::Down,
-            lines: LineReader::new(MAX_LINE),
+            lines: frame::line_framer(MAX_LINE),
             digest: None,
             request: None,
             paused: None,
@@ -493,8 +494,7 @@ impl Session {
     }
 
     fn plan_power(&self, args: &Map<String, Value>) -> Result<Vec<Step>, DeviceError> {
-        let on =
-            bool_arg(args, "on")?.ok_or_else(|| invalid("`power` needs `on` (true or false)"))?;
+        let on = kit::args::boolean(args, "on")?;
         Ok(vec![
             Step::set(Class::One, "POWR", digit(on)),
             Step::query(Query::Power, self.class()),
@@ -502,10 +502,7 @@ impl Session {
     }
 
     fn plan_input(&self, args: &Map<String, Value>) -> Result<Vec<Step>, DeviceError> {
-        let source = args
-            .get("source")
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid("`input` needs `source` (an input name or PJLink code)"))?;
+        let source = kit::args::text(args, "source")?;
         let code = self.options.inputs.resolve(source, self.class())?;
         Ok(vec![
             Step::set(self.class(), "INPT", code),
@@ -516,8 +513,8 @@ impl Session {
     /// Both mutes to the same value go in one `3x`; otherwise video (`1x`) and audio
     /// (`2x`) are set one after the other, leaving an unnamed one as it is.
     fn plan_mute(&self, args: &Map<String, Value>) -> Result<Vec<Step>, DeviceError> {
-        let video = bool_arg(args, "video")?;
-        let audio = bool_arg(args, "audio")?;
+        let video = kit::args::optional_boolean(args, "video")?;
+        let audio = kit::args::optional_boolean(args, "audio")?;
         let params = match (video, audio) {
             (None, None) => {
                 return Err(invalid(
@@ -607,10 +604,17 @@ impl Protocol for Session {
         }
         self.lines.push(data);
         while self.phase != Phase::Down {
-            match self.lines.next_line() {
-                Ok(Some(line)) => self.on_line(&line),
-                Ok(None) => break,
-                Err(e) => self.fatal(SessionError::Protocol(e.to_string())),
+            match self.lines.next_frame() {
+                Some(Ok(line)) => self.on_line(&line),
+                None => break,
+                Some(Err(kit::FrameError::TooLong { dropped, .. })) => {
+                    let error = FrameError::TooLong {
+                        max: MAX_LINE,
+                        dropped,
+                    };
+                    self.fatal(SessionError::Protocol(error.to_string()))
+                }
+                Some(Err(e)) => self.fatal(SessionError::Protocol(e.to_string())),
             }
         }
     }
@@ -704,17 +708,6 @@ fn class_number(value: &str) -> Result<u8, &'static str> {
 
 fn digit(on: bool) -> char {
     if on { '1' } else { '0' }
-}
-
-/// An optional boolean argument; present but not a boolean is the caller's mistake.
-fn bool_arg(args: &Map<String, Value>, name: &str) -> Result<Option<bool>, DeviceError> {
-    match args.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(other) => Err(invalid(format!(
-            "`{name}` must be true or false, got {other}"
-        ))),
-    }
 }
 
 fn invalid(message: impl Into<String>) -> DeviceError {

@@ -1,5 +1,6 @@
-//! A PJLink projector on a TCP socket: the [`model`](super::model) served with tokio, plus
-//! a [`Handle`] for front-panel changes and fault injection.
+//! A PJLink projector on a TCP socket: the [`model`](super::model) as a kit
+//! [`DeviceModel`] ([`Projector`]) on the kit's server, plus a [`Handle`] for front-panel
+//! changes and fault injection.
 //!
 //! Tests, demos and panel developers use it in place of a projector. Timers use
 //! `tokio::time`, so a test with a paused clock controls warm-up and idle timeouts.
@@ -14,20 +15,17 @@
 //! # }
 //! ```
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::watch;
-use tokio::time::{self, Instant};
 use tracing::debug;
 
-use super::frame::{self, AUTH_ERROR, DIGEST_LEN, Greeting, LineReader, MAX_LINE, Reply};
+use super::frame::{self, AUTH_ERROR, DIGEST_LEN, MAX_LINE, Reply};
 use super::model::{Login, Model, Settings};
-use crate::sim_server::{Listener, lock};
+use crate::kit::{self, DeviceModel, Framer, Served};
 
 pub use super::frame::{Class, Lamp, PowerState};
 pub use super::model::State;
@@ -143,250 +141,215 @@ struct Pending {
     close: bool,
 }
 
-/// State shared by the accept loop, every connection and every [`Handle`].
+/// The projector as the kit serves it: the [`Model`], the password each connection must
+/// answer, and the faults a test has injected.
 #[derive(Debug)]
-struct Shared {
+pub struct Projector {
+    model: Model,
     password: Option<String>,
     idle_timeout: Duration,
     close_after_reply: bool,
-    model: Mutex<Model>,
-    pending: Mutex<Pending>,
-    /// `true` while replies are stalled; connections wait for it to clear.
-    stalled: watch::Sender<bool>,
-    commands: Mutex<Vec<String>>,
+    pending: Pending,
+    /// While set, admitted commands wait on their connection unanswered.
+    stalled: bool,
+    commands: Vec<String>,
+}
+
+/// One client connection's side of the conversation.
+#[derive(Debug)]
+pub struct Connection {
+    login: Login,
+    lines: Framer,
+    /// Commands admitted while replies were stalled, answered in order once they are not.
+    held: VecDeque<Vec<u8>>,
+    closing: bool,
+}
+
+impl Default for Connection {
+    fn default() -> Connection {
+        Connection {
+            login: Login::new(None, "").0,
+            // The first line may carry a digest in front of a full-length command.
+            lines: frame::line_framer(DIGEST_LEN + MAX_LINE),
+            held: VecDeque::new(),
+            closing: false,
+        }
+    }
+}
+
+impl Projector {
+    pub fn new(config: &Config) -> Projector {
+        Projector {
+            model: Model::new(config.projector()),
+            password: config.password.clone(),
+            idle_timeout: config.idle_timeout,
+            close_after_reply: config.close_after_reply,
+            pending: Pending::default(),
+            stalled: false,
+            commands: Vec::new(),
+        }
+    }
+
+    fn command_line(&mut self, connection: &mut Connection, now: Instant, line: &[u8]) -> Vec<u8> {
+        debug!(line = %frame::escape(line), "pjlink simulator <-");
+        let (_, command) = frame::split_digest(line);
+        self.commands
+            .push(String::from_utf8_lossy(command).into_owned());
+        if std::mem::take(&mut self.pending.close) {
+            connection.closing = true;
+            return Vec::new();
+        }
+        let Ok(command) = connection.login.admit(line) else {
+            connection.closing = true;
+            return AUTH_ERROR.to_vec();
+        };
+        if self.stalled || !connection.held.is_empty() {
+            connection.held.push_back(command.to_vec());
+            return Vec::new();
+        }
+        self.answer(connection, now, command)
+    }
+
+    fn answer(&mut self, connection: &mut Connection, now: Instant, command: &[u8]) -> Vec<u8> {
+        let Some(reply) = self.model.answer_line(now, command) else {
+            return Vec::new();
+        };
+        if std::mem::take(&mut self.pending.drop_reply) {
+            return Vec::new();
+        }
+        let reply = if std::mem::take(&mut self.pending.garble_reply) {
+            garble(reply)
+        } else {
+            reply
+        };
+        connection.closing |= self.close_after_reply;
+        reply.encode()
+    }
+}
+
+impl DeviceModel for Projector {
+    type Connection = Connection;
+
+    /// Projectors pick a fresh challenge for every connection.
+    fn greeting(&mut self, connection: &mut Connection, _now: Instant) -> Vec<u8> {
+        let random = format!("{:08x}", fastrand::u32(..));
+        let (login, greeting) = Login::new(self.password.as_deref(), &random);
+        connection.login = login;
+        greeting.encode()
+    }
+
+    fn received(&mut self, connection: &mut Connection, now: Instant, data: &[u8]) -> Vec<u8> {
+        connection.lines.push(data);
+        let mut answers = Vec::new();
+        while !connection.closing {
+            match connection.lines.next_frame() {
+                None => break,
+                Some(Ok(line)) => answers.extend(self.command_line(connection, now, &line)),
+                Some(Err(e)) => {
+                    debug!(error = %e, "pjlink simulator: closing");
+                    connection.closing = true;
+                }
+            }
+        }
+        answers
+    }
+
+    fn hangs_up(&self, connection: &Connection) -> bool {
+        connection.closing
+    }
+
+    fn idle_timeout(&self, _connection: &Connection) -> Option<Duration> {
+        Some(self.idle_timeout)
+    }
+
+    fn release(&mut self, connection: &mut Connection, now: Instant) -> Vec<u8> {
+        let mut answers = Vec::new();
+        while !self.stalled && !connection.closing {
+            let Some(command) = connection.held.pop_front() else {
+                break;
+            };
+            answers.extend(self.answer(connection, now, &command));
+        }
+        answers
+    }
 }
 
 /// Controls a running simulator. Cheap to clone; the simulator runs until
 /// [`Handle::shutdown`] (or the end of the tokio runtime).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Handle {
-    shared: Arc<Shared>,
-    listener: Arc<Listener>,
+    served: Arc<Served<Projector>>,
 }
 
 /// Starts a simulator listening on `config.listen`.
 pub async fn start(config: Config) -> io::Result<Handle> {
-    let shared = Arc::new(Shared {
-        password: config.password.clone(),
-        idle_timeout: config.idle_timeout,
-        close_after_reply: config.close_after_reply,
-        model: Mutex::new(Model::new(config.projector())),
-        pending: Mutex::new(Pending::default()),
-        stalled: watch::Sender::new(false),
-        commands: Mutex::new(Vec::new()),
-    });
-    let serving = Arc::clone(&shared);
-    let listener = Listener::start(config.listen, "pjlink simulator", move |stream, peer| {
-        serve(Arc::clone(&serving), stream, peer)
-    })?;
+    let served = kit::serve_tcp(Projector::new(&config), config.listen, "pjlink simulator")?;
     Ok(Handle {
-        shared,
-        listener: Arc::new(listener),
+        served: Arc::new(served),
     })
 }
 
 impl Handle {
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr()
+        self.served.local_addr()
     }
 
     /// The projector's state now.
     pub fn state(&self) -> State {
-        lock(&self.shared.model).state(now())
+        self.served.update(|p| p.model.state(now()))
     }
 
     /// Presses the power button: like the remote, ignored while warming up or cooling down.
     /// Returns whether the projector took it.
     pub fn set_power_on(&self, on: bool) -> bool {
-        lock(&self.shared.model).switch_power(now(), on).is_ok()
+        self.served
+            .update(|p| p.model.switch_power(now(), on).is_ok())
     }
 
     /// Selects an input on the front panel (any code, unchecked).
     pub fn set_input(&self, code: &str) {
-        lock(&self.shared.model).set_input(code);
+        self.served.update(|p| p.model.set_input(code));
     }
 
     pub fn set_mute(&self, video: bool, audio: bool) {
-        lock(&self.shared.model).set_mute(video, audio);
+        self.served.update(|p| p.model.set_mute(video, audio));
     }
 
     /// Sets the ERST digits (fan, lamp, temperature, cover, filter, other; 0 ok, 1 warning,
     /// 2 error). Other values are sent as they are, to test a client's parser.
     pub fn set_error_status(&self, status: [u8; 6]) {
-        lock(&self.shared.model).set_error_status(status);
+        self.served.update(|p| p.model.set_error_status(status));
     }
 
     /// Sets the hours of lamp `lamp` (0-based); ignored if there is no such lamp.
     pub fn set_lamp_hours(&self, lamp: usize, hours: u32) {
-        lock(&self.shared.model).set_lamp_hours(lamp, hours);
+        self.served.update(|p| p.model.set_lamp_hours(lamp, hours));
     }
 
     pub fn inject(&self, fault: Fault) {
-        let mut pending = lock(&self.shared.pending);
-        match fault {
-            Fault::DropNextReply => pending.drop_reply = true,
-            Fault::GarbleNextReply => pending.garble_reply = true,
-            Fault::CloseOnNextCommand => pending.close = true,
-            Fault::StallReplies(on) => {
-                self.shared.stalled.send_replace(on);
-            }
-        }
+        self.served.update(|p| match fault {
+            Fault::DropNextReply => p.pending.drop_reply = true,
+            Fault::GarbleNextReply => p.pending.garble_reply = true,
+            Fault::CloseOnNextCommand => p.pending.close = true,
+            Fault::StallReplies(on) => p.stalled = on,
+        });
     }
 
     /// Every command line received on any connection, in order, digest removed (also
     /// those refused or answered with an error): tests count how often a set was sent.
     pub fn commands_received(&self) -> Vec<String> {
-        lock(&self.shared.commands).clone()
+        self.served.with(|p| p.commands.clone())
     }
 
     /// How many connections were accepted since start.
     pub fn connection_count(&self) -> usize {
-        self.listener.connection_count()
+        self.served.connection_count()
     }
 
     /// Stops listening and closes every connection; returns once both are done, so the
     /// address can be bound again right away. Later calls return at once.
     pub async fn shutdown(&self) {
-        self.listener.shutdown().await;
-    }
-}
-
-async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
-    debug!(%peer, "pjlink simulator: connection opened");
-    let (connection, greeting) = Connection::new(shared, stream, peer);
-    match connection.run(greeting).await {
-        Ok(()) => debug!(%peer, "pjlink simulator: connection closed"),
-        Err(e) => debug!(%peer, error = %e, "pjlink simulator: connection failed"),
-    }
-}
-
-/// What to do after a command line.
-enum Action {
-    Reply(Vec<u8>),
-    Nothing,
-    /// Reply, then close (authentication failure).
-    ReplyAndClose(Vec<u8>),
-    Close,
-}
-
-/// One client connection.
-struct Connection {
-    shared: Arc<Shared>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    login: Login,
-    lines: LineReader,
-}
-
-impl Connection {
-    /// A connection with a fresh challenge (projectors pick a new random per connection);
-    /// returns the greeting to send first.
-    fn new(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) -> (Connection, Greeting) {
-        let random = format!("{:08x}", fastrand::u32(..));
-        let (login, greeting) = Login::new(shared.password.as_deref(), &random);
-        // The first line may carry a digest in front of a full-length command.
-        let lines = LineReader::new(DIGEST_LEN + MAX_LINE);
-        (
-            Connection {
-                shared,
-                stream,
-                peer,
-                login,
-                lines,
-            },
-            greeting,
-        )
-    }
-
-    async fn run(mut self, greeting: Greeting) -> io::Result<()> {
-        self.send(&greeting.encode()).await?;
-        let mut idle_deadline = Instant::now() + self.shared.idle_timeout;
-        loop {
-            let line = match self.lines.next_line() {
-                Ok(Some(line)) => line,
-                Ok(None) => {
-                    if !self.read_more(idle_deadline).await? {
-                        return Ok(());
-                    }
-                    continue;
-                }
-                Err(e) => {
-                    debug!(peer = %self.peer, error = %e, "pjlink simulator: closing");
-                    return Ok(());
-                }
-            };
-            idle_deadline = Instant::now() + self.shared.idle_timeout;
-            match self.respond(&line).await {
-                Action::Reply(bytes) if self.shared.close_after_reply => {
-                    return self.send(&bytes).await;
-                }
-                Action::Reply(bytes) => self.send(&bytes).await?,
-                Action::Nothing => {}
-                Action::ReplyAndClose(bytes) => return self.send(&bytes).await,
-                Action::Close => return Ok(()),
-            }
-        }
-    }
-
-    /// Reads into the line buffer; `false` when the client closed or went idle too long.
-    async fn read_more(&mut self, deadline: Instant) -> io::Result<bool> {
-        let mut buf = [0; 512];
-        match time::timeout_at(deadline, self.stream.read(&mut buf)).await {
-            Err(_) => {
-                debug!(peer = %self.peer, "pjlink simulator: idle, closing");
-                Ok(false)
-            }
-            Ok(read) => {
-                let n = read?;
-                self.lines.push(&buf[..n]);
-                Ok(n > 0)
-            }
-        }
-    }
-
-    async fn respond(&mut self, line: &[u8]) -> Action {
-        debug!(peer = %self.peer, line = %frame::escape(line), "pjlink simulator <-");
-        let shared = Arc::clone(&self.shared);
-        shared.record(line);
-        if shared.take(|p| &mut p.close) {
-            return Action::Close;
-        }
-        let Ok(command) = self.login.admit(line) else {
-            return Action::ReplyAndClose(AUTH_ERROR.to_vec());
-        };
-        shared.wait_while_stalled().await;
-        let Some(reply) = lock(&shared.model).answer_line(now(), command) else {
-            return Action::Nothing;
-        };
-        if shared.take(|p| &mut p.drop_reply) {
-            return Action::Nothing;
-        }
-        if shared.take(|p| &mut p.garble_reply) {
-            return Action::Reply(garble(reply).encode());
-        }
-        Action::Reply(reply.encode())
-    }
-
-    async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        debug!(peer = %self.peer, line = %frame::escape(bytes), "pjlink simulator ->");
-        self.stream.write_all(bytes).await
-    }
-}
-
-impl Shared {
-    fn record(&self, line: &[u8]) {
-        let (_, command) = frame::split_digest(line);
-        lock(&self.commands).push(String::from_utf8_lossy(command).into_owned());
-    }
-
-    /// Clears and returns one pending fault flag.
-    fn take(&self, flag: impl FnOnce(&mut Pending) -> &mut bool) -> bool {
-        std::mem::take(flag(&mut lock(&self.pending)))
-    }
-
-    async fn wait_while_stalled(&self) {
-        // The sender lives in `self`, so this cannot fail while we hold `self`.
-        let _ = self.stalled.subscribe().wait_for(|stalled| !*stalled).await;
+        self.served.shutdown().await;
     }
 }
 
@@ -397,22 +360,27 @@ fn garble(reply: Reply) -> Reply {
 }
 
 /// The model's clock: tokio's, so a paused test clock drives warm-up too.
-fn now() -> std::time::Instant {
-    Instant::now().into_std()
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kit::Pair;
+    use crate::pjlink::{Options, Session};
     use crate::{DriverSettings, Output, Request};
     use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio::time;
 
     /// Bound on every wait, so a broken simulator fails the test instead of hanging it.
     const PATIENCE: Duration = Duration::from_secs(5);
 
     struct Client {
         stream: TcpStream,
-        lines: LineReader,
+        lines: Framer,
     }
 
     impl Client {
@@ -423,14 +391,14 @@ mod tests {
                 .unwrap();
             Client {
                 stream,
-                lines: LineReader::new(DIGEST_LEN + MAX_LINE),
+                lines: frame::line_framer(DIGEST_LEN + MAX_LINE),
             }
         }
 
         /// The next line, or `None` at EOF.
         async fn line(&mut self) -> Option<String> {
             loop {
-                if let Some(line) = self.lines.next_line().unwrap() {
+                if let Some(line) = self.lines.next_frame().map(Result::unwrap) {
                     return Some(String::from_utf8(line).unwrap());
                 }
                 let mut buf = [0; 256];
@@ -678,94 +646,75 @@ mod tests {
         sim.shutdown().await;
     }
 
-    /// Runs requests through the real driver session against the simulator, as the
-    /// gateway's runtime would (minus retries), and returns every output.
-    async fn drive(addr: SocketAddr, password: Option<&str>, requests: &[Request]) -> Vec<Output> {
-        let settings = DriverSettings {
-            options: serde_json::Map::new(),
-            password: password.map(Into::into),
-        };
-        let mut session = (crate::pjlink::DRIVER.build)(&settings).unwrap();
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        session.connected(now());
-        let mut requests = requests.iter();
-        let mut outputs = Vec::new();
-        let mut buf = [0; 256];
-        loop {
-            while let Some(output) = session.poll_output() {
-                match &output {
-                    Output::Transmit(bytes) => stream.write_all(bytes).await.unwrap(),
-                    Output::Ready | Output::Completed(_) => match requests.next() {
-                        Some(request) => session.start(now(), request).unwrap(),
-                        None => return outputs,
-                    },
-                    Output::Fatal(_) => {
-                        outputs.push(output);
-                        return outputs;
-                    }
-                    Output::Update { .. } | Output::Discovered(_) => {}
-                    Output::Paused => session.resume(now()),
-                }
-                outputs.push(output);
-            }
-            let n = time::timeout(PATIENCE, stream.read(&mut buf))
-                .await
-                .unwrap()
-                .unwrap();
-            assert!(n > 0, "simulator closed the connection");
-            session.received(now(), &buf[..n]);
+    fn command(name: &str, args: serde_json::Value) -> Request {
+        Request::Command {
+            name: name.into(),
+            args: args.as_object().unwrap().clone(),
         }
     }
 
-    #[tokio::test]
-    async fn driver_session_against_simulator() {
+    fn poll(query: &str) -> Request {
+        Request::Poll {
+            query: query.into(),
+        }
+    }
+
+    /// The driver's session against the projector in memory, as the gateway's runtime
+    /// would run it (minus retries), on the pair's clock.
+    fn pair(password: &str, config: &Config) -> Pair<Session, Projector> {
+        let settings = DriverSettings {
+            options: serde_json::Map::new(),
+            password: Some(password.into()),
+        };
+        let session = Session::new(Options::from_settings(&settings).unwrap());
+        Pair::new(session, Projector::new(config))
+    }
+
+    fn update(point: &str, value: serde_json::Value) -> Output {
+        Output::Update {
+            point: point.into(),
+            value,
+        }
+    }
+
+    #[test]
+    fn driver_session_against_the_model() {
         let config = Config {
             password: Some("pw".into()),
-            warm_up: Duration::ZERO,
             ..Config::default()
         };
-        let sim = start(config).await.unwrap();
-        let requests = [
-            Request::Command {
-                name: "power".into(),
-                args: json!({"on": true}).as_object().unwrap().clone(),
-            },
-            Request::Command {
-                name: "input".into(),
-                args: json!({"source": "32"}).as_object().unwrap().clone(),
-            },
-            Request::Poll {
-                query: "lamp".into(),
-            },
-        ];
-        let outputs = drive(sim.local_addr(), Some("pw"), &requests).await;
-        let updates: Vec<_> = outputs
-            .iter()
-            .filter_map(|o| match o {
-                Output::Update { point, value } => Some((point.as_str(), value.clone())),
-                _ => None,
-            })
-            .collect();
+        let mut pair = pair("pw", &config);
+        assert_eq!(pair.connect(), [Output::Ready]);
+        let done = Output::Completed(Ok(()));
+        let power_on = command("power", json!({"on": true}));
         assert_eq!(
-            updates,
+            pair.run(&power_on).unwrap(),
+            [update("power", json!("warming")), done.clone()]
+        );
+        pair.advance(config.warm_up);
+        assert_eq!(
+            pair.run(&poll("power")).unwrap(),
+            [update("power", json!("on")), done.clone()]
+        );
+        assert_eq!(
+            pair.run(&command("input", json!({"source": "32"})))
+                .unwrap(),
+            [update("input", json!("32")), done.clone()]
+        );
+        assert_eq!(
+            pair.run(&poll("lamp")).unwrap(),
             [
-                ("power", json!("on")),
-                ("input", json!("32")),
-                ("lamp_hours", json!(1234)),
-                ("lamps", json!([{"hours": 1234, "on": true}])),
+                update("lamp_hours", json!(1234)),
+                update("lamps", json!([{"hours": 1234, "on": true}])),
+                done
             ]
         );
-        assert!(
-            outputs
-                .iter()
-                .all(|o| !matches!(o, Output::Completed(Err(_)))),
-            "{outputs:?}"
-        );
         assert_eq!(
-            sim.commands_received(),
+            pair.model.commands,
             [
                 "%1CLSS ?",
                 "%1POWR 1",
+                "%1POWR ?",
                 "%1POWR ?",
                 "%1INPT 32",
                 "%1INPT ?",
@@ -773,14 +722,14 @@ mod tests {
             ]
         );
 
-        let outputs = drive(sim.local_addr(), Some("wrong"), &requests[2..]).await;
+        let mut pair = self::pair("wrong", &config);
         assert!(
             matches!(
-                outputs.last(),
+                pair.connect().last(),
                 Some(Output::Fatal(crate::SessionError::AuthFailed(_)))
             ),
-            "{outputs:?}"
+            "{:?}",
+            pair.wire
         );
-        sim.shutdown().await;
     }
 }
