@@ -65,7 +65,7 @@ pub enum Request {
         name: String,
         args: Map<String, Value>,
     },
-    /// A background read of one of the driver's named queries (see [`DriverInfo::queries`]).
+    /// A background read of one of the driver's named queries (see [`Catalog::queries`]).
     Poll { query: String },
 }
 

@@ -1,7 +1,7 @@
 //! A scripted profile's `[options]`: the wire protocol as data ([`Definition`], as
 //! written), checked and compiled into [`Script`] (templates parsed, maps and points
 //! cross-checked) before anything runs. Every error names the key at fault as a path
-//! (`commands.route.send`), which [`super::load`] turns into file:line:column.
+//! (`commands.route.send`), which check-config turns into file:line:column.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

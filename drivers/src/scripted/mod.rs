@@ -8,7 +8,7 @@
 //! - [`template`]: the field language of requests and replies (`#ROUTE 1,{output},{input}`),
 //!   text and hex.
 //! - [`definition`]: the `[options]` keys ([`Definition`]), checked and compiled into a
-//!   [`Script`]; errors carry the key path, which [`load`] turns into a byte span.
+//!   [`Script`]; errors carry the key path, which check-config turns into file:line:column.
 //! - [`session`]: the client, a sans-IO [`crate::Protocol`].
 //! - [`model`]: the simulated device, a [`crate::kit::DeviceModel`].
 //!

@@ -164,8 +164,8 @@ fn shared(config: &Config) -> Arc<Shared> {
 ///
 /// The socket is bound with SO_REUSEADDR so that a client may also bind the camera's port
 /// on the wildcard address, as visca-over-ip does for its inquiry socket: with the camera
-/// on 127.0.0.2:<port>, datagrams to the camera reach this more specific binding and its
-/// replies to 127.0.0.1:<port> reach only the client (PROTOCOLS.md §5.4).
+/// on `127.0.0.2:<port>`, datagrams to the camera reach this more specific binding and its
+/// replies to `127.0.0.1:<port>` reach only the client (PROTOCOLS.md §5.4).
 pub async fn start_udp(config: Config) -> io::Result<Handle> {
     let shared = shared(&config);
     let socket = bind_reusable_udp(config.listen)?;
