@@ -26,7 +26,7 @@ pub use session::Session;
 
 use crate::{
     ArgSpec, ArgType, Catalog, CommandSpec, DriverInfo, DriverSettings, OptionsError, PathKey,
-    PointSpec, PointType, Protocol,
+    PointSpec, PointType, Protocol, QuerySpec,
 };
 
 /// The Q-SYS driver as profiles name it.
@@ -120,6 +120,15 @@ impl ControlOptions {
     }
 }
 
+/// The point that shows the Core's engine state (`Active`, `Standby`, `Idle`), read by
+/// the [`STATUS_QUERY`] and pushed by the Core as `EngineStatus`.
+pub const STATE_POINT: &str = "core_state";
+/// The query that reads the Core's status (`StatusGet`); polled by default every 30 s,
+/// it also tells the gateway the Core answers.
+pub const STATUS_QUERY: &str = "status";
+/// The engine states a Core reports.
+pub const ENGINE_STATES: [&str; 3] = ["Active", "Standby", "Idle"];
+
 /// The prefix of the command that sets a point.
 pub const SET_PREFIX: &str = "set_";
 
@@ -156,7 +165,7 @@ impl Options {
         let mut seen = BTreeSet::new();
         for (point, control) in &self.controls {
             let here = |key: &str| at(&["controls", point, key]);
-            if point == crate::CATALOG_POINT || point.is_empty() {
+            if point == crate::CATALOG_POINT || point == STATE_POINT || point.is_empty() {
                 return Err(OptionsError::at(
                     at(&["controls", point]),
                     format!("`{point}` cannot name a point; choose another name"),
@@ -234,6 +243,15 @@ pub fn catalog(settings: &DriverSettings) -> Result<Catalog, OptionsError> {
                 .insert(format!("{SET_PREFIX}{point}"), command);
         }
     }
+    let mut state = PointSpec::new(PointType::Enum, "the Core's engine state");
+    state.values = ENGINE_STATES.iter().map(|s| s.to_string()).collect();
+    catalog.points.insert(STATE_POINT.into(), state);
+    catalog.queries.push(QuerySpec {
+        name: STATUS_QUERY.into(),
+        every: Some(Duration::from_secs(30)),
+        description: "the Core's status (StatusGet)".into(),
+        defined_at: Vec::new(),
+    });
     Ok(catalog)
 }
 

@@ -12,7 +12,9 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::frame::{self, Message, RpcError, code};
-use super::{ControlOptions, ControlType, Options, SET_PREFIX};
+use super::{
+    ControlOptions, ControlType, ENGINE_STATES, Options, SET_PREFIX, STATE_POINT, STATUS_QUERY,
+};
 use crate::kit::Framer;
 use crate::{DeviceError, DeviceErrorKind, Output, Protocol, Request, SessionError};
 
@@ -28,8 +30,10 @@ pub struct Session {
     framer: Framer,
     next_id: u64,
     phase: Phase,
-    /// The set in flight: its `id`.
+    /// The request in flight: its `id`.
     in_flight: Option<u64>,
+    /// Whether the request in flight is the status query.
+    reading_status: bool,
     outputs: VecDeque<Output>,
     /// When the session last wrote, for the keep-alive.
     last_sent: Option<Instant>,
@@ -82,6 +86,7 @@ impl Session {
             next_id: 1,
             phase: Phase::Closed,
             in_flight: None,
+            reading_status: false,
             outputs: VecDeque::new(),
             last_sent: None,
         }
@@ -172,8 +177,24 @@ impl Session {
                     }
                 }
             }
-            // EngineStatus and anything else a Core announces carry nothing the points show.
+            Message::Call { method, params, .. } if method == "EngineStatus" => {
+                self.engine_state(&params);
+            }
+            // Anything else a Core announces carries nothing the points show.
             Message::Call { .. } => {}
+        }
+    }
+
+    fn engine_state(&mut self, status: &Value) {
+        if let Some(state) = status
+            .get("State")
+            .and_then(Value::as_str)
+            .filter(|state| ENGINE_STATES.contains(state))
+        {
+            self.outputs.push_back(Output::Update {
+                point: STATE_POINT.into(),
+                value: Value::from(state),
+            });
         }
     }
 
@@ -206,6 +227,11 @@ impl Session {
             return;
         }
         self.in_flight = None;
+        if let Ok(status) = &outcome
+            && self.reading_status
+        {
+            self.engine_state(status);
+        }
         let result = outcome.map(|_| ()).map_err(device_error);
         self.outputs.push_back(Output::Completed(result));
     }
@@ -222,7 +248,9 @@ impl Session {
         let Request::Command { name, args } = request else {
             return Err(DeviceError::new(
                 DeviceErrorKind::Unsupported,
-                "this driver has no queries: the Core pushes every change",
+                format!(
+                    "the only query is `{STATUS_QUERY}`: the Core pushes every control's changes"
+                ),
             ));
         };
         let unknown = || {
@@ -346,6 +374,13 @@ impl Protocol for Session {
     }
 
     fn start(&mut self, now: Instant, request: &Request) -> Result<(), DeviceError> {
+        if matches!(request, Request::Poll { query } if query == STATUS_QUERY) {
+            let id = self.send(now, "StatusGet", json!(0));
+            self.in_flight = Some(id);
+            self.reading_status = true;
+            return Ok(());
+        }
+        self.reading_status = false;
         let (_, control, value) = self.control_for(request)?;
         let value = wire_value(control, value);
         let (method, params) = match &control.component {
@@ -385,6 +420,9 @@ impl Protocol for Session {
     }
 
     fn check(&self, request: &Request) -> Result<(), DeviceError> {
+        if matches!(request, Request::Poll { query } if query == STATUS_QUERY) {
+            return Ok(());
+        }
         self.control_for(request).map(|_| ())
     }
 

@@ -72,7 +72,7 @@ fn catalog_follows_the_controls() {
     let catalog = catalog(&settings(json!({}), None)).unwrap();
     assert_eq!(
         catalog.point_names(),
-        vec!["gain", "level", "mute", "source"]
+        vec!["core_state", "gain", "level", "mute", "source"]
     );
     assert_eq!(catalog.points["gain"].kind, PointType::Number);
     assert_eq!(catalog.points["gain"].unit.as_deref(), Some("dB"));
@@ -81,7 +81,19 @@ fn catalog_follows_the_controls() {
     assert_eq!(commands, ["set_gain", "set_mute", "set_source"]);
     let value = &catalog.commands["set_gain"].args["value"];
     assert_eq!((value.min, value.max), (Some(-100.0), Some(20.0)));
-    assert!(catalog.queries.is_empty());
+    assert_eq!(catalog.queries.len(), 1);
+    assert_eq!(catalog.queries[0].name, STATUS_QUERY);
+    assert_eq!(catalog.queries[0].every, Some(Duration::from_secs(30)));
+    let reserved = json!({"controls": {"core_state": {"control": "X", "type": "string"}}});
+    let error = super::catalog(&DriverSettings::with_options(
+        reserved.as_object().unwrap().clone(),
+    ))
+    .unwrap_err();
+    assert!(
+        error.message.contains("cannot name a point"),
+        "{}",
+        error.message
+    );
 }
 
 #[test]
@@ -148,6 +160,7 @@ fn connects_with_one_auto_polled_change_group_and_reports_every_control() {
     assert_eq!(
         reported,
         [
+            ("core_state".to_string(), json!("Active")),
             ("gain".to_string(), json!(0.0)),
             ("level".to_string(), json!(0.0)),
             ("mute".to_string(), json!(false)),
@@ -178,6 +191,37 @@ fn sets_are_answered_by_id_and_come_back_through_the_group() {
         sent(&pair).last().unwrap()["params"],
         json!({"Name": "Lobby", "Controls": [{"Name": "source.name", "Value": "Laptop"}]})
     );
+}
+
+#[test]
+fn the_status_query_reads_the_engine_state() {
+    let mut pair = pair(None, None);
+    let outputs = pair.connect();
+    // The greeting's EngineStatus already says it.
+    assert!(updates(&outputs).contains(&("core_state".to_string(), json!("Active"))));
+    let outputs = pair
+        .run(&Request::Poll {
+            query: STATUS_QUERY.into(),
+        })
+        .unwrap();
+    assert_eq!(
+        outputs,
+        [
+            Output::Update {
+                point: "core_state".into(),
+                value: json!("Active")
+            },
+            Output::Completed(Ok(()))
+        ]
+    );
+    assert_eq!(sent(&pair).last().unwrap()["method"], "StatusGet");
+    let standby = frame::notification("EngineStatus", json!({"State": "Standby"}));
+    assert_eq!(
+        updates(&pair.device_says(&standby)),
+        [("core_state".to_string(), json!("Standby"))]
+    );
+    let odd = frame::notification("EngineStatus", json!({"State": "Dancing"}));
+    assert!(updates(&pair.device_says(&odd)).is_empty());
 }
 
 #[test]
