@@ -205,6 +205,11 @@ impl Session {
             };
             let done = steps.is_empty();
             match outcome {
+                Err(error) if error.code == code::LOGON_REQUIRED && step != Step::Logon => {
+                    self.fail(SessionError::AuthFailed(format!(
+                        "the Core requires a logon ({error}): give the device a `password` in the site, and the profile a `user`"
+                    )));
+                }
                 Err(error) if step == Step::Logon => {
                     self.fail(SessionError::AuthFailed(format!(
                         "the Core refused the logon ({error}); check the device's password and `user`"

@@ -291,14 +291,30 @@ fn logs_on_and_never_shows_the_password() {
         ),
         "{outputs:?}"
     );
-    // Without a logon a protected Core refuses the change group: error 10, named.
+    // Without a logon a protected Core refuses the change group: error 10, and what to do.
     let mut none = super::tests::pair(None, Some("s3cret"));
     let outputs = none.connect();
+    let Some(Output::Fatal(SessionError::AuthFailed(why))) = outputs.last() else {
+        panic!("{outputs:?}");
+    };
+    assert!(
+        why.contains("error 10") && why.contains("`password`"),
+        "{why}"
+    );
+    // A design without a control the profile names: the Core's error 8, and where to look.
+    let mut lacking = super::tests::pair(None, None);
+    lacking
+        .model
+        .controls
+        .remove(&(None, "MainMute".to_string()));
+    let outputs = lacking.connect();
     let Some(Output::Fatal(SessionError::Protocol(why))) = outputs.last() else {
         panic!("{outputs:?}");
     };
     assert!(
-        why.contains("error 10") && why.contains("ChangeGroup.AddControl"),
+        why.contains("error 8")
+            && why.contains("MainMute")
+            && why.contains("ChangeGroup.AddControl"),
         "{why}"
     );
 }
