@@ -444,3 +444,31 @@ fn fuzz_receive_path_resyncs_at_the_next_nul() {
     let outputs = pair.device_says(&[b"\0".as_slice(), &push].concat());
     assert_eq!(updates(&outputs), [("gain".to_string(), json!(-7.0))]);
 }
+
+/// Arbitrary bytes into the simulated Core: no panic, and the request after the next NUL
+/// is answered by its `id`.
+#[test]
+fn fuzz_the_simulated_core_answers_after_garbage() {
+    let mut rng = fuzz::rng();
+    let options = Options::from_settings(&settings(json!({}), None)).unwrap();
+    let question = frame::request(4242, "Control.Get", json!(["MainGain"]));
+    for case in 0..fuzz::cases(300) {
+        let mut model = Model::from_options(&options, None);
+        let mut connection = Default::default();
+        let mut input = fuzz::garbage(&mut rng, b"\0{}[]\":,jsonrpc2.0", 512);
+        input.push(0);
+        input.extend_from_slice(&question);
+        let mut answers = Vec::new();
+        for chunk in fuzz::chunks(&mut rng, &input) {
+            answers.extend(model.received(&mut connection, std::time::Instant::now(), chunk));
+        }
+        let last = answers[..answers.len() - 1]
+            .rsplit(|b| *b == 0)
+            .next()
+            .unwrap();
+        let reply: Value =
+            serde_json::from_slice(last).unwrap_or_else(|e| panic!("case {case}: {e}: {input:?}"));
+        assert_eq!(reply["id"], 4242, "case {case}: {reply}");
+        assert_eq!(reply["result"][0]["Name"], "MainGain", "case {case}");
+    }
+}
