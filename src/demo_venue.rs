@@ -1,6 +1,7 @@
 //! The second demo room, `avgate demo --room venue`: one device of every scripted family
 //! (Kramer matrix, Shure receiver, Biamp Tesira, NEC display, Blackmagic Videohub), each a
-//! simulator generated from its built-in profile, so every family can be seen working.
+//! simulator generated from its built-in profile, and a Q-SYS Core (its own driver, with a
+//! simulator serving the controls its profile names), so every family can be seen working.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use avgate_drivers::kit::Served;
-use avgate_drivers::scripted::{self, Model};
+use avgate_drivers::{DriverSettings, qsys, scripted};
 
 use crate::config::{Profile, Site, parse_site};
 
@@ -19,11 +20,54 @@ pub const DEVICES: &[(&str, &str, &str)] = &[
     ("dsp", "Audio DSP (Biamp Tesira)", "biamp-tesira"),
     ("wall", "Video wall display (NEC)", "nec-display"),
     ("router", "Video router (Videohub)", "blackmagic-videohub"),
+    ("audio", "Audio core (Q-SYS)", "qsys-core"),
 ];
+
+/// One of the room's simulators.
+pub enum VenueSimulator {
+    /// Generated from a scripted profile.
+    Scripted(Served<scripted::Model>),
+    /// A Q-SYS Core with the controls of its profile.
+    Qsys(Served<qsys::Model>),
+}
+
+impl VenueSimulator {
+    /// Starts the simulator a profile's driver calls for, on a free loopback port.
+    fn start(profile: &Profile) -> anyhow::Result<VenueSimulator> {
+        let listen = "127.0.0.1:0".parse()?;
+        if profile.driver == qsys::DRIVER.name {
+            let options = qsys::Options::from_settings(&DriverSettings::with_options(
+                profile.options.clone(),
+            ))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", profile.id))?;
+            return Ok(VenueSimulator::Qsys(qsys::serve(&options, None, listen)?));
+        }
+        let script = scripted::from_options(&profile.options)
+            .map_err(|errors| anyhow::anyhow!("{}: {}", profile.id, errors[0]))?;
+        Ok(VenueSimulator::Scripted(scripted::serve(
+            Arc::new(script),
+            listen,
+        )?))
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        match self {
+            VenueSimulator::Scripted(sim) => sim.local_addr(),
+            VenueSimulator::Qsys(sim) => sim.local_addr(),
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        match self {
+            VenueSimulator::Scripted(sim) => sim.shutdown().await,
+            VenueSimulator::Qsys(sim) => sim.shutdown().await,
+        }
+    }
+}
 
 /// Running simulators; [`VenueRoom::shutdown`] stops them.
 pub struct VenueRoom {
-    pub simulators: Vec<(String, Served<Model>)>,
+    pub simulators: Vec<(String, VenueSimulator)>,
     pub site: Site,
     /// The site as TOML, for `--print-config`.
     pub site_toml: String,
@@ -40,8 +84,8 @@ impl VenueRoom {
             None => "durable = false".to_string(),
         };
         let mut text = format!(
-            "# Demo venue: one device of every scripted family, each a simulator generated\n\
-             # from its profile (device-profiles/*.toml, driver = \"scripted\").\n\n\
+            "# Demo venue: one device of every scripted family and a Q-SYS Core, each a\n\
+             # simulator built from its profile (device-profiles/*.toml).\n\n\
              [server]\nlisten = \"{listen}\"\n\n[journal]\n{journal}\n"
         );
         let mut simulators = Vec::new();
@@ -49,9 +93,7 @@ impl VenueRoom {
             let profile = Profile::find(profile_id, &[])
                 .context("the profile is built in")?
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let script = scripted::from_options(&profile.options)
-                .map_err(|errors| anyhow::anyhow!("{profile_id}: {}", errors[0]))?;
-            let sim = scripted::serve(Arc::new(script), "127.0.0.1:0".parse()?)
+            let sim = VenueSimulator::start(&profile)
                 .with_context(|| format!("starting the {profile_id} simulator"))?;
             text += &format!(
                 "\n[devices.{id}]\nname = \"{name}\"\nprofile = \"{profile_id}\"\naddress = \"{}\"\n",

@@ -143,6 +143,22 @@ pub enum Simulator {
     ///
     /// Example: avgate simulate videohub --listen 127.0.0.1:9990
     Videohub(ScriptedArgs),
+    /// A Q-SYS Core on QRC (JSON-RPC 2.0, NUL-terminated, TCP 1710) with the controls a
+    /// `driver = "qsys"` profile names: Control.Get/Set, Component.Get/Set, change groups
+    /// with AutoPoll.
+    ///
+    /// Example: avgate simulate qsys --listen 127.0.0.1:1710 --password secret
+    Qsys {
+        /// A built-in profile name, or the path of a profile TOML file (driver = "qsys").
+        #[arg(long, default_value = "qsys-core")]
+        profile: String,
+        /// Address to listen on (TCP); default: 127.0.0.1 on the profile's port.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Require a Logon with this password (any user name).
+        #[arg(long)]
+        password: Option<String>,
+    },
     /// Any scripted profile's device (`driver = "scripted"`): a state table that answers
     /// the profile's queries and applies its commands, speaking its framing.
     ///
@@ -330,6 +346,11 @@ pub async fn run(simulator: Simulator) -> anyhow::Result<()> {
         Simulator::Nec(args) => run_scripted("nec-display", args).await?,
         Simulator::Videohub(args) => run_scripted("blackmagic-videohub", args).await?,
         Simulator::Scripted { profile, args } => run_scripted(&profile, args).await?,
+        Simulator::Qsys {
+            profile,
+            listen,
+            password,
+        } => run_qsys(&profile, listen, password).await?,
         Simulator::Load {
             listen,
             rate,
@@ -391,6 +412,39 @@ async fn run_scripted(profile: &str, args: ScriptedArgs) -> anyhow::Result<()> {
     if args.pty {
         print_pty(sim.serve_pty())?;
     }
+    crate::cli::wait_for_stop().await;
+    sim.shutdown().await;
+    Ok(())
+}
+
+/// Serves a simulated Q-SYS Core with the controls of a qsys profile until Ctrl-C or
+/// SIGTERM.
+async fn run_qsys(
+    profile: &str,
+    listen: Option<SocketAddr>,
+    password: Option<String>,
+) -> anyhow::Result<()> {
+    use avgate_drivers::qsys;
+    let profile = load_profile(profile)?;
+    let options = qsys::Options::from_settings(&avgate_drivers::DriverSettings::with_options(
+        profile.options.clone(),
+    ))
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "profile `{}` is not a Q-SYS profile (driver = \"qsys\"): {e}",
+            profile.id
+        )
+    })?;
+    let listen = listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], profile.transport.port.unwrap_or(0))));
+    let sim = qsys::serve(&options, password, listen)
+        .with_context(|| format!("cannot start the Q-SYS simulator on {listen}"))?;
+    println!(
+        "{} simulator (from profile `{}`) listening on {} (TCP)",
+        profile.name,
+        profile.id,
+        sim.local_addr()
+    );
     crate::cli::wait_for_stop().await;
     sim.shutdown().await;
     Ok(())

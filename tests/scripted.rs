@@ -243,6 +243,7 @@ async fn the_venue_demo_room_brings_every_scripted_family_online() {
         ("dsp", "level", json!({"channel": 1, "level": -12})),
         ("wall", "input", json!({"input": "hdmi2"})),
         ("router", "route", json!({"input": 1, "output": 4})),
+        ("audio", "set_gain", json!({"value": -6})),
     ];
     assert_eq!(venue.site.devices.len(), commands.len());
     for (n, (device, command, args)) in commands.into_iter().enumerate() {

@@ -37,6 +37,7 @@ pub mod load;
 pub mod mdc;
 pub mod modbus;
 pub mod pjlink;
+pub mod qsys;
 pub mod scripted;
 pub mod sim_server;
 pub mod visca;
@@ -312,6 +313,7 @@ pub fn drivers() -> &'static [DriverInfo] {
         modbus::DRIVER,
         load::DRIVER,
         scripted::DRIVER,
+        qsys::DRIVER,
     ]
 }
 

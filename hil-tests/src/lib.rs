@@ -41,6 +41,32 @@ pub struct Rack {
     pub modbus: Vec<ModbusDevice>,
     #[serde(default)]
     pub scripted: Vec<ScriptedDevice>,
+    #[serde(default)]
+    pub qsys: Vec<QsysDevice>,
+}
+
+/// A Q-SYS Core on QRC (TCP 1710), with a profile naming controls of its design.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QsysDevice {
+    pub name: String,
+    /// A profile with `driver = "qsys"` whose controls the design has: `qsys-core`, or
+    /// one of your own found in `profile_dirs`.
+    #[serde(default = "default_qsys_profile")]
+    pub profile: String,
+    #[serde(default)]
+    pub profile_dirs: Vec<String>,
+    pub address: String,
+    /// The password of the design's user (`user` in the profile), if it has users.
+    pub password: Option<String>,
+    /// Whether the checks may set the first writable number control to the value it
+    /// already has.
+    #[serde(default)]
+    pub allow_control: bool,
+}
+
+fn default_qsys_profile() -> String {
+    "qsys-core".into()
 }
 
 /// A device of a scripted family (Kramer, Shure, Tesira, NEC, Videohub, or a profile of
@@ -197,6 +223,11 @@ pub async fn run_file(path: &Path, out: &mut dyn Write) -> anyhow::Result<Report
             *dir = base.join(&*dir).display().to_string();
         }
     }
+    for device in &mut rack.qsys {
+        for dir in &mut device.profile_dirs {
+            *dir = base.join(&*dir).display().to_string();
+        }
+    }
     Ok(run(&rack, out).await)
 }
 
@@ -268,7 +299,86 @@ pub async fn run(rack: &Rack, out: &mut dyn Write) -> Report {
     for device in &rack.scripted {
         check_scripted(device, &mut report, out).await;
     }
+    if rack.qsys.is_empty() {
+        report.line(
+            out,
+            "qsys",
+            "all",
+            Ok(Some("no [[qsys]] devices in the rack file".into())),
+        );
+    }
+    for device in &rack.qsys {
+        check_qsys(device, &mut report, out).await;
+    }
     report
+}
+
+/// Every control the profile names reads through the change group; with
+/// `allow_control`, the first writable number control is set to the value it has.
+async fn check_qsys(device: &QsysDevice, report: &mut Report, out: &mut dyn Write) {
+    let name = device.name.as_str();
+    let dut = device_toml(
+        &device.profile,
+        Some(&device.address),
+        None,
+        device.password.as_deref(),
+    );
+    let dirs = toml::Value::Array(
+        device
+            .profile_dirs
+            .iter()
+            .map(|d| toml::Value::String(d.clone()))
+            .collect(),
+    );
+    let top = format!("profile_dirs = {dirs}\n");
+    let site = format!("{top}[devices.dut]\n{dut}");
+    let (points, writable) = match parse_site(Path::new("hil-site.toml"), &site) {
+        Ok(site) => {
+            let profile = &site.devices[0].profile;
+            let points: Vec<String> = profile.points.keys().cloned().collect();
+            // A number control is written back most safely: the same value, no toggle.
+            let writable = profile
+                .commands
+                .iter()
+                .find(|(_, spec)| {
+                    spec.args
+                        .get("value")
+                        .is_some_and(|arg| arg.kind == avgate_drivers::ArgType::Number)
+                })
+                .and_then(|(command, _)| {
+                    let point = command.strip_prefix(avgate_drivers::qsys::SET_PREFIX)?;
+                    Some((command.clone(), point.to_string()))
+                });
+            (points, writable)
+        }
+        Err(e) => {
+            report.line(out, name, "profile", Err(e.to_string()));
+            return;
+        }
+    };
+    let Some((gateway, mut panel)) = connect_dut_with(name, &top, &dut, report, out).await else {
+        return;
+    };
+    let points: Vec<&str> = points.iter().map(String::as_str).collect();
+    check_points(&mut panel, name, &points, report, out).await;
+    let result = match writable {
+        None => Ok(Some(format!(
+            "profile {} has no writable number control",
+            device.profile
+        ))),
+        Some(_) if !device.allow_control => {
+            Ok(Some("allow_control = false for this device".into()))
+        }
+        Some((command, point)) => match panel.points.get(&point).cloned() {
+            Some(value) => panel
+                .command(&command, json!({ "value": value }))
+                .await
+                .map(|_| None),
+            None => Err(format!("`{point}` is unknown")),
+        },
+    };
+    report.line(out, name, "write back", result);
+    gateway.shutdown().await;
 }
 
 /// For each built-in scripted family, a write-back that nobody in the room notices: the

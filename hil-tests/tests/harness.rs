@@ -68,11 +68,13 @@ async fn families_without_devices_are_skipped_with_a_reason() {
         Report {
             passed: 0,
             failed: 0,
-            skipped: 6
+            skipped: 7
         }
     );
     let out = String::from_utf8(out).unwrap();
-    for family in ["pjlink", "extron", "mdc", "visca", "modbus", "scripted"] {
+    for family in [
+        "pjlink", "extron", "mdc", "visca", "modbus", "scripted", "qsys",
+    ] {
         let line = format!("SKIP {family} all: no [[{family}]] devices in the rack file\n");
         assert!(out.contains(&line), "missing `{line}` in:\n{out}");
     }
@@ -210,4 +212,45 @@ async fn every_scripted_family_passes_against_its_generated_simulator() {
     for sim in sims {
         sim.shutdown().await;
     }
+}
+
+#[tokio::test]
+async fn qsys_checks_pass_against_the_simulated_core() {
+    use avgate_drivers::{DriverSettings, qsys};
+    let loaded = avgate::config::Profile::find("qsys-core", &[])
+        .unwrap()
+        .unwrap();
+    let options =
+        qsys::Options::from_settings(&DriverSettings::with_options(loaded.options.clone()))
+            .unwrap();
+    let core = qsys::serve(
+        &options,
+        Some("hil-pass".into()),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    core.change(|m| m.front_panel(None, "ProgramGain", serde_json::json!(-20)));
+    let rack = rack_file(&format!(
+        "[[qsys]]\nname = \"core\"\naddress = \"{}\"\npassword = \"hil-pass\"\nallow_control = true\n",
+        core.local_addr()
+    ))
+    .await;
+    let mut out = Vec::new();
+    let report = run_file(rack.path(), &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(report.failed, 0, "{out}");
+    for line in [
+        "PASS core connect",
+        "PASS core gain",
+        "PASS core mute",
+        "PASS core core_state",
+        "PASS core write back",
+    ] {
+        assert!(out.contains(line), "missing `{line}` in:\n{out}");
+    }
+    assert_eq!(
+        core.with(|m| m.value(None, "ProgramGain").cloned()),
+        Some(serde_json::json!(-20.0))
+    );
+    core.shutdown().await;
 }

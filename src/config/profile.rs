@@ -83,6 +83,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../device-profiles/blackmagic-videohub.toml"),
     ),
     (
+        "qsys-core",
+        include_str!("../../device-profiles/qsys-core.toml"),
+    ),
+    (
         "load-generator",
         include_str!("../../device-profiles/load-generator.toml"),
     ),
