@@ -385,10 +385,14 @@ fn commands_site(
 /// Publishes `payload` to `topic` at QoS 1 from a client of its own, and waits for the
 /// broker's PUBACK.
 async fn publish_once(port: u16, topic: &str, payload: &str) {
+    publish_and_wait(port, topic, payload, false).await;
+}
+
+async fn publish_and_wait(port: u16, topic: &str, payload: &str, retain: bool) {
     let (client, mut eventloop) =
         AsyncClient::new(MqttOptions::new("sender", "127.0.0.1", port), 8);
     client
-        .publish(topic, QoS::AtLeastOnce, false, payload)
+        .publish(topic, QoS::AtLeastOnce, retain, payload)
         .await
         .unwrap();
     tokio::time::timeout(DEADLINE, async {
@@ -401,7 +405,7 @@ async fn publish_once(port: u16, topic: &str, payload: &str) {
         }
     })
     .await
-    .expect("the broker acknowledges the command");
+    .expect("the broker acknowledges the message");
 }
 
 #[tokio::test]
@@ -1153,23 +1157,7 @@ async fn the_entity_of_a_device_removed_from_the_site_is_cleared_from_home_assis
 
 /// Publishes a retained `payload` to `topic` at QoS 1 and waits for the broker's PUBACK.
 async fn publish_retained(port: u16, topic: &str, payload: &str) {
-    let (client, mut eventloop) =
-        AsyncClient::new(MqttOptions::new("retainer", "127.0.0.1", port), 8);
-    client
-        .publish(topic, QoS::AtLeastOnce, true, payload)
-        .await
-        .unwrap();
-    tokio::time::timeout(DEADLINE, async {
-        loop {
-            if let Event::Incoming(Packet::PubAck(_)) =
-                eventloop.poll().await.expect("broker reachable")
-            {
-                return;
-            }
-        }
-    })
-    .await
-    .expect("the broker keeps the config");
+    publish_and_wait(port, topic, payload, true).await;
 }
 
 #[tokio::test]
