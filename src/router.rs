@@ -550,34 +550,10 @@ impl Router {
                 run_on(&handle, ticket, &accepted),
             )
             .await;
-            crate::metrics::command_finished(match &outcome {
-                Ok(_) => "ok",
-                Err(failure) => failure.code.as_str(),
-            });
             // The device's events up to its answer are recorded by now: the result waits
             // for them (see [`outcome`]).
             let after_seq = journal.device_seq(&accepted.device);
-            let Accepted {
-                key,
-                origin,
-                device,
-                command,
-                args,
-                ..
-            } = &accepted;
-            audit.record(audit_record(
-                origin,
-                key,
-                device,
-                command,
-                args,
-                outcome.as_ref().map(|_| ()),
-            ));
-            tx.send_replace(Some(Settled {
-                outcome,
-                after_seq,
-                steps: None,
-            }));
+            settle(&audit, &accepted, outcome, after_seq, None, &tx);
         });
         Ok(Submission::Accepted(watch))
     }
@@ -729,31 +705,8 @@ impl Router {
             if outcome.is_ok() {
                 router.lease.macro_done(&admission.run.name);
             }
-            crate::metrics::command_finished(match &outcome {
-                Ok(_) => "ok",
-                Err(failure) => failure.code.as_str(),
-            });
             let after_seq = router.journal.device_seq(device);
-            let Accepted {
-                key,
-                origin,
-                command,
-                args,
-                ..
-            } = &accepted;
-            router.audit.record(audit_record(
-                origin,
-                key,
-                device,
-                command,
-                args,
-                outcome.as_ref().map(|_| ()),
-            ));
-            tx.send_replace(Some(Settled {
-                outcome,
-                after_seq,
-                steps,
-            }));
+            settle(&router.audit, &accepted, outcome, after_seq, steps, &tx);
         });
         Ok(Submission::Accepted(watch))
     }
@@ -828,6 +781,35 @@ fn storage_unavailable(why: &str) -> Failure {
             "the command was not run because it cannot be recorded on disk ({why}); the gateway retries the disk by itself: send it again with a new id once /healthz shows the journal ok"
         ),
     )
+}
+
+/// A finished command counted, audited and handed to whoever waits for its `result`,
+/// which goes out once the journal has committed up to `after_seq`.
+fn settle(
+    audit: &AuditLog,
+    accepted: &Accepted,
+    outcome: Outcome,
+    after_seq: u64,
+    steps: Option<Arc<[StepReport]>>,
+    tx: &watch::Sender<Option<Settled>>,
+) {
+    crate::metrics::command_finished(match &outcome {
+        Ok(_) => "ok",
+        Err(failure) => failure.code.as_str(),
+    });
+    audit.record(audit_record(
+        &accepted.origin,
+        &accepted.key,
+        &accepted.device,
+        &accepted.command,
+        &accepted.args,
+        outcome.as_ref().map(|_| ()),
+    ));
+    tx.send_replace(Some(Settled {
+        outcome,
+        after_seq,
+        steps,
+    }));
 }
 
 fn audit_record<'a>(
