@@ -364,14 +364,14 @@ impl Router {
                     "the gateway stopped while this command was running, so it may or may not have reached the device; check the device's state before sending it again with a new id",
                 );
                 let origin = Origin::restored(record.session.clone(), record.token.clone());
-                self.audit.record(audit_record(
+                self.audit_refusal(
                     &origin,
                     &key,
                     &record.device,
                     &record.command,
                     &record.args,
-                    Err(&failure),
-                ));
+                    &failure,
+                );
                 record.outcome = Some(Err(failure));
                 let json = serde_json::to_string(&record).expect("records serialize");
                 store.enqueue(Write::Command {
@@ -416,6 +416,27 @@ impl Router {
             journal: self.journal.clone(),
         };
         (tx, watch)
+    }
+
+    /// Audits a command refused before it was queued (the refusal is the caller's to
+    /// return).
+    fn audit_refusal(
+        &self,
+        origin: &Origin,
+        key: &CommandKey,
+        device: &str,
+        command: &str,
+        args: &Map<String, Value>,
+        failure: &Failure,
+    ) {
+        self.audit.record(audit_record(
+            origin,
+            key,
+            device,
+            command,
+            args,
+            Err(failure),
+        ));
     }
 
     /// Checks and queues a panel's command; see [`Submission`]. It needs the room's lease
@@ -468,14 +489,7 @@ impl Router {
                 command = %crate::hub::Untrusted(command),
                 "command refused: outside the token's control scopes"
             );
-            self.audit.record(audit_record(
-                origin,
-                &key,
-                device,
-                command,
-                &args,
-                Err(&failure),
-            ));
+            self.audit_refusal(origin, &key, device, command, &args, &failure);
             return Err(failure);
         }
         let mut ledger = lock(&self.ledger);
@@ -506,28 +520,14 @@ impl Router {
             Ok(handle) => handle,
             Err(failure) => {
                 crate::metrics::command_finished(failure.code.as_str());
-                self.audit.record(audit_record(
-                    origin,
-                    &key,
-                    device,
-                    command,
-                    &args,
-                    Err(&failure),
-                ));
+                self.audit_refusal(origin, &key, device, command, &args, &failure);
                 return Err(failure);
             }
         };
         let (tx, watch) = self.pending_outcome();
         if let Err(failure) = ledger.remember(Instant::now(), key.clone(), watch.clone()) {
             drop(ledger);
-            self.audit.record(audit_record(
-                origin,
-                &key,
-                device,
-                command,
-                &args,
-                Err(&failure),
-            ));
+            self.audit_refusal(origin, &key, device, command, &args, &failure);
             return Err(failure);
         }
         drop(ledger);
@@ -626,14 +626,7 @@ impl Router {
         let no_args = Map::new();
         let refuse = |failure: Failure| {
             crate::metrics::command_finished(failure.code.as_str());
-            self.audit.record(audit_record(
-                origin,
-                &key,
-                device,
-                name,
-                &no_args,
-                Err(&failure),
-            ));
+            self.audit_refusal(origin, &key, device, name, &no_args, &failure);
             Err(failure)
         };
         let mut ledger = lock(&self.ledger);

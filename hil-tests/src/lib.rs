@@ -323,14 +323,7 @@ async fn check_qsys(device: &QsysDevice, report: &mut Report, out: &mut dyn Writ
         None,
         device.password.as_deref(),
     );
-    let dirs = toml::Value::Array(
-        device
-            .profile_dirs
-            .iter()
-            .map(|d| toml::Value::String(d.clone()))
-            .collect(),
-    );
-    let top = format!("profile_dirs = {dirs}\n");
+    let top = profile_dirs_line(&device.profile_dirs);
     let site = format!("{top}[devices.dut]\n{dut}");
     let (points, writable) = match parse_site(Path::new("hil-site.toml"), &site) {
         Ok(site) => {
@@ -423,14 +416,7 @@ async fn check_scripted(device: &ScriptedDevice, report: &mut Report, out: &mut 
         device.serial_port.as_deref(),
         None,
     );
-    let dirs = toml::Value::Array(
-        device
-            .profile_dirs
-            .iter()
-            .map(|d| toml::Value::String(d.clone()))
-            .collect(),
-    );
-    let top = format!("profile_dirs = {dirs}\n");
+    let top = profile_dirs_line(&device.profile_dirs);
     // Every point the profile declares; a numbered one (`route.*`) as its first.
     let site = format!("{top}[devices.dut]\n{dut}");
     let points: Vec<String> = match parse_site(Path::new("hil-site.toml"), &site) {
@@ -800,14 +786,7 @@ async fn check_modbus(device: &ModbusDevice, report: &mut Report, out: &mut dyn 
         device.serial_port.as_deref(),
         None,
     ) + &options_toml("unit", device.unit);
-    let dirs = toml::Value::Array(
-        device
-            .profile_dirs
-            .iter()
-            .map(|d| toml::Value::String(d.clone()))
-            .collect(),
-    );
-    let top = format!("profile_dirs = {dirs}\n");
+    let top = profile_dirs_line(&device.profile_dirs);
     // The points to read are the ones the profile maps.
     let site = format!("{top}[devices.dut]\n{dut}");
     let points: Vec<String> = match parse_site(Path::new("hil-site.toml"), &site) {
@@ -950,4 +929,14 @@ impl Panel {
             Err(format!("{command} failed: {}", result["error"]))
         }
     }
+}
+
+/// The site file's `profile_dirs = [...]` line for a rack entry's profile directories.
+fn profile_dirs_line(dirs: &[String]) -> String {
+    let dirs = toml::Value::Array(
+        dirs.iter()
+            .map(|d| toml::Value::String(d.clone()))
+            .collect(),
+    );
+    format!("profile_dirs = {dirs}\n")
 }
