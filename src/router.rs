@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use avgate_drivers::{Map, Value};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -543,13 +543,19 @@ impl Router {
             command: command.to_string(),
             args,
         };
+        // Without a store there is nothing to write down first: the command goes into its
+        // device's queue now, one task hop less between the panel and the device.
+        let queued = store
+            .is_none()
+            .then(|| queue_on(&handle, ticket, &accepted));
         tokio::spawn(async move {
-            let outcome = recorded(
-                store.as_ref(),
-                &accepted,
-                run_on(&handle, ticket, &accepted),
-            )
-            .await;
+            let work = async {
+                match queued {
+                    Some(queued) => answer(queued).await,
+                    None => answer(queue_on(&handle, ticket, &accepted)).await,
+                }
+            };
+            let outcome = recorded(store.as_ref(), &accepted, work).await;
             // The device's events up to its answer are recorded by now: the result waits
             // for them (see [`outcome`]).
             let after_seq = journal.device_seq(&accepted.device);
@@ -858,23 +864,28 @@ async fn recorded(
     outcome
 }
 
-/// Queues an accepted command on its device (in its place in the line, `ticket`) and
-/// waits for the device's answer.
-async fn run_on(handle: &DeviceHandle, ticket: Ticket, accepted: &Accepted) -> Outcome {
-    match handle.submit(
+/// Queues an accepted command on its device, in its place in the line (`ticket`).
+fn queue_on(
+    handle: &DeviceHandle,
+    ticket: Ticket,
+    accepted: &Accepted,
+) -> Result<oneshot::Receiver<Outcome>, Failure> {
+    handle.submit(
         ticket,
         &accepted.key.id,
         accepted.command.clone(),
         accepted.args.clone(),
-    ) {
-        Ok(reply) => reply.await.unwrap_or_else(|_| {
-            Err(Failure::new(
-                ErrorCode::ShuttingDown,
-                "the gateway stopped before the command finished",
-            ))
-        }),
-        Err(failure) => Err(failure),
-    }
+    )
+}
+
+/// The device's answer to a queued command (or why it was not queued).
+async fn answer(queued: Result<oneshot::Receiver<Outcome>, Failure>) -> Outcome {
+    queued?.await.unwrap_or_else(|_| {
+        Err(Failure::new(
+            ErrorCode::ShuttingDown,
+            "the gateway stopped before the command finished",
+        ))
+    })
 }
 
 impl Ledger {

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -44,6 +44,16 @@ enum Outgoing {
     Send(Box<Message>),
     /// The panel changed its patterns: confirm them and send a fresh snapshot.
     Resubscribe(Box<Subscription>),
+    /// A command was queued: send `accepted` now and its result when `waiting`
+    /// completes. The writer waits for it itself, so a result goes from the device's
+    /// answer straight to the panel's socket, not through the reader as well.
+    Command(Box<Tracked>),
+}
+
+/// A queued command's `accepted` and the wait for its result.
+struct Tracked {
+    accepted: Message,
+    waiting: InFlight,
 }
 
 impl Outgoing {
@@ -101,6 +111,7 @@ async fn run(
     let (outbox, outbox_rx) = mpsc::channel(OUTBOX);
     let done = shutdown.child_token();
     let heard = Arc::new(Heard::new());
+    let in_flight = Arc::new(AtomicUsize::new(0));
     // The writer's logs carry which panel they are about.
     let span = tracing::info_span!("panel", session = %panel.session, peer = %panel.peer);
     let writer = tokio::spawn(
@@ -112,10 +123,20 @@ async fn run(
             subscription.clone(),
             done.clone(),
             heard.clone(),
+            in_flight.clone(),
         )
         .instrument(span),
     );
-    let read_end = read_loop(stream, outbox, &hub, &panel, subscription, &done, &heard).await;
+    let read_end = read_loop(
+        stream,
+        outbox,
+        &hub,
+        &panel,
+        subscription,
+        &done,
+        (&heard, &in_flight),
+    )
+    .await;
     done.cancel();
     let write_end = writer.await;
     let session = &panel.session;
@@ -315,6 +336,10 @@ enum ReadEnd {
 /// A command waiting for its outcome: the panel's id and the router's watch.
 type InFlight = Pin<Box<dyn Future<Output = (serde_json::Value, router::Report)> + Send>>;
 
+/// How many of a session's commands wait for their result: counted up by the reader,
+/// down by the writer once the result is out.
+type InFlightCount = AtomicUsize;
+
 /// Handles everything the panel sends until it closes or the session ends.
 ///
 /// Every reply goes through the outbox, and the reader waits while the outbox is full:
@@ -327,22 +352,14 @@ async fn read_loop(
     panel: &Panel,
     mut subscription: Subscription,
     done: &CancellationToken,
-    heard: &Heard,
+    (heard, in_flight): (&Heard, &InFlightCount),
 ) -> ReadEnd {
-    let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
     let mut resubscribes = RateLimit::new(limits::RESUBSCRIBE_BURST, limits::RESUBSCRIBE_EVERY);
     let limits = hub.limits();
     let mut commands = RateLimit::new(limits.command_burst, limits.command_every);
     loop {
         let message = tokio::select! {
             _ = done.cancelled() => return ReadEnd::Stopped,
-            Some((id, report)) = in_flight.next(), if !in_flight.is_empty() => {
-                let result = report_message(&id, &report);
-                if outbox.send(Outgoing::send(result)).await.is_err() {
-                    return ReadEnd::Stopped;
-                }
-                continue;
-            }
             next = stream.next() => match next {
                 None | Some(Ok(Message::Close(_))) => return ReadEnd::Closed,
                 Some(Err(e)) => return ReadEnd::Failed(e.to_string()),
@@ -356,7 +373,7 @@ async fn read_loop(
                     subscription: &mut subscription,
                     resubscribes: &mut resubscribes,
                     commands: &mut commands,
-                    in_flight: in_flight.len(),
+                    in_flight: in_flight.load(Ordering::Relaxed),
                 };
                 handle_text(&text, hub, panel, state)
             }
@@ -374,8 +391,8 @@ async fn read_loop(
             Action::Nothing => continue,
             Action::Reply(reply) => reply,
             Action::Track { accepted, waiting } => {
-                in_flight.push(waiting);
-                Outgoing::send(accepted)
+                in_flight.fetch_add(1, Ordering::Relaxed);
+                Outgoing::Command(Box::new(Tracked { accepted, waiting }))
             }
         };
         if outbox.send(reply).await.is_err() {
@@ -572,7 +589,9 @@ async fn write_loop(
     filter: Subscription,
     done: CancellationToken,
     heard: Arc<Heard>,
+    in_flight_count: Arc<InFlightCount>,
 ) -> String {
+    let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
     let mut place = Place {
         cursor,
         told: cursor,
@@ -607,7 +626,7 @@ async fn write_loop(
         if !replies.is_empty() {
             match timeout(
                 send_limit,
-                send_replies(&mut sink, &hub, &mut place, &mut replies),
+                send_replies(&mut sink, &hub, &mut place, &mut replies, &mut in_flight),
             )
             .await
             {
@@ -626,6 +645,12 @@ async fn write_loop(
                 None => break "the session ended".into(),
             },
             changed = head.changed() => if changed.is_err() { break "the journal closed".into() },
+            // The result is sent after the events before it: `report` waited until the
+            // journal holds every event the device gave before answering.
+            Some((id, report)) = in_flight.next(), if !in_flight.is_empty() => {
+                in_flight_count.fetch_sub(1, Ordering::Relaxed);
+                replies.push(Outgoing::send(report_message(&id, &report)));
+            }
             _ = tokio::time::sleep_until(position_due.unwrap_or_else(Instant::now)), if position_due.is_some() => {
                 let position = ServerMessage::Position { seq: place.cursor };
                 match timeout(send_limit, sink.send(Message::Text(position.to_text().into()))).await {
@@ -665,10 +690,16 @@ async fn send_replies(
     hub: &Hub,
     place: &mut Place,
     replies: &mut Vec<Outgoing>,
+    in_flight: &mut FuturesUnordered<InFlight>,
 ) -> Result<(), axum::Error> {
     for reply in replies.drain(..) {
         match reply {
             Outgoing::Send(message) => sink.feed(*message).await?,
+            Outgoing::Command(tracked) => {
+                let Tracked { accepted, waiting } = *tracked;
+                sink.feed(accepted).await?;
+                in_flight.push(waiting);
+            }
             Outgoing::Resubscribe(filter) => {
                 place.filter = *filter;
                 resubscribe(sink, hub, place).await?;
