@@ -562,7 +562,22 @@ impl Bench {
 
     /// avgate's journal on disk (the default) against in memory only.
     pub async fn durable(&mut self) {
+        let disk = match tokio::task::spawn_blocking(|| disk_syncs(SYNC_PROBES)).await {
+            Ok(Ok(latency)) => Cell::new(
+                latency.p50,
+                format!("{} / {}", millis(latency.p50), millis(latency.p99)),
+            ),
+            Ok(Err(e)) => Cell::na(format!("failed: {e}")),
+            Err(e) => Cell::na(format!("failed: {e}")),
+        };
+        self.rows.push(Row::new(
+            "disk: append 1 KiB + fsync, p50 / p99 (a durable command waits for two)",
+            disk,
+            Cell::na("no journal"),
+            Better::Lower,
+        ));
         let mut measured = Vec::new();
+        let mut commit_mean = None;
         for durable in [true, false] {
             let mode = if durable { "durable" } else { "in-memory" };
             eprintln!("journal {mode}: avgate");
@@ -574,7 +589,19 @@ impl Bench {
                 let server = self.server(Kind::Avgate, setup).await?;
                 let commands = self.commands(&server).await;
                 let events = event_latency(&server, 1_000, self.sizes.burst).await;
+                let commits = match durable {
+                    true => Some(server.commit_mean().await),
+                    false => None,
+                };
                 server.stop().await;
+                if let Some(commits) = commits {
+                    let (mean, count) = commits?;
+                    say!(
+                        "group commits: {count}, mean {}",
+                        millis(mean.as_micros() as f64)
+                    );
+                    commit_mean = Some(mean);
+                }
                 anyhow::Ok((commands?, events?))
             }
             .await
@@ -585,6 +612,19 @@ impl Bench {
             measured.push((mode, result));
         }
         let socketio = || Cell::na("no journal");
+        let commit = match commit_mean {
+            Some(mean) => {
+                let micros = mean.as_micros() as f64;
+                Cell::new(micros, millis(micros))
+            }
+            None => Cell::na("not measured"),
+        };
+        self.rows.push(Row::new(
+            "journal durable: one group commit (events, state, records, audit), mean",
+            commit,
+            socketio(),
+            Better::Lower,
+        ));
         for (mode, result) in &measured {
             let (commands, events) = match result {
                 Ok((c, e)) => (
@@ -641,6 +681,26 @@ impl Bench {
             ));
         }
     }
+}
+
+/// How many syncs the disk probe times.
+const SYNC_PROBES: usize = 200;
+
+/// What one group commit costs on this disk at least: an append and an fsync of a file
+/// in the directory the servers' journals use, timed one after another.
+fn disk_syncs(count: usize) -> anyhow::Result<Latency> {
+    use std::io::Write;
+    let dir = tempfile::tempdir()?;
+    let mut file = std::fs::File::create(dir.path().join("probe"))?;
+    let block = [0x5a_u8; 1024];
+    let syncs = Histogram::default();
+    for _ in 0..count {
+        let started = std::time::Instant::now();
+        file.write_all(&block)?;
+        file.sync_data()?;
+        syncs.record(started.elapsed());
+    }
+    Latency::of(&syncs).ok_or_else(|| anyhow::anyhow!("no syncs timed"))
 }
 
 /// The server's share of a command's round trip, and its halves at p99: panel → device

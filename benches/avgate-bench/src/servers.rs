@@ -80,6 +80,27 @@ pub struct Server {
 }
 
 impl Server {
+    /// The mean time of the journal's group commits so far, and how many there were,
+    /// from avgate's `/metrics` (open to loopback).
+    pub async fn commit_mean(&self) -> anyhow::Result<(Duration, u64)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.addr).await?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .await?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await?;
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+                .ok_or_else(|| anyhow::anyhow!("/metrics has no {name}"))
+        };
+        let sum = value("avgate_journal_commit_duration_seconds_sum")?;
+        let count = value("avgate_journal_commit_duration_seconds_count")? as u64;
+        anyhow::ensure!(count > 0, "no group commit yet");
+        Ok((Duration::from_secs_f64(sum / count as f64), count))
+    }
+
     pub async fn start(
         kind: Kind,
         programs: &Programs,
