@@ -13,7 +13,7 @@
 //! becomes visible to panels (head, window, snapshot) only once it is on disk: a panel can
 //! never have seen an event that a crash then takes back. Two states are kept for that:
 //! `latest` (what devices said, committed or not: used to detect changes) and `committed`
-//! (what panels may see). Both change only through [`DeviceState::apply`], so they agree
+//! (what panels may see). Both change only through `DeviceState::apply`, so they agree
 //! once the pending events are committed.
 //!
 //! Staleness: while a device is offline, and after a restart until it is read again, its
@@ -484,7 +484,7 @@ impl Journal {
     /// then commits what is left. Each group is one disk sync, however many events and
     /// records it holds, so the rate of syncs stays bounded while events flow at any rate.
     ///
-    /// After a storage error the journal falls back to memory ([`Journal::fall_back`]) and
+    /// After a storage error the journal falls back to memory (`Journal::fall_back`) and
     /// the committer reopens the store with backoff until a commit succeeds again.
     pub async fn run_committer(self: Arc<Self>, stop: CancellationToken) {
         let Some(store) = self.store.clone() else {

@@ -10,7 +10,7 @@
 //!
 //! A schedule with a `warning` period journals a countdown on the pseudo-device
 //! [`DEVICE`] (point: the macro's name) that long before the run; a panel cancels that
-//! one run with the command `keep_on` on [`DEVICE`] ([`Warnings::keep_on`]), which the
+//! one run with the command `keep_on` on [`DEVICE`] ([`KEEP_ON`]), which the
 //! router dedupes, scopes and audits like any command.
 
 use std::collections::HashMap;

@@ -2,11 +2,11 @@
 //!
 //! The task connects, reconnects with backoff, runs each device's driver session,
 //! serializes commands and polls (one request in flight per link, panel commands ahead of
-//! background polls, even between two reads of one poll group: see [`turns`]), applies
+//! background polls, even between two reads of one poll group: see `turns.rs`), applies
 //! timeouts and reports what the devices say to the
 //! [`Journal`]. Everything else talks to a device only through its bounded command queue,
 //! so a device that hangs, lies or drops affects nothing but its own link, and on a shared
-//! serial line nothing but its own turns (see [`link`]).
+//! serial line nothing but its own turns (see `link.rs`).
 //!
 //! [`Journal`]: crate::journal::Journal
 

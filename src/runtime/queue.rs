@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 use crate::command::{ErrorCode, Failure, Outcome};
 
-/// A command's place in the order the router accepted it, from [`CommandQueue::ticket`].
+/// A command's place in the order the router accepted it, from [`DeviceHandle::ticket`](super::DeviceHandle::ticket).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ticket(u64);
 
