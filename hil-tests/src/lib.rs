@@ -217,14 +217,16 @@ pub async fn run_file(path: &Path, out: &mut dyn Write) -> anyhow::Result<Report
         .with_context(|| format!("cannot read rack file {}", path.display()))?;
     let mut rack: Rack =
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    // Profile directories are written relative to the rack file, wherever it is run from.
     let base = path.parent().unwrap_or(Path::new("."));
-    for device in &mut rack.modbus {
-        for dir in &mut device.profile_dirs {
-            *dir = base.join(&*dir).display().to_string();
-        }
-    }
-    for device in &mut rack.qsys {
-        for dir in &mut device.profile_dirs {
+    let profile_dirs = rack
+        .modbus
+        .iter_mut()
+        .map(|d| &mut d.profile_dirs)
+        .chain(rack.qsys.iter_mut().map(|d| &mut d.profile_dirs))
+        .chain(rack.scripted.iter_mut().map(|d| &mut d.profile_dirs));
+    for dirs in profile_dirs {
+        for dir in dirs {
             *dir = base.join(&*dir).display().to_string();
         }
     }

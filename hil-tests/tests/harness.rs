@@ -215,6 +215,42 @@ async fn every_scripted_family_passes_against_its_generated_simulator() {
 }
 
 #[tokio::test]
+async fn a_scripted_profile_of_the_rack_is_found_beside_the_rack_file() {
+    use std::sync::Arc;
+    // A site's own model: a stock profile under another name, in a folder next to the
+    // rack file, which is not the directory the harness runs in.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("profiles")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../device-profiles/kramer-protocol-3000.toml"
+    ))
+    .unwrap();
+    std::fs::write(dir.path().join("profiles/lab-matrix.toml"), &text).unwrap();
+    let loaded = avgate::config::Profile::find("lab-matrix", &[dir.path().join("profiles")])
+        .unwrap()
+        .unwrap();
+    let script = avgate_drivers::scripted::from_options(&loaded.options).unwrap();
+    let sim =
+        avgate_drivers::scripted::serve(Arc::new(script), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let rack_path = dir.path().join("rack.toml");
+    std::fs::write(
+        &rack_path,
+        format!(
+            "[[scripted]]\nname = \"matrix\"\nprofile = \"lab-matrix\"\nprofile_dirs = [\"profiles\"]\naddress = \"{}\"\n",
+            sim.local_addr()
+        ),
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let report = run_file(&rack_path, &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(report.failed, 0, "{out}");
+    assert!(out.contains("PASS matrix connect"), "{out}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn qsys_checks_pass_against_the_simulated_core() {
     use avgate_drivers::{DriverSettings, qsys};
     let loaded = avgate::config::Profile::find("qsys-core", &[])
