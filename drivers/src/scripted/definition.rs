@@ -157,6 +157,12 @@ pub struct Exchange {
     /// the session needs nothing from it.
     #[serde(default)]
     pub reply_first: Option<String>,
+    /// A looser reply that also completes the request, for a device that may answer with
+    /// more or other than `expect` (a Videohub status block that carries other clients'
+    /// changes too). The points then come from the reports alone, never from `set`: the
+    /// device said what it did. The simulator always answers `expect`.
+    #[serde(default)]
+    pub done_when: Option<String>,
     /// Points the reply sets: `"route.{output}" = "{input}"`, or with arithmetic
     /// `{ value = "{gain}", scale = 1, offset = -18 }`.
     #[serde(default)]
@@ -260,6 +266,7 @@ pub struct CompiledExchange {
     pub send: Template,
     pub expect: Option<Template>,
     pub reply_first: Option<Template>,
+    pub done_when: Option<Template>,
     pub set: Vec<Setter>,
     pub repeat: Option<Repeat>,
 }
@@ -412,12 +419,17 @@ impl Script {
                         Some(r) => template(&[kind, name, "reply_first"], r).map(Some),
                         None => Some(None),
                     };
+                    let done_when = match &ex.done_when {
+                        Some(d) => template(&[kind, name, "done_when"], d).map(Some),
+                        None => Some(None),
+                    };
                     Some((
                         name.clone(),
                         CompiledExchange {
                             send: send?,
                             expect: expect?,
                             reply_first: reply_first?,
+                            done_when: done_when?,
                             set,
                             repeat: ex.repeat.clone(),
                         },

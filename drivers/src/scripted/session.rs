@@ -17,6 +17,14 @@ use crate::kit::args::as_text;
 use crate::kit::telnet::Telnet;
 use crate::{DeviceError, DeviceErrorKind, Output, Protocol, Request};
 
+/// How a frame answered the request in flight.
+enum Awaited {
+    /// It is `expect`, with what it captured: the request's `set` applies.
+    Expected(Vars),
+    /// It is `done_when`: the device said what it did, in the reports.
+    Done,
+}
+
 /// What is in flight.
 struct InFlight {
     exchange: CompiledExchange,
@@ -195,16 +203,18 @@ impl Session {
                 }
             }
         }
-        let Some(captured) = self.awaited(frame) else {
+        let Some(awaited) = self.awaited(frame) else {
             self.publish(updates);
             return;
         };
         let mut flight = self.in_flight.take().expect("checked above");
-        let mut vars = captured;
-        for (k, v) in &flight.vars {
-            vars.entry(k.clone()).or_insert_with(|| v.clone());
+        if let Awaited::Expected(captured) = awaited {
+            let mut vars = captured;
+            for (k, v) in &flight.vars {
+                vars.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            updates.extend(eval::apply(&self.script, &flight.exchange.set, &vars));
         }
-        updates.extend(eval::apply(&self.script, &flight.exchange.set, &vars));
         self.publish(updates);
         match flight.next {
             Some(value) => {
@@ -222,21 +232,29 @@ impl Session {
         }
     }
 
-    /// What `frame` captured, if it is the reply the request in flight waits for. A reply
-    /// about another channel or output is not (it was a report).
-    fn awaited(&self, frame: &[u8]) -> Option<Vars> {
+    /// Whether `frame` is the reply the request in flight waits for. A reply about another
+    /// channel or output is not (it was a report).
+    fn awaited(&self, frame: &[u8]) -> Option<Awaited> {
         let flight = self.in_flight.as_ref()?;
-        let captured = flight
-            .exchange
-            .expect
-            .as_ref()?
-            .capture(frame, &self.script.definition.maps)?;
-        let agrees = flight.vars.iter().all(|(k, v)| {
-            captured
-                .get(k)
-                .is_none_or(|c| as_text(c).trim() == as_text(v).trim())
+        let maps = &self.script.definition.maps;
+        let expected = flight.exchange.expect.as_ref().and_then(|expect| {
+            let captured = expect.capture(frame, maps)?;
+            let agrees = flight.vars.iter().all(|(k, v)| {
+                captured
+                    .get(k)
+                    .is_none_or(|c| as_text(c).trim() == as_text(v).trim())
+            });
+            agrees.then_some(captured)
         });
-        agrees.then_some(captured)
+        match expected {
+            Some(captured) => Some(Awaited::Expected(captured)),
+            None => flight
+                .exchange
+                .done_when
+                .as_ref()?
+                .capture(frame, maps)
+                .map(|_| Awaited::Done),
+        }
     }
 
     fn publish(&mut self, mut updates: Vec<Result<(String, Value), String>>) {

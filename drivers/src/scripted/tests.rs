@@ -324,6 +324,64 @@ fn videohub_reads_its_dump_and_routes_with_ack_then_status() {
     );
 }
 
+/// A real Videohub's status block after `ACK` may carry other clients' changes made at the
+/// same moment, or theirs instead of ours: the command still ends there, and the points
+/// are what the block says, not what was asked.
+#[test]
+fn a_videohub_status_block_with_other_changes_ends_the_command_with_the_routers_word() {
+    let mut p = pair("videohub");
+    // Drive the session by hand: the device's answers are written here, not by the model.
+    let now = p.now;
+    p.session
+        .start(now, &command("route", json!({"input": 4, "output": 1})))
+        .unwrap();
+    let mut sent = Vec::new();
+    while let Some(out) = p.session.poll_output() {
+        sent.push(out);
+    }
+    assert_eq!(
+        sent,
+        [Output::Transmit(b"VIDEO OUTPUT ROUTING:\n0 3\n\n".to_vec())]
+    );
+    let out = p.device_says(b"ACK\n\n");
+    assert!(out.is_empty(), "ACK alone ends nothing: {out:?}");
+    let out = p.device_says(b"VIDEO OUTPUT ROUTING:\n2 0\n0 3\n\n");
+    assert!(ok(&out), "{out:?}");
+    assert_eq!(
+        updates(&out),
+        [("route.3".into(), json!(1)), ("route.1".into(), json!(4))]
+    );
+
+    // Another panel's route won the race: the command is done, and route.1 is its input.
+    p.session
+        .start(now, &command("route", json!({"input": 2, "output": 1})))
+        .unwrap();
+    while p.session.poll_output().is_some() {}
+    p.device_says(b"ACK\n\n");
+    let out = p.device_says(b"VIDEO OUTPUT ROUTING:\n0 2\n\n");
+    assert!(ok(&out), "{out:?}");
+    assert_eq!(updates(&out), [("route.1".into(), json!(3))]);
+
+    // A label block with another label in it, likewise.
+    p.session
+        .start(
+            now,
+            &command("input_label", json!({"input": 1, "label": "Cam A"})),
+        )
+        .unwrap();
+    while p.session.poll_output().is_some() {}
+    p.device_says(b"ACK\n\n");
+    let out = p.device_says(b"INPUT LABELS:\n0 Cam A\n1 Cam B\n\n");
+    assert!(ok(&out), "{out:?}");
+    assert_eq!(
+        updates(&out),
+        [
+            ("input_label.1".into(), json!("Cam A")),
+            ("input_label.2".into(), json!("Cam B"))
+        ]
+    );
+}
+
 /// Every built-in scripted profile's receive path: arbitrary bytes in any chunking, with
 /// and without a request in flight, never panic and never hold more than a frame; after
 /// the garbage ends (a terminator, or for checked frames a reconnect) the session works.
