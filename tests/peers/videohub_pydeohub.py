@@ -10,8 +10,10 @@ change. Exits non-zero on anything unexpected.
 
 import os
 import sys
+import threading
 import time
 
+import pydeohub
 from pydeohub import Videohub
 
 DEADLINE_S = 10
@@ -29,8 +31,27 @@ def until(what, check):
     raise AssertionError(f"no {what} within {DEADLINE_S} s")
 
 
+class DeferredThread(threading.Thread):
+    """pydeohub starts its reader thread in __init__ before it sets the attributes the
+    reader fills (routing, labels, model), so a dump read quickly is overwritten with None.
+    The reader starts here once the object is complete; the dump waits in the socket."""
+
+    waiting = []
+
+    def start(self) -> None:
+        DeferredThread.waiting.append(self)
+
+
+def connect(host: str) -> Videohub:
+    pydeohub.Thread = DeferredThread
+    hub = Videohub(host)
+    for reader in DeferredThread.waiting:
+        threading.Thread.start(reader)
+    return hub
+
+
 def main() -> None:
-    hub = Videohub(sys.argv[1])
+    hub = connect(sys.argv[1])
     until("state dump", lambda: hub.routing == [0, 1, 2, 3] and all(hub.output_labels))
     assert hub.protocol_version == "2.8", hub.protocol_version
     assert hub.model == "Smart Videohub 4x4", hub.model
