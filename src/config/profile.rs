@@ -17,6 +17,7 @@ use avgate_drivers::{Catalog, DriverInfo, DriverSettings, Map, Value};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use super::simulator::{self, ProfileSimulator, SimulatorFile};
 use super::{ConfigError, ConfigErrors, options, parse_toml};
 
 /// Profiles compiled into the binary, so `avgate demo` and a site that uses only stock
@@ -55,6 +56,9 @@ pub struct Profile {
     /// Where the profile came from, for messages.
     #[serde(skip)]
     pub source: PathBuf,
+    /// `[simulator]`: the `avgate simulate` command this profile names for itself.
+    #[serde(skip)]
+    pub simulator: Option<ProfileSimulator>,
 }
 
 /// How the model is reached. A device's site entry picks the link (`address` for TCP,
@@ -300,6 +304,8 @@ struct ProfileFile {
     commands: BTreeMap<Spanned<String>, CommandNarrowing>,
     #[serde(default)]
     hints: super::hints::Hints,
+    /// `[simulator]`: a command of its own for `avgate simulate` (config/simulator.rs).
+    simulator: Option<SimulatorFile>,
 }
 
 #[derive(Deserialize)]
@@ -728,6 +734,18 @@ impl Profile {
                 every: poll.every,
             });
         }
+        let own_simulator = file.simulator.as_ref().and_then(|simulator| {
+            ProfileSimulator::check(
+                simulator,
+                id,
+                &file.name,
+                &file.description,
+                file.transport.port,
+                driver_info,
+            )
+            .map_err(|why| err(Some(simulator.command.span()), why))
+            .ok()
+        });
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
@@ -746,6 +764,7 @@ impl Profile {
             hints: file.hints,
             catalog,
             source: path.to_path_buf(),
+            simulator: own_simulator,
         })
     }
 
@@ -766,10 +785,7 @@ impl Profile {
         BUILT_IN
             .iter()
             .find(|(name, _)| *name == id)
-            .map(|(name, text)| {
-                let path = PathBuf::from(format!("device-profiles/{name}.toml (built in)"));
-                Profile::parse(name, &path, text)
-            })
+            .map(|(name, text)| Profile::parse(name, &simulator::built_in_path(name), text))
     }
 
     /// The spec of a point this profile declares: by its exact name, or by a pattern such
@@ -781,6 +797,17 @@ impl Profile {
     /// Names of the profiles built into the binary.
     pub fn built_in_names() -> impl Iterator<Item = &'static str> {
         BUILT_IN.iter().map(|(name, _)| *name)
+    }
+
+    /// The `avgate simulate` commands the built-in profiles name for themselves
+    /// (`[simulator]`), and where any clash (two taking one command, or one taking a
+    /// driver's own).
+    pub fn built_in_simulators() -> (Vec<ProfileSimulator>, Option<ConfigErrors>) {
+        simulator::declared(
+            BUILT_IN
+                .iter()
+                .map(|(name, text)| (*name, simulator::built_in_path(name), *text)),
+        )
     }
 }
 
