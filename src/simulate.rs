@@ -4,7 +4,7 @@
 //! The commands come from the driver registry (each driver's
 //! [`SimulatorInfo`](avgate_drivers::SimulatorInfo): its flags, whether it serves a
 //! profile, how to start it) and from the built-in profiles that name a command for
-//! themselves (`[simulator]`, see `config::simulator`). Nothing here names a driver.
+//! themselves (`[simulate]`, see `config::simulate`). Nothing here names a driver.
 
 use std::path::PathBuf;
 use std::sync::LazyLock;
@@ -15,7 +15,7 @@ use avgate_drivers::{
 };
 use clap::{ArgMatches, FromArgMatches};
 
-use crate::config::simulator::ProfileSimulator;
+use crate::config::simulate::ProfileSimulator;
 use crate::config::{ConfigErrors, Profile};
 
 /// The simulator a command line asked for: its command and its flags.
@@ -34,7 +34,7 @@ struct Entry {
     preset: Option<ProfileSimulator>,
 }
 
-/// Every command, and what is wrong with the built-in profiles' `[simulator]` tables.
+/// Every command, and what is wrong with the built-in profiles' `[simulate]` tables.
 struct Commands {
     entries: Vec<Entry>,
     problems: Option<ConfigErrors>,

@@ -31,7 +31,7 @@ pub struct SimulatorInfo {
 /// Whether a simulator is built from a profile (a register map, a script, named controls).
 ///
 /// A simulator that takes one gets a `--profile NAME|FILE` flag, and a profile of its
-/// driver may give it a command of its own (`[simulator] command = "kramer"` in the
+/// driver may give it a command of its own (`[simulate] command = "kramer"` in the
 /// profile: device-profiles/README.md), which serves that profile with no `--profile`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProfileUse {

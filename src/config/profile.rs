@@ -17,7 +17,7 @@ use avgate_drivers::{Catalog, DriverInfo, DriverSettings, Map, Value};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::simulator::{self, ProfileSimulator, SimulatorFile};
+use super::simulate::{self, ProfileSimulator, SimulateTable};
 use super::{ConfigError, ConfigErrors, options, parse_toml};
 
 /// Profiles compiled into the binary, so `avgate demo` and a site that uses only stock
@@ -56,7 +56,7 @@ pub struct Profile {
     /// Where the profile came from, for messages.
     #[serde(skip)]
     pub source: PathBuf,
-    /// `[simulator]`: the `avgate simulate` command this profile names for itself.
+    /// `[simulate]`: the `avgate simulate` command this profile names for itself.
     #[serde(skip)]
     pub simulator: Option<ProfileSimulator>,
 }
@@ -304,8 +304,8 @@ struct ProfileFile {
     commands: BTreeMap<Spanned<String>, CommandNarrowing>,
     #[serde(default)]
     hints: super::hints::Hints,
-    /// `[simulator]`: a command of its own for `avgate simulate` (config/simulator.rs).
-    simulator: Option<SimulatorFile>,
+    /// `[simulate]`: a command of its own for `avgate simulate` (config/simulate.rs).
+    simulate: Option<SimulateTable>,
 }
 
 #[derive(Deserialize)]
@@ -734,7 +734,7 @@ impl Profile {
                 every: poll.every,
             });
         }
-        let own_simulator = file.simulator.as_ref().and_then(|simulator| {
+        let own_simulator = file.simulate.as_ref().and_then(|simulator| {
             ProfileSimulator::check(
                 simulator,
                 id,
@@ -785,7 +785,7 @@ impl Profile {
         BUILT_IN
             .iter()
             .find(|(name, _)| *name == id)
-            .map(|(name, text)| Profile::parse(name, &simulator::built_in_path(name), text))
+            .map(|(name, text)| Profile::parse(name, &simulate::built_in_path(name), text))
     }
 
     /// The spec of a point this profile declares: by its exact name, or by a pattern such
@@ -800,13 +800,13 @@ impl Profile {
     }
 
     /// The `avgate simulate` commands the built-in profiles name for themselves
-    /// (`[simulator]`), and where any clash (two taking one command, or one taking a
+    /// (`[simulate]`), and where any clash (two taking one command, or one taking a
     /// driver's own).
     pub fn built_in_simulators() -> (Vec<ProfileSimulator>, Option<ConfigErrors>) {
-        simulator::declared(
+        simulate::declared(
             BUILT_IN
                 .iter()
-                .map(|(name, text)| (*name, simulator::built_in_path(name), *text)),
+                .map(|(name, text)| (*name, simulate::built_in_path(name), *text)),
         )
     }
 }

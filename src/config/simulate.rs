@@ -1,9 +1,9 @@
-//! A profile's `[simulator]` table: the `avgate simulate <command>` a profile names for
+//! A profile's `[simulate]` table: the `avgate simulate <command>` a profile names for
 //! itself, so a protocol written as data gets a simulator command of its own with no code
 //! (`avgate simulate kramer` serves `kramer-protocol-3000`).
 //!
 //! ```toml
-//! [simulator]
+//! [simulate]
 //! command = "kramer"
 //! about = "A Kramer matrix switcher on Protocol 3000 (`#ROUTE`, `~01@` replies)."
 //! example = "avgate simulate kramer --listen 127.0.0.1:5000"   # optional
@@ -22,10 +22,10 @@ use toml::Spanned;
 
 use super::{ConfigError, ConfigErrors, parse_toml};
 
-/// `[simulator]` as written.
+/// `[simulate]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct SimulatorFile {
+pub(super) struct SimulateTable {
     /// The subcommand: `avgate simulate <command>`.
     pub command: Spanned<String>,
     /// One line for `avgate simulate --help`; the profile's `name` without it.
@@ -50,10 +50,10 @@ pub struct ProfileSimulator {
 }
 
 impl ProfileSimulator {
-    /// Checks `[simulator]` of the profile `id` (named `name`, described by `description`,
+    /// Checks `[simulate]` of the profile `id` (named `name`, described by `description`,
     /// on `port` by default) for `driver`: why it cannot be, otherwise the command.
     pub(super) fn check(
-        file: &SimulatorFile,
+        file: &SimulateTable,
         id: &str,
         name: &str,
         description: &str,
@@ -67,7 +67,7 @@ impl ProfileSimulator {
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !well_formed || command == "help" {
             return Err(format!(
-                "[simulator] command `{command}` cannot be a command: use lowercase letters, digits and `-`, starting with a letter (and not `help`)"
+                "[simulate] command `{command}` cannot be a command: use lowercase letters, digits and `-`, starting with a letter (and not `help`)"
             ));
         }
         if let Some(owner) = avgate_drivers::drivers()
@@ -75,7 +75,7 @@ impl ProfileSimulator {
             .find(|d| d.simulator.is_some_and(|s| s.command == command))
         {
             return Err(format!(
-                "[simulator] command `{command}` is the {} driver's own `avgate simulate {command}`; pick another name",
+                "[simulate] command `{command}` is the {} driver's own `avgate simulate {command}`; pick another name",
                 owner.name
             ));
         }
@@ -83,13 +83,13 @@ impl ProfileSimulator {
             Some(simulator) if simulator.profile != ProfileUse::None => {}
             Some(simulator) => {
                 return Err(format!(
-                    "[simulator]: the {} driver's simulator (`avgate simulate {}`) serves no profile, so a profile cannot name a command for it; remove [simulator]",
+                    "[simulate]: the {} driver's simulator (`avgate simulate {}`) serves no profile, so a profile cannot name a command for it; remove [simulate]",
                     driver.name, simulator.command
                 ));
             }
             None => {
                 return Err(format!(
-                    "[simulator]: the {} driver has no simulator; remove [simulator]",
+                    "[simulate]: the {} driver has no simulator; remove [simulate]",
                     driver.name
                 ));
             }
@@ -126,7 +126,7 @@ struct Header {
     driver: String,
     #[serde(default)]
     transport: PortOnly,
-    simulator: Option<SimulatorFile>,
+    simulate: Option<SimulateTable>,
 }
 
 #[derive(Default, Deserialize)]
@@ -137,7 +137,7 @@ struct PortOnly {
 /// The simulator commands the profiles `(id, path, text)` name for themselves, in the
 /// order given, and the problems with the others. Reads only what it needs of each file,
 /// so it is cheap enough to run for every command line; a profile that does not parse is
-/// left to [`super::Profile::parse`] to report, unless its `[simulator]` is at fault. Two
+/// left to [`super::Profile::parse`] to report, unless its `[simulate]` is at fault. Two
 /// profiles naming the same command is an error at the second one's line.
 pub fn declared<'a>(
     profiles: impl IntoIterator<Item = (&'a str, PathBuf, &'a str)>,
@@ -149,7 +149,7 @@ pub fn declared<'a>(
         let Ok(header) = parse_toml::<Header>(&path, text) else {
             continue;
         };
-        let Some(file) = &header.simulator else {
+        let Some(file) = &header.simulate else {
             continue;
         };
         let at = |message: String| ConfigError::at(&path, text, Some(file.command.span()), message);
@@ -168,7 +168,7 @@ pub fn declared<'a>(
             Err(why) => errors.push(at(why)),
             Ok(simulator) => match taken.get(&simulator.command) {
                 Some((first, first_path)) => errors.push(at(format!(
-                    "[simulator] command `{}` is already the command of profile `{first}` ({}); pick another name",
+                    "[simulate] command `{}` is already the command of profile `{first}` ({}); pick another name",
                     simulator.command,
                     first_path.display()
                 ))),
@@ -194,10 +194,10 @@ mod tests {
     use crate::config::Profile;
 
     /// A scripted profile (the smallest script there is) with `simulator` as its
-    /// `[simulator]` table body, at line 4.
+    /// `[simulate]` table body, at line 4.
     fn scripted(simulator: &str) -> String {
         format!(
-            "name = \"Box\"\ndriver = \"scripted\"\n[simulator]\n{simulator}\n\
+            "name = \"Box\"\ndriver = \"scripted\"\n[simulate]\n{simulator}\n\
              [transport]\nport = 7100\n\
              [options]\nframing = {{ kind = \"line\", end = \"\\r\" }}\n\
              [options.commands.reset]\nsend = \"RESET\"\n"
@@ -236,7 +236,7 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(
-                error.starts_with("box.toml:4:11: [simulator] command") && error.contains(says),
+                error.starts_with("box.toml:4:11: [simulate] command") && error.contains(says),
                 "{command}: {error}"
             );
         }
@@ -244,7 +244,7 @@ mod tests {
 
     #[test]
     fn a_driver_whose_simulator_serves_no_profile_cannot_be_named() {
-        let text = "name = \"P\"\ndriver = \"pjlink\"\n[simulator]\ncommand = \"projector\"\n";
+        let text = "name = \"P\"\ndriver = \"pjlink\"\n[simulate]\ncommand = \"projector\"\n";
         let error = Profile::parse("p", Path::new("p.toml"), text)
             .unwrap_err()
             .to_string();
@@ -268,7 +268,7 @@ mod tests {
         assert_eq!(commands, ["box", "crate"], "the first keeps its command");
         let problems = problems.expect("a clash").to_string();
         assert!(
-            problems.starts_with("box-2.toml:5:11: [simulator] command `box` is already the command of profile `box-1` (box-1.toml)"),
+            problems.starts_with("box-2.toml:5:11: [simulate] command `box` is already the command of profile `box-1` (box-1.toml)"),
             "{problems}"
         );
     }
