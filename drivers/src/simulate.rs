@@ -180,7 +180,7 @@ pub enum SimulatorError {
     #[error("profile `{profile}` {problem}")]
     Profile { profile: String, problem: String },
     /// The registry entry's `start` reads flags its `args` did not define (a driver bug).
-    #[error("the simulator's flags do not match its command: {0}")]
+    #[error("the simulator's flags do not match its command")]
     Flags(#[source] clap::Error),
     /// The registry entry's `start` needs a profile but its [`ProfileUse`] is `None` (a
     /// driver bug).
