@@ -18,9 +18,10 @@ use crate::{Map, Value};
 pub struct SimulatorInfo {
     /// The subcommand: `avgate simulate <command>`.
     pub command: &'static str,
-    /// Adds the simulator's flags and help (about, example) to its subcommand: usually
-    /// `<Flags as clap::Args>::augment_args`. Must not define `--profile`: that flag comes
-    /// from [`SimulatorInfo::profile`].
+    /// Adds the simulator's flags and help (about, `Example:` line) to its subcommand:
+    /// usually `<Flags as clap::Args>::augment_args`. Every simulator takes `--listen ADDR`
+    /// (the tests start each on 127.0.0.1:0); none defines `--profile`, which comes from
+    /// [`SimulatorInfo::profile`].
     pub args: fn(clap::Command) -> clap::Command,
     /// Whether the simulator serves a profile, and which one by default.
     pub profile: ProfileUse,
@@ -196,5 +197,43 @@ impl SimulatorError {
             listen,
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn every_simulator_has_its_own_command_help_and_example() {
+        let mut seen = BTreeSet::new();
+        for driver in crate::drivers() {
+            let Some(simulator) = driver.simulator else {
+                continue;
+            };
+            let name = simulator.command;
+            assert!(seen.insert(name), "two simulators are called `{name}`");
+            let command = (simulator.args)(clap::Command::new(name));
+            // clap's own checks of a command's definition (duplicate flags and the like).
+            command.clone().debug_assert();
+            assert!(
+                command.get_arguments().all(|arg| arg.get_id() != "profile"),
+                "`{name}` defines --profile itself; ProfileUse adds it"
+            );
+            assert!(
+                command.get_arguments().any(|arg| arg.get_id() == "listen"),
+                "`{name}` takes no --listen"
+            );
+            assert!(command.get_about().is_some(), "`{name}` has no about");
+            let long = command
+                .get_long_about()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            assert!(
+                long.contains(&format!("Example: avgate simulate {name}")),
+                "`{name}` shows no example: {long}"
+            );
+        }
+        assert!(seen.len() >= 8, "{seen:?}");
     }
 }
