@@ -319,21 +319,23 @@ fn new_token(name: &str, scopes: &[String]) -> anyhow::Result<String> {
     ))
 }
 
-/// Waits for Ctrl-C or SIGTERM.
-pub(crate) async fn wait_for_stop() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Waits for Ctrl-C or SIGTERM. SIGTERM is caught from the call on, not from the first
+/// poll, so one sent as soon as the caller has printed where it listens is not lost.
+pub(crate) fn wait_for_stop() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
         }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("stopping");
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("stopping");
 }
 
 fn init_logging(format: LogFormat) {

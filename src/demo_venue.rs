@@ -5,11 +5,9 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::Context;
-use avgate_drivers::kit::Served;
-use avgate_drivers::{DriverSettings, qsys, scripted};
+use avgate_drivers::RunningSimulator;
 
 use crate::config::{Profile, Site, parse_site};
 
@@ -23,51 +21,10 @@ pub const DEVICES: &[(&str, &str, &str)] = &[
     ("audio", "Audio core (Q-SYS)", "qsys-core"),
 ];
 
-/// One of the room's simulators.
-pub enum VenueSimulator {
-    /// Generated from a scripted profile.
-    Scripted(Served<scripted::Model>),
-    /// A Q-SYS Core with the controls of its profile.
-    Qsys(Served<qsys::Model>),
-}
-
-impl VenueSimulator {
-    /// Starts the simulator a profile's driver calls for, on a free loopback port.
-    fn start(profile: &Profile) -> anyhow::Result<VenueSimulator> {
-        let listen = "127.0.0.1:0".parse()?;
-        if profile.driver == qsys::DRIVER.name {
-            let options = qsys::Options::from_settings(&DriverSettings::with_options(
-                profile.options.clone(),
-            ))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", profile.id))?;
-            return Ok(VenueSimulator::Qsys(qsys::serve(&options, None, listen)?));
-        }
-        let script = scripted::from_options(&profile.options)
-            .map_err(|errors| anyhow::anyhow!("{}: {}", profile.id, errors[0]))?;
-        Ok(VenueSimulator::Scripted(scripted::serve(
-            Arc::new(script),
-            listen,
-        )?))
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        match self {
-            VenueSimulator::Scripted(sim) => sim.local_addr(),
-            VenueSimulator::Qsys(sim) => sim.local_addr(),
-        }
-    }
-
-    pub async fn shutdown(&self) {
-        match self {
-            VenueSimulator::Scripted(sim) => sim.shutdown().await,
-            VenueSimulator::Qsys(sim) => sim.shutdown().await,
-        }
-    }
-}
-
 /// Running simulators; [`VenueRoom::shutdown`] stops them.
 pub struct VenueRoom {
-    pub simulators: Vec<(String, VenueSimulator)>,
+    /// Each device's simulator: the one its profile's driver serves profiles with.
+    pub simulators: Vec<(String, RunningSimulator)>,
     pub site: Site,
     /// The site as TOML, for `--print-config`.
     pub site_toml: String,
@@ -93,7 +50,8 @@ impl VenueRoom {
             let profile = Profile::find(profile_id, &[])
                 .context("the profile is built in")?
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let sim = VenueSimulator::start(&profile)
+            let sim = crate::simulate::start_for_profile(&profile, &["--listen", "127.0.0.1:0"])
+                .await
                 .with_context(|| format!("starting the {profile_id} simulator"))?;
             text += &format!(
                 "\n[devices.{id}]\nname = \"{name}\"\nprofile = \"{profile_id}\"\naddress = \"{}\"\n",

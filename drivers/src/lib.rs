@@ -14,6 +14,8 @@
 //! - `<family>/simulator.rs`: the model served on a real socket (this part uses tokio),
 //!   with a [`Handle`](pjlink::simulator::Handle) for front-panel changes and fault
 //!   injection.
+//! - `<family>/cli.rs`: `avgate simulate <command>`: the simulator's flags and how to start
+//!   it ([`SimulatorInfo`]).
 //! - `<family>/catalog.toml` (static drivers) or `catalog.rs` (data-driven ones): what the
 //!   driver reports and takes ([`Catalog`]); profiles narrow and label it.
 //! - `<family>/mod.rs`: the family's [`DriverInfo`], its entry in [`drivers`].
@@ -22,10 +24,13 @@
 //!
 //! A driver registers with one [`DriverInfo`] in [`drivers`]: its name, a
 //! [`catalog`](DriverInfo::catalog) hook that checks the options and returns the catalog
-//! (constant, or computed from the options), a [`build`](DriverInfo::build) for sessions
-//! and a [`link`](DriverInfo::link) tuning (forced options, least gap, idle closes). The
-//! gateway never names a driver: it checks profiles against the catalog, values against
-//! point types, and sessions against the [`Protocol`] trait.
+//! (constant, or computed from the options), a [`build`](DriverInfo::build) for sessions,
+//! a [`link`](DriverInfo::link) tuning (forced options, least gap, idle closes) and its
+//! [`simulator`](DriverInfo::simulator) for `avgate simulate`. The gateway never names a
+//! driver: it checks profiles against the catalog, values against point types, sessions
+//! against the [`Protocol`] trait, and builds `avgate simulate` from the registry. That
+//! list is all a new driver touches outside its own module; a protocol written as data
+//! (`driver = "scripted"`) is a profile file and touches nothing.
 //!
 //! The gateway's device runtime owns sockets, timers, retries and queueing once for every
 //! driver; a driver only says what to send and what the device meant.
@@ -40,6 +45,7 @@ pub mod pjlink;
 pub mod qsys;
 pub mod scripted;
 pub mod sim_server;
+pub mod simulate;
 pub mod visca;
 
 #[cfg(test)]
@@ -52,6 +58,9 @@ pub use catalog::{
     PointType, QuerySpec,
 };
 pub use serde_json::{Map, Value};
+pub use simulate::{
+    ProfileUse, RunningSimulator, SimulatorError, SimulatorInfo, SimulatorProfile, SimulatorRequest,
+};
 
 /// One unit of work the runtime asks a driver to perform on an established session.
 ///
@@ -276,7 +285,9 @@ pub fn plain_link(link: LinkKind) -> LinkTuning {
 pub const CATALOG_POINT: &str = "catalog";
 
 /// One driver, as the registry ([`drivers`]) lists it. Adding a driver is: a module, a
-/// `DriverInfo` in it, one line in [`drivers`], and a profile.
+/// `DriverInfo` in it, one line in [`drivers`], and a profile in `device-profiles/` (built
+/// in with no list to edit). Nothing else: `avgate simulate` offers its simulator, the
+/// gateway checks its profiles and runs its sessions, all through this entry.
 ///
 /// ```text
 /// pub const DRIVER: DriverInfo = DriverInfo {
@@ -284,6 +295,7 @@ pub const CATALOG_POINT: &str = "catalog";
 ///     catalog: catalog,               // fn(&DriverSettings) -> Result<Catalog, OptionsError>
 ///     build: session::build,          // fn(&DriverSettings) -> Result<Box<dyn Protocol>, String>
 ///     link: crate::plain_link,        // fn(LinkKind) -> LinkTuning
+///     simulator: Some(cli::SIMULATOR), // `avgate simulate pjlink`: flags and start
 /// };
 /// ```
 #[derive(Debug, Clone, Copy)]
@@ -301,6 +313,8 @@ pub struct DriverInfo {
     pub build: fn(&DriverSettings) -> Result<Box<dyn Protocol>, String>,
     /// What the driver needs from a link of this kind.
     pub link: fn(LinkKind) -> LinkTuning,
+    /// Its device simulator as `avgate simulate <command>` runs it, if it has one.
+    pub simulator: Option<SimulatorInfo>,
 }
 
 /// Every driver this build knows, by profile name: the one list a new driver joins.

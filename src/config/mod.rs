@@ -16,6 +16,7 @@ pub mod panel;
 pub mod profile;
 mod range;
 pub mod schedules;
+pub mod simulate;
 pub mod site;
 
 pub use auth::AuthToken;

@@ -13,6 +13,7 @@
 //! Points are per output, so [`DRIVER`] lists patterns (`route.*` stands for `route.1`,
 //! `route.2`, ...); see [`session`] for exactly what each means.
 
+mod cli;
 pub mod frame;
 pub mod model;
 pub mod session;
@@ -30,6 +31,7 @@ pub const DRIVER: DriverInfo = DriverInfo {
     catalog,
     build: session::build,
     link: crate::plain_link,
+    simulator: Some(cli::SIMULATOR),
 };
 
 /// Everything the driver reports and takes, whatever the options (`catalog.toml`).

@@ -12,6 +12,7 @@
 //! turn, so every event is a change and a reader can tell a gap or a reordering from the
 //! values alone. The driver takes no `[options]`.
 
+mod cli;
 pub mod frame;
 pub mod model;
 pub mod session;
@@ -29,6 +30,7 @@ pub const DRIVER: DriverInfo = DriverInfo {
     catalog,
     build: session::build,
     link: crate::plain_link,
+    simulator: Some(cli::SIMULATOR),
 };
 
 /// Everything the driver reports and takes, whatever the options (`catalog.toml`).

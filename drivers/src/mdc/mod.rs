@@ -15,6 +15,7 @@
 //! Query: `status`. Points: `power` ("on"/"off"), `volume`, `mute`, `input`, `aspect`;
 //! see [`session`] for how replies are matched and what each point holds.
 
+mod cli;
 pub mod frame;
 pub mod model;
 pub mod session;
@@ -32,6 +33,7 @@ pub const DRIVER: DriverInfo = DriverInfo {
     catalog,
     build: session::build,
     link: crate::plain_link,
+    simulator: Some(cli::SIMULATOR),
 };
 
 /// Everything the driver reports and takes, whatever the options (`catalog.toml`).

@@ -77,6 +77,7 @@
 //! ```
 
 pub mod catalog;
+mod cli;
 pub mod codec;
 pub mod frame;
 pub mod map;
@@ -102,6 +103,7 @@ pub const DRIVER: DriverInfo = DriverInfo {
     catalog: catalog::catalog,
     build: session::build,
     link,
+    simulator: Some(cli::SIMULATOR),
 };
 
 /// Modbus on a serial line is RTU, whatever the profile's network default, and keeps

@@ -12,6 +12,7 @@
 //! - `class`: `1` (default) or `2`. Class 2 sends INPT/INST as class 2 (letter indexes,
 //!   type 6) and adds the serial number and software version to the `info` poll.
 
+mod cli;
 pub mod frame;
 pub mod model;
 pub mod session;
@@ -29,6 +30,7 @@ pub const DRIVER: DriverInfo = DriverInfo {
     catalog,
     build: session::build,
     link: crate::plain_link,
+    simulator: Some(cli::SIMULATOR),
 };
 
 /// Everything the driver reports and takes, whatever the options (`catalog.toml`).

@@ -11,6 +11,7 @@
 //! QRC cannot be scripted (`driver = "scripted"`): replies are matched by `id`, keys come
 //! in any order and nest, and change groups push lists of changes.
 
+mod cli;
 pub mod frame;
 pub mod model;
 pub mod session;
@@ -35,6 +36,7 @@ pub const DRIVER: DriverInfo = DriverInfo {
     catalog,
     build,
     link: crate::plain_link,
+    simulator: Some(cli::SIMULATOR),
 };
 
 /// The port a Core serves QRC on.

@@ -14,6 +14,7 @@
 //!
 //! device-profiles/README.md walks through writing one.
 
+mod cli;
 pub mod definition;
 mod eval;
 pub mod model;
@@ -41,6 +42,7 @@ pub const DRIVER: DriverInfo = DriverInfo {
     catalog,
     build,
     link: crate::plain_link,
+    simulator: Some(cli::SIMULATOR),
 };
 
 fn build(settings: &DriverSettings) -> Result<Box<dyn Protocol>, String> {

@@ -19,6 +19,7 @@
 //! `preset` {action: recall|set, number: 0-127}. Queries: `power`, `zoom`, `pan_tilt`.
 //! Points: `power`, `zoom`, `pan`, `tilt`, `preset` (see [`session`]).
 
+mod cli;
 pub mod frame;
 pub mod model;
 pub mod session;
@@ -36,6 +37,7 @@ pub const DRIVER: DriverInfo = DriverInfo {
     catalog,
     build: session::build,
     link: crate::plain_link,
+    simulator: Some(cli::SIMULATOR),
 };
 
 /// Everything the driver reports and takes, whatever the options (`catalog.toml`).
