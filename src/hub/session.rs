@@ -110,8 +110,10 @@ async fn run(
     let (sink, stream) = (*socket).split();
     let (outbox, outbox_rx) = mpsc::channel(OUTBOX);
     let done = shutdown.child_token();
-    let heard = Arc::new(Heard::new());
-    let in_flight = Arc::new(AtomicUsize::new(0));
+    let shared = Arc::new(Shared {
+        heard: Heard::new(),
+        in_flight: AtomicUsize::new(0),
+    });
     // The writer's logs carry which panel they are about.
     let span = tracing::info_span!("panel", session = %panel.session, peer = %panel.peer);
     let writer = tokio::spawn(
@@ -122,21 +124,11 @@ async fn run(
             cursor,
             subscription.clone(),
             done.clone(),
-            heard.clone(),
-            in_flight.clone(),
+            shared.clone(),
         )
         .instrument(span),
     );
-    let read_end = read_loop(
-        stream,
-        outbox,
-        &hub,
-        &panel,
-        subscription,
-        &done,
-        (&heard, &in_flight),
-    )
-    .await;
+    let read_end = read_loop(stream, outbox, &hub, &panel, subscription, &done, &shared).await;
     done.cancel();
     let write_end = writer.await;
     let session = &panel.session;
@@ -296,6 +288,14 @@ fn sent(result: Result<(), axum::Error>, peer: SocketAddr) -> Option<()> {
     }
 }
 
+/// What a session's reader tells its writer besides the outbox.
+struct Shared {
+    heard: Heard,
+    /// Commands waiting for their result: counted up by the reader, down by the writer
+    /// once the result is out.
+    in_flight: AtomicUsize,
+}
+
 /// When the panel was last heard from (any frame, pongs included), for the writer's
 /// liveness check.
 struct Heard {
@@ -336,10 +336,6 @@ enum ReadEnd {
 /// A command waiting for its outcome: the panel's id and the router's watch.
 type InFlight = Pin<Box<dyn Future<Output = (serde_json::Value, router::Report)> + Send>>;
 
-/// How many of a session's commands wait for their result: counted up by the reader,
-/// down by the writer once the result is out.
-type InFlightCount = AtomicUsize;
-
 /// Handles everything the panel sends until it closes or the session ends.
 ///
 /// Every reply goes through the outbox, and the reader waits while the outbox is full:
@@ -352,7 +348,7 @@ async fn read_loop(
     panel: &Panel,
     mut subscription: Subscription,
     done: &CancellationToken,
-    (heard, in_flight): (&Heard, &InFlightCount),
+    shared: &Shared,
 ) -> ReadEnd {
     let mut resubscribes = RateLimit::new(limits::RESUBSCRIBE_BURST, limits::RESUBSCRIBE_EVERY);
     let limits = hub.limits();
@@ -366,14 +362,14 @@ async fn read_loop(
                 Some(Ok(message)) => message,
             },
         };
-        heard.now();
+        shared.heard.now();
         let action = match message {
             Message::Text(text) => {
                 let state = ReaderState {
                     subscription: &mut subscription,
                     resubscribes: &mut resubscribes,
                     commands: &mut commands,
-                    in_flight: in_flight.load(Ordering::Relaxed),
+                    in_flight: shared.in_flight.load(Ordering::Relaxed),
                 };
                 handle_text(&text, hub, panel, state)
             }
@@ -391,7 +387,7 @@ async fn read_loop(
             Action::Nothing => continue,
             Action::Reply(reply) => reply,
             Action::Track { accepted, waiting } => {
-                in_flight.fetch_add(1, Ordering::Relaxed);
+                shared.in_flight.fetch_add(1, Ordering::Relaxed);
                 Outgoing::Command(Box::new(Tracked { accepted, waiting }))
             }
         };
@@ -588,8 +584,7 @@ async fn write_loop(
     cursor: u64,
     filter: Subscription,
     done: CancellationToken,
-    heard: Arc<Heard>,
-    in_flight_count: Arc<InFlightCount>,
+    shared: Arc<Shared>,
 ) -> String {
     let mut in_flight: FuturesUnordered<InFlight> = FuturesUnordered::new();
     let mut place = Place {
@@ -648,7 +643,7 @@ async fn write_loop(
             // The result is sent after the events before it: `report` waited until the
             // journal holds every event the device gave before answering.
             Some((id, report)) = in_flight.next(), if !in_flight.is_empty() => {
-                in_flight_count.fetch_sub(1, Ordering::Relaxed);
+                shared.in_flight.fetch_sub(1, Ordering::Relaxed);
                 replies.push(Outgoing::send(report_message(&id, &report)));
             }
             _ = tokio::time::sleep_until(position_due.unwrap_or_else(Instant::now)), if position_due.is_some() => {
@@ -663,7 +658,7 @@ async fn write_loop(
             }
             _ = ping.tick() => {
                 if let Some(sent) = unanswered {
-                    if heard.since(sent) {
+                    if shared.heard.since(sent) {
                         unanswered = None;
                     } else if sent.elapsed() >= answer_limit {
                         break format!("no answer to a ping for {answer_limit:?}");
