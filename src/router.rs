@@ -35,7 +35,7 @@ use crate::command::{ErrorCode, Failure, Outcome};
 use crate::config::{Macro, Profile};
 use crate::journal::Journal;
 use crate::macros::StepReport;
-use crate::runtime::{DeviceHandle, Ticket};
+use crate::runtime::{Answered, DeviceHandle, Ticket};
 use crate::store::{Health, Store, Write, unix_millis};
 
 /// Outcomes remembered at most, whatever the window: a panel that floods the gateway with
@@ -129,6 +129,8 @@ struct Settled {
     after_seq: u64,
     /// A macro run's steps and what each came to.
     steps: Option<Arc<[StepReport]>>,
+    /// A device command's time with the device ([`crate::runtime::Answered`]).
+    device_time: Option<Duration>,
 }
 
 /// A command's outcome as its `result` reports it.
@@ -138,6 +140,9 @@ pub struct Report {
     /// For a macro run: what each step came to (absent for a run answered from the
     /// ledger on disk after a restart, which keeps outcomes only).
     pub steps: Option<Arc<[StepReport]>>,
+    /// For a command a device ran: how long the device had it. The rest of the time from
+    /// the panel's command to its result is the gateway's own.
+    pub device_time: Option<Duration>,
 }
 
 /// Becomes ready when the command's outcome is known (see [`outcome`]).
@@ -395,6 +400,7 @@ impl Router {
                 outcome,
                 after_seq: 0,
                 steps: None,
+                device_time: None,
             };
             let watch = OutcomeWatch {
                 settled: watch::channel(Some(settled)).1,
@@ -549,17 +555,24 @@ impl Router {
             .is_none()
             .then(|| queue_on(&handle, ticket, &accepted));
         tokio::spawn(async move {
+            let mut device_time = None;
             let work = async {
-                match queued {
+                let answered = match queued {
                     Some(queued) => answer(queued).await,
                     None => answer(queue_on(&handle, ticket, &accepted)).await,
-                }
+                };
+                device_time = Some(answered.device_time);
+                answered.outcome
             };
             let outcome = recorded(store.as_ref(), &accepted, work).await;
             // The device's events up to its answer are recorded by now: the result waits
             // for them (see [`outcome`]).
             let after_seq = journal.device_seq(&accepted.device);
-            settle(&audit, &accepted, outcome, after_seq, None, &tx);
+            let detail = Detail {
+                steps: None,
+                device_time,
+            };
+            settle(&audit, &accepted, outcome, after_seq, detail, &tx);
         });
         Ok(Submission::Accepted(watch))
     }
@@ -589,6 +602,7 @@ impl Router {
                 outcome: Ok(()),
                 after_seq: self.journal.device_seq(device),
                 steps: None,
+                device_time: None,
             }));
             Ok(watch)
         });
@@ -705,7 +719,11 @@ impl Router {
                 router.lease.macro_done(&admission.run.name);
             }
             let after_seq = router.journal.device_seq(device);
-            settle(&router.audit, &accepted, outcome, after_seq, steps, &tx);
+            let detail = Detail {
+                steps,
+                device_time: None,
+            };
+            settle(&router.audit, &accepted, outcome, after_seq, detail, &tx);
         });
         Ok(Submission::Accepted(watch))
     }
@@ -784,12 +802,18 @@ fn storage_unavailable(why: &str) -> Failure {
 
 /// A finished command counted, audited and handed to whoever waits for its `result`,
 /// which goes out once the journal has committed up to `after_seq`.
+/// What a result carries besides its outcome.
+struct Detail {
+    steps: Option<Arc<[StepReport]>>,
+    device_time: Option<Duration>,
+}
+
 fn settle(
     audit: &AuditLog,
     accepted: &Accepted,
     outcome: Outcome,
     after_seq: u64,
-    steps: Option<Arc<[StepReport]>>,
+    detail: Detail,
     tx: &watch::Sender<Option<Settled>>,
 ) {
     crate::metrics::command_finished(match &outcome {
@@ -807,7 +831,8 @@ fn settle(
     tx.send_replace(Some(Settled {
         outcome,
         after_seq,
-        steps,
+        steps: detail.steps,
+        device_time: detail.device_time,
     }));
 }
 
@@ -869,7 +894,7 @@ fn queue_on(
     handle: &DeviceHandle,
     ticket: Ticket,
     accepted: &Accepted,
-) -> Result<oneshot::Receiver<Outcome>, Failure> {
+) -> Result<oneshot::Receiver<Answered>, Failure> {
     handle.submit(
         ticket,
         &accepted.key.id,
@@ -879,13 +904,20 @@ fn queue_on(
 }
 
 /// The device's answer to a queued command (or why it was not queued).
-async fn answer(queued: Result<oneshot::Receiver<Outcome>, Failure>) -> Outcome {
-    queued?.await.unwrap_or_else(|_| {
-        Err(Failure::new(
-            ErrorCode::ShuttingDown,
-            "the gateway stopped before the command finished",
-        ))
-    })
+async fn answer(queued: Result<oneshot::Receiver<Answered>, Failure>) -> Answered {
+    let refused = |failure| Answered {
+        outcome: Err(failure),
+        device_time: Duration::ZERO,
+    };
+    match queued {
+        Ok(reply) => reply.await.unwrap_or_else(|_| {
+            refused(Failure::new(
+                ErrorCode::ShuttingDown,
+                "the gateway stopped before the command finished",
+            ))
+        }),
+        Err(failure) => refused(failure),
+    }
 }
 
 impl Ledger {
@@ -986,6 +1018,7 @@ pub async fn report(mut watch: OutcomeWatch) -> Report {
         outcome,
         after_seq,
         steps,
+        device_time,
     }) = settled
     else {
         return Report {
@@ -994,10 +1027,15 @@ pub async fn report(mut watch: OutcomeWatch) -> Report {
                 "the gateway stopped before the command finished",
             )),
             steps: None,
+            device_time: None,
         };
     };
     watch.journal.wait_for(after_seq).await;
-    Report { outcome, steps }
+    Report {
+        outcome,
+        steps,
+        device_time,
+    }
 }
 
 #[cfg(test)]
@@ -1017,6 +1055,7 @@ mod tests {
             outcome: Ok(()),
             after_seq: 0,
             steps: None,
+            device_time: None,
         };
         OutcomeWatch {
             settled: watch::channel(Some(settled)).1,

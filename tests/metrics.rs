@@ -41,10 +41,12 @@ async fn metrics_count_devices_commands_panels_and_the_journal() {
 
     let (mut panel, _) = Panel::hello(&gw, json!({"type": "hello", "client": "m"})).await;
     panel.until_event("proj", "online", json!(true)).await;
+    let sent = std::time::Instant::now();
     panel
         .command(json!("c1"), "proj", "power", json!({"on": true}))
         .await;
     assert_eq!(panel.result(json!("c1")).await["ok"], true);
+    let round_trip = sent.elapsed().as_secs_f64();
     // The same id again is answered from the ledger.
     panel
         .command(json!("c1"), "proj", "power", json!({"on": true}))
@@ -120,6 +122,24 @@ async fn metrics_count_devices_commands_panels_and_the_journal() {
             "avgate_device_errors_total{device=\"proj\",kind=\"timeout\"}"
         ),
         Some(0.0)
+    );
+    // The gateway's share of c1 (the duplicate did not run again, so it is not timed) and
+    // the device's time fit in the round trip the panel saw.
+    assert_eq!(
+        sample(&text, "avgate_command_gateway_seconds_count"),
+        Some(1.0),
+        "{text}"
+    );
+    let gateway_share = sample(&text, "avgate_command_gateway_seconds_sum").unwrap();
+    let device_time = sample(
+        &text,
+        "avgate_device_command_duration_seconds_sum{device=\"proj\"}",
+    )
+    .unwrap();
+    assert!(gateway_share > 0.0, "{text}");
+    assert!(
+        gateway_share + device_time <= round_trip,
+        "gateway {gateway_share} s + device {device_time} s within the panel's {round_trip} s"
     );
     assert!(
         !text.contains("\"c1\"") && !text.contains("\"m\""),

@@ -334,7 +334,17 @@ enum ReadEnd {
 }
 
 /// A command waiting for its outcome: the panel's id and the router's watch.
-type InFlight = Pin<Box<dyn Future<Output = (serde_json::Value, router::Report)> + Send>>;
+type InFlight = Pin<Box<dyn Future<Output = Finished> + Send>>;
+
+/// A command's outcome, ready to send.
+struct Finished {
+    /// The panel's id for it.
+    id: serde_json::Value,
+    report: router::Report,
+    /// When its frame was read, to time the gateway's share (none for a duplicate, which
+    /// the device did not run again).
+    received: Option<Instant>,
+}
 
 /// Handles everything the panel sends until it closes or the session ends.
 ///
@@ -363,9 +373,11 @@ async fn read_loop(
             },
         };
         shared.heard.now();
+        let received = Instant::now();
         let action = match message {
             Message::Text(text) => {
                 let state = ReaderState {
+                    received,
                     subscription: &mut subscription,
                     resubscribes: &mut resubscribes,
                     commands: &mut commands,
@@ -399,6 +411,8 @@ async fn read_loop(
 
 /// What the reader keeps between messages.
 struct ReaderState<'a> {
+    /// When this frame was read.
+    received: Instant,
     subscription: &'a mut Subscription,
     resubscribes: &'a mut RateLimit,
     /// Commands this session may send now (`[commands] panel_rate` and `panel_burst`).
@@ -557,7 +571,15 @@ fn handle_text(text: &str, hub: &Hub, panel: &Panel, state: ReaderState<'_>) -> 
                     };
                     let accepted = ServerMessage::Accepted { id: &id, duplicate };
                     let accepted = Message::Text(accepted.to_text().into());
-                    let waiting = Box::pin(async move { (id, router::report(watch).await) });
+                    let received = (!duplicate).then_some(state.received);
+                    let waiting = Box::pin(async move {
+                        let report = router::report(watch).await;
+                        Finished {
+                            id,
+                            report,
+                            received,
+                        }
+                    });
                     Action::Track { accepted, waiting }
                 }
             }
@@ -606,6 +628,9 @@ async fn write_loop(
     let stalled = || format!("the panel took no data for {send_limit:?}");
     // Replies taken from the outbox, sent together after the events before them.
     let mut replies: Vec<Outgoing> = Vec::new();
+    // Results among them to time once they are out: when the command's frame was read,
+    // and how long its device had it.
+    let mut timed: Vec<(Instant, Duration)> = Vec::new();
     let mut last_position = Instant::now() - POSITION_EVERY;
     let why = loop {
         // Replies waiting now were queued before the journal is read below, so the events
@@ -625,7 +650,10 @@ async fn write_loop(
             )
             .await
             {
-                Ok(Ok(())) => continue,
+                Ok(Ok(())) => {
+                    record_gateway_time(&mut timed);
+                    continue;
+                }
                 Ok(Err(e)) => break format!("sending failed: {e}"),
                 Err(_) => break stalled(),
             }
@@ -642,9 +670,12 @@ async fn write_loop(
             changed = head.changed() => if changed.is_err() { break "the journal closed".into() },
             // The result is sent after the events before it: `report` waited until the
             // journal holds every event the device gave before answering.
-            Some((id, report)) = in_flight.next(), if !in_flight.is_empty() => {
+            Some(finished) = in_flight.next(), if !in_flight.is_empty() => {
                 shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-                replies.push(Outgoing::send(report_message(&id, &report)));
+                if let (Some(received), Some(device_time)) = (finished.received, finished.report.device_time) {
+                    timed.push((received, device_time));
+                }
+                replies.push(Outgoing::send(report_message(&finished.id, &finished.report)));
             }
             _ = tokio::time::sleep_until(position_due.unwrap_or_else(Instant::now)), if position_due.is_some() => {
                 let position = ServerMessage::Position { seq: place.cursor };
@@ -676,6 +707,15 @@ async fn write_loop(
     done.cancel();
     let _ = timeout(Duration::from_secs(1), sink.close()).await;
     why
+}
+
+/// The gateway's own share of each command whose result just went out: the time from its
+/// frame read to now, less its device's.
+fn record_gateway_time(timed: &mut Vec<(Instant, Duration)>) {
+    for (received, device_time) in timed.drain(..) {
+        let share = received.elapsed().saturating_sub(device_time);
+        metrics::histogram!(crate::metrics::COMMAND_GATEWAY_TIME).record(share.as_secs_f64());
+    }
 }
 
 /// Sends the replies taken from the outbox, in order, with one flush for all of them

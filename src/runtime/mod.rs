@@ -19,8 +19,8 @@ mod turns;
 mod unit;
 
 pub use backoff::Backoff;
+pub use queue::{Answered, Job, Ticket};
 use queue::{CommandQueue, Refused};
-pub use queue::{Job, Ticket};
 
 #[cfg(test)]
 mod tests;
@@ -33,7 +33,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::command::{ErrorCode, Failure, Outcome};
+use crate::command::{ErrorCode, Failure};
 use crate::config::{DeviceConfig, Profile};
 use crate::journal::Journal;
 use crate::trace::Traces;
@@ -107,7 +107,7 @@ impl DeviceHandle {
         id: &str,
         command: String,
         args: Map<String, Value>,
-    ) -> Result<oneshot::Receiver<Outcome>, Failure> {
+    ) -> Result<oneshot::Receiver<Answered>, Failure> {
         let (reply, outcome) = oneshot::channel();
         let key = self
             .profile

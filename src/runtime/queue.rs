@@ -18,6 +18,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use avgate_drivers::{Map, Value};
 use tokio::sync::oneshot;
@@ -37,12 +38,38 @@ const MAX_TARGETS: usize = 4096;
 pub struct Job {
     pub command: String,
     pub args: Map<String, Value>,
-    pub reply: oneshot::Sender<Outcome>,
+    pub(super) reply: oneshot::Sender<Answered>,
     /// The panel's command id, to name this command when it replaces another.
     pub id: String,
     pub ticket: Ticket,
     /// Set-style commands only: what must match for a newer command to replace this one.
     pub key: Option<String>,
+}
+
+/// How a queued command ended.
+#[derive(Debug)]
+pub struct Answered {
+    pub outcome: Outcome,
+    /// How long the device had it: from the request handed to its driver to the answer
+    /// that completed it (zero if it never reached the device). The rest of a command's
+    /// time is the gateway's own.
+    pub device_time: Duration,
+}
+
+impl Job {
+    /// Tells whoever waits how the command ended (they may have gone: the router keeps
+    /// the outcome anyway).
+    pub fn answer(self, outcome: Outcome, device_time: Duration) {
+        let _ = self.reply.send(Answered {
+            outcome,
+            device_time,
+        });
+    }
+
+    /// Ends the command before the device had it.
+    pub fn refuse(self, failure: Failure) {
+        self.answer(Err(failure), Duration::ZERO);
+    }
 }
 
 pub(super) struct CommandQueue {
@@ -108,7 +135,7 @@ impl CommandQueue {
             && *newest > job.ticket
         {
             let failure = superseded(&job.command, id);
-            let _ = job.reply.send(Err(failure));
+            job.refuse(failure);
             return Ok(());
         }
         let replaced = state
@@ -124,7 +151,7 @@ impl CommandQueue {
         }
         state.newest.insert(key, (job.ticket, job.id.clone()));
         if let Some(old) = replaced {
-            let _ = old.reply.send(Err(superseded(&job.command, &job.id)));
+            old.refuse(superseded(&job.command, &job.id));
         }
         state.jobs.push_back(job);
         Ok(())
@@ -188,12 +215,12 @@ mod tests {
     use serde_json::json;
 
     struct Sent {
-        outcome: oneshot::Receiver<Outcome>,
+        outcome: oneshot::Receiver<Answered>,
     }
 
     impl Sent {
         fn result(&mut self) -> Option<Outcome> {
-            self.outcome.try_recv().ok()
+            self.outcome.try_recv().ok().map(|a| a.outcome)
         }
     }
 

@@ -266,8 +266,16 @@ async fn a_command_waits_for_the_one_read_in_flight_not_the_whole_poll_group() {
         reads.push(request);
     };
     let waited = write.at - submitted;
-    assert_eq!(outcome.await.expect("answered"), Ok(()));
+    let answered = outcome.await.expect("answered");
+    assert_eq!(answered.outcome, Ok(()));
     let result_after = Instant::now() - submitted;
+    // The device had it for the write and its read-back; the wait before was the queue's.
+    assert!(
+        answered.device_time >= 2 * PER_REQUEST && answered.device_time <= result_after - waited,
+        "device time {:?}: the write and its read-back take {:?}, the result came {result_after:?} after a wait of {waited:?}",
+        answered.device_time,
+        2 * PER_REQUEST
+    );
     eprintln!(
         "command waited {waited:?} before reaching the device, result after {result_after:?} \
          ({} of {READS_PER_POLL} reads of the poll group done first)",
@@ -344,7 +352,7 @@ async fn a_command_for_one_unit_goes_between_two_reads_of_another_units_poll() {
         "waited {:?}",
         next.at - submitted
     );
-    assert_eq!(outcome.await.expect("answered"), Ok(()));
+    assert_eq!(outcome.await.expect("answered").outcome, Ok(()));
     // Then unit 2's poll carries on (after unit 1's read-back).
     let read_back = seen.recv().await.expect("device running");
     assert_eq!((read_back.unit, read_back.address), (1, 90));

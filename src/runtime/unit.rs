@@ -379,9 +379,7 @@ impl Unit {
                 });
             }
             Err(e) => match job {
-                Some(job) => {
-                    let _ = job.reply.send(Err(e.into()));
-                }
+                Some(job) => job.refuse(e.into()),
                 None => {
                     warn!(device = %self.config.id, "{what} cannot be sent: {e}");
                     if let Some(poll) = poll {
@@ -404,8 +402,9 @@ impl Unit {
                 Some(_) => crate::metrics::DEVICE_COMMAND_DURATION,
                 None => crate::metrics::DEVICE_POLL_DURATION,
             };
+            let device_time = started.elapsed();
             metrics::histogram!(name, "device" => self.config.id.clone())
-                .record(started.elapsed().as_secs_f64());
+                .record(device_time.as_secs_f64());
             if let Err(failure) = &outcome
                 && failure.code != ErrorCode::ShuttingDown
             {
@@ -413,9 +412,7 @@ impl Unit {
             }
             match (job, poll) {
                 // The panel may have gone; its outcome is still kept by the router.
-                (Some(job), _) => {
-                    let _ = job.reply.send(outcome);
-                }
+                (Some(job), _) => job.answer(outcome, device_time),
                 (None, Some(poll)) => self.poll_finished(poll, outcome.map_err(|e| e.message)),
                 (None, None) => {}
             }
@@ -427,9 +424,13 @@ impl Unit {
     /// is not judged by it, since the offline rule already accounts for the session.
     pub fn abort(&mut self, failure: Failure) {
         self.publish_staged();
-        if let Some(InFlight { job: Some(job), .. }) = self.in_flight.take() {
-            // The panel may have gone; its outcome is still kept by the router.
-            let _ = job.reply.send(Err(failure));
+        if let Some(InFlight {
+            job: Some(job),
+            started,
+            ..
+        }) = self.in_flight.take()
+        {
+            job.answer(Err(failure), started.elapsed());
         }
     }
 
@@ -631,13 +632,13 @@ impl Unit {
             let secs = until
                 .saturating_duration_since(Instant::now())
                 .as_secs_f32();
-            let _ = job.reply.send(Err(Failure::new(
+            job.refuse(Failure::new(
                 ErrorCode::DeviceOffline,
                 format!(
                     "{} is offline ({why}); next attempt in {secs:.1}s",
                     self.config.id
                 ),
-            )));
+            ));
         }
     }
 
@@ -645,7 +646,7 @@ impl Unit {
     pub fn fail_all(&mut self, code: ErrorCode, message: &str) {
         self.abort(Failure::new(code, message));
         for job in self.jobs.close() {
-            let _ = job.reply.send(Err(Failure::new(code, message)));
+            job.refuse(Failure::new(code, message));
         }
     }
 }

@@ -79,10 +79,16 @@ pub struct Server {
     _dir: tempfile::TempDir,
 }
 
+/// One sample's value in Prometheus text.
+fn sample(text: &str, series: &str) -> anyhow::Result<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse::<f64>().ok())
+        .ok_or_else(|| anyhow::anyhow!("/metrics has no {series}"))
+}
+
 impl Server {
-    /// The mean time of the journal's group commits so far, and how many there were,
-    /// from avgate's `/metrics` (open to loopback).
-    pub async fn commit_mean(&self) -> anyhow::Result<(Duration, u64)> {
+    /// avgate's `/metrics` (open to loopback).
+    async fn metrics(&self) -> anyhow::Result<String> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(self.addr).await?;
         stream
@@ -90,15 +96,46 @@ impl Server {
             .await?;
         let mut text = String::new();
         stream.read_to_string(&mut text).await?;
-        let value = |name: &str| {
-            text.lines()
-                .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
-                .ok_or_else(|| anyhow::anyhow!("/metrics has no {name}"))
-        };
-        let sum = value("avgate_journal_commit_duration_seconds_sum")?;
-        let count = value("avgate_journal_commit_duration_seconds_count")? as u64;
+        Ok(text)
+    }
+
+    /// The mean time of the journal's group commits so far, and how many there were.
+    pub async fn commit_mean(&self) -> anyhow::Result<(Duration, u64)> {
+        let text = self.metrics().await?;
+        let sum = sample(&text, "avgate_journal_commit_duration_seconds_sum")?;
+        let count = sample(&text, "avgate_journal_commit_duration_seconds_count")? as u64;
         anyhow::ensure!(count > 0, "no group commit yet");
         Ok((Duration::from_secs_f64(sum / count as f64), count))
+    }
+
+    /// The gateway's own share of the device commands so far
+    /// (`avgate_command_gateway_seconds`), at p50 and p99: the upper bound of the bucket
+    /// each falls in, in microseconds.
+    pub async fn gateway_share(&self) -> anyhow::Result<(f64, f64)> {
+        let text = self.metrics().await?;
+        let prefix = "avgate_command_gateway_seconds_bucket{le=\"";
+        let buckets: Vec<(f64, f64)> = text
+            .lines()
+            .filter_map(|line| {
+                let (bound, count) = line.strip_prefix(prefix)?.split_once("\"}")?;
+                let bound = if bound == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    bound.parse().ok()?
+                };
+                Some((bound, count.trim().parse().ok()?))
+            })
+            .collect();
+        let total = buckets.last().map_or(0.0, |b| b.1);
+        anyhow::ensure!(total > 0.0, "/metrics timed no command");
+        let at = |q: f64| {
+            let bound = buckets
+                .iter()
+                .find(|(_, count)| *count >= q * total)
+                .map_or(f64::INFINITY, |b| b.0);
+            bound * 1e6
+        };
+        Ok((at(0.50), at(0.99)))
     }
 
     pub async fn start(
