@@ -2,7 +2,7 @@
 //! driver before the hardware arrives.
 //!
 //! The commands come from the driver registry (each driver's
-//! [`SimulatorInfo`](avgate_drivers::SimulatorInfo): its flags, whether it serves a
+//! [`SimulatorInfo`]: its flags, whether it serves a
 //! profile, how to start it) and from the built-in profiles that name a command for
 //! themselves (`[simulate]`, see `config::simulate`). Nothing here names a driver.
 

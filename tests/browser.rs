@@ -93,6 +93,22 @@ async fn room_page_powers_on_selects_an_input_routes_and_is_quick() {
             r#"[...document.querySelectorAll('[data-widget="display_power"][data-device="proj-left"] .chip')].find(c => !c.hidden && c.textContent.includes("Warming up"))"#,
         )
         .await;
+    // Each part of the progress ("Warming up ·", "0:01 of ~0:02", the bar) stays whole on
+    // its line, however narrow the card: a part that does not fit moves down entire.
+    let broken = browser
+        .js(
+            r#"const chip = [...document.querySelectorAll('[data-widget="display_power"][data-device="proj-left"] .chip')].find(c => !c.hidden);
+               return [...chip.querySelectorAll("span")].filter(part => {
+                 const lines = document.createRange(); lines.selectNodeContents(part);
+                 return new Set([...lines.getClientRects()].map(r => Math.round(r.top))).size > 1;
+               }).map(part => part.textContent);"#,
+            vec![],
+        )
+        .await;
+    assert_eq!(broken, json!([]), "progress parts broken over lines");
+    browser
+        .screenshot(&screenshot_dir().join("power-warming-1280x800.png"))
+        .await;
     browser
         .until(
             "power on, selected from the device's state",
