@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use avgate_drivers::{Map, Value};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,7 +35,7 @@ use crate::command::{ErrorCode, Failure, Outcome};
 use crate::config::{Macro, Profile};
 use crate::journal::Journal;
 use crate::macros::StepReport;
-use crate::runtime::{Answered, DeviceHandle, Ticket};
+use crate::runtime::{Answered, DeviceHandle, Reply, Ticket};
 use crate::store::{Health, Store, Write, unix_millis};
 
 /// Outcomes remembered at most, whatever the window: a panel that floods the gateway with
@@ -538,42 +538,41 @@ impl Router {
         }
         drop(ledger);
 
-        let store = self.store.clone();
-        let audit = self.audit.clone();
-        let journal = self.journal.clone();
         let ticket = handle.ticket();
-        let accepted = Accepted {
-            key,
-            origin: origin.clone(),
-            device: device.to_string(),
-            command: command.to_string(),
-            args,
+        let finish = Finish {
+            store: self.store.clone(),
+            audit: self.audit.clone(),
+            journal: self.journal.clone(),
+            accepted: Accepted {
+                key,
+                origin: origin.clone(),
+                device: device.to_string(),
+                command: command.to_string(),
+                args,
+            },
+            at_ms: unix_millis(SystemTime::now()),
+            tx,
         };
-        // Without a store there is nothing to write down first: the command goes into its
-        // device's queue now, one task hop less between the panel and the device.
-        let queued = store
-            .is_none()
-            .then(|| queue_on(&handle, ticket, &accepted));
-        tokio::spawn(async move {
-            let mut device_time = None;
-            let work = async {
-                let answered = match queued {
-                    Some(queued) => answer(queued).await,
-                    None => answer(queue_on(&handle, ticket, &accepted)).await,
-                };
-                device_time = Some(answered.device_time);
-                answered.outcome
-            };
-            let outcome = recorded(store.as_ref(), &accepted, work).await;
-            // The device's events up to its answer are recorded by now: the result waits
-            // for them (see [`outcome`]).
-            let after_seq = journal.device_seq(&accepted.device);
-            let detail = Detail {
-                steps: None,
-                device_time,
-            };
-            settle(&audit, &accepted, outcome, after_seq, detail, &tx);
-        });
+        match &self.store {
+            // Nothing to write down first: into the device's queue now. The device's link
+            // task settles it when the device answers, so no task stands between the
+            // answer and the panel's session.
+            None => finish.queue_on(&handle, ticket),
+            // Written down as pending first, so a crash can never lead to a silent second
+            // run; the outcome's record then rides the next group commit.
+            Some(store) => {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    match pending_written(&store, &finish.accepted, finish.at_ms).await {
+                        Ok(()) => finish.queue_on(&handle, ticket),
+                        Err(failure) => finish.settle(Answered {
+                            outcome: Err(failure),
+                            device_time: Duration::ZERO,
+                        }),
+                    }
+                });
+            }
+        }
         Ok(Submission::Accepted(watch))
     }
 
@@ -868,17 +867,7 @@ async fn recorded(
 ) -> Outcome {
     let at_ms = unix_millis(SystemTime::now());
     if let Some(store) = store {
-        let ticket = store.enqueue(accepted.write(at_ms, None));
-        if let Err(health) = store.written(ticket).await {
-            let why = match health {
-                Health::Failing(why) => why,
-                Health::Ok => "the journal stopped".into(),
-            };
-            let failure = storage_unavailable(&why);
-            // Written once the disk is back, so the record never reads as pending.
-            store.enqueue(accepted.write(at_ms, Some(Err(failure.clone()))));
-            return Err(failure);
-        }
+        pending_written(store, accepted, at_ms).await?;
     }
     let outcome = work.await;
     if let Some(store) = store {
@@ -889,34 +878,77 @@ async fn recorded(
     outcome
 }
 
-/// Queues an accepted command on its device, in its place in the line (`ticket`).
-fn queue_on(
-    handle: &DeviceHandle,
-    ticket: Ticket,
-    accepted: &Accepted,
-) -> Result<oneshot::Receiver<Answered>, Failure> {
-    handle.submit(
-        ticket,
-        &accepted.key.id,
-        accepted.command.clone(),
-        accepted.args.clone(),
-    )
+/// Writes `accepted` down as pending and waits until it is on disk. If the disk fails,
+/// the failure is the command's outcome, written down once the disk is back so the record
+/// never reads as pending.
+async fn pending_written(store: &Store, accepted: &Accepted, at_ms: u64) -> Result<(), Failure> {
+    let ticket = store.enqueue(accepted.write(at_ms, None));
+    let Err(health) = store.written(ticket).await else {
+        return Ok(());
+    };
+    let why = match health {
+        Health::Failing(why) => why,
+        Health::Ok => "the journal stopped".into(),
+    };
+    let failure = storage_unavailable(&why);
+    store.enqueue(accepted.write(at_ms, Some(Err(failure.clone()))));
+    Err(failure)
 }
 
-/// The device's answer to a queued command (or why it was not queued).
-async fn answer(queued: Result<oneshot::Receiver<Answered>, Failure>) -> Answered {
-    let refused = |failure| Answered {
-        outcome: Err(failure),
-        device_time: Duration::ZERO,
-    };
-    match queued {
-        Ok(reply) => reply.await.unwrap_or_else(|_| {
-            refused(Failure::new(
-                ErrorCode::ShuttingDown,
-                "the gateway stopped before the command finished",
-            ))
-        }),
-        Err(failure) => refused(failure),
+/// What settles an accepted device command once its device answered (or it was refused):
+/// the outcome's record, the audit entry, and the outcome for the panel.
+struct Finish {
+    store: Option<Arc<Store>>,
+    audit: Arc<AuditLog>,
+    journal: Arc<Journal>,
+    accepted: Accepted,
+    /// When it was accepted, the key of its record.
+    at_ms: u64,
+    tx: watch::Sender<Option<Settled>>,
+}
+
+impl Finish {
+    /// Queues the command on its device, in its place in the line (`ticket`); whatever
+    /// happens to it then settles it.
+    fn queue_on(self, handle: &DeviceHandle, ticket: Ticket) {
+        let (id, command, args) = (
+            self.accepted.key.id.clone(),
+            self.accepted.command.clone(),
+            self.accepted.args.clone(),
+        );
+        handle.submit(
+            ticket,
+            &id,
+            command,
+            args,
+            Reply::new(move |answered| self.settle(answered)),
+        );
+    }
+
+    fn settle(self, answered: Answered) {
+        if let Some(store) = &self.store {
+            // Not waited for: if it never reaches the disk, a re-send after a restart
+            // reports outcome_unknown, never a second run.
+            store.enqueue(
+                self.accepted
+                    .write(self.at_ms, Some(answered.outcome.clone())),
+            );
+        }
+        // The device's events up to its answer are recorded by now: the result waits for
+        // them (see [`outcome`]).
+        let after_seq = self.journal.device_seq(&self.accepted.device);
+        let detail = Detail {
+            steps: None,
+            device_time: Some(answered.device_time),
+        };
+        settle(
+            &self.audit,
+            &self.accepted,
+            answered.outcome,
+            after_seq,
+            detail,
+            &self.tx,
+        );
     }
 }
 

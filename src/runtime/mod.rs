@@ -19,7 +19,7 @@ mod turns;
 mod unit;
 
 pub use backoff::Backoff;
-pub use queue::{Answered, Job, Ticket};
+pub use queue::{Answered, Job, Reply, Ticket};
 use queue::{CommandQueue, Refused};
 
 #[cfg(test)]
@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use avgate_drivers::{DriverSettings, Map, Protocol, Request, Value};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -98,17 +98,18 @@ impl DeviceHandle {
         self.jobs.ticket()
     }
 
-    /// Queues command `id`. A set-style command replaces a waiting older one for the same
-    /// target (answered `superseded`). Fails at once with `device_busy` when the queue is
-    /// full, rather than making the panel wait behind a device that is not keeping up.
+    /// Queues command `id`; its outcome goes to `reply`, from the link task once the device
+    /// answers. A set-style command replaces a waiting older one for the same target
+    /// (answered `superseded`). A full queue answers `device_busy` at once, rather than
+    /// making the panel wait behind a device that is not keeping up.
     pub fn submit(
         &self,
         ticket: Ticket,
         id: &str,
         command: String,
         args: Map<String, Value>,
-    ) -> Result<oneshot::Receiver<Answered>, Failure> {
-        let (reply, outcome) = oneshot::channel();
+        reply: Reply,
+    ) {
         let key = self
             .profile
             .commands
@@ -128,16 +129,15 @@ impl DeviceHandle {
                 metrics::gauge!(crate::metrics::DEVICE_QUEUE_DEPTH, "device" => self.id.to_string())
                     .set(self.jobs.len() as f64);
                 self.wake.notify_one();
-                Ok(outcome)
             }
-            Err(Refused::Full) => Err(Failure::new(
+            Err((Refused::Full, job)) => job.refuse(Failure::new(
                 ErrorCode::DeviceBusy,
                 format!(
                     "{} has too many commands waiting; try again when earlier ones finish",
                     self.id
                 ),
             )),
-            Err(Refused::Closed) => Err(Failure::new(
+            Err((Refused::Closed, job)) => job.refuse(Failure::new(
                 ErrorCode::ShuttingDown,
                 "the gateway is shutting down",
             )),

@@ -38,7 +38,7 @@ const MAX_TARGETS: usize = 4096;
 pub struct Job {
     pub command: String,
     pub args: Map<String, Value>,
-    pub(super) reply: oneshot::Sender<Answered>,
+    pub(super) reply: Reply,
     /// The panel's command id, to name this command when it replaces another.
     pub id: String,
     pub ticket: Ticket,
@@ -56,11 +56,53 @@ pub struct Answered {
     pub device_time: Duration,
 }
 
+/// Where a command's outcome goes, called exactly once: by the link task when the device
+/// answers (so the router settles it there, with no task in between), at once when the
+/// command is refused, and with `shutting_down` if the command is dropped unanswered.
+pub struct Reply(Option<Box<dyn FnOnce(Answered) + Send>>);
+
+impl Reply {
+    pub fn new(deliver: impl FnOnce(Answered) + Send + 'static) -> Reply {
+        Reply(Some(Box::new(deliver)))
+    }
+
+    /// A reply to wait for.
+    pub fn channel() -> (Reply, oneshot::Receiver<Answered>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            Reply::new(move |answered| {
+                // The waiter may have gone; the outcome has nowhere else to go.
+                let _ = tx.send(answered);
+            }),
+            rx,
+        )
+    }
+
+    fn send(mut self, answered: Answered) {
+        if let Some(deliver) = self.0.take() {
+            deliver(answered);
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Some(deliver) = self.0.take() {
+            deliver(Answered {
+                outcome: Err(Failure::new(
+                    ErrorCode::ShuttingDown,
+                    "the gateway stopped before the command finished",
+                )),
+                device_time: Duration::ZERO,
+            });
+        }
+    }
+}
+
 impl Job {
-    /// Tells whoever waits how the command ended (they may have gone: the router keeps
-    /// the outcome anyway).
+    /// Tells whoever waits how the command ended.
     pub fn answer(self, outcome: Outcome, device_time: Duration) {
-        let _ = self.reply.send(Answered {
+        self.reply.send(Answered {
             outcome,
             device_time,
         });
@@ -88,7 +130,7 @@ struct State {
     newest: HashMap<String, (Ticket, String)>,
 }
 
-/// Why a job was not queued (its reply is dropped: the caller answers instead).
+/// Why a job was not queued (the job comes back with it, for the caller to answer).
 #[derive(Debug)]
 pub(super) enum Refused {
     Full,
@@ -119,14 +161,14 @@ impl CommandQueue {
 
     /// Queues `job`, replacing a waiting older command with the same conflation key (or
     /// answering `job` itself `superseded` when a newer one was already seen).
-    pub fn push(&self, job: Job) -> Result<(), Refused> {
+    pub fn push(&self, job: Job) -> Result<(), (Refused, Box<Job>)> {
         let mut state = self.lock();
         if state.closed {
-            return Err(Refused::Closed);
+            return Err((Refused::Closed, Box::new(job)));
         }
         let Some(key) = job.key.clone() else {
             if state.jobs.len() >= self.capacity() {
-                return Err(Refused::Full);
+                return Err((Refused::Full, Box::new(job)));
             }
             state.jobs.push_back(job);
             return Ok(());
@@ -135,6 +177,8 @@ impl CommandQueue {
             && *newest > job.ticket
         {
             let failure = superseded(&job.command, id);
+            // Answered outside the lock: a reply runs the router's bookkeeping.
+            drop(state);
             job.refuse(failure);
             return Ok(());
         }
@@ -144,16 +188,18 @@ impl CommandQueue {
             .position(|queued| queued.key.as_ref() == Some(&key))
             .and_then(|at| state.jobs.remove(at));
         if replaced.is_none() && state.jobs.len() >= self.capacity() {
-            return Err(Refused::Full);
+            return Err((Refused::Full, Box::new(job)));
         }
         if state.newest.len() >= MAX_TARGETS && !state.newest.contains_key(&key) {
             state.newest.clear();
         }
         state.newest.insert(key, (job.ticket, job.id.clone()));
-        if let Some(old) = replaced {
-            old.refuse(superseded(&job.command, &job.id));
-        }
+        let failure = replaced.as_ref().map(|_| superseded(&job.command, &job.id));
         state.jobs.push_back(job);
+        drop(state);
+        if let (Some(old), Some(failure)) = (replaced, failure) {
+            old.refuse(failure);
+        }
         Ok(())
     }
 
@@ -228,7 +274,7 @@ mod tests {
         let args = args.as_object().cloned().unwrap();
         let target = ["output".to_string()];
         let key = (command == "volume").then(|| conflation_key(command, &args, &target));
-        let (reply, outcome) = oneshot::channel();
+        let (reply, outcome) = Reply::channel();
         let job = Job {
             command: command.into(),
             args,
@@ -258,12 +304,12 @@ mod tests {
             .collect();
         queue.set_capacity(2);
         let (over, _) = job(&queue, "c3", "power", json!({"on": true}));
-        assert!(matches!(queue.push(over), Err(Refused::Full)));
+        assert!(matches!(queue.push(over), Err((Refused::Full, _))));
         assert_eq!(ids(&queue), ["c0", "c1", "c2"], "the queued ones stay");
         queue.set_capacity(1);
         let _one = push(&queue, "c4", "power", json!({"on": false}));
         let (two, _) = job(&queue, "c5", "power", json!({"on": true}));
-        assert!(matches!(queue.push(two), Err(Refused::Full)));
+        assert!(matches!(queue.push(two), Err((Refused::Full, _))));
     }
 
     #[test]
@@ -316,7 +362,7 @@ mod tests {
         }
         push(&queue, "p1", "power", json!({"on": true}));
         let (extra, _) = job(&queue, "p2", "power", json!({"on": false}));
-        assert!(matches!(queue.push(extra), Err(Refused::Full)));
+        assert!(matches!(queue.push(extra), Err((Refused::Full, _))));
         assert_eq!(ids(&queue), ["v99", "p1"]);
     }
 
@@ -327,6 +373,6 @@ mod tests {
         let waiting = queue.close();
         assert_eq!(waiting.len(), 1);
         let (late, _) = job(&queue, "p2", "power", json!({"on": true}));
-        assert!(matches!(queue.push(late), Err(Refused::Closed)));
+        assert!(matches!(queue.push(late), Err((Refused::Closed, _))));
     }
 }

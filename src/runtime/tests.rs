@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::link::LinkTask;
 use super::queue::CommandQueue;
 use super::unit::Unit;
-use super::{DeviceHandle, transport::LinkStream};
+use super::{DeviceHandle, Reply, transport::LinkStream};
 use crate::config::{DeviceConfig, Link, Profile};
 use crate::journal::{DeviceState, Journal, ONLINE, Read};
 
@@ -254,9 +254,8 @@ async fn a_command_waits_for_the_one_read_in_flight_not_the_whole_poll_group() {
     assert!(reads.iter().all(|r| r.function == 3), "{reads:?}");
     let submitted = Instant::now();
     let write = args(json!({"point": "level", "value": 7}));
-    let outcome = meter
-        .submit(meter.ticket(), "w1", "write".into(), write)
-        .expect("queued");
+    let (reply, outcome) = Reply::channel();
+    meter.submit(meter.ticket(), "w1", "write".into(), write, reply);
 
     let write = loop {
         let request = seen.recv().await.expect("device running");
@@ -338,9 +337,8 @@ async fn a_command_for_one_unit_goes_between_two_reads_of_another_units_poll() {
     }
     let submitted = Instant::now();
     let write = args(json!({"point": "level", "value": 3}));
-    let outcome = meters[0]
-        .submit(meters[0].ticket(), "a1", "write".into(), write)
-        .expect("queued");
+    let (reply, outcome) = Reply::channel();
+    meters[0].submit(meters[0].ticket(), "a1", "write".into(), write, reply);
     let next = seen.recv().await.expect("device running");
     assert_eq!(
         (next.unit, next.function),

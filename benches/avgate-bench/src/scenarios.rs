@@ -32,7 +32,7 @@ impl Sizes {
     pub fn full() -> Sizes {
         Sizes {
             connects: 200,
-            commands: 300,
+            commands: 1000,
             concurrent_commands: (50, 100),
             fanout: vec![
                 (
