@@ -375,4 +375,28 @@ mod tests {
         let (late, _) = job(&queue, "p2", "power", json!({"on": true}));
         assert!(matches!(queue.push(late), Err((Refused::Closed, _))));
     }
+
+    #[test]
+    fn a_command_dropped_unanswered_is_answered_shutting_down_once() {
+        let queue = CommandQueue::new(2);
+        let mut first = push(&queue, "p1", "power", json!({"on": true}));
+        drop(queue.close());
+        let outcome = first.result().expect("answered when dropped");
+        assert_eq!(outcome.unwrap_err().code, ErrorCode::ShuttingDown);
+
+        let calls = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let reply = Reply::new(move |_| {
+            counted.fetch_add(1, Ordering::Relaxed);
+        });
+        reply.send(Answered {
+            outcome: Ok(()),
+            device_time: Duration::ZERO,
+        });
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            1,
+            "answered, then not again on drop"
+        );
+    }
 }
