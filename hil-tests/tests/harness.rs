@@ -12,6 +12,15 @@ async fn rack_file(body: &str) -> tempfile::NamedTempFile {
     file
 }
 
+/// Runs the harness on a rack file; every check must pass. Returns what it printed.
+async fn passing(rack: &std::path::Path) -> String {
+    let mut out = Vec::new();
+    let report = run_file(rack, &mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(report.failed, 0, "{out}");
+    out
+}
+
 #[tokio::test]
 async fn every_check_passes_against_the_simulator() {
     let projector = sim::start(sim::Config {
@@ -26,10 +35,7 @@ async fn every_check_passes_against_the_simulator() {
         projector.local_addr()
     ))
     .await;
-    let mut out = Vec::new();
-    let report = run_file(rack.path(), &mut out).await.unwrap();
-    let out = String::from_utf8(out).unwrap();
-    assert_eq!(report.failed, 0, "{out}");
+    let out = passing(rack.path()).await;
     assert!(out.contains("PASS sim connect"), "{out}");
     assert!(out.contains("PASS sim power on"), "{out}");
     assert!(out.contains("PASS sim lamp"), "{out}");
@@ -96,10 +102,7 @@ async fn extron_checks_pass_over_telnet_and_rs232() {
         switcher.local_addr()
     ))
     .await;
-    let mut out = Vec::new();
-    let report = run_file(rack.path(), &mut out).await.unwrap();
-    let out = String::from_utf8(out).unwrap();
-    assert_eq!(report.failed, 0, "{out}");
+    let out = passing(rack.path()).await;
     for line in [
         "PASS telnet connect",
         "PASS telnet routes",
@@ -159,10 +162,7 @@ async fn display_camera_and_modbus_checks_pass_against_simulators() {
         ),
     )
     .unwrap();
-    let mut out = Vec::new();
-    let report = run_file(&rack_path, &mut out).await.unwrap();
-    let out = String::from_utf8(out).unwrap();
-    assert_eq!(report.failed, 0, "{out}");
+    let out = passing(&rack_path).await;
     for line in [
         "PASS tv connect",
         "PASS tv volume",
@@ -201,10 +201,7 @@ async fn every_scripted_family_passes_against_its_generated_simulator() {
         sims.push(sim);
     }
     let rack = rack_file(&body).await;
-    let mut out = Vec::new();
-    let report = run_file(rack.path(), &mut out).await.unwrap();
-    let out = String::from_utf8(out).unwrap();
-    assert_eq!(report.failed, 0, "{out}");
+    let out = passing(rack.path()).await;
     for profile in ["kramer-protocol-3000", "nec-display", "blackmagic-videohub"] {
         assert!(out.contains(&format!("PASS {profile} write back")), "{out}");
     }
@@ -242,10 +239,7 @@ async fn a_scripted_profile_of_the_rack_is_found_beside_the_rack_file() {
         ),
     )
     .unwrap();
-    let mut out = Vec::new();
-    let report = run_file(&rack_path, &mut out).await.unwrap();
-    let out = String::from_utf8(out).unwrap();
-    assert_eq!(report.failed, 0, "{out}");
+    let out = passing(&rack_path).await;
     assert!(out.contains("PASS matrix connect"), "{out}");
     sim.shutdown().await;
 }
@@ -271,10 +265,7 @@ async fn qsys_checks_pass_against_the_simulated_core() {
         core.local_addr()
     ))
     .await;
-    let mut out = Vec::new();
-    let report = run_file(rack.path(), &mut out).await.unwrap();
-    let out = String::from_utf8(out).unwrap();
-    assert_eq!(report.failed, 0, "{out}");
+    let out = passing(rack.path()).await;
     for line in [
         "PASS core connect",
         "PASS core gain",
