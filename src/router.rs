@@ -799,14 +799,14 @@ fn storage_unavailable(why: &str) -> Failure {
     )
 }
 
-/// A finished command counted, audited and handed to whoever waits for its `result`,
-/// which goes out once the journal has committed up to `after_seq`.
 /// What a result carries besides its outcome.
 struct Detail {
     steps: Option<Arc<[StepReport]>>,
     device_time: Option<Duration>,
 }
 
+/// A finished command counted, audited and handed to whoever waits for its `result`,
+/// which goes out once the journal has committed up to `after_seq`.
 fn settle(
     audit: &AuditLog,
     accepted: &Accepted,
@@ -866,8 +866,12 @@ async fn recorded(
     work: impl Future<Output = Outcome>,
 ) -> Outcome {
     let at_ms = unix_millis(SystemTime::now());
-    if let Some(store) = store {
-        pending_written(store, accepted, at_ms).await?;
+    if let Some(store) = store
+        && let Err(failure) = pending_written(store, accepted, at_ms).await
+    {
+        // Written once the disk is back, so the record never reads as pending.
+        store.enqueue(accepted.write(at_ms, Some(Err(failure.clone()))));
+        return Err(failure);
     }
     let outcome = work.await;
     if let Some(store) = store {
@@ -879,20 +883,15 @@ async fn recorded(
 }
 
 /// Writes `accepted` down as pending and waits until it is on disk. If the disk fails,
-/// the failure is the command's outcome, written down once the disk is back so the record
-/// never reads as pending.
+/// that failure is the command's outcome (the caller writes it down: once the disk is
+/// back, so the record never reads as pending).
 async fn pending_written(store: &Store, accepted: &Accepted, at_ms: u64) -> Result<(), Failure> {
     let ticket = store.enqueue(accepted.write(at_ms, None));
-    let Err(health) = store.written(ticket).await else {
-        return Ok(());
-    };
-    let why = match health {
-        Health::Failing(why) => why,
-        Health::Ok => "the journal stopped".into(),
-    };
-    let failure = storage_unavailable(&why);
-    store.enqueue(accepted.write(at_ms, Some(Err(failure.clone()))));
-    Err(failure)
+    match store.written(ticket).await {
+        Ok(()) => Ok(()),
+        Err(Health::Failing(why)) => Err(storage_unavailable(&why)),
+        Err(Health::Ok) => Err(storage_unavailable("the journal stopped")),
+    }
 }
 
 /// What settles an accepted device command once its device answered (or it was refused):
