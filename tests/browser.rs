@@ -18,29 +18,6 @@ use common::{DEADLINE, Panel, http_get};
 use serde_json::{Value, json};
 
 /// The demo room and a gateway for it; `ping` replaces the site's ping interval.
-async fn demo(ping: Option<Duration>) -> (DemoRoom, Gateway) {
-    let room = DemoRoom::start("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .expect("demo room starts");
-    let mut site = room.site.clone();
-    if let Some(ping) = ping {
-        site.server.ping_interval = ping;
-    }
-    let gateway = Gateway::start(site).await.expect("gateway starts");
-    // Every device online first, so the page starts from a settled room.
-    let (mut panel, _) = Panel::hello(&gateway, json!({"type": "hello"})).await;
-    for device in &room.site.devices {
-        panel.until_event(&device.id, "online", json!(true)).await;
-    }
-    panel.close().await;
-    (room, gateway)
-}
-
-async fn finish(room: DemoRoom, gateway: Gateway) {
-    gateway.shutdown().await;
-    room.shutdown().await;
-}
-
 async fn state(gateway: &Gateway) -> Value {
     serde_json::from_str(&http_get(gateway.local_addr(), "/api/state").await).expect("state JSON")
 }
@@ -71,7 +48,7 @@ async fn room_page_powers_on_selects_an_input_routes_and_is_quick() {
     let Some(driver) = driver("room_page_powers_on_selects_an_input_routes_and_is_quick") else {
         return;
     };
-    let (room, gateway) = demo(None).await;
+    let (room, gateway) = demo_gateway(None).await;
     let browser = Browser::open(&driver, 1280, 800).await;
     browser
         .open_panel(&format!("http://{}/", gateway.local_addr()))
@@ -207,7 +184,7 @@ async fn a_silent_link_shows_the_overlay_then_resumes_exactly_and_runs_the_tap_o
         return;
     };
     let ping = Duration::from_secs(2);
-    let (room, gateway) = demo(Some(ping)).await;
+    let (room, gateway) = demo_gateway(Some(ping)).await;
     let proxy = SilentProxy::start(gateway.local_addr()).await;
     let browser = Browser::open(&driver, 1280, 800).await;
     browser.open_panel(&format!("http://{}/", proxy.addr)).await;
@@ -356,7 +333,7 @@ async fn a_reload_mid_command_still_shows_the_result_and_drives_the_device_once(
     else {
         return;
     };
-    let (room, gateway) = demo(None).await;
+    let (room, gateway) = demo_gateway(None).await;
     let browser = Browser::open(&driver, 1280, 800).await;
     browser
         .open_panel(&format!("http://{}/", gateway.local_addr()))
@@ -420,7 +397,7 @@ async fn a_toml_panel_page_button_drives_its_device() {
     let Some(driver) = driver("a_toml_panel_page_button_drives_its_device") else {
         return;
     };
-    let (room, gateway) = demo(None).await;
+    let (room, gateway) = demo_gateway(None).await;
     let browser = Browser::open(&driver, 1280, 800).await;
     browser
         .open_panel(&format!("http://{}/panel/demo", gateway.local_addr()))
@@ -488,7 +465,7 @@ async fn every_control_is_a_48px_touch_target_at_four_screen_sizes() {
     let Some(driver) = driver("every_control_is_a_48px_touch_target_at_four_screen_sizes") else {
         return;
     };
-    let (room, gateway) = demo(None).await;
+    let (room, gateway) = demo_gateway(None).await;
     let browser = Browser::open(&driver, 1280, 800).await;
     let measure = r#"
         const targets = 'button, input, select, a[href], summary, [role=button], [role=switch], [role=radio], [role=tab], [role=slider]';
@@ -536,7 +513,7 @@ async fn ten_browser_sessions_at_once_all_follow_the_room() {
     let Some(driver) = driver("ten_browser_sessions_at_once_all_follow_the_room") else {
         return;
     };
-    let (room, gateway) = demo(None).await;
+    let (room, gateway) = demo_gateway(None).await;
     let url = format!("http://{}/", gateway.local_addr());
     let browsers = futures_util::future::join_all((0..10).map(|_| async {
         let browser = Browser::open(&driver, 800, 1280).await;
@@ -580,7 +557,7 @@ async fn an_offline_device_is_greyed_and_its_controls_disabled_and_a_camera_stop
     ) else {
         return;
     };
-    let (room, gateway) = demo(None).await;
+    let (room, gateway) = demo_gateway(None).await;
     let browser = Browser::open(&driver, 1280, 800).await;
     browser
         .open_panel(&format!("http://{}/", gateway.local_addr()))

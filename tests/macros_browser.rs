@@ -14,21 +14,6 @@ use browser_support::*;
 use common::{Panel, http_get};
 use serde_json::{Value, json};
 
-async fn demo() -> (DemoRoom, Gateway) {
-    let room = DemoRoom::start("127.0.0.1:0".parse().unwrap(), None)
-        .await
-        .expect("demo room starts");
-    let gateway = Gateway::start(room.site.clone())
-        .await
-        .expect("gateway starts");
-    let (mut panel, _) = Panel::hello(&gateway, json!({"type": "hello"})).await;
-    for device in &room.site.devices {
-        panel.until_event(&device.id, "online", json!(true)).await;
-    }
-    panel.close().await;
-    (room, gateway)
-}
-
 async fn state(gateway: &Gateway) -> Value {
     serde_json::from_str(&http_get(gateway.local_addr(), "/api/state").await).expect("state JSON")
 }
@@ -40,7 +25,7 @@ async fn a_macro_button_asks_first_then_shows_progress_and_the_end() {
     let Some(driver) = driver("a_macro_button_asks_first_then_shows_progress_and_the_end") else {
         return;
     };
-    let (room, gateway) = demo().await;
+    let (room, gateway) = demo_gateway(None).await;
     let browser = Browser::open(&driver, 1280, 800).await;
     browser
         .open_panel(&format!("http://{}/panel/demo", gateway.local_addr()))
@@ -112,8 +97,7 @@ async fn a_macro_button_asks_first_then_shows_progress_and_the_end() {
         "done"
     );
     browser.close().await;
-    gateway.shutdown().await;
-    room.shutdown().await;
+    finish(room, gateway).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +105,7 @@ async fn the_room_page_lists_the_sites_macros_and_who_has_the_room() {
     let Some(driver) = driver("the_room_page_lists_the_sites_macros_and_who_has_the_room") else {
         return;
     };
-    let (room, gateway) = demo().await;
+    let (room, gateway) = demo_gateway(None).await;
     let browser = Browser::open(&driver, 1280, 800).await;
     browser
         .open_panel(&format!("http://{}/", gateway.local_addr()))
@@ -160,8 +144,7 @@ async fn the_room_page_lists_the_sites_macros_and_who_has_the_room() {
         )
         .await;
     browser.close().await;
-    gateway.shutdown().await;
-    room.shutdown().await;
+    finish(room, gateway).await;
 }
 
 fn shots() -> std::path::PathBuf {
@@ -238,6 +221,5 @@ async fn a_scheduled_run_counts_down_on_the_panel_and_keep_on_cancels_it() {
     let point = &state(&gateway).await["devices"]["@schedules"]["points"]["room-off"];
     assert_eq!(point["state"], "kept_on", "{point}");
     browser.close().await;
-    gateway.shutdown().await;
-    room.shutdown().await;
+    finish(room, gateway).await;
 }

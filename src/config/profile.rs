@@ -385,6 +385,28 @@ fn narrow_values(
     given.get_ref().clone()
 }
 
+/// The type a profile gives a catalog entry of type `catalog`: its own if it `narrows`
+/// the catalog's, else the catalog's, with where the profile contradicts it.
+fn narrowed_kind<T: Copy + std::fmt::Display>(
+    given: &Spanned<T>,
+    catalog: T,
+    narrows: bool,
+    what: &str,
+    found: &mut Vec<Contradiction>,
+) -> T {
+    if narrows {
+        return *given.get_ref();
+    }
+    found.push((
+        given.span(),
+        format!(
+            "{what} is {catalog} in the driver's catalog; a profile cannot make it {} (leave `type` out)",
+            given.get_ref()
+        ),
+    ));
+    catalog
+}
+
 /// The catalog's point as the profile narrows and labels it.
 fn narrow_point(
     name: &str,
@@ -397,18 +419,7 @@ fn narrow_point(
     if let Some(kind) = &profile.kind {
         let narrows = *kind.get_ref() == spec.kind
             || (spec.kind == PointType::String && *kind.get_ref() == PointType::Enum);
-        if narrows {
-            narrowed.kind = *kind.get_ref();
-        } else {
-            found.push((
-                kind.span(),
-                format!(
-                    "{what} is {} in the driver's catalog; a profile cannot make it {} (leave `type` out)",
-                    spec.kind,
-                    kind.get_ref()
-                ),
-            ));
-        }
+        narrowed.kind = narrowed_kind(kind, spec.kind, narrows, &what, &mut found);
     }
     if profile.values.is_some() || narrowed.kind == PointType::Enum {
         narrowed.values = narrow_values(&what, &spec.values, profile.values.as_ref(), &mut found);
@@ -466,18 +477,7 @@ fn narrow_arg(
             || spec.kind == ArgType::Any
             || (spec.kind == ArgType::String && *kind.get_ref() == ArgType::Enum)
             || (spec.kind == ArgType::Number && *kind.get_ref() == ArgType::Integer);
-        if narrows {
-            narrowed.kind = *kind.get_ref();
-        } else {
-            found.push((
-                kind.span(),
-                format!(
-                    "{what} is {} in the driver's catalog; a profile cannot make it {} (leave `type` out)",
-                    spec.kind,
-                    kind.get_ref()
-                ),
-            ));
-        }
+        narrowed.kind = narrowed_kind(kind, spec.kind, narrows, &what, found);
     }
     if profile.values.is_some() || narrowed.kind == ArgType::Enum {
         narrowed.values = narrow_values(&what, &spec.values, profile.values.as_ref(), found);

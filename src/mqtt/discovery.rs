@@ -105,40 +105,34 @@ fn entities(
     let mut taken = Vec::new();
     let mut out = Vec::new();
 
-    if can("power") && arg("power", "on").is_some_and(|a| a.kind == ArgType::Bool) {
-        taken.push("power");
-        out.push(Entity {
-            component: "switch",
-            key: "power".into(),
-            name: "Power".into(),
-            config: object(json!({
-                "state_topic": topic("power"),
-                // A projector warming up is on its way on: the switch shows on.
-                "value_template": "{{ 'ON' if value_json.value in ['on', 'warming', true] else 'OFF' }}",
-                "command_topic": topic("power/set"),
-                "payload_on": r#"{"on": true}"#,
-                "payload_off": r#"{"on": false}"#,
-                "state_on": "ON",
-                "state_off": "OFF",
-            })),
-        });
-    }
-    if can("mute") && arg("mute", "on").is_some_and(|a| a.kind == ArgType::Bool) {
-        taken.push("mute");
-        out.push(Entity {
-            component: "switch",
-            key: "mute".into(),
-            name: "Mute".into(),
-            config: object(json!({
-                "state_topic": topic("mute"),
-                "value_template": "{{ 'ON' if value_json.value else 'OFF' }}",
-                "command_topic": topic("mute/set"),
-                "payload_on": r#"{"on": true}"#,
-                "payload_off": r#"{"on": false}"#,
-                "state_on": "ON",
-                "state_off": "OFF",
-            })),
-        });
+    // Power and mute are switches taking `{"on": bool}`.
+    let switches = [
+        // A projector warming up is on its way on: the switch shows on.
+        (
+            "power",
+            "Power",
+            "{{ 'ON' if value_json.value in ['on', 'warming', true] else 'OFF' }}",
+        ),
+        ("mute", "Mute", "{{ 'ON' if value_json.value else 'OFF' }}"),
+    ];
+    for (key, name, value_template) in switches {
+        if can(key) && arg(key, "on").is_some_and(|a| a.kind == ArgType::Bool) {
+            taken.push(key);
+            out.push(Entity {
+                component: "switch",
+                key: key.into(),
+                name: name.into(),
+                config: object(json!({
+                    "state_topic": topic(key),
+                    "value_template": value_template,
+                    "command_topic": topic(&format!("{key}/set")),
+                    "payload_on": r#"{"on": true}"#,
+                    "payload_off": r#"{"on": false}"#,
+                    "state_on": "ON",
+                    "state_off": "OFF",
+                })),
+            });
+        }
     }
     if can("input")
         && let Some(source) = arg("input", "source")

@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use avgate::Gateway;
+use avgate::demo::DemoRoom;
 use fantoccini::{Client, ClientBuilder};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -331,4 +333,29 @@ pub fn percentile(samples: &[f64], p: f64) -> f64 {
     sorted.sort_by(|a, b| a.total_cmp(b));
     let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
     sorted[rank.min(sorted.len()) - 1]
+}
+
+/// The demo room with a gateway on it (`ping`: the panels' ping interval, if not the
+/// default), every device online, so a page starts from a settled room.
+pub async fn demo_gateway(ping: Option<Duration>) -> (DemoRoom, Gateway) {
+    let room = DemoRoom::start("127.0.0.1:0".parse().unwrap(), None)
+        .await
+        .expect("demo room starts");
+    let mut site = room.site.clone();
+    if let Some(ping) = ping {
+        site.server.ping_interval = ping;
+    }
+    let gateway = Gateway::start(site).await.expect("gateway starts");
+    let (mut panel, _) = crate::common::Panel::hello(&gateway, json!({"type": "hello"})).await;
+    for device in &room.site.devices {
+        panel.until_event(&device.id, "online", json!(true)).await;
+    }
+    panel.close().await;
+    (room, gateway)
+}
+
+/// Stops what [`demo_gateway`] started.
+pub async fn finish(room: DemoRoom, gateway: Gateway) {
+    gateway.shutdown().await;
+    room.shutdown().await;
 }
